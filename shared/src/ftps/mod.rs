@@ -1,0 +1,1 @@
+//! ftps: under construction.

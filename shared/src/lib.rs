@@ -1,0 +1,23 @@
+//! `ferry-shared`: everything ferry's two binaries share.
+//!
+//! One module per concern, each owning its own I/O and its own error type:
+//!
+//! | module        | concern                                                        |
+//! |---------------|----------------------------------------------------------------|
+//! | [`config`]    | load and validate `ferry.yaml`, `partners/`, `flows/`          |
+//! | [`secrets`]   | secret references and their resolution (env, file, Vault, AWS) |
+//! | [`ftps`]      | the FTPS client: sessions, trust, streaming transfers          |
+//! | [`idempotency`] | the Redis store: claims, delivery records, flow locks        |
+//! | [`message`]   | the versioned flow-run message                                 |
+//! | [`broker`]    | RabbitMQ topology, publishing with confirms, consuming         |
+//! | [`telemetry`] | tracing subscriber, OpenTelemetry export, propagation          |
+//! | [`transfer`]  | the flow-run engine that composes the modules above           |
+
+pub mod broker;
+pub mod config;
+pub mod ftps;
+pub mod idempotency;
+pub mod message;
+pub mod secrets;
+pub mod telemetry;
+pub mod transfer;

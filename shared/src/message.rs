@@ -1,0 +1,1 @@
+//! The versioned flow-run message: under construction.

@@ -1,0 +1,5 @@
+//! Secret references and their resolution: under construction.
+
+mod secret;
+
+pub use secret::Secret;

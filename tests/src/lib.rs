@@ -1,0 +1,14 @@
+//! ferry's test bed: real servers on free loopback ports, started by the tests themselves.
+//!
+//! Every server a test needs (FTPS servers, OpenBao, moto) is started here as a child
+//! process on free ports of 127.0.0.1, with its own temporary directory, and stopped when
+//! its handle is dropped, so tests run in parallel and leave nothing behind. The binaries
+//! come from `scripts/setup-test-env`; when one is missing the error says so.
+
+pub mod ftp;
+pub mod moto;
+pub mod pki;
+pub mod ports;
+pub mod process;
+pub mod tools;
+pub mod vault;
