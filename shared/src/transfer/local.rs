@@ -1,0 +1,56 @@
+//! The engine's few operations on local files: hashing a file before it is claimed, and
+//! removing a source file after its delivery is recorded.
+//!
+//! Both stream or touch the disk only, on the blocking pool, and never hold a file in memory.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Read buffer for hashing: large enough to keep SHA-NI busy, small enough to not matter.
+const CHUNK: usize = 256 * 1024;
+
+/// The SHA-256 and size of a file, read once from start to end in fixed-size chunks.
+pub async fn hash_file(path: &Path) -> io::Result<([u8; 32], u64)> {
+    let path: PathBuf = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; CHUNK];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok((hasher.finalize().into(), size))
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
+/// Removes a delivered source file. Fails loudly (the caller reports it) when the path is
+/// no longer a removable file, e.g. a directory now sits under that name.
+pub async fn remove_file(path: &Path) -> io::Result<()> {
+    tokio::fs::remove_file(path).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_in_chunks_like_a_one_shot_digest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let content: Vec<u8> = (0..(CHUNK * 2 + 17)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).expect("write");
+        let (digest, size) = hash_file(&path).await.expect("hash");
+        assert_eq!(size, content.len() as u64);
+        assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(&content)));
+    }
+}

@@ -1,0 +1,322 @@
+//! The result of one flow-run: a row per file and the totals, as the CLI prints them
+//! (`summary_line`) and as `--json` serialises them.
+//!
+//! The report is the operator's answer to "what happened to my files?": every file the run
+//! looked at has exactly one row, and a row that is not a success says why.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+
+/// Which way a flow moves files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// Local directory -> partner.
+    Upload,
+    /// Partner -> local directory.
+    Download,
+}
+
+impl Direction {
+    /// `upload` or `download`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Upload => "upload",
+            Direction::Download => "download",
+        }
+    }
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Delivered by this run.
+    Transferred,
+    /// Already delivered (by an earlier run or another worker): not sent again.
+    Duplicate,
+    /// Not delivered, or delivered but a follow-up step (deleting the source) failed; the
+    /// row's error says which.
+    Failed,
+    /// Another worker holds the claim on this file right now and will deliver it.
+    LeftToOtherWorker,
+}
+
+impl Outcome {
+    /// The word used in reports and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Transferred => "transferred",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Failed => "failed",
+            Outcome::LeftToOtherWorker => "left-to-other-worker",
+        }
+    }
+}
+
+/// Why a file failed: a stable kind to branch or alert on, and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileError {
+    /// A short, stable word (`connection`, `tls`, `auth`, `changed-during-transfer`,
+    /// `delete-source`, `store-unavailable`, `run-timeout`, ...).
+    pub kind: String,
+    /// What went wrong, without secrets.
+    pub message: String,
+}
+
+/// One row of the report: one file the run looked at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileReport {
+    /// The file's name (relative to the flow's local directory for uploads; the remote
+    /// name for downloads).
+    pub name: String,
+    /// Size in bytes, as seen when the file was selected.
+    pub size: u64,
+    /// SHA-256 of the content, lowercase hex, when it was computed.
+    pub sha256: Option<String>,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Where the file is (or already was) delivered: the remote path for uploads, the local
+    /// path for downloads.
+    pub remote_path: Option<String>,
+    /// How many transfer attempts this run made for the file.
+    pub attempts: u32,
+    /// Why the file failed; `None` unless `outcome` is `failed`.
+    pub error: Option<FileError>,
+}
+
+impl FileReport {
+    /// A row for a file that failed before or during its transfer.
+    pub fn failed(name: impl Into<String>, size: u64, kind: &str, message: String) -> Self {
+        FileReport {
+            name: name.into(),
+            size,
+            sha256: None,
+            outcome: Outcome::Failed,
+            remote_path: None,
+            attempts: 0,
+            error: Some(FileError {
+                kind: kind.to_owned(),
+                message,
+            }),
+        }
+    }
+}
+
+/// The counts a summary needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Files delivered by this run.
+    pub transferred: usize,
+    /// Files skipped because they were already delivered.
+    pub skipped_duplicates: usize,
+    /// Files that failed.
+    pub failed: usize,
+    /// Files another worker was delivering.
+    pub left_to_other_workers: usize,
+    /// Bytes moved by this run (transferred files only).
+    pub bytes: u64,
+    /// Wall-clock time of the run.
+    #[serde(rename = "duration_secs", serialize_with = "as_secs_f64")]
+    pub duration: Duration,
+}
+
+/// Which run a report is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunInfo {
+    /// The flow.
+    pub flow_id: String,
+    /// This run's id (also in every log line and delivery record of the run).
+    pub run_id: String,
+    /// Which way the files went.
+    pub direction: Direction,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// Everything one flow-run did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    /// Which run this is.
+    #[serde(flatten)]
+    pub run: RunInfo,
+    /// One row per file, in name order.
+    pub files: Vec<FileReport>,
+    /// Files that matched but were modified too recently to be safe to send (they may still
+    /// be being written); the next run will pick them up.
+    pub not_yet_stable: Vec<String>,
+    /// Set when the run hit its time limit: files not started by then are `failed` with
+    /// kind `run-timeout`.
+    pub timed_out: bool,
+    /// The counts.
+    pub totals: Totals,
+}
+
+impl RunReport {
+    /// Builds the report from its rows, sorting them by name and computing the totals.
+    pub fn new(
+        run: RunInfo,
+        duration: Duration,
+        mut files: Vec<FileReport>,
+        not_yet_stable: Vec<String>,
+        timed_out: bool,
+    ) -> Self {
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut totals = Totals {
+            duration,
+            ..Totals::default()
+        };
+        for row in &files {
+            match row.outcome {
+                Outcome::Transferred => {
+                    totals.transferred += 1;
+                    totals.bytes += row.size;
+                }
+                Outcome::Duplicate => totals.skipped_duplicates += 1,
+                Outcome::Failed => totals.failed += 1,
+                Outcome::LeftToOtherWorker => totals.left_to_other_workers += 1,
+            }
+        }
+        RunReport {
+            run,
+            files,
+            not_yet_stable,
+            timed_out,
+            totals,
+        }
+    }
+
+    /// True when no file failed (every file was transferred, skipped or left to the worker
+    /// that holds it): the CLI's exit code 0.
+    pub fn is_success(&self) -> bool {
+        self.totals.failed == 0
+    }
+
+    /// One line for logs and the terminal, e.g.
+    /// `flow payroll-out run 3f2a...: 48 transferred, 2 duplicates skipped, 0 failed, 0 left
+    /// to other workers, 1.2 MiB in 3.4s`.
+    pub fn summary_line(&self) -> String {
+        let t = &self.totals;
+        let mut line = format!(
+            "flow {} run {} ({}): {} transferred, {} duplicates skipped, {} failed, \
+             {} left to other workers, {} in {:.1}s",
+            self.run.flow_id,
+            self.run.run_id,
+            self.run.direction.as_str(),
+            t.transferred,
+            t.skipped_duplicates,
+            t.failed,
+            t.left_to_other_workers,
+            human_bytes(t.bytes),
+            t.duration.as_secs_f64(),
+        );
+        if !self.not_yet_stable.is_empty() {
+            line.push_str(&format!(
+                "; {} not yet stable (left for the next run)",
+                self.not_yet_stable.len()
+            ));
+        }
+        if self.timed_out {
+            line.push_str("; stopped at the run's time limit");
+        }
+        line
+    }
+}
+
+/// `1536` -> `1.5 KiB`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn as_secs_f64<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(direction: Direction) -> RunInfo {
+        RunInfo {
+            flow_id: "f".into(),
+            run_id: "r1".into(),
+            direction,
+            started_at: Utc::now(),
+        }
+    }
+
+    fn row(name: &str, size: u64, outcome: Outcome) -> FileReport {
+        FileReport {
+            name: name.into(),
+            size,
+            sha256: Some("ab".repeat(32)),
+            outcome,
+            remote_path: Some(format!("/in/{name}")),
+            attempts: 1,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn totals_count_each_outcome_and_only_transferred_bytes() {
+        let files = vec![
+            row("b", 2048, Outcome::Transferred),
+            row("a", 1024, Outcome::Duplicate),
+            FileReport::failed("c", 7, "connection", "refused".into()),
+            row("d", 5, Outcome::LeftToOtherWorker),
+        ];
+        let r = RunReport::new(
+            info(Direction::Upload),
+            Duration::from_millis(1500),
+            files,
+            vec!["young.csv".into()],
+            false,
+        );
+        assert_eq!(r.files[0].name, "a");
+        assert_eq!(
+            (
+                r.totals.transferred,
+                r.totals.skipped_duplicates,
+                r.totals.failed
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(r.totals.left_to_other_workers, 1);
+        assert_eq!(r.totals.bytes, 2048);
+        assert!(!r.is_success());
+        assert_eq!(
+            r.summary_line(),
+            "flow f run r1 (upload): 1 transferred, 1 duplicates skipped, 1 failed, \
+             1 left to other workers, 2.0 KiB in 1.5s; 1 not yet stable (left for the next run)"
+        );
+    }
+
+    #[test]
+    fn json_uses_kebab_case_outcomes_and_seconds() {
+        let r = RunReport::new(
+            info(Direction::Download),
+            Duration::from_millis(250),
+            vec![row("x", 1, Outcome::LeftToOtherWorker)],
+            vec![],
+            false,
+        );
+        let v = serde_json::to_value(&r).expect("serialises");
+        assert_eq!(v["direction"], "download");
+        assert_eq!(v["files"][0]["outcome"], "left-to-other-worker");
+        assert_eq!(v["totals"]["duration_secs"], 0.25);
+        assert!(r.is_success());
+    }
+}
