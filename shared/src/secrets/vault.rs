@@ -1,0 +1,316 @@
+//! The Vault (or OpenBao) back end: reads KV v2 secrets with `vaultrs`, and owns the login.
+//!
+//! One client token is kept for the whole process and shared by every resolution. It comes
+//! from the configured method: a token (itself an `env:`/`file:`/literal reference, read
+//! again at each login so an agent-rotated token file is picked up), AppRole (role id and
+//! secret id, exchanged for a token), or Kubernetes (the pod's service-account token
+//! exchanged for a token). A token obtained by login is replaced before its lease ends,
+//! and any 403 leads to one fresh login and one retry before it is reported as
+//! [`Fault::PermissionDenied`]: a revoked or expired token heals itself, a missing policy
+//! does not.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+use tracing::{debug, info, instrument, warn};
+use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
+use vaultrs::error::ClientError;
+
+use super::error::{Fault, chain};
+use super::settings::{VaultAuth, VaultSettings};
+use super::{Secret, SecretRef, local};
+
+/// How long one HTTP request to Vault may take before it counts as unavailable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The fields of one KV v2 secret. Non-string values are kept as their JSON text.
+pub(crate) type Fields = Arc<HashMap<String, Secret>>;
+
+/// The Vault client of a resolver: settings, and the current logged-in session.
+pub(crate) struct VaultBackend {
+    settings: VaultSettings,
+    /// The current session; the lock also makes concurrent logins a single one.
+    session: Mutex<Option<Arc<Session>>>,
+}
+
+/// A client holding a valid token.
+struct Session {
+    client: VaultClient,
+    /// When to log in again (three quarters into the token's lease); `None`: never.
+    renew_at: Option<Instant>,
+}
+
+/// Why one read failed: a 403 is kept apart, it may be healed by a fresh login.
+enum ReadFailure {
+    Forbidden(String),
+    Other(Fault),
+}
+
+impl VaultBackend {
+    /// A back end for these settings; nothing is contacted before the first read.
+    pub(crate) fn new(settings: VaultSettings) -> Self {
+        VaultBackend {
+            settings,
+            session: Mutex::new(None),
+        }
+    }
+
+    /// The fields of the KV v2 secret `path` under `mount`.
+    #[instrument(name = "vault.read", skip(self), fields(address = %self.settings.address))]
+    pub(crate) async fn read(&self, mount: &str, path: &str) -> Result<Fields, Fault> {
+        let session = self.session().await?;
+        match read_with(&session, mount, path).await {
+            Err(ReadFailure::Forbidden(reason)) => {
+                warn!(%reason, "Vault answered 403; logging in again and retrying once");
+                self.discard(&session).await;
+                let session = self.session().await?;
+                read_with(&session, mount, path)
+                    .await
+                    .map_err(|failure| match failure {
+                        ReadFailure::Forbidden(reason) => Fault::PermissionDenied(reason),
+                        ReadFailure::Other(fault) => fault,
+                    })
+            }
+            Err(ReadFailure::Other(fault)) => Err(fault),
+            Ok(fields) => Ok(fields),
+        }
+    }
+
+    /// The current session, after a login if there is none or its lease is ending.
+    async fn session(&self) -> Result<Arc<Session>, Fault> {
+        let mut current = self.session.lock().await;
+        if let Some(session) = current.as_ref()
+            && session.renew_at.is_none_or(|at| Instant::now() < at)
+        {
+            return Ok(Arc::clone(session));
+        }
+        let session = Arc::new(self.login().await?);
+        *current = Some(Arc::clone(&session));
+        Ok(session)
+    }
+
+    /// Forgets `stale` (unless another task already replaced it).
+    async fn discard(&self, stale: &Arc<Session>) {
+        let mut current = self.session.lock().await;
+        if current.as_ref().is_some_and(|s| Arc::ptr_eq(s, stale)) {
+            *current = None;
+        }
+    }
+
+    /// A new session through the configured method.
+    async fn login(&self) -> Result<Session, Fault> {
+        match &self.settings.auth {
+            VaultAuth::Token(token) => {
+                let token = credential(token, "token", "token").await?;
+                debug!("using the configured Vault token");
+                Ok(Session {
+                    client: self.client(token.expose())?,
+                    renew_at: None,
+                })
+            }
+            VaultAuth::AppRole {
+                mount,
+                role_id,
+                secret_id,
+            } => {
+                let role_id = credential(role_id, "approle", "role id").await?;
+                let secret_id = credential(secret_id, "approle", "secret id").await?;
+                let mut client = self.client("")?;
+                let auth = vaultrs::auth::approle::login(
+                    &client,
+                    mount,
+                    role_id.expose(),
+                    secret_id.expose(),
+                )
+                .await
+                .map_err(|e| login_fault("approle", &e))?;
+                client.set_token(&auth.client_token);
+                info!(
+                    method = "approle",
+                    lease_seconds = auth.lease_duration,
+                    "logged in to Vault"
+                );
+                Ok(Session {
+                    client,
+                    renew_at: renew_at(auth.lease_duration),
+                })
+            }
+            VaultAuth::Kubernetes {
+                mount,
+                role,
+                token_file,
+            } => {
+                let jwt = tokio::fs::read_to_string(token_file).await.map_err(|e| {
+                    Fault::LoginFailed {
+                        method: "kubernetes",
+                        reason: format!(
+                            "cannot read the service-account token file `{}`: {e}",
+                            token_file.display()
+                        ),
+                    }
+                })?;
+                let mut client = self.client("")?;
+                let auth = vaultrs::auth::kubernetes::login(&client, mount, role, jwt.trim())
+                    .await
+                    .map_err(|e| login_fault("kubernetes", &e))?;
+                client.set_token(&auth.client_token);
+                info!(
+                    method = "kubernetes",
+                    lease_seconds = auth.lease_duration,
+                    "logged in to Vault"
+                );
+                Ok(Session {
+                    client,
+                    renew_at: renew_at(auth.lease_duration),
+                })
+            }
+        }
+    }
+
+    /// A client for the configured address, namespace and CA, carrying `token` (empty: none).
+    fn client(&self, token: &str) -> Result<VaultClient, Fault> {
+        let address = &self.settings.address;
+        // vaultrs panics on a malformed address: check it first.
+        let url = url::Url::parse(address).map_err(|e| {
+            Fault::InvalidSettings(format!("the address `{address}` is not a URL: {e}"))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Fault::InvalidSettings(format!(
+                "the address `{address}` must start with http:// or https://"
+            )));
+        }
+        let mut builder = VaultClientSettingsBuilder::default();
+        builder
+            .address(url.as_str())
+            .token(token)
+            .namespace(self.settings.namespace.clone())
+            .ca_certs(
+                self.settings
+                    .ca_cert
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect(),
+            )
+            .identity(None)
+            .verify(true)
+            .timeout(Some(REQUEST_TIMEOUT));
+        let settings = builder
+            .build()
+            .map_err(|e| Fault::InvalidSettings(e.to_string()))?;
+        VaultClient::new(settings).map_err(|e| match e {
+            ClientError::FileReadError { path, source } => {
+                Fault::InvalidSettings(format!("cannot read the CA file `{path}`: {source}"))
+            }
+            ClientError::ParseCertificateError { path, .. } => {
+                Fault::InvalidSettings(format!("the CA file `{path}` holds no PEM certificate"))
+            }
+            other => Fault::InvalidSettings(chain(&other)),
+        })
+    }
+}
+
+/// One read with one session.
+async fn read_with(session: &Session, mount: &str, path: &str) -> Result<Fields, ReadFailure> {
+    let data: HashMap<String, serde_json::Value> =
+        match vaultrs::kv2::read(&session.client, mount, path).await {
+            Ok(data) => data,
+            Err(ClientError::APIError { code: 403, errors }) => {
+                return Err(ReadFailure::Forbidden(server_words(403, &errors)));
+            }
+            Err(ClientError::APIError { code: 404, .. } | ClientError::ResponseDataEmptyError) => {
+                return Err(ReadFailure::Other(Fault::NotFound));
+            }
+            Err(e) => return Err(ReadFailure::Other(fault(&e))),
+        };
+    let fields = data
+        .into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (name, Secret::new(text))
+        })
+        .collect();
+    Ok(Arc::new(fields))
+}
+
+/// Resolves a credential of the login (token, role id, secret id): local references only.
+async fn credential(
+    reference: &SecretRef,
+    method: &'static str,
+    what: &str,
+) -> Result<Secret, Fault> {
+    match local::resolve(reference).await {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(e)) => Err(Fault::LoginFailed {
+            method,
+            reason: format!("the {what} cannot be read: {e}"),
+        }),
+        None => Err(Fault::InvalidSettings(format!(
+            "the Vault {what} must be an env:, file: or literal reference, not `{reference}`"
+        ))),
+    }
+}
+
+/// When to log in again for a lease of `seconds` (0: the token never expires).
+fn renew_at(seconds: u64) -> Option<Instant> {
+    (seconds > 0).then(|| Instant::now() + Duration::from_secs(seconds) * 3 / 4)
+}
+
+/// A login's failure: the server's refusal is final, an outage is transient.
+fn login_fault(method: &'static str, error: &ClientError) -> Fault {
+    match error {
+        ClientError::APIError { code, errors } if (400..500).contains(code) && *code != 429 => {
+            Fault::LoginFailed {
+                method,
+                reason: server_words(*code, errors),
+            }
+        }
+        other => fault(other),
+    }
+}
+
+/// Any other failure: by status, or by kind for errors below HTTP.
+fn fault(error: &ClientError) -> Fault {
+    match error {
+        ClientError::APIError { code, errors } => {
+            let words = server_words(*code, errors);
+            match code {
+                403 => Fault::PermissionDenied(words),
+                404 => Fault::NotFound,
+                429 | 500.. => Fault::Unavailable(words),
+                _ => Fault::Unexpected(words),
+            }
+        }
+        ClientError::RestClientError { source } if is_network(source) => {
+            // A request that never got an answer: the chain says why (refused, timeout, TLS).
+            Fault::Unavailable(chain(source))
+        }
+        // Not the chain: a response's parse error could quote the response.
+        other => Fault::Unexpected(other.to_string()),
+    }
+}
+
+/// Whether the error happened on the way to the server (connect, TLS, timeout).
+fn is_network(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>().is_some() || e.to_string().contains("timed out") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Vault's own error texts ("permission denied"), or the status when it gave none.
+fn server_words(code: u16, errors: &[String]) -> String {
+    if errors.is_empty() {
+        format!("HTTP {code}")
+    } else {
+        format!("{} (HTTP {code})", errors.join("; "))
+    }
+}
