@@ -1,0 +1,78 @@
+//! The operator's probe: connect to a partner exactly as a flow would and report every step,
+//! so that "it does not work" becomes "passive mode: data connection to 10.0.0.5:50000 failed".
+//!
+//! `ferry-worker probe` prints the steps it receives; this module only produces them. It uses
+//! [`Session::connect`]'s own code path (not a re-implementation), so what the probe proves is
+//! what the flows will do. No step detail ever contains a password, key or passphrase.
+
+use super::config::SessionConfig;
+use super::error::FtpsError;
+use super::session::{ProbeStep, Session};
+
+/// Most listing entries reported one by one (the count is always reported).
+const MAX_LISTED: usize = 50;
+
+/// Connects step by step, lists `path` (the login directory when `None`), and reports each
+/// step to `on_step`. On failure the error names the failing step and its kind.
+pub async fn probe(
+    cfg: &SessionConfig,
+    path: Option<&str>,
+    on_step: &mut (dyn FnMut(ProbeStep) + Send),
+) -> Result<(), FtpsError> {
+    let mut session = Session::connect_reporting(cfg, on_step).await?;
+    let dir = path.unwrap_or(".");
+    let entries = session.list(dir).await?;
+    let attempt = session.attempt.lock().map(|a| *a).unwrap_or_default();
+    let mode = if session.uses_epsv() { "EPSV" } else { "PASV" };
+    let detail = match (attempt.addr, attempt.advertised) {
+        (Some(used), Some(adv)) => {
+            format!("{mode}: data connection to {used} (server advertised {adv}; NAT workaround)")
+        }
+        (Some(used), None) => format!("{mode}: data connection to {used}"),
+        (None, _) => format!("{mode}: no data connection"),
+    };
+    on_step(ProbeStep {
+        name: "passive",
+        detail,
+    });
+    let stats = session.data_tls_stats();
+    on_step(ProbeStep {
+        name: "data-tls",
+        detail: format!(
+            "data connection TLS session: {}",
+            if stats.resumed > 0 {
+                "resumed from the control connection"
+            } else {
+                "full handshake (no resumption)"
+            }
+        ),
+    });
+    on_step(ProbeStep {
+        name: "list",
+        detail: format!(
+            "{} entries in {dir} (via {})",
+            entries.len(),
+            if session.features.mlsd {
+                "MLSD"
+            } else {
+                "LIST"
+            }
+        ),
+    });
+    for e in entries.iter().take(MAX_LISTED) {
+        on_step(ProbeStep {
+            name: "entry",
+            detail: format!(
+                "{} {} {} {}",
+                if e.is_file { "file" } else { "dir " },
+                e.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                e.modified
+                    .map(|m| m.to_rfc3339())
+                    .unwrap_or_else(|| "-".into()),
+                e.name
+            ),
+        });
+    }
+    session.quit().await;
+    Ok(())
+}

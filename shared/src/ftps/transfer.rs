@@ -1,0 +1,501 @@
+//! Streaming uploads and downloads over a [`Session`], so that a partner never sees a partial
+//! file and ferry never keeps a whole file in memory.
+//!
+//! Upload: the local file is read once, in buffers of [`BUF_SIZE`]; each buffer is hashed
+//! (SHA-256) and sent in the same pass. The data goes to a hidden temporary name in the target
+//! directory (`.NAME.RANDOM.ferry-part`); only after the server confirmed the transfer (226),
+//! the bytes sent match the file's size (and the caller's expected hash), and, where the
+//! server offers `SIZE`, the stored size equals the bytes sent, is it renamed to its final
+//! name. Any failure deletes the temporary file (best effort). The hash returned is the hash
+//! of the bytes sent: it is the one the flow records.
+//!
+//! Download: streamed into a temporary file created (exclusively) in the destination folder,
+//! hashed on the way, `fsync`ed, its size checked against `SIZE`, and handed back as a
+//! [`DownloadedFile`] that deletes itself unless [`DownloadedFile::persist`]ed under its final
+//! name. A cancelled transfer (dropped future) leaves no final-name file on either side.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::fs::File;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{Instrument, debug, info};
+
+use super::error::{self, FtpsError, FtpsErrorKind, ReplyTo};
+use super::listing::check_name;
+use super::session::{
+    DataCmd, Session, Transfer, check_remote_path, eof_is_end, join_remote, within,
+};
+
+/// Copy buffer size: large enough for full TLS records and few system calls, small enough
+/// that memory stays flat whatever the file size.
+pub const BUF_SIZE: usize = 256 * 1024;
+
+/// The outcome of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    /// Bytes sent (and confirmed).
+    pub bytes: u64,
+    /// SHA-256 of the bytes sent.
+    pub sha256: [u8; 32],
+    /// The final remote path.
+    pub remote_path: String,
+}
+
+/// A downloaded file, still under its temporary name in the destination folder.
+///
+/// Dropping it deletes the temporary file; [`DownloadedFile::persist`] gives it its final name.
+#[derive(Debug)]
+pub struct DownloadedFile {
+    /// Bytes received.
+    pub bytes: u64,
+    /// SHA-256 of the bytes received.
+    pub sha256: [u8; 32],
+    guard: TempGuard,
+    dir: PathBuf,
+}
+
+impl DownloadedFile {
+    /// Where the data is now (a hidden temporary name in the destination folder).
+    pub fn temp_path(&self) -> &Path {
+        &self.guard.path
+    }
+
+    /// Renames the file to `final_name` in its folder (replacing an existing file) and
+    /// `fsync`s the folder so the rename survives a crash.
+    pub fn persist(mut self, final_name: &str) -> Result<PathBuf, FtpsError> {
+        let step = format!("saving {final_name}");
+        check_name(final_name)
+            .map_err(|e| FtpsError::new(FtpsErrorKind::InvalidPath, step.clone(), e.to_string()))?;
+        let dest = self.dir.join(final_name);
+        std::fs::rename(&self.guard.path, &dest)
+            .map_err(|e| FtpsError::local_io(step.clone(), e))?;
+        self.guard.armed = false;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| FtpsError::local_io(step, e))?;
+        Ok(dest)
+    }
+}
+
+/// Deletes a local temporary file when dropped, unless disarmed.
+#[derive(Debug)]
+struct TempGuard {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A hidden temporary name next to the final one: `.NAME.RANDOM.ferry-part`.
+fn temp_name(name: &str) -> String {
+    let mut cut = name.len().min(160);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!(".{}.{}.ferry-part", &name[..cut], &random[..12])
+}
+
+fn invalid_name(step: &str, e: super::listing::NameError) -> FtpsError {
+    FtpsError::new(FtpsErrorKind::InvalidPath, step, e.to_string())
+}
+
+impl Session {
+    /// Streams `local` to `remote_dir/remote_name` through a temporary name and a rename,
+    /// hashing in the same pass. With `expected_sha256`, a file whose bytes sent hash
+    /// differently (it changed since it was selected) is deleted, never renamed, and the
+    /// error kind is [`FtpsErrorKind::LocalFileChanged`].
+    pub async fn upload(
+        &mut self,
+        local: &Path,
+        remote_dir: &str,
+        remote_name: &str,
+        expected_sha256: Option<[u8; 32]>,
+    ) -> Result<Uploaded, FtpsError> {
+        let span =
+            tracing::info_span!("ftps_upload", remote_dir, remote_name, local = %local.display());
+        async {
+            match self
+                .upload_once(local, remote_dir, remote_name, expected_sha256)
+                .await
+            {
+                Err(e) if !self.fell_back_to_tls12() && self.reuse_failure_suspected(&e) => {
+                    self.fall_back_to_tls12(&e).await?;
+                    self.upload_once(local, remote_dir, remote_name, expected_sha256)
+                        .await
+                }
+                r => r,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn upload_once(
+        &mut self,
+        local: &Path,
+        remote_dir: &str,
+        remote_name: &str,
+        expected_sha256: Option<[u8; 32]>,
+    ) -> Result<Uploaded, FtpsError> {
+        let final_path = join_remote(remote_dir, remote_name);
+        let step = format!("upload of {final_path}");
+        check_name(remote_name).map_err(|e| invalid_name(&step, e))?;
+        check_remote_path(&step, remote_dir)?;
+        let mut file = File::open(local)
+            .await
+            .map_err(|e| FtpsError::local_io(format!("{step}: opening {}", local.display()), e))?;
+        let expected_len = file
+            .metadata()
+            .await
+            .map_err(|e| FtpsError::local_io(format!("{step}: reading {}", local.display()), e))?
+            .len();
+        self.ensure_ready().await?;
+        self.dirty = true;
+        let r = self
+            .upload_inner(
+                &step,
+                &mut file,
+                expected_len,
+                &final_path,
+                remote_dir,
+                remote_name,
+                expected_sha256,
+            )
+            .await;
+        match &r {
+            Ok(u) => {
+                self.dirty = false;
+                info!(bytes = u.bytes, sha256 = %hex::encode(u.sha256), remote = %u.remote_path, "uploaded");
+            }
+            Err(e) => self.settle(e),
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_inner(
+        &mut self,
+        step: &str,
+        file: &mut File,
+        expected_len: u64,
+        final_path: &str,
+        remote_dir: &str,
+        remote_name: &str,
+        expected_sha256: Option<[u8; 32]>,
+    ) -> Result<Uploaded, FtpsError> {
+        let temp_path = join_remote(remote_dir, &temp_name(remote_name));
+        let mut stream = self
+            .open_data(step, &DataCmd::Stor(temp_path.clone()), ReplyTo::NewPath)
+            .await?;
+        // From here on a temporary file may exist on the server: every failure removes it.
+        let sent = send(file, &mut stream, self.cfg.timeouts.data_idle, step).await;
+        let finished = self.finish(step, stream, ReplyTo::NewPath).await;
+        let (bytes, sha256) = match (sent, finished) {
+            (Ok(v), Ok(())) => v,
+            (Ok(_), Err(e)) => return Err(self.discard(&temp_path, e).await),
+            (Err(e), Err(f)) if f.reply().is_some() && e.kind() != FtpsErrorKind::LocalIo => {
+                // The server's reply explains a broken data connection better than EPIPE.
+                return Err(self.discard(&temp_path, f).await);
+            }
+            (Err(e), _) => return Err(self.discard(&temp_path, e).await),
+        };
+        if let Some(expected) = expected_sha256
+            && expected != sha256
+        {
+            let e = FtpsError::new(
+                FtpsErrorKind::LocalFileChanged,
+                step,
+                format!(
+                    "the file changed since it was selected: sha256 of the bytes sent {} differs \
+                     from the expected {}; not renamed",
+                    hex::encode(sha256),
+                    hex::encode(expected)
+                ),
+            );
+            return Err(self.discard(&temp_path, e).await);
+        }
+        if bytes != expected_len {
+            let e = FtpsError::new(
+                FtpsErrorKind::LocalFileChanged,
+                step,
+                format!(
+                    "the file changed during the upload: {expected_len} bytes when opened, {bytes} read"
+                ),
+            );
+            return Err(self.discard(&temp_path, e).await);
+        }
+        match self.remote_size(step, &temp_path).await {
+            Ok(Some(stored)) if stored != bytes => {
+                let e = FtpsError::new(
+                    FtpsErrorKind::Protocol,
+                    step,
+                    format!("the server stored {stored} bytes, ferry sent {bytes}"),
+                )
+                .transient(true);
+                return Err(self.discard(&temp_path, e).await);
+            }
+            Ok(_) => {}
+            Err(e) => return Err(self.discard(&temp_path, e).await),
+        }
+        if let Err(e) = self.rename_inner(step, &temp_path, final_path).await {
+            return Err(self.discard(&temp_path, e).await);
+        }
+        Ok(Uploaded {
+            bytes,
+            sha256,
+            remote_path: final_path.to_string(),
+        })
+    }
+
+    /// Best-effort removal of a remote temporary file after a failure; returns `err`.
+    async fn discard(&mut self, temp_path: &str, err: FtpsError) -> FtpsError {
+        let wait = self
+            .cfg
+            .timeouts
+            .reply
+            .min(std::time::Duration::from_secs(5));
+        if let Some(ftp) = self.ftp.as_mut() {
+            match tokio::time::timeout(wait, ftp.rm(temp_path)).await {
+                Ok(Ok(())) => debug!(temp = temp_path, "temporary file removed"),
+                _ => debug!(temp = temp_path, "temporary file could not be removed"),
+            }
+        }
+        err
+    }
+
+    /// Streams `remote_dir/remote_name` into a temporary file in `local_dir`, `fsync`s it and
+    /// checks its size; the caller decides whether to keep it ([`DownloadedFile::persist`]).
+    pub async fn download(
+        &mut self,
+        remote_dir: &str,
+        remote_name: &str,
+        local_dir: &Path,
+    ) -> Result<DownloadedFile, FtpsError> {
+        let span = tracing::info_span!("ftps_download", remote_dir, remote_name, local_dir = %local_dir.display());
+        async {
+            match self.download_once(remote_dir, remote_name, local_dir).await {
+                Err(e) if !self.fell_back_to_tls12() && self.reuse_failure_suspected(&e) => {
+                    self.fall_back_to_tls12(&e).await?;
+                    self.download_once(remote_dir, remote_name, local_dir).await
+                }
+                r => r,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn download_once(
+        &mut self,
+        remote_dir: &str,
+        remote_name: &str,
+        local_dir: &Path,
+    ) -> Result<DownloadedFile, FtpsError> {
+        let remote_path = join_remote(remote_dir, remote_name);
+        let step = format!("download of {remote_path}");
+        check_name(remote_name).map_err(|e| invalid_name(&step, e))?;
+        check_remote_path(&step, remote_dir)?;
+        self.ensure_ready().await?;
+        self.dirty = true;
+        let r = self
+            .download_inner(&step, &remote_path, remote_name, local_dir)
+            .await;
+        match &r {
+            Ok(d) => {
+                self.dirty = false;
+                info!(bytes = d.bytes, sha256 = %hex::encode(d.sha256), "downloaded");
+            }
+            Err(e) => self.settle(e),
+        }
+        r
+    }
+
+    async fn download_inner(
+        &mut self,
+        step: &str,
+        remote_path: &str,
+        remote_name: &str,
+        local_dir: &Path,
+    ) -> Result<DownloadedFile, FtpsError> {
+        let expected = self.remote_size(step, remote_path).await?;
+        let path = local_dir.join(temp_name(remote_name));
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| FtpsError::local_io(format!("{step}: creating {}", path.display()), e))?;
+        let guard = TempGuard { path, armed: true };
+        let mut stream = self
+            .open_data(
+                step,
+                &DataCmd::Retr(remote_path.to_string()),
+                ReplyTo::ExistingPath,
+            )
+            .await?;
+        let received = receive(&mut stream, &mut file, self.cfg.timeouts.data_idle, step).await;
+        let finished = self.finish(step, stream, ReplyTo::ExistingPath).await;
+        let (bytes, sha256) = match (received, finished) {
+            (Ok(v), Ok(())) => v,
+            (Ok(_), Err(e)) => return Err(e),
+            (Err(e), Err(f)) if f.reply().is_some() && e.kind() != FtpsErrorKind::LocalIo => {
+                return Err(f);
+            }
+            (Err(e), _) => return Err(e),
+        };
+        let local_step = format!("{step}: writing {}", guard.path.display());
+        file.flush()
+            .await
+            .map_err(|e| FtpsError::local_io(local_step.clone(), e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| FtpsError::local_io(local_step, e))?;
+        drop(file);
+        if let Some(n) = expected
+            && n != bytes
+        {
+            return Err(FtpsError::new(
+                FtpsErrorKind::Protocol,
+                step,
+                format!("received {bytes} bytes, the server announced {n}"),
+            )
+            .transient(true));
+        }
+        Ok(DownloadedFile {
+            bytes,
+            sha256,
+            guard,
+            dir: local_dir.to_path_buf(),
+        })
+    }
+}
+
+/// Reads `file` once, hashing and sending each buffer.
+async fn send(
+    file: &mut File,
+    stream: &mut Transfer,
+    idle: std::time::Duration,
+    step: &str,
+) -> Result<(u64, [u8; 32]), FtpsError> {
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| FtpsError::local_io(format!("{step}: reading the local file"), e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        within(idle, step, "data connection (upload)", async {
+            stream
+                .write_all(&buf[..n])
+                .await
+                .map_err(|e| error::from_net_io(step, e))
+        })
+        .await?;
+        total += n as u64;
+    }
+    Ok((total, hasher.finalize().into()))
+}
+
+/// Receives the data stream into `file`, hashing each buffer.
+async fn receive(
+    stream: &mut Transfer,
+    file: &mut File,
+    idle: std::time::Duration,
+    step: &str,
+) -> Result<(u64, [u8; 32]), FtpsError> {
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    loop {
+        let n = within(idle, step, "data connection (download)", async {
+            stream
+                .read(&mut buf)
+                .await
+                .or_else(|e| eof_is_end(e, 0))
+                .map_err(|e| error::from_net_io(step, e))
+        })
+        .await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n])
+            .await
+            .map_err(|e| FtpsError::local_io(format!("{step}: writing the local file"), e))?;
+        total += n as u64;
+    }
+    Ok((total, hasher.finalize().into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_hidden_unique_and_bounded() {
+        let a = temp_name("report.xml");
+        let b = temp_name("report.xml");
+        assert_ne!(a, b);
+        assert!(a.starts_with(".report.xml."));
+        assert!(a.ends_with(".ferry-part"));
+        assert!(check_name(&a).is_ok());
+        let long = "é".repeat(200);
+        assert!(temp_name(&long).len() < 200);
+    }
+
+    #[test]
+    fn downloaded_file_deletes_itself_unless_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".x.tmp");
+        std::fs::write(&p, b"data").unwrap();
+        drop(DownloadedFile {
+            bytes: 4,
+            sha256: [0; 32],
+            guard: TempGuard {
+                path: p.clone(),
+                armed: true,
+            },
+            dir: dir.path().to_path_buf(),
+        });
+        assert!(!p.exists());
+
+        std::fs::write(&p, b"data").unwrap();
+        let d = DownloadedFile {
+            bytes: 4,
+            sha256: [0; 32],
+            guard: TempGuard {
+                path: p.clone(),
+                armed: true,
+            },
+            dir: dir.path().to_path_buf(),
+        };
+        assert!(d.persist("../escape").is_err());
+        assert!(!p.exists(), "a failed persist still cleans up");
+        std::fs::write(&p, b"data").unwrap();
+        let d = DownloadedFile {
+            bytes: 4,
+            sha256: [0; 32],
+            guard: TempGuard {
+                path: p.clone(),
+                armed: true,
+            },
+            dir: dir.path().to_path_buf(),
+        };
+        let dest = d.persist("final.txt").unwrap();
+        assert_eq!(std::fs::read(dest).unwrap(), b"data");
+        assert!(!p.exists());
+    }
+}
