@@ -364,6 +364,11 @@ impl<'n> Map<'n> {
         self.entries.iter().map(|(k, f)| (k.as_str(), f.get()))
     }
 
+    /// The mapping's field path (`flows.claims-upload`).
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
     /// Where the mapping is referenced from (its key, or the file start for the root).
     pub(crate) fn loc(&self) -> Loc {
         self.loc
@@ -387,6 +392,7 @@ fn unknown_field_message(name: &str, known: &[&str]) -> String {
 
 impl<'n> Field<'n> {
     /// The field path (`ftps.connection.port`).
+    #[cfg(test)]
     pub(crate) fn path(&self) -> &'n str {
         self.path
     }

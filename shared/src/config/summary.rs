@@ -1,0 +1,169 @@
+//! [`render_summary`]: the one-screen description of a loaded configuration that
+//! `ferry-worker validate` and `ferry-scheduler validate` print, so an operator can check
+//! what ferry understood (trust modes, schedules and their next fire times) before
+//! deploying. It never shows a secret: URLs are redacted, references print as written and
+//! literals as `literal:[redacted]`.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+
+use super::settings::redact_url;
+use super::yaml::format_duration;
+use super::{Config, Direction, Flow};
+use crate::secrets::VaultAuth;
+
+/// The summary of `config`, with schedules' next fire times computed from `now`.
+pub fn render_summary(config: &Config, now: DateTime<Utc>) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_summary(&mut out, config, now);
+    out
+}
+
+fn write_summary(out: &mut String, config: &Config, now: DateTime<Utc>) -> std::fmt::Result {
+    let s = &config.settings;
+    writeln!(out, "configuration: {}", config.dir.display())?;
+    writeln!(
+        out,
+        "  hardened mode: {}",
+        if s.hardened_mode { "on" } else { "off" }
+    )?;
+    writeln!(
+        out,
+        "  broker: {} (exchange prefix `{}`)",
+        redact_url(&s.broker.url),
+        s.broker.exchange_prefix
+    )?;
+    write!(
+        out,
+        "  redis: {} (key prefix `{}`, delivery records kept {}",
+        redact_url(&s.redis.url),
+        s.redis.key_prefix,
+        format_duration(s.redis.delivery_retention)
+    )?;
+    if let Some(password) = &s.redis.password {
+        write!(out, ", password {password}")?;
+    }
+    writeln!(out, ")")?;
+    match &s.resolver.vault {
+        Some(vault) => {
+            let auth = match &vault.auth {
+                VaultAuth::Token(token) => format!("token {token}"),
+                VaultAuth::AppRole { mount, .. } => format!("approle at `{mount}`"),
+                VaultAuth::Kubernetes { mount, role, .. } => {
+                    format!("kubernetes role `{role}` at `{mount}`")
+                }
+            };
+            writeln!(out, "  vault: {} ({auth})", vault.address)?;
+        }
+        None => writeln!(out, "  vault: not configured")?,
+    }
+    if let Some(region) = &s.resolver.aws.region {
+        write!(out, "  aws: region {region}")?;
+        if let Some(endpoint) = &s.resolver.aws.endpoint_url {
+            write!(out, ", endpoint {endpoint}")?;
+        }
+        writeln!(out)?;
+    }
+    writeln!(
+        out,
+        "  secrets cache: {}; worker: {} at once, health on {}; retries: {} attempts, {}..{}",
+        format_duration(s.resolver.cache_ttl),
+        s.worker.concurrency,
+        s.worker.health_listen,
+        s.retry.max_attempts,
+        format_duration(s.retry.base_delay),
+        format_duration(s.retry.max_delay)
+    )?;
+    if let Some(endpoint) = &s.telemetry.otlp_endpoint {
+        writeln!(out, "  traces: {endpoint}")?;
+    }
+
+    writeln!(out, "partners ({}):", config.partners.len())?;
+    for partner in config.partners.values() {
+        let c = &partner.ftps.connection;
+        let tls = &partner.ftps.tls;
+        writeln!(
+            out,
+            "  {}  {}:{}  TLS: {} (max {})  mTLS: {}  login: {}  sessions: {}",
+            partner.id,
+            c.host,
+            c.port,
+            tls.trust_mode(),
+            tls.max_version,
+            if tls.client_identity.is_some() {
+                "yes"
+            } else {
+                "no"
+            },
+            partner.ftps.auth.username,
+            c.max_connections
+        )?;
+    }
+
+    writeln!(out, "flows ({}):", config.flows.len())?;
+    for flow in config.flows.values() {
+        write_flow(out, flow, now)?;
+    }
+    Ok(())
+}
+
+fn write_flow(out: &mut String, flow: &Flow, now: DateTime<Utc>) -> std::fmt::Result {
+    let remote = format!("{}:{}", flow.remote.partner, flow.remote.path);
+    let local = flow.local_path.display().to_string();
+    let (from, to) = match flow.direction {
+        Direction::Upload => (local, remote),
+        Direction::Download => (remote, local),
+    };
+    let disabled = if flow.enabled { "" } else { " [DISABLED]" };
+    writeln!(
+        out,
+        "  {}{disabled}  {}  {from} -> {to}",
+        flow.id, flow.direction
+    )?;
+    let patterns: Vec<String> = flow
+        .files
+        .iter()
+        .map(|f| {
+            if f.exclude.is_empty() {
+                f.pattern.clone()
+            } else {
+                format!("{} (not {})", f.pattern, f.exclude.join(", "))
+            }
+        })
+        .collect();
+    writeln!(
+        out,
+        "      files: {}  idempotency: {}  delete after: {}  attempts: {}",
+        patterns.join(", "),
+        flow.idempotency_mode,
+        if flow.delete_after_transfer {
+            "yes"
+        } else {
+            "no"
+        },
+        flow.max_attempts
+    )?;
+    match &flow.schedule {
+        None => writeln!(out, "      schedule: manual/event only"),
+        Some(schedule) => {
+            let next = match schedule.next_after(now) {
+                Some(next) if flow.enabled => format!(
+                    "next {} ({} {})",
+                    next.format("%Y-%m-%d %H:%M:%S UTC"),
+                    next.with_timezone(&schedule.timezone)
+                        .format("%Y-%m-%d %H:%M:%S %Z"),
+                    schedule.timezone
+                ),
+                Some(_) => "not scheduled while disabled".to_string(),
+                None => "never fires".to_string(),
+            };
+            writeln!(
+                out,
+                "      schedule: \"{}\" {}: {next}",
+                schedule.cron_text, schedule.timezone
+            )
+        }
+    }
+}
