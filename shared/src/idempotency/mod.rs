@@ -1,1 +1,64 @@
-//! idempotency: under construction.
+//! The Redis store behind ferry's exactly-once delivery. Only this module speaks Redis.
+//!
+//! Workers are stateless and a flow-run message may be delivered twice (broker redelivery,
+//! a replayed trigger, two replicas of the scheduler), so "has this file already gone to
+//! the partner?" and "is another worker sending it right now?" are answered here, in
+//! Redis, shared by every worker. For each file of a flow-run the transfer engine does:
+//!
+//! ```text
+//! store.claim(key, worker, lease)
+//!   AlreadyDelivered(record) -> skip (the record says when and by which run)
+//!   ClaimedByOther { owner } -> leave it to that worker
+//!   Claimed(claim)           -> claim.hold_while(transfer)   (renews every lease/3)
+//!                                 ok  -> store.record_delivery(&claim, &record, retention)
+//!                                 err -> store.release(claim)
+//! ```
+//!
+//! The engine fails closed: an [`ErrorKind::Unavailable`] error means "no answer", and no
+//! file is transferred without one.
+//!
+//! # Key layout
+//!
+//! Every key starts with the configured prefix (default `ferry`) and the flow's Redis
+//! Cluster hash tag, so all keys of one flow live in one slot and the store's scripts may
+//! touch several of them at once. The layout is built in [`keys`] and nowhere else.
+//!
+//! | key                                          | value                       | expiry                     | written by |
+//! |----------------------------------------------|-----------------------------|----------------------------|------------|
+//! | `<prefix>:{flow:<flow>}:claim:<key>`         | owner token `<owner>/<uuid>`| lease (`PX`), renewed      | [`Store::claim`], [`Claim::renew`]; deleted by [`Store::record_delivery`], [`Store::release`] |
+//! | `<prefix>:{flow:<flow>}:delivered:<key>`     | [`DeliveryRecord`] as JSON  | retention (`PX`)           | [`Store::record_delivery`] |
+//! | `<prefix>:{flow:<flow>}:lock`                | owner token                 | lease (`PX`), renewed      | [`Store::lock_flow`]; deleted by [`Store::unlock_flow`] |
+//! | `<prefix>:{flow:<flow>}:tick:<unix-seconds>` | time of the claim (RFC 3339)| tick TTL (`EX`)            | [`Store::claim_tick`] (scheduler) |
+//!
+//! `<flow>` is the flow id with every byte outside `[A-Za-z0-9._-]` percent-escaped.
+//! `<key>` is a [`DeliveryKey`], one of:
+//!
+//! | mode                          | `<key>`                                   |
+//! |-------------------------------|-------------------------------------------|
+//! | content (`idempotency_mode: hash`) | `sha256:<content sha-256 hex>`        |
+//! | name (`idempotency_mode: name`)    | `name:<sha-256 hex of the file name>:<size>:<mtime unix s>` |
+//! | download claim (before fetching)   | `download:<sha-256 hex of the remote name>:<size>:<mtime unix s>` |
+//!
+//! File names are hashed, never written raw, so no name can add a separator or a brace.
+//!
+//! # Guarantees and limits
+//!
+//! - A claim is `SET NX PX` inside a script that first checks the delivery record, so no
+//!   file is claimed after its delivery was recorded (within retention).
+//! - Only the token holder renews or deletes a claim or lock (compare-and-set scripts).
+//! - A lease that lapses (worker paused longer than the lease, Redis unreachable) lets
+//!   another worker take the file: keep leases well above a renewal round trip and let
+//!   [`Claim::hold_while`] stop the transfer when the lease is lost.
+//! - Commands are retried twice after a connection error; all of them are safe to repeat.
+
+mod error;
+pub mod keys;
+mod lease;
+mod record;
+mod store;
+
+pub use error::{ErrorKind, IdempotencyError};
+pub use keys::DeliveryKey;
+pub use lease::{Claim, FlowLock};
+pub use record::DeliveryRecord;
+pub use store::{ClaimOutcome, LockWait, Store, StoreConfig};

@@ -1,0 +1,625 @@
+//! [`Store`]: the connection to Redis and every operation ferry performs on it.
+//!
+//! One [`redis::aio::ConnectionManager`] per store (it multiplexes commands and reconnects
+//! in the background); each operation is one command or one Lua script, retried at the
+//! call site after a connection error, because the manager still fails the command that
+//! met the broken connection. Every operation that changes two keys is a script, so a
+//! crash between two steps cannot leave a claim without its record or the other way round.
+
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, FromRedisValue, IntoConnectionInfo, Script, ScriptInvocation};
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info_span, warn};
+
+use super::error::{IdempotencyError, is_unavailable};
+use super::keys::{self, DeliveryKey, FlowKeys};
+use super::lease::{Claim, FlowLock, Lease};
+use super::record::DeliveryRecord;
+use crate::secrets::Secret;
+
+/// How many times a command is retried after a connection error (so `1 + RETRIES` tries).
+const RETRIES: u32 = 2;
+/// Pause before the first retry; doubled for the next.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Claim a delivery key: check the record, `SET claim owner NX PX lease`, and report the
+/// owner when someone else holds it. One script, so the check and the claim are atomic:
+/// no worker can record the delivery between them (which makes the "re-check after a
+/// successful claim" of a multi-command design unnecessary). A claim already held with
+/// this very token (our own earlier attempt whose reply was lost) counts as claimed.
+///
+/// KEYS: delivered, claim. ARGV: token, lease ms. Reply: {status, value}.
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local record = redis.call('GET', KEYS[1])
+if record then return {'delivered', record} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {'claimed', ARGV[1]}
+end
+local owner = redis.call('GET', KEYS[2])
+if owner == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return {'claimed', ARGV[1]}
+end
+return {'other', owner or ''}
+",
+    )
+});
+
+/// Write the delivery record(s) with the retention TTL, then delete the claim if it is
+/// still ours. Returns 1 when the claim was ours (or when this is a retry of our own
+/// write), 0 when the lease had been lost meanwhile.
+///
+/// KEYS: claim, delivered... ARGV: token, record JSON, retention ms.
+static RECORD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local prior = redis.call('GET', KEYS[2])
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[2], 'PX', ARGV[3])
+end
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+if not owner and prior == ARGV[2] then return 1 end
+return 0
+",
+    )
+});
+
+/// The Redis client's settings that the store needs; built by the binaries from
+/// `ferry.yaml`.
+#[derive(Clone)]
+pub struct StoreConfig {
+    /// `redis://host:port/db` or `rediss://host:port/db` (TLS). May carry a password, which
+    /// is never logged; [`StoreConfig::password`] overrides it.
+    pub url: String,
+    /// The password, when it comes from a secret store rather than the URL.
+    pub password: Option<Secret>,
+    /// First part of every key (see the key layout); letters, digits, `-_.:` only.
+    pub key_prefix: String,
+    /// PEM CA certificate(s) to trust for `rediss://` instead of the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Time allowed for one connection attempt (TCP, TLS, AUTH).
+    pub connect_timeout: Duration,
+    /// Time allowed for Redis to answer one command.
+    pub response_timeout: Duration,
+}
+
+impl StoreConfig {
+    /// Settings for `url` with the default prefix and timeouts (5 s connect, 5 s response).
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreConfig {
+            url: url.into(),
+            password: None,
+            key_prefix: keys::DEFAULT_PREFIX.to_owned(),
+            ca_pem: None,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &keys::redact_url(&self.url))
+            .field("password", &self.password)
+            .field("key_prefix", &self.key_prefix)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "set"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
+}
+
+/// What [`Store::claim`] found for a delivery key.
+#[derive(Debug)]
+pub enum ClaimOutcome {
+    /// The key is ours for the lease: transfer, then [`Store::record_delivery`] or
+    /// [`Store::release`].
+    Claimed(Claim),
+    /// The file was delivered already (within the retention period): skip it.
+    AlreadyDelivered(DeliveryRecord),
+    /// Another worker is transferring it right now: leave it to them.
+    ClaimedByOther {
+        /// The other claim's owner token (`<owner>/<uuid>`).
+        owner: String,
+    },
+}
+
+/// What [`Store::wait_for_flow_lock`] ended with.
+#[derive(Debug)]
+pub enum LockWait {
+    /// The lock is ours.
+    Acquired(FlowLock),
+    /// Someone else held the lock for the whole wait: the flow is busy.
+    Busy {
+        /// The holder's owner token, when it still held the lock at the last look.
+        holder: Option<String>,
+        /// How long we waited.
+        waited: Duration,
+    },
+}
+
+/// A command or a script invocation, so that one retry loop serves both.
+enum Request<'a> {
+    Cmd(Cmd),
+    Script(ScriptInvocation<'a>),
+}
+
+/// The idempotency store: claims, delivery records, flow locks and scheduler ticks in
+/// Redis. Cheap to clone (one shared, self-healing connection).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    /// The URL with its password redacted: safe for messages and spans.
+    url: String,
+    prefix: String,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("url", &self.inner.url)
+            .field("prefix", &self.inner.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects to Redis and checks the connection.
+    ///
+    /// Fails with [`ErrorKind::Unavailable`](super::ErrorKind::Unavailable) when Redis
+    /// cannot be reached (the caller decides whether to wait or stop), with
+    /// [`ErrorKind::Config`](super::ErrorKind::Config) for an unusable URL or prefix.
+    pub async fn connect(config: &StoreConfig) -> Result<Store, IdempotencyError> {
+        let url = keys::redact_url(&config.url);
+        keys::check_prefix(&config.key_prefix)?;
+        let span = info_span!("idempotency.connect", redis.url = %url);
+        async {
+            let client = client(config, &url)?;
+            let manager_config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.response_timeout))
+                .set_number_of_retries(2)
+                .set_min_delay(Duration::from_millis(100))
+                .set_max_delay(Duration::from_secs(1));
+            let conn = ConnectionManager::new_with_config(client, manager_config)
+                .await
+                .map_err(|e| IdempotencyError::from_redis(&url, "connect", e))?;
+            let store = Store {
+                inner: Arc::new(Inner {
+                    conn,
+                    url,
+                    prefix: config.key_prefix.clone(),
+                }),
+            };
+            store.ping().await?;
+            debug!("connected to the idempotency store");
+            Ok(store)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Checks that Redis answers (for readiness probes).
+    pub async fn ping(&self) -> Result<(), IdempotencyError> {
+        let reply: String = self.run("ping", &Request::Cmd(redis::cmd("PING"))).await?;
+        if reply == "PONG" {
+            Ok(())
+        } else {
+            Err(self.unexpected("ping", format!("PING answered {reply:?}")))
+        }
+    }
+
+    /// The key prefix this store writes under.
+    pub fn key_prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// Tries to claim `key` for `lease` on behalf of `owner` (a worker id; a unique
+    /// token is appended, so two claims by the same worker never mistake each other).
+    ///
+    /// Checks the delivery record first: a delivered file is never claimed again.
+    #[tracing::instrument(
+        name = "idempotency.claim",
+        skip_all,
+        fields(flow = key.flow_id(), key = key.as_str(), lease_ms = millis(lease), outcome)
+    )]
+    pub async fn claim(
+        &self,
+        key: &DeliveryKey,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, IdempotencyError> {
+        let flow = self.flow_keys(key.flow_id());
+        let claim_key = flow.claim(key);
+        let delivered_key = flow.delivered(key);
+        let token = token(owner);
+        let mut inv = CLAIM.prepare_invoke();
+        inv.key(&delivered_key)
+            .key(&claim_key)
+            .arg(&token)
+            .arg(millis(lease));
+        let (status, value): (String, String) = self.run("claim", &Request::Script(inv)).await?;
+        let outcome = match status.as_str() {
+            "claimed" => ClaimOutcome::Claimed(Claim::new(
+                Lease::new(self.clone(), claim_key, token),
+                key.clone(),
+                lease,
+            )),
+            "delivered" => ClaimOutcome::AlreadyDelivered(decode(&delivered_key, &value)?),
+            "other" => ClaimOutcome::ClaimedByOther { owner: value },
+            other => {
+                return Err(self.unexpected("claim", format!("claim script answered {other:?}")));
+            }
+        };
+        tracing::Span::current().record("outcome", status.as_str());
+        debug!(outcome = status.as_str(), "claim checked");
+        Ok(outcome)
+    }
+
+    /// Records that `claim`'s file was delivered: writes `record` under the claim's
+    /// delivery key for `retention`, and deletes the claim if it is still ours, in one step.
+    ///
+    /// Returns whether the claim was still held. `false` means the lease ran out during
+    /// the transfer (another worker may have started the same file): the record is written
+    /// anyway, because the delivery did happen, but the engine should report it.
+    pub async fn record_delivery(
+        &self,
+        claim: &Claim,
+        record: &DeliveryRecord,
+        retention: Duration,
+    ) -> Result<bool, IdempotencyError> {
+        self.record_delivery_also(claim, &[], record, retention)
+            .await
+    }
+
+    /// Like [`Store::record_delivery`], also writing the record under `also` (keys of the
+    /// same flow): a download claimed by [`DeliveryKey::download`] records its
+    /// [`DeliveryKey::content`] key too, so the same bytes are not fetched again under
+    /// another name.
+    #[tracing::instrument(
+        name = "idempotency.record_delivery",
+        skip_all,
+        fields(
+            flow = claim.key().flow_id(),
+            key = claim.key().as_str(),
+            retention_s = retention.as_secs(),
+            still_held
+        )
+    )]
+    pub async fn record_delivery_also(
+        &self,
+        claim: &Claim,
+        also: &[DeliveryKey],
+        record: &DeliveryRecord,
+        retention: Duration,
+    ) -> Result<bool, IdempotencyError> {
+        let flow_id = claim.key().flow_id();
+        if let Some(stray) = also.iter().find(|k| k.flow_id() != flow_id) {
+            return Err(IdempotencyError::Config {
+                reason: format!(
+                    "record_delivery_also: key {stray} belongs to another flow than {flow_id}; \
+                     a record may only name keys of the claim's flow"
+                ),
+            });
+        }
+        let flow = self.flow_keys(flow_id);
+        let main_key = flow.delivered(claim.key());
+        let json =
+            serde_json::to_string(record).map_err(|source| IdempotencyError::Serialization {
+                key: main_key.clone(),
+                action: "encoded",
+                source,
+            })?;
+        let mut inv = RECORD.prepare_invoke();
+        inv.key(claim.lease().key()).key(&main_key);
+        for k in also {
+            inv.key(flow.delivered(k));
+        }
+        inv.arg(claim.lease().token())
+            .arg(&json)
+            .arg(millis(retention));
+        let held: i64 = self.run("record_delivery", &Request::Script(inv)).await?;
+        let held = held == 1;
+        tracing::Span::current().record("still_held", held);
+        if held {
+            debug!("delivery recorded, claim released");
+        } else {
+            warn!("delivery recorded, but the claim's lease had been lost during the transfer");
+        }
+        Ok(held)
+    }
+
+    /// Gives `claim` up (after a failed transfer) so another attempt can take the file at
+    /// once. Deletes the claim only if it is still ours; returns whether it was.
+    #[tracing::instrument(
+        name = "idempotency.release",
+        skip_all,
+        fields(flow = claim.key().flow_id(), key = claim.key().as_str())
+    )]
+    pub async fn release(&self, claim: Claim) -> Result<bool, IdempotencyError> {
+        claim.lease().release().await
+    }
+
+    /// The delivery record stored under `key`, if the file was delivered within retention.
+    pub async fn delivery(
+        &self,
+        key: &DeliveryKey,
+    ) -> Result<Option<DeliveryRecord>, IdempotencyError> {
+        let redis_key = self.flow_keys(key.flow_id()).delivered(key);
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&redis_key);
+        let json: Option<String> = self.run("delivery", &Request::Cmd(cmd)).await?;
+        json.map(|j| decode(&redis_key, &j)).transpose()
+    }
+
+    /// Takes the flow-wide lock for `lease` if nobody holds it (`SET NX PX`).
+    #[tracing::instrument(
+        name = "idempotency.lock_flow",
+        skip_all,
+        fields(flow = flow_id, lease_ms = millis(lease), acquired)
+    )]
+    pub async fn lock_flow(
+        &self,
+        flow_id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<FlowLock>, IdempotencyError> {
+        let lock_key = self.flow_keys(flow_id).lock();
+        let token = token(owner);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&lock_key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(lease));
+        let set: Option<String> = self.run("lock_flow", &Request::Cmd(cmd)).await?;
+        let acquired = match set {
+            Some(_) => true,
+            // A retry after a lost reply finds our own token: that is ours too.
+            None => self.get(&lock_key, "lock_flow").await?.as_deref() == Some(token.as_str()),
+        };
+        tracing::Span::current().record("acquired", acquired);
+        Ok(acquired.then(|| {
+            FlowLock::new(
+                Lease::new(self.clone(), lock_key, token),
+                flow_id.to_owned(),
+                lease,
+            )
+        }))
+    }
+
+    /// Waits up to `max_wait` for the flow lock, polling with a growing, jittered pause
+    /// (50 ms doubling to 1 s); ends with [`LockWait::Busy`] if it never came free.
+    #[tracing::instrument(
+        name = "idempotency.wait_for_flow_lock",
+        skip_all,
+        fields(flow = flow_id, max_wait_ms = millis(max_wait))
+    )]
+    pub async fn wait_for_flow_lock(
+        &self,
+        flow_id: &str,
+        owner: &str,
+        lease: Duration,
+        max_wait: Duration,
+    ) -> Result<LockWait, IdempotencyError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            if let Some(lock) = self.lock_flow(flow_id, owner, lease).await? {
+                return Ok(LockWait::Acquired(lock));
+            }
+            let waited = started.elapsed();
+            if waited >= max_wait {
+                let holder = self
+                    .get(&self.flow_keys(flow_id).lock(), "wait_for_flow_lock")
+                    .await?;
+                debug!(?holder, "flow busy: gave up waiting for its lock");
+                return Ok(LockWait::Busy { holder, waited });
+            }
+            let jitter = rand::rng().random_range(0.5..1.0);
+            let sleep = pause.mul_f64(jitter).min(max_wait - waited);
+            tokio::time::sleep(sleep).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Releases a flow lock if it is still ours; returns whether it was.
+    #[tracing::instrument(name = "idempotency.unlock_flow", skip_all, fields(flow = lock.flow_id()))]
+    pub async fn unlock_flow(&self, lock: FlowLock) -> Result<bool, IdempotencyError> {
+        lock.lease().release().await
+    }
+
+    /// Scheduler tick de-duplication: `true` for exactly one caller per (flow, tick) across
+    /// all replicas, for `ttl` (rounded up to whole seconds; keep it longer than the clock
+    /// skew between replicas).
+    #[tracing::instrument(
+        name = "idempotency.claim_tick",
+        skip_all,
+        fields(flow = flow_id, tick = %tick, won)
+    )]
+    pub async fn claim_tick(
+        &self,
+        flow_id: &str,
+        tick: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<bool, IdempotencyError> {
+        let tick_key = self.flow_keys(flow_id).tick(tick);
+        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&tick_key)
+            .arg(Utc::now().to_rfc3339())
+            .arg("NX")
+            .arg("EX")
+            .arg(secs.max(1));
+        let set: Option<String> = self.run("claim_tick", &Request::Cmd(cmd)).await?;
+        let won = set.is_some();
+        tracing::Span::current().record("won", won);
+        Ok(won)
+    }
+
+    /// The keys of one flow under this store's prefix.
+    pub(crate) fn flow_keys(&self, flow_id: &str) -> FlowKeys {
+        FlowKeys::new(&self.inner.prefix, flow_id)
+    }
+
+    /// Compare-and-`PEXPIRE`: renews `key` for `lease` if it still holds `token`.
+    pub(crate) async fn renew_if_owner(
+        &self,
+        key: &str,
+        token: &str,
+        lease: Duration,
+    ) -> Result<bool, IdempotencyError> {
+        static RENEW: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(
+                r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+",
+            )
+        });
+        let mut inv = RENEW.prepare_invoke();
+        inv.key(key).arg(token).arg(millis(lease));
+        let renewed: i64 = self.run("renew", &Request::Script(inv)).await?;
+        Ok(renewed == 1)
+    }
+
+    /// Compare-and-`DEL`: deletes `key` if it still holds `token`.
+    pub(crate) async fn delete_if_owner(
+        &self,
+        key: &str,
+        token: &str,
+    ) -> Result<bool, IdempotencyError> {
+        static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(
+                r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+",
+            )
+        });
+        let mut inv = RELEASE.prepare_invoke();
+        inv.key(key).arg(token);
+        let deleted: i64 = self.run("release", &Request::Script(inv)).await?;
+        Ok(deleted == 1)
+    }
+
+    /// `GET key` as an optional string.
+    async fn get(&self, key: &str, op: &'static str) -> Result<Option<String>, IdempotencyError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        self.run(op, &Request::Cmd(cmd)).await
+    }
+
+    /// Sends `req`, retrying up to [`RETRIES`] times after a connection error (the
+    /// connection manager reconnects meanwhile). Every request the store sends is safe
+    /// to repeat: scripts and `SET NX` recognise their own earlier effect by the token.
+    async fn run<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        req: &Request<'_>,
+    ) -> Result<T, IdempotencyError> {
+        let mut pause = RETRY_PAUSE;
+        let mut attempt = 0;
+        loop {
+            let mut conn = self.inner.conn.clone();
+            let result = match req {
+                Request::Cmd(cmd) => cmd.query_async(&mut conn).await,
+                Request::Script(inv) => inv.invoke_async(&mut conn).await,
+            };
+            match result {
+                Ok(value) => return Ok(value),
+                Err(e) if attempt < RETRIES && is_unavailable(&e) => {
+                    attempt += 1;
+                    warn!(op, attempt, error = %e, "Redis command failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => return Err(IdempotencyError::from_redis(&self.inner.url, op, e)),
+            }
+        }
+    }
+
+    fn unexpected(&self, op: &'static str, detail: String) -> IdempotencyError {
+        IdempotencyError::unexpected(&self.inner.url, op, detail)
+    }
+}
+
+/// Builds the client: URL, password override, optional CA for TLS.
+fn client(config: &StoreConfig, redacted: &str) -> Result<redis::Client, IdempotencyError> {
+    let invalid = |reason: String| IdempotencyError::Config {
+        reason: format!("Redis URL {redacted}: {reason}"),
+    };
+    let tls = config.url.starts_with("rediss://");
+    if !tls && !config.url.starts_with("redis://") {
+        return Err(invalid(
+            "must start with redis:// or rediss:// (TLS)".to_owned(),
+        ));
+    }
+    let mut info = config
+        .url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| invalid(e.to_string()))?;
+    if let Some(password) = &config.password {
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_password(password.expose());
+        info = info.set_redis_settings(settings);
+    }
+    let built = match &config.ca_pem {
+        Some(ca) if tls => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.clone()),
+            },
+        ),
+        Some(_) => {
+            return Err(invalid(
+                "a CA certificate is configured but the URL is not rediss://".to_owned(),
+            ));
+        }
+        None => redis::Client::open(info),
+    };
+    built.map_err(|e| invalid(e.to_string()))
+}
+
+/// A unique owner token: the caller's readable id plus a random suffix.
+fn token(owner: &str) -> String {
+    format!("{owner}/{}", uuid::Uuid::new_v4())
+}
+
+/// A duration as whole milliseconds for `PX`/`PEXPIRE`, at least 1 (Redis rejects 0).
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn decode(key: &str, json: &str) -> Result<DeliveryRecord, IdempotencyError> {
+    serde_json::from_str(json).map_err(|source| IdempotencyError::Serialization {
+        key: key.to_owned(),
+        action: "decoded",
+        source,
+    })
+}

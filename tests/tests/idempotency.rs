@@ -1,0 +1,638 @@
+//! The idempotency store against the real Redis at 127.0.0.1:6379 (or `FERRY_TEST_REDIS_URL`).
+//!
+//! These tests pin down what exactly-once delivery rests on: one claim per file, no claim
+//! after a recorded delivery, leases that lapse and are only renewed or released by their
+//! owner, flow locks, one scheduler tick per replica set, and a clear `Unavailable` error
+//! when Redis is not there. Each test writes under its own key prefix and deletes it when
+//! done, so the tests run in parallel and leave Redis as they found it.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+use ferry_shared::idempotency::keys::FlowKeys;
+use ferry_shared::idempotency::{
+    ClaimOutcome, DeliveryKey, DeliveryRecord, ErrorKind, LockWait, Store, StoreConfig,
+};
+use ferry_shared::secrets::Secret;
+
+/// The Redis the tests use.
+fn redis_url() -> String {
+    std::env::var("FERRY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A key prefix of one test, deleted (all keys under it) when dropped.
+struct Prefix(String);
+
+impl Prefix {
+    fn new(test: &str) -> Self {
+        Prefix(format!("ferry-test:{test}:{:016x}", rand::random::<u64>()))
+    }
+
+    fn config(&self) -> StoreConfig {
+        let mut config = StoreConfig::new(redis_url());
+        config.key_prefix = self.0.clone();
+        config
+    }
+
+    async fn store(&self) -> Store {
+        Store::connect(&self.config()).await.unwrap_or_else(|e| {
+            panic!("{e}\n(start Redis on 127.0.0.1:6379, or set FERRY_TEST_REDIS_URL)")
+        })
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        delete_prefix(&self.0);
+    }
+}
+
+/// Runs `redis-cli` against the test Redis (to inspect or tamper with keys directly).
+fn redis_cli(args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-u", &redis_url()])
+        .args(args)
+        .output()
+        .expect("running redis-cli (install redis-tools)");
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Deletes every key under `prefix`; best effort (it runs in `Drop`, maybe while panicking).
+fn delete_prefix(prefix: &str) {
+    let _ = Command::new("redis-cli")
+        .args(["-u", &redis_url(), "EVAL"])
+        .arg("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end")
+        .args(["0", &format!("{prefix}:*")])
+        .output();
+}
+
+/// A timestamp from RFC 3339 text, typed by inference (this crate does not name chrono).
+macro_rules! at {
+    ($text:expr) => {
+        serde_json::from_value(serde_json::Value::String($text.into())).expect("RFC 3339 time")
+    };
+}
+
+fn content_key(flow: &str, n: u8) -> DeliveryKey {
+    DeliveryKey::content(flow, &[n; 32])
+}
+
+fn record(name: &str) -> DeliveryRecord {
+    DeliveryRecord {
+        file_name: name.into(),
+        size: 42,
+        sha256: "ab".repeat(32),
+        remote_path: format!("/in/{name}"),
+        delivered_at: at!("2026-11-24T21:00:00Z"),
+        flow_run_id: "run-1".into(),
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        direction: "upload".into(),
+    }
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn claim_duplicate_and_claimed_by_other() {
+    let prefix = Prefix::new("claim");
+    let (a, b) = (prefix.store().await, prefix.store().await);
+    let key = content_key("flow-a", 1);
+
+    let ClaimOutcome::Claimed(claim) = a.claim(&key, "worker-a", LONG).await.unwrap() else {
+        panic!("a fresh key must be claimable");
+    };
+    assert!(claim.owner().starts_with("worker-a/"));
+    assert_eq!(claim.key(), &key);
+
+    // The same worker claiming again (e.g. a redelivered message) must not get it twice.
+    match a.claim(&key, "worker-a", LONG).await.unwrap() {
+        ClaimOutcome::ClaimedByOther { owner } => assert_eq!(owner, claim.owner()),
+        other => panic!("duplicate claim by the same worker: {other:?}"),
+    }
+    match b.claim(&key, "worker-b", LONG).await.unwrap() {
+        ClaimOutcome::ClaimedByOther { owner } => assert_eq!(owner, claim.owner()),
+        other => panic!("claim by another worker: {other:?}"),
+    }
+    // Another key of the same flow is independent.
+    assert!(matches!(
+        b.claim(&content_key("flow-a", 2), "worker-b", LONG)
+            .await
+            .unwrap(),
+        ClaimOutcome::Claimed(_)
+    ));
+
+    // Released: the other worker may take it.
+    assert!(a.release(claim).await.unwrap());
+    assert!(matches!(
+        b.claim(&key, "worker-b", LONG).await.unwrap(),
+        ClaimOutcome::Claimed(_)
+    ));
+}
+
+#[tokio::test]
+async fn recorded_delivery_is_never_claimed_again() {
+    let prefix = Prefix::new("record");
+    let (a, b) = (prefix.store().await, prefix.store().await);
+    let key = DeliveryKey::name(
+        "flow-r",
+        "report 2026-11.csv",
+        42,
+        at!("2026-11-24T20:00:00Z"),
+    );
+    assert_eq!(a.delivery(&key).await.unwrap(), None);
+
+    let ClaimOutcome::Claimed(claim) = a.claim(&key, "worker-a", LONG).await.unwrap() else {
+        panic!("a fresh key must be claimable");
+    };
+    let rec = record("report 2026-11.csv");
+    let retention = Duration::from_secs(3600);
+    assert!(a.record_delivery(&claim, &rec, retention).await.unwrap());
+
+    match b.claim(&key, "worker-b", LONG).await.unwrap() {
+        ClaimOutcome::AlreadyDelivered(found) => assert_eq!(found, rec),
+        other => panic!("claim after delivery: {other:?}"),
+    }
+    assert_eq!(b.delivery(&key).await.unwrap(), Some(rec));
+
+    // The record carries the retention TTL; the claim key is gone.
+    let keys = FlowKeys::new(&prefix.0, "flow-r");
+    let ttl: i64 = redis_cli(&["PTTL", &keys.delivered(&key)]).parse().unwrap();
+    assert!(
+        (3_500_000..=3_600_000).contains(&ttl),
+        "record TTL {ttl} ms, expected about 1 h"
+    );
+    assert_eq!(redis_cli(&["EXISTS", &keys.claim(&key)]), "0");
+    // Releasing after recording is harmless.
+    assert!(!a.release(claim).await.unwrap());
+}
+
+#[tokio::test]
+async fn records_expire_after_retention_and_aliases_are_written() {
+    let prefix = Prefix::new("retention");
+    let store = prefix.store().await;
+    let listing = DeliveryKey::download("flow-d", "INV_001.xml", 42, at!("2026-11-24T20:00:00Z"));
+    let content = content_key("flow-d", 7);
+
+    let ClaimOutcome::Claimed(claim) = store.claim(&listing, "w", LONG).await.unwrap() else {
+        panic!("a fresh key must be claimable");
+    };
+    let rec = record("INV_001.xml");
+    let also = std::slice::from_ref(&content);
+    assert!(
+        store
+            .record_delivery_also(&claim, also, &rec, Duration::from_secs(1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.delivery(&content).await.unwrap(), Some(rec.clone()));
+    assert_eq!(store.delivery(&listing).await.unwrap(), Some(rec));
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(store.delivery(&listing).await.unwrap(), None);
+    assert_eq!(store.delivery(&content).await.unwrap(), None);
+    assert!(matches!(
+        store.claim(&listing, "w", LONG).await.unwrap(),
+        ClaimOutcome::Claimed(_)
+    ));
+
+    // A key of another flow cannot be recorded through this claim.
+    let ClaimOutcome::Claimed(claim) = store.claim(&content, "w", LONG).await.unwrap() else {
+        panic!("expired record must free the key");
+    };
+    let stray = content_key("another-flow", 7);
+    let err = store
+        .record_delivery_also(&claim, &[stray], &record("x"), LONG)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+}
+
+#[tokio::test]
+async fn expired_lease_lets_another_worker_claim_and_the_loser_cannot_interfere() {
+    let prefix = Prefix::new("lease");
+    let (a, b) = (prefix.store().await, prefix.store().await);
+    let key = content_key("flow-l", 3);
+
+    let ClaimOutcome::Claimed(stale) = a
+        .claim(&key, "worker-a", Duration::from_secs(1))
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh key must be claimable");
+    };
+    assert!(stale.renew(Duration::from_secs(1)).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let ClaimOutcome::Claimed(fresh) = b.claim(&key, "worker-b", LONG).await.unwrap() else {
+        panic!("an expired claim must be claimable by another worker");
+    };
+    // The stale owner can neither renew nor release the new claim.
+    assert!(!stale.renew(LONG).await.unwrap());
+    assert!(!a.release(stale).await.unwrap());
+    match a.claim(&key, "worker-c", LONG).await.unwrap() {
+        ClaimOutcome::ClaimedByOther { owner } => assert_eq!(owner, fresh.owner()),
+        other => panic!("the fresh claim must survive the stale owner: {other:?}"),
+    }
+    assert!(fresh.renew(LONG).await.unwrap());
+}
+
+#[tokio::test]
+async fn record_after_lost_lease_still_records_but_reports_it() {
+    let prefix = Prefix::new("late-record");
+    let (a, b) = (prefix.store().await, prefix.store().await);
+    let key = content_key("flow-late", 4);
+    let ClaimOutcome::Claimed(stale) = a
+        .claim(&key, "worker-a", Duration::from_secs(1))
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh key must be claimable");
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let ClaimOutcome::Claimed(fresh) = b.claim(&key, "worker-b", LONG).await.unwrap() else {
+        panic!("an expired claim must be claimable");
+    };
+    // a's transfer did complete: the record is written, but a is told it had lost the claim,
+    // and b's claim is left alone.
+    assert!(!a.record_delivery(&stale, &record("f"), LONG).await.unwrap());
+    let keys = FlowKeys::new(&prefix.0, "flow-late");
+    assert_eq!(redis_cli(&["GET", &keys.claim(&key)]), fresh.owner());
+    assert!(b.record_delivery(&fresh, &record("f"), LONG).await.unwrap());
+}
+
+#[tokio::test]
+async fn hold_while_keeps_the_claim_and_stops_when_it_is_lost() {
+    let prefix = Prefix::new("hold");
+    let (a, b) = (prefix.store().await, prefix.store().await);
+    let lease = Duration::from_secs(1);
+    let key = content_key("flow-h", 5);
+
+    let ClaimOutcome::Claimed(claim) = a.claim(&key, "worker-a", lease).await.unwrap() else {
+        panic!("a fresh key must be claimable");
+    };
+    // Work three leases long: renewals keep the claim, another worker stays out.
+    let other = b.clone();
+    let out = claim
+        .hold_while(async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            other.claim(&key, "worker-b", LONG).await.unwrap()
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, ClaimOutcome::ClaimedByOther { .. }),
+        "{out:?}"
+    );
+
+    // Someone takes the key over: the work is stopped with LeaseLost.
+    let keys = FlowKeys::new(&prefix.0, "flow-h");
+    redis_cli(&["SET", &keys.claim(&key), "intruder"]);
+    let err = claim
+        .hold_while(tokio::time::sleep(Duration::from_secs(60)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost);
+    assert!(err.is_transient());
+    assert!(!a.release(claim).await.unwrap());
+    assert_eq!(redis_cli(&["GET", &keys.claim(&key)]), "intruder");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claimers_claim_each_key_exactly_once() {
+    let prefix = Prefix::new("race");
+    let keys: Vec<DeliveryKey> = (0..100u8).map(|n| content_key("flow-race", n)).collect();
+    let mut tasks = Vec::new();
+    for worker in 0..8usize {
+        // Each claimer has its own store, hence its own connection.
+        let store = prefix.store().await;
+        let mut keys = keys.clone();
+        keys.rotate_left(worker * 13);
+        tasks.push(tokio::spawn(async move {
+            let mut won = Vec::new();
+            for key in keys {
+                if let ClaimOutcome::Claimed(claim) = store
+                    .claim(&key, &format!("w{worker}"), LONG)
+                    .await
+                    .unwrap()
+                {
+                    won.push(claim);
+                }
+            }
+            won
+        }));
+    }
+    let mut winners: HashMap<DeliveryKey, usize> = HashMap::new();
+    for task in tasks {
+        for claim in task.await.unwrap() {
+            *winners.entry(claim.key().clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(winners.len(), 100, "every key claimed");
+    assert!(winners.values().all(|&n| n == 1), "{winners:?}");
+}
+
+#[tokio::test]
+async fn flow_lock_is_exclusive_and_waiters_get_it_or_give_up() {
+    let prefix = Prefix::new("lock");
+    let (a, b) = (prefix.store().await, prefix.store().await);
+
+    let lock = a
+        .lock_flow("flow-x", "worker-a", LONG)
+        .await
+        .unwrap()
+        .expect("free lock");
+    assert_eq!(lock.flow_id(), "flow-x");
+    assert!(
+        b.lock_flow("flow-x", "worker-b", LONG)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        a.lock_flow("flow-x", "worker-a", LONG)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Another flow is not affected.
+    let other = b
+        .lock_flow("flow-y", "worker-b", LONG)
+        .await
+        .unwrap()
+        .expect("other flow");
+    assert!(b.unlock_flow(other).await.unwrap());
+
+    match b
+        .wait_for_flow_lock("flow-x", "worker-b", LONG, Duration::from_millis(300))
+        .await
+        .unwrap()
+    {
+        LockWait::Busy { holder, .. } => assert_eq!(holder.as_deref(), Some(lock.owner())),
+        LockWait::Acquired(l) => panic!("lock taken while held: {l:?}"),
+    }
+
+    assert!(lock.renew(LONG).await.unwrap());
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.wait_for_flow_lock("flow-x", "worker-b", LONG, Duration::from_secs(30))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(a.unlock_flow(lock).await.unwrap());
+    let LockWait::Acquired(taken) = waiter.await.unwrap().unwrap() else {
+        panic!("the waiter must get the lock once it is released");
+    };
+    assert!(taken.owner().starts_with("worker-b/"));
+    assert!(b.unlock_flow(taken).await.unwrap());
+}
+
+#[tokio::test]
+async fn expired_flow_lock_cannot_be_released_by_its_old_owner() {
+    let prefix = Prefix::new("lock-expiry");
+    let (a, b) = (prefix.store().await, prefix.store().await);
+    let stale = a
+        .lock_flow("flow-e", "worker-a", Duration::from_secs(1))
+        .await
+        .unwrap()
+        .expect("free lock");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let fresh = b
+        .lock_flow("flow-e", "worker-b", LONG)
+        .await
+        .unwrap()
+        .expect("expired lock");
+    assert!(!stale.renew(LONG).await.unwrap());
+    assert!(!a.unlock_flow(stale).await.unwrap());
+    assert!(
+        b.lock_flow("flow-e", "worker-c", LONG)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(b.unlock_flow(fresh).await.unwrap());
+}
+
+#[tokio::test]
+async fn each_scheduler_tick_is_claimed_by_exactly_one_replica() {
+    let prefix = Prefix::new("tick");
+    let replicas = [
+        prefix.store().await,
+        prefix.store().await,
+        prefix.store().await,
+    ];
+    let ttl = Duration::from_secs(120);
+    for tick in [
+        "2026-11-24T08:00:00Z",
+        "2026-11-24T08:05:00Z",
+        "2026-11-24T08:10:00Z",
+    ] {
+        let t = at!(tick);
+        let results = futures_join3(
+            replicas[0].claim_tick("flow-t", t, ttl),
+            replicas[1].claim_tick("flow-t", t, ttl),
+            replicas[2].claim_tick("flow-t", t, ttl),
+        )
+        .await;
+        let winners = results.iter().filter(|r| matches!(r, Ok(true))).count();
+        assert_eq!(winners, 1, "tick {tick}: {results:?}");
+        // Later attempts (a replica catching up) lose too.
+        assert!(!replicas[0].claim_tick("flow-t", t, ttl).await.unwrap());
+    }
+    // Ticks of another flow are independent.
+    assert!(
+        replicas[0]
+            .claim_tick("flow-u", at!("2026-11-24T08:00:00Z"), ttl)
+            .await
+            .unwrap()
+    );
+}
+
+/// Runs three futures concurrently (this crate has no `futures` dependency).
+async fn futures_join3<T>(
+    a: impl Future<Output = T>,
+    b: impl Future<Output = T>,
+    c: impl Future<Output = T>,
+) -> [T; 3] {
+    let (a, b, c) = tokio::join!(a, b, c);
+    [a, b, c]
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_unavailable_and_says_what_to_do() {
+    let port = ferry_tests::ports::free_port();
+    let mut config = StoreConfig::new(format!("redis://user:hunter2@127.0.0.1:{port}/0"));
+    config.connect_timeout = Duration::from_secs(2);
+    let err = Store::connect(&config).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.is_transient());
+    let text = err.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(text.contains("running and reachable"), "{text}");
+    for shown in [text, format!("{err:?}"), format!("{config:?}")] {
+        assert!(!shown.contains("hunter2"), "secret leaked: {shown}");
+    }
+}
+
+#[tokio::test]
+async fn rejected_password_is_a_protocol_error_without_the_password() {
+    // The test Redis has no password: sending one is refused, and neither the URL's
+    // password nor the separate secret may appear in the error.
+    let prefix = Prefix::new("auth");
+    let mut config = prefix.config();
+    config.password = Some(Secret::new("s3cr3t-from-vault"));
+    let err = Store::connect(&config).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    assert!(!err.is_transient());
+    for shown in [err.to_string(), format!("{err:?}"), format!("{config:?}")] {
+        assert!(
+            !shown.contains("s3cr3t-from-vault"),
+            "secret leaked: {shown}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_configuration_is_reported_as_such() {
+    for (url, prefix) in [
+        ("http://127.0.0.1:6379", "ferry"),
+        ("redis://127.0.0.1:6379", "bad{prefix}"),
+    ] {
+        let mut config = StoreConfig::new(url);
+        config.key_prefix = prefix.into();
+        let err = Store::connect(&config).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{url} {prefix}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn ping_and_the_key_layout_in_redis() {
+    let prefix = Prefix::new("layout");
+    let store = prefix.store().await;
+    store.ping().await.unwrap();
+
+    let key = content_key("flow-k", 9);
+    let ClaimOutcome::Claimed(claim) = store.claim(&key, "w", LONG).await.unwrap() else {
+        panic!("a fresh key must be claimable");
+    };
+    let lock = store
+        .lock_flow("flow-k", "w", LONG)
+        .await
+        .unwrap()
+        .expect("free lock");
+    assert!(
+        store
+            .claim_tick("flow-k", at!("2026-11-24T08:00:00Z"), LONG)
+            .await
+            .unwrap()
+    );
+    let listed = redis_cli(&["KEYS", &format!("{}:*", prefix.0)]);
+    let mut listed: Vec<&str> = listed.lines().collect();
+    listed.sort();
+    let hex = "09".repeat(32);
+    let p = &prefix.0;
+    assert_eq!(
+        listed,
+        [
+            format!("{p}:{{flow:flow-k}}:claim:sha256:{hex}"),
+            format!("{p}:{{flow:flow-k}}:lock"),
+            format!("{p}:{{flow:flow-k}}:tick:1795507200"),
+        ]
+    );
+    // One hash tag for all keys of the flow, hence one cluster slot.
+    for k in &listed {
+        let tag = &k[k.find('{').unwrap() + 1..k.find('}').unwrap()];
+        assert_eq!(tag, "flow:flow-k");
+    }
+    assert!(store.release(claim).await.unwrap());
+    assert!(store.unlock_flow(lock).await.unwrap());
+}
+
+/// A private `redis-server` speaking only TLS on a free port, with a password.
+struct TlsRedis {
+    port: u16,
+    ca_pem: String,
+    _dir: tempfile::TempDir,
+    _server: ferry_tests::process::ServerProcess,
+}
+
+impl TlsRedis {
+    const PASSWORD: &str = "tls-pa55word";
+
+    fn start() -> TlsRedis {
+        let redis_server = ferry_tests::tools::find_tool("redis-server", &[]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .unwrap();
+        let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+        std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+        let port = ferry_tests::ports::free_port();
+        let mut command = Command::new(redis_server);
+        command
+            .current_dir(dir.path())
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(&cert_file)
+            .arg("--tls-key-file")
+            .arg(&key_file)
+            .args(["--tls-auth-clients", "no", "--requirepass", Self::PASSWORD])
+            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]);
+        let server = ferry_tests::process::ServerProcess::spawn(
+            "redis-server (TLS)",
+            command,
+            &dir.path().join("redis.log"),
+            port,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        TlsRedis {
+            port,
+            ca_pem: cert.cert.pem(),
+            _dir: dir,
+            _server: server,
+        }
+    }
+}
+
+#[tokio::test]
+async fn rediss_with_a_private_ca_and_a_password_from_a_secret() {
+    let redis = TlsRedis::start();
+    // The URL's password is wrong on purpose: the separate secret overrides it.
+    let mut config = StoreConfig::new(format!("rediss://:wrong@127.0.0.1:{}", redis.port));
+    config.ca_pem = Some(redis.ca_pem.clone().into_bytes());
+    config.password = Some(Secret::new(TlsRedis::PASSWORD));
+    let store = Store::connect(&config).await.unwrap();
+    store.ping().await.unwrap();
+    let key = content_key("flow-tls", 1);
+    let ClaimOutcome::Claimed(claim) = store.claim(&key, "w", LONG).await.unwrap() else {
+        panic!("a fresh key must be claimable");
+    };
+    assert!(
+        store
+            .record_delivery(&claim, &record("f"), LONG)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store.claim(&key, "w", LONG).await.unwrap(),
+        ClaimOutcome::AlreadyDelivered(_)
+    ));
+
+    // Without the secret, the URL's wrong password is refused, and not shown.
+    config.password = None;
+    let err = Store::connect(&config).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    assert!(!format!("{err} {err:?}").contains("wrong@"), "{err:?}");
+
+    // Without the private CA, the server's certificate is not trusted.
+    config.password = Some(Secret::new(TlsRedis::PASSWORD));
+    config.ca_pem = None;
+    assert!(Store::connect(&config).await.is_err());
+}
