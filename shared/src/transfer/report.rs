@@ -59,11 +59,23 @@ impl Outcome {
 /// Why a file failed: a stable kind to branch or alert on, and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileError {
-    /// A short, stable word (`connection`, `tls`, `auth`, `changed-during-transfer`,
-    /// `delete-source`, `store-unavailable`, `run-timeout`, ...).
+    /// A short, stable snake_case word: the FTPS error kinds (`connection_refused`,
+    /// `certificate_validation`, `local_file_changed`...) and the engine's own
+    /// (`store_unavailable`, `lease_lost`, `run_timeout`, `delete_source_failed`,
+    /// `not_found`, `local_io`).
     pub kind: String,
     /// What went wrong, without secrets.
     pub message: String,
+}
+
+impl FileError {
+    /// An error of `kind` (a short snake_case word) with a message for people.
+    pub fn new(kind: &str, message: impl Into<String>) -> Self {
+        FileError {
+            kind: kind.to_owned(),
+            message: message.into(),
+        }
+    }
 }
 
 /// One row of the report: one file the run looked at.
@@ -89,7 +101,7 @@ pub struct FileReport {
 
 impl FileReport {
     /// A row for a file that failed before or during its transfer.
-    pub fn failed(name: impl Into<String>, size: u64, kind: &str, message: String) -> Self {
+    pub fn failed(name: impl Into<String>, size: u64, error: FileError) -> Self {
         FileReport {
             name: name.into(),
             size,
@@ -97,11 +109,72 @@ impl FileReport {
             outcome: Outcome::Failed,
             remote_path: None,
             attempts: 0,
-            error: Some(FileError {
-                kind: kind.to_owned(),
-                message,
-            }),
+            error: Some(error),
         }
+    }
+}
+
+/// A row being filled in while a file goes through its steps; each way out turns it into
+/// the final [`FileReport`].
+#[derive(Debug, Clone)]
+pub(crate) struct RowDraft {
+    pub name: String,
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub attempts: u32,
+}
+
+impl RowDraft {
+    /// A draft for a file of `size` bytes.
+    pub fn new(name: &str, size: u64) -> Self {
+        RowDraft {
+            name: name.to_owned(),
+            size,
+            sha256: None,
+            attempts: 0,
+        }
+    }
+
+    fn finish(
+        self,
+        outcome: Outcome,
+        remote_path: Option<String>,
+        error: Option<FileError>,
+    ) -> FileReport {
+        FileReport {
+            name: self.name,
+            size: self.size,
+            sha256: self.sha256,
+            outcome,
+            remote_path,
+            attempts: self.attempts,
+            error,
+        }
+    }
+
+    /// Delivered by this run to `delivered_to`.
+    pub fn transferred(self, delivered_to: String) -> FileReport {
+        self.finish(Outcome::Transferred, Some(delivered_to), None)
+    }
+
+    /// Already delivered to `delivered_to`.
+    pub fn duplicate(self, delivered_to: String) -> FileReport {
+        self.finish(Outcome::Duplicate, Some(delivered_to), None)
+    }
+
+    /// Claimed by another worker.
+    pub fn left_to_other_worker(self) -> FileReport {
+        self.finish(Outcome::LeftToOtherWorker, None, None)
+    }
+
+    /// Not delivered.
+    pub fn failed(self, error: FileError) -> FileReport {
+        self.finish(Outcome::Failed, None, Some(error))
+    }
+
+    /// Delivered (or already delivered) to `delivered_to`, but a later step failed.
+    pub fn failed_after_delivery(self, delivered_to: String, error: FileError) -> FileReport {
+        self.finish(Outcome::Failed, Some(delivered_to), Some(error))
     }
 }
 
@@ -275,7 +348,7 @@ mod tests {
         let files = vec![
             row("b", 2048, Outcome::Transferred),
             row("a", 1024, Outcome::Duplicate),
-            FileReport::failed("c", 7, "connection", "refused".into()),
+            FileReport::failed("c", 7, FileError::new("connection_refused", "refused")),
             row("d", 5, Outcome::LeftToOtherWorker),
         ];
         let r = RunReport::new(

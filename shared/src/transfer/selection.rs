@@ -1,9 +1,8 @@
-//! Which files a flow-run picks up: the flow's `files[]` patterns and excludes, and the
-//! stability rule.
+//! Which files a flow-run picks up: the flow's `files[]` selectors, and the stability rule.
 //!
-//! Patterns are globs matched against the file's path relative to the flow's directory,
-//! with `/` as separator; `*` never crosses a `/`, so the walk stays in the top directory
-//! unless a pattern says `**`.
+//! The selectors (globs on the path relative to the flow's directory, `/`-separated,
+//! compiled by [`crate::config`]) decide by name; this module walks the directory. `*`
+//! never crosses a `/`, so the walk stays in the top directory unless a pattern says `**`.
 //!
 //! **Stability rule.** A file modified less than `min_file_age` ago may still be being
 //! written by the system that produces it; sending it now could send half a file. Such a
@@ -16,54 +15,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
-
-/// A compiled set of include and exclude globs.
-#[derive(Debug, Clone)]
-pub struct FileFilter {
-    include: GlobSet,
-    exclude: GlobSet,
-    recursive: bool,
-}
-
-impl FileFilter {
-    /// Compiles the flow's patterns (a file must match one) and excludes (a file matching
-    /// one is never taken).
-    pub fn new<'a>(
-        patterns: impl IntoIterator<Item = &'a str>,
-        excludes: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Self, globset::Error> {
-        let mut recursive = false;
-        let mut include = GlobSetBuilder::new();
-        for pattern in patterns {
-            recursive |= pattern.contains("**");
-            include.add(glob(pattern)?);
-        }
-        let mut exclude = GlobSetBuilder::new();
-        for pattern in excludes {
-            exclude.add(glob(pattern)?);
-        }
-        Ok(FileFilter {
-            include: include.build()?,
-            exclude: exclude.build()?,
-            recursive,
-        })
-    }
-
-    /// Whether a file, by its `/`-separated path relative to the flow's directory, is taken.
-    pub fn matches(&self, relative_name: &str) -> bool {
-        self.include.is_match(relative_name) && !self.exclude.is_match(relative_name)
-    }
-
-    /// Whether the walk must descend into subdirectories (a pattern contains `**`).
-    pub fn is_recursive(&self) -> bool {
-        self.recursive
-    }
-}
-
-fn glob(pattern: &str) -> Result<Glob, globset::Error> {
-    GlobBuilder::new(pattern).literal_separator(true).build()
-}
 
 /// A local file chosen for upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,27 +47,35 @@ pub fn is_stable(modified: SystemTime, min_age: Duration, now: SystemTime) -> bo
     }
 }
 
-/// Lists the regular files under `dir` that the filter takes, splitting off those that are
-/// not yet stable. Symbolic links are followed; anything else that is not a regular file is
-/// ignored. Runs the directory walk on the blocking pool.
+/// How [`select_local`] walks and chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Walk {
+    /// Descend into subdirectories (a pattern contains `**`).
+    pub recursive: bool,
+    /// Files modified more recently than this are not yet stable.
+    pub min_age: Duration,
+    /// The time the ages are measured at.
+    pub now: SystemTime,
+}
+
+/// Lists the regular files under `dir` whose relative name `selects` accepts, splitting off
+/// those that are not yet stable. Symbolic links are followed; anything else that is not a
+/// regular file is ignored. Runs the directory walk on the blocking pool.
 pub async fn select_local(
     dir: &Path,
-    filter: &FileFilter,
-    min_age: Duration,
-    now: SystemTime,
+    walk: Walk,
+    selects: impl Fn(&str) -> bool + Send + 'static,
 ) -> io::Result<Selection<LocalFile>> {
     let dir = dir.to_path_buf();
-    let filter = filter.clone();
-    tokio::task::spawn_blocking(move || select_local_blocking(&dir, &filter, min_age, now))
+    tokio::task::spawn_blocking(move || select_local_blocking(&dir, walk, &selects))
         .await
         .map_err(io::Error::other)?
 }
 
 fn select_local_blocking(
     dir: &Path,
-    filter: &FileFilter,
-    min_age: Duration,
-    now: SystemTime,
+    walk: Walk,
+    selects: &dyn Fn(&str) -> bool,
 ) -> io::Result<Selection<LocalFile>> {
     let mut selection = Selection {
         ready: Vec::new(),
@@ -138,16 +97,16 @@ fn select_local_blocking(
                 Err(e) => return Err(e),
             };
             if meta.is_dir() {
-                if filter.is_recursive() {
+                if walk.recursive {
                     pending.push((entry.path(), format!("{name}/")));
                 }
                 continue;
             }
-            if !meta.is_file() || !filter.matches(&name) {
+            if !meta.is_file() || !selects(&name) {
                 continue;
             }
             let modified = meta.modified()?;
-            if is_stable(modified, min_age, now) {
+            if is_stable(modified, walk.min_age, walk.now) {
                 selection.ready.push(LocalFile {
                     name,
                     path: entry.path(),
@@ -168,22 +127,6 @@ fn select_local_blocking(
 mod tests {
     use super::*;
 
-    fn filter(patterns: &[&str], excludes: &[&str]) -> FileFilter {
-        FileFilter::new(patterns.iter().copied(), excludes.iter().copied()).expect("valid globs")
-    }
-
-    #[test]
-    fn star_does_not_cross_directories_and_excludes_win() {
-        let f = filter(&["*.xml"], &["*.tmp.xml"]);
-        assert!(f.matches("a.xml"));
-        assert!(!f.matches("sub/a.xml"));
-        assert!(!f.matches("a.tmp.xml"));
-        assert!(!f.is_recursive());
-        let deep = filter(&["**/*.xml"], &[]);
-        assert!(deep.matches("sub/deeper/a.xml"));
-        assert!(deep.is_recursive());
-    }
-
     #[test]
     fn stability_uses_the_minimum_age() {
         let now = SystemTime::now();
@@ -194,6 +137,10 @@ mod tests {
         assert!(is_stable(now + Duration::from_secs(5), Duration::ZERO, now));
     }
 
+    fn xml(name: &str) -> bool {
+        name.ends_with(".xml") && !name.ends_with(".tmp.xml")
+    }
+
     #[tokio::test]
     async fn selects_matching_stable_files_only() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -202,27 +149,31 @@ mod tests {
         }
         std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
         std::fs::write(dir.path().join("sub/d.xml"), "d").expect("write");
-        let f = filter(&["*.xml"], &["*.tmp.xml"]);
+        let walk = Walk {
+            recursive: false,
+            min_age: Duration::from_secs(60),
+            now: SystemTime::now() + Duration::from_secs(120),
+        };
 
-        let later = SystemTime::now() + Duration::from_secs(120);
-        let sel = select_local(dir.path(), &f, Duration::from_secs(60), later)
-            .await
-            .expect("select");
+        let sel = select_local(dir.path(), walk, xml).await.expect("select");
         let names: Vec<_> = sel.ready.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["a.xml", "b.xml"]);
         assert_eq!(sel.ready[0].size, 5);
 
-        let sel = select_local(dir.path(), &f, Duration::from_secs(60), SystemTime::now())
-            .await
-            .expect("select");
+        let now = Walk {
+            now: SystemTime::now(),
+            ..walk
+        };
+        let sel = select_local(dir.path(), now, xml).await.expect("select");
         assert!(sel.ready.is_empty());
         assert_eq!(sel.not_yet_stable, ["a.xml", "b.xml"]);
 
-        let deep = filter(&["**/*.xml"], &[]);
-        let sel = select_local(dir.path(), &deep, Duration::ZERO, SystemTime::now())
-            .await
-            .expect("select");
+        let deep = Walk {
+            recursive: true,
+            ..walk
+        };
+        let sel = select_local(dir.path(), deep, xml).await.expect("select");
         let names: Vec<_> = sel.ready.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["a.xml", "b.xml", "skip.tmp.xml", "sub/d.xml"]);
+        assert_eq!(names, ["a.xml", "b.xml", "sub/d.xml"]);
     }
 }

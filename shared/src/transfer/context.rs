@@ -1,0 +1,155 @@
+//! [`RunContext`]: what the per-file steps of one flow-run share (the plan, the store, the
+//! partner's session pool, the deadline), and the retry loop every partner operation runs
+//! in.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::warn;
+
+use super::plan::FlowPlan;
+use super::pool::SessionPool;
+use super::report::FileError;
+use crate::ftps::{FtpsError, FtpsErrorKind, Session};
+use crate::idempotency::{Claim, DeliveryRecord, IdempotencyError, Store};
+
+/// The shared state of one flow-run.
+pub(crate) struct RunContext<'a> {
+    /// The flow, in engine terms.
+    pub plan: &'a FlowPlan,
+    /// Claims, records and locks.
+    pub store: &'a Store,
+    /// Sessions to the flow's partner.
+    pub pool: &'a SessionPool,
+    /// This worker's id, the owner of the claims it takes.
+    pub owner: &'a str,
+    /// This run's id, written in every delivery record.
+    pub run_id: &'a str,
+    /// The run's trace id, written in delivery records when tracing exports one.
+    pub trace_id: Option<String>,
+    /// How long a claim lasts without renewal.
+    pub claim_lease: Duration,
+    /// When the run must stop.
+    pub deadline: Instant,
+}
+
+impl RunContext<'_> {
+    /// Whether the run's time limit has passed.
+    pub fn out_of_time(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Why a file was not done when the run's time limit came.
+    pub fn timed_out(&self) -> FileError {
+        FileError::new(
+            "run_timeout",
+            format!(
+                "the run reached its time limit ({:?}) before this file was done; it stays \
+                 where it was for the next run",
+                self.plan.run_timeout
+            ),
+        )
+    }
+
+    /// Runs one file's transfer under its claim (renewing the lease meanwhile) and within
+    /// the run's time limit. Without a claim (`idempotency_mode: none`) only the time limit
+    /// applies. A transfer cut short leaves its session to be discarded.
+    pub async fn under_claim<T>(
+        &self,
+        claim: Option<&Claim>,
+        work: impl Future<Output = Result<T, FtpsError>>,
+    ) -> Result<T, FileError> {
+        let bounded = tokio::time::timeout_at(self.deadline, work);
+        let outcome = match claim {
+            Some(claim) => claim.hold_while(bounded).await.map_err(store_failure)?,
+            None => bounded.await,
+        };
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(partner_failure(&err)),
+            Err(_elapsed) => Err(self.timed_out()),
+        }
+    }
+
+    /// Gives a claim back after a failed transfer, so the next run can take the file at
+    /// once. A failure here only delays that until the lease expires: logged, not fatal.
+    pub async fn release(&self, claim: Option<Claim>) {
+        if let Some(claim) = claim
+            && let Err(err) = self.store.release(claim).await
+        {
+            warn!(error = %err, "could not release the claim; it expires with its lease");
+        }
+    }
+
+    /// Runs `op` on a session borrowed from the partner's pool, retrying transient failures
+    /// with the plan's backoff while the run has time left. `attempts` counts every try.
+    ///
+    /// A session whose operation failed is discarded; the next attempt borrows another.
+    /// `local_file_changed` is never retried: the claim was taken for the old content.
+    pub async fn on_session<T>(
+        &self,
+        attempts: &mut u32,
+        mut op: impl AsyncFnMut(&mut Session) -> Result<T, FtpsError>,
+    ) -> Result<T, FtpsError> {
+        loop {
+            *attempts += 1;
+            let result: Result<T, FtpsError> = async {
+                let mut session = self.pool.get().await?;
+                let out = op(&mut session).await?;
+                session.done();
+                Ok(out)
+            }
+            .await;
+            let err = match result {
+                Ok(out) => return Ok(out),
+                Err(err) => err,
+            };
+            let retryable = err.is_transient()
+                && err.kind() != FtpsErrorKind::LocalFileChanged
+                && self.plan.retry.allows_another(*attempts);
+            if !retryable {
+                return Err(err);
+            }
+            let delay = self.plan.retry.delay(*attempts, &mut rand::rng());
+            if Instant::now() + delay >= self.deadline {
+                return Err(err);
+            }
+            warn!(attempt = *attempts, error = %err, retry_in = ?delay, "transient partner error; retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// A delivery record for this run.
+    pub fn record(
+        &self,
+        file_name: &str,
+        size: u64,
+        sha256: &str,
+        delivered_to: &str,
+    ) -> DeliveryRecord {
+        DeliveryRecord {
+            file_name: file_name.to_owned(),
+            size,
+            sha256: sha256.to_owned(),
+            remote_path: delivered_to.to_owned(),
+            delivered_at: chrono::Utc::now(),
+            flow_run_id: self.run_id.to_owned(),
+            trace_id: self.trace_id.clone(),
+            direction: self.plan.direction.as_str().to_owned(),
+        }
+    }
+}
+
+/// A partner error as a report row's error.
+pub(crate) fn partner_failure(err: &FtpsError) -> FileError {
+    FileError::new(err.kind().as_str(), err.to_string())
+}
+
+/// A store error as a report row's error: `lease_lost` or `store_unavailable`.
+pub(crate) fn store_failure(err: IdempotencyError) -> FileError {
+    let kind = match err.kind() {
+        crate::idempotency::ErrorKind::LeaseLost => "lease_lost",
+        _ => "store_unavailable",
+    };
+    FileError::new(kind, err.to_string())
+}

@@ -1,0 +1,187 @@
+//! Downloading one remote file: claim it, fetch it, recognise known content, put it in
+//! place, record it, tidy up.
+//!
+//! 1. **Claim** the remote file by (flow, name, size, modification time), so two workers
+//!    never fetch the same file; already recorded: a duplicate (deleted on the partner
+//!    when the flow says so).
+//! 2. **Fetch** it into a temporary file in the destination directory, hashing in the
+//!    same pass, over a pooled session, retried on transient errors.
+//! 3. **Recognise** content delivered before under another name or time (`hash` mode):
+//!    the temporary file is discarded and the file is a duplicate.
+//! 4. **Put in place**: fsync and rename the temporary file to its final name.
+//! 5. **Record** under both keys (claim and content), which releases the claim.
+//! 6. **Tidy up**: only now, delete the remote file if the flow says so.
+
+use chrono::{DateTime, Utc};
+use tracing::{Instrument, field::Empty, info, info_span};
+
+use super::context::{RunContext, partner_failure, store_failure};
+use super::report::{FileError, FileReport, RowDraft};
+use crate::config::IdempotencyMode;
+use crate::ftps::RemoteEntry;
+use crate::idempotency::{ClaimOutcome, DeliveryKey};
+
+/// Runs one remote file through the download steps; always ends with its report row.
+pub(crate) async fn download_file(ctx: &RunContext<'_>, entry: RemoteEntry) -> FileReport {
+    let span = info_span!(
+        "file",
+        flow.id = %ctx.plan.flow_id,
+        run.id = %ctx.run_id,
+        file.name = %entry.name,
+        file.bytes = entry.size,
+        file.sha256 = Empty,
+        outcome = Empty,
+    );
+    let row = download_steps(ctx, &entry).instrument(span.clone()).await;
+    super::record_on_span(&span, &row);
+    row
+}
+
+async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport {
+    let size = entry.size.unwrap_or(0);
+    let mut row = RowDraft::new(&entry.name, size);
+    if ctx.out_of_time() {
+        return row.failed(ctx.timed_out());
+    }
+    let flow_id = ctx.plan.flow_id.as_str();
+    let remote_dir = ctx.plan.remote_dir.as_str();
+
+    // 1. Claim.
+    let claim = if ctx.plan.idempotency == IdempotencyMode::None {
+        None
+    } else {
+        // Servers that give no time make the key (name, size): a new file with the same
+        // name and size is then taken for the old one until its record expires.
+        let modified = entry.modified.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        let key = DeliveryKey::download(flow_id, &entry.name, size, modified);
+        match ctx.store.claim(&key, ctx.owner, ctx.claim_lease).await {
+            Err(err) => return row.failed(store_failure(err)),
+            Ok(ClaimOutcome::Claimed(claim)) => Some(claim),
+            Ok(ClaimOutcome::ClaimedByOther { owner }) => {
+                info!(%owner, "another worker is fetching this file");
+                return row.left_to_other_worker();
+            }
+            Ok(ClaimOutcome::AlreadyDelivered(record)) => {
+                info!(delivered_to = %record.remote_path, by_run = %record.flow_run_id, "already fetched");
+                row.sha256 = Some(record.sha256);
+                return match delete_source(ctx, &entry.name).await {
+                    Ok(()) => row.duplicate(record.remote_path),
+                    Err(err) => row.failed_after_delivery(record.remote_path, err),
+                };
+            }
+        }
+    };
+
+    // 2. Fetch.
+    let mut attempts = 0;
+    let fetch = ctx.on_session(&mut attempts, async |session| {
+        session
+            .download(remote_dir, &entry.name, &ctx.plan.local_dir)
+            .await
+    });
+    let fetched = ctx.under_claim(claim.as_ref(), fetch).await;
+    row.attempts = attempts;
+    let downloaded = match fetched {
+        Ok(downloaded) => downloaded,
+        Err(err) => {
+            ctx.release(claim).await;
+            return row.failed(err);
+        }
+    };
+    let sha256 = hex::encode(downloaded.sha256);
+    row.size = downloaded.bytes;
+    row.sha256 = Some(sha256.clone());
+    let content_key = DeliveryKey::content(flow_id, &downloaded.sha256);
+
+    // 3. Recognise known content.
+    if ctx.plan.idempotency == IdempotencyMode::Hash && claim.is_some() {
+        let known = match ctx.store.delivery(&content_key).await {
+            Ok(known) => known,
+            Err(err) => {
+                drop(downloaded);
+                ctx.release(claim).await;
+                return row.failed(store_failure(err));
+            }
+        };
+        if let (Some(previous), Some(claim)) = (known, &claim) {
+            drop(downloaded);
+            info!(delivered_to = %previous.remote_path, "same content fetched before; discarded");
+            let record = ctx.record(&entry.name, row.size, &sha256, &previous.remote_path);
+            if let Err(err) = ctx
+                .store
+                .record_delivery(claim, &record, ctx.plan.retention)
+                .await
+            {
+                return row.failed(store_failure(err));
+            }
+            return match delete_source(ctx, &entry.name).await {
+                Ok(()) => row.duplicate(previous.remote_path),
+                Err(err) => row.failed_after_delivery(previous.remote_path, err),
+            };
+        }
+    }
+
+    // 4. Put in place.
+    let final_name = entry.name.clone();
+    let persisted = tokio::task::spawn_blocking(move || downloaded.persist(&final_name)).await;
+    let local_path = match persisted {
+        Ok(Ok(path)) => path,
+        Ok(Err(err)) => {
+            ctx.release(claim).await;
+            return row.failed(partner_failure(&err));
+        }
+        Err(join) => {
+            ctx.release(claim).await;
+            return row.failed(FileError::new(
+                "local_io",
+                format!("saving the file: {join}"),
+            ));
+        }
+    };
+    let delivered_to = local_path.display().to_string();
+
+    // 5. Record.
+    if let Some(claim) = claim {
+        let record = ctx.record(&entry.name, row.size, &sha256, &delivered_to);
+        let recorded = ctx
+            .store
+            .record_delivery_also(&claim, &[content_key], &record, ctx.plan.retention)
+            .await;
+        if let Err(err) = recorded {
+            let mut error = store_failure(err);
+            error.message = format!(
+                "fetched to {delivered_to} but the delivery record could not be written ({}); \
+                 the remote file is kept",
+                error.message
+            );
+            return row.failed_after_delivery(delivered_to, error);
+        }
+    }
+    info!(local_path = %delivered_to, bytes = row.size, "fetched");
+
+    // 6. Tidy up.
+    match delete_source(ctx, &entry.name).await {
+        Ok(()) => row.transferred(delivered_to),
+        Err(err) => row.failed_after_delivery(delivered_to, err),
+    }
+}
+
+/// Deletes the remote source when the flow says so (`delete_after_download`).
+async fn delete_source(ctx: &RunContext<'_>, name: &str) -> Result<(), FileError> {
+    if !ctx.plan.delete_after_transfer {
+        return Ok(());
+    }
+    let path = format!("{}/{name}", ctx.plan.remote_dir.trim_end_matches('/'));
+    let mut attempts = 0;
+    ctx.on_session(&mut attempts, async |session| session.delete(&path).await)
+        .await
+        .map_err(|err| {
+            let mut error = partner_failure(&err);
+            error.kind = "delete_source_failed".to_owned();
+            error.message = format!(
+                "fetched, but the remote file {path} could not be deleted: {}",
+                error.message
+            );
+            error
+        })
+}

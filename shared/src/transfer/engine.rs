@@ -1,0 +1,504 @@
+//! [`Engine`]: what a worker keeps between flow-runs (configuration, secret resolver,
+//! idempotency store, one session pool per partner), and the flow-run itself.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+use tracing::{Instrument, field::Empty, info, info_span, warn};
+
+use super::context::RunContext;
+use super::download::download_file;
+use super::error::TransferError;
+use super::plan::FlowPlan;
+use super::pool::SessionPool;
+use super::report::{Direction, FileError, FileReport, RunInfo, RunReport};
+use super::selection::{Walk, is_stable, select_local};
+use super::upload::upload_file;
+use crate::config::{Config, Partner};
+use crate::ftps::{RemoteEntry, SessionConfig, Timeouts, TlsSettings, TlsVersion};
+use crate::idempotency::{LockWait, Store, StoreConfig};
+use crate::secrets::{Resolver, Secret, SecretRef};
+
+/// Called with each file's row as soon as the file is done (for progress output).
+pub type Progress<'a> = &'a (dyn Fn(&FileReport) + Send + Sync);
+
+/// The engine's own knobs (the rest comes from the configuration).
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Who this worker is, in claims and locks (`<host>-<pid>` by default).
+    pub worker_id: String,
+    /// How long a file claim lasts without renewal; a crashed worker's files are taken by
+    /// others after this. Renewed every third of it while a transfer runs.
+    pub claim_lease: Duration,
+    /// How long the flow lock lasts without renewal.
+    pub flow_lock_lease: Duration,
+    /// How long a run waits for another run of the same flow before reporting it busy.
+    pub flow_lock_wait: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+        EngineOptions {
+            worker_id: format!("{host}-{}", std::process::id()),
+            claim_lease: Duration::from_secs(60),
+            flow_lock_lease: Duration::from_secs(60),
+            flow_lock_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A partner's pool and the fingerprint of the settings it was built with.
+struct PartnerPool {
+    fingerprint: [u8; 32],
+    pool: SessionPool,
+}
+
+/// Runs flows. One per worker process; cheap to share behind an `Arc`.
+pub struct Engine {
+    config: Arc<Config>,
+    resolver: Resolver,
+    store: Store,
+    options: EngineOptions,
+    pools: Mutex<HashMap<String, PartnerPool>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.store)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine over already-built parts.
+    pub fn new(
+        config: Arc<Config>,
+        resolver: Resolver,
+        store: Store,
+        options: EngineOptions,
+    ) -> Self {
+        Engine {
+            config,
+            resolver,
+            store,
+            options,
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Builds the resolver and connects the store from the configuration's settings.
+    /// Fails (closed) when Redis cannot be reached.
+    pub async fn connect(
+        config: Arc<Config>,
+        options: EngineOptions,
+    ) -> Result<Self, TransferError> {
+        let resolver = Resolver::new(config.settings.resolver.clone());
+        let redis = &config.settings.redis;
+        let mut store_config = StoreConfig::new(redis.url.clone());
+        store_config.key_prefix = redis.key_prefix.clone();
+        if let Some(reference) = &redis.password {
+            let password =
+                resolver
+                    .resolve(reference)
+                    .await
+                    .map_err(|source| TransferError::Secret {
+                        flow_id: String::new(),
+                        partner: "redis".to_owned(),
+                        field: "redis.password",
+                        source: Box::new(source),
+                    })?;
+            store_config.password = Some(password);
+        }
+        let store = Store::connect(&store_config)
+            .await
+            .map_err(|source| TransferError::Store {
+                flow_id: String::new(),
+                source: Box::new(source),
+            })?;
+        Ok(Engine::new(config, resolver, store, options))
+    }
+
+    /// The configuration the engine runs.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The idempotency store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Closes the idle sessions of every partner (at shutdown).
+    pub async fn close(&self) {
+        let pools: Vec<SessionPool> = self
+            .pools
+            .lock()
+            .map(|pools| pools.values().map(|p| p.pool.clone()).collect())
+            .unwrap_or_default();
+        for pool in pools {
+            pool.close_idle().await;
+        }
+    }
+
+    /// Runs one flow: takes the flow lock, selects the files (all, or only those named in
+    /// `only_files`), moves each one exactly once, and reports what happened to each.
+    ///
+    /// Errors are for runs that could not run at all (unknown flow, Redis down, flow busy,
+    /// partner unreachable for a listing); a file that fails is a row of the report.
+    pub async fn run_flow(
+        &self,
+        flow_id: &str,
+        only_files: Option<&[String]>,
+        run_id: &str,
+        progress: Option<Progress<'_>>,
+    ) -> Result<RunReport, TransferError> {
+        let plan = FlowPlan::from_config(&self.config, flow_id)?;
+        let span = info_span!(
+            "flow_run",
+            flow.id = %plan.flow_id,
+            run.id = %run_id,
+            direction = plan.direction.as_str(),
+            partner = %plan.partner_id,
+            files = Empty,
+            bytes = Empty,
+            outcome = Empty,
+        );
+        let result = self
+            .run_locked(&plan, only_files, run_id, progress)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(report) => {
+                span.record("files", report.files.len());
+                span.record("bytes", report.totals.bytes);
+                span.record("outcome", if report.is_success() { "ok" } else { "failed" });
+                span.in_scope(|| info!("{}", report.summary_line()));
+            }
+            Err(err) => {
+                span.record("outcome", err.kind().as_str());
+                span.in_scope(|| warn!(error = %err, "flow-run did not run"));
+            }
+        }
+        result
+    }
+
+    /// Holds the flow lock around the run.
+    async fn run_locked(
+        &self,
+        plan: &FlowPlan,
+        only_files: Option<&[String]>,
+        run_id: &str,
+        progress: Option<Progress<'_>>,
+    ) -> Result<RunReport, TransferError> {
+        let store_error = |source| TransferError::Store {
+            flow_id: plan.flow_id.clone(),
+            source: Box::new(source),
+        };
+        let wait = self
+            .store
+            .wait_for_flow_lock(
+                &plan.flow_id,
+                &self.options.worker_id,
+                self.options.flow_lock_lease,
+                self.options.flow_lock_wait,
+            )
+            .await
+            .map_err(store_error)?;
+        let lock = match wait {
+            LockWait::Acquired(lock) => lock,
+            LockWait::Busy { holder, waited } => {
+                return Err(TransferError::FlowBusy {
+                    flow_id: plan.flow_id.clone(),
+                    holder,
+                    waited,
+                });
+            }
+        };
+        let outcome = lock
+            .hold_while(self.run(plan, only_files, run_id, progress))
+            .await;
+        if let Err(err) = self.store.unlock_flow(lock).await {
+            warn!(error = %err, "could not release the flow lock; it expires with its lease");
+        }
+        outcome.map_err(store_error)?
+    }
+
+    /// The run itself: select, then move the files in parallel over the partner's pool.
+    async fn run(
+        &self,
+        plan: &FlowPlan,
+        only_files: Option<&[String]>,
+        run_id: &str,
+        progress: Option<Progress<'_>>,
+    ) -> Result<RunReport, TransferError> {
+        let started = Instant::now();
+        let info = RunInfo {
+            flow_id: plan.flow_id.clone(),
+            run_id: run_id.to_owned(),
+            direction: plan.direction,
+            started_at: chrono::Utc::now(),
+        };
+        let pool = self.pool_for(plan).await?;
+        let ctx = RunContext {
+            plan,
+            store: &self.store,
+            pool: &pool,
+            owner: &self.options.worker_id,
+            run_id,
+            trace_id: crate::telemetry::current_trace_id(),
+            claim_lease: self.options.claim_lease,
+            deadline: started + plan.run_timeout,
+        };
+        let report_progress = |row: &FileReport| {
+            if let Some(progress) = progress {
+                progress(row);
+            }
+        };
+        let parallel = plan.max_connections.max(1);
+
+        let (rows, not_yet_stable) = match plan.direction {
+            Direction::Upload => {
+                let walk = Walk {
+                    recursive: plan.is_recursive(),
+                    min_age: plan.min_file_age,
+                    now: SystemTime::now(),
+                };
+                let selectors = plan.clone();
+                let selection =
+                    select_local(&plan.local_dir, walk, move |name| selectors.selects(name))
+                        .await
+                        .map_err(|source| TransferError::LocalIo {
+                            flow_id: plan.flow_id.clone(),
+                            path: plan.local_dir.clone(),
+                            source,
+                        })?;
+                let (files, missing) = only_named(selection.ready, only_files, |f| &f.name);
+                let rows: Vec<FileReport> = futures::stream::iter(files)
+                    .map(|file| upload_file(&ctx, file))
+                    .buffer_unordered(parallel)
+                    .inspect(report_progress)
+                    .collect()
+                    .await;
+                (with_missing(rows, missing), selection.not_yet_stable)
+            }
+            Direction::Download => {
+                let (ready, not_yet_stable) = self.list_remote(&ctx).await?;
+                let (entries, missing) = only_named(ready, only_files, |e| &e.name);
+                let rows: Vec<FileReport> = futures::stream::iter(entries)
+                    .map(|entry| download_file(&ctx, entry))
+                    .buffer_unordered(parallel)
+                    .inspect(report_progress)
+                    .collect()
+                    .await;
+                (with_missing(rows, missing), not_yet_stable)
+            }
+        };
+        let timed_out = rows
+            .iter()
+            .any(|r| r.error.as_ref().is_some_and(|e| e.kind == "run_timeout"));
+        Ok(RunReport::new(
+            info,
+            started.elapsed(),
+            rows,
+            not_yet_stable,
+            timed_out,
+        ))
+    }
+
+    /// The partner's files that the flow takes, and those not yet stable.
+    async fn list_remote(
+        &self,
+        ctx: &RunContext<'_>,
+    ) -> Result<(Vec<RemoteEntry>, Vec<String>), TransferError> {
+        let plan = ctx.plan;
+        let mut attempts = 0;
+        let listing = ctx
+            .on_session(&mut attempts, async |session| {
+                session.list(&plan.remote_dir).await
+            })
+            .await
+            .map_err(|source| TransferError::Partner {
+                flow_id: plan.flow_id.clone(),
+                partner: plan.partner_id.clone(),
+                source: Box::new(source),
+            })?;
+        let now = SystemTime::now();
+        let mut ready = Vec::new();
+        let mut not_yet_stable = Vec::new();
+        for entry in listing {
+            if !entry.is_file || !plan.selects(&entry.name) {
+                continue;
+            }
+            let stable = entry
+                .modified
+                .is_none_or(|m| is_stable(m.into(), plan.min_file_age, now));
+            if stable {
+                ready.push(entry);
+            } else {
+                not_yet_stable.push(entry.name);
+            }
+        }
+        ready.sort_by(|a, b| a.name.cmp(&b.name));
+        not_yet_stable.sort();
+        Ok((ready, not_yet_stable))
+    }
+
+    /// The session pool of the flow's partner, built (or rebuilt, when a secret or setting
+    /// changed since) from the partner's configuration with its secrets resolved.
+    async fn pool_for(&self, plan: &FlowPlan) -> Result<SessionPool, TransferError> {
+        let partner = self.config.partners.get(&plan.partner_id).ok_or_else(|| {
+            TransferError::Configuration {
+                flow_id: plan.flow_id.clone(),
+                reason: format!("partner {:?} is not configured", plan.partner_id),
+            }
+        })?;
+        let session_config = self.session_config(&plan.flow_id, partner).await?;
+        let fingerprint = fingerprint(&session_config, plan.max_connections);
+        let mut pools = self
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(existing) = pools.get(&plan.partner_id)
+            && existing.fingerprint == fingerprint
+        {
+            return Ok(existing.pool.clone());
+        }
+        let pool = SessionPool::new(session_config, plan.max_connections);
+        pools.insert(
+            plan.partner_id.clone(),
+            PartnerPool {
+                fingerprint,
+                pool: pool.clone(),
+            },
+        );
+        Ok(pool)
+    }
+
+    /// The partner's session settings, secrets resolved.
+    async fn session_config(
+        &self,
+        flow_id: &str,
+        partner: &Partner,
+    ) -> Result<SessionConfig, TransferError> {
+        let ftps = &partner.ftps;
+        let resolve = async |field: &'static str, reference: &SecretRef| {
+            self.resolver
+                .resolve(reference)
+                .await
+                .map_err(|source| TransferError::Secret {
+                    flow_id: flow_id.to_owned(),
+                    partner: partner.id.clone(),
+                    field,
+                    source: Box::new(source),
+                })
+        };
+        let password = match &ftps.auth.password {
+            Some(r) => Some(resolve("auth.password", r).await?),
+            None => None,
+        };
+        let ca_cert_pem = match &ftps.tls.ca_cert {
+            Some(r) => Some(resolve("tls.ca_cert", r).await?.expose().to_owned()),
+            None => None,
+        };
+        let (mut client_cert_pem, mut client_key_pem, mut client_key_passphrase) =
+            (None, None, None);
+        if let Some(identity) = &ftps.tls.client_identity {
+            client_cert_pem = Some(
+                resolve("tls.client_cert", &identity.cert)
+                    .await?
+                    .expose()
+                    .to_owned(),
+            );
+            client_key_pem = Some(resolve("tls.client_private_key", &identity.private_key).await?);
+            if let Some(r) = &identity.key_passphrase {
+                client_key_passphrase = Some(resolve("tls.client_key_passphrase", r).await?);
+            }
+        }
+        let c = &ftps.connection;
+        let mut session = SessionConfig::new(&c.host, c.port, &ftps.auth.username);
+        session.password = password;
+        session.tls = TlsSettings {
+            ca_cert_pem,
+            client_cert_pem,
+            client_key_pem,
+            client_key_passphrase,
+            server_cert_fingerprint: ftps.tls.server_cert_fingerprint,
+            insecure_skip_verify: ftps.tls.insecure_skip_verify,
+            max_version: match ftps.tls.max_version {
+                crate::config::TlsVersion::Tls12 => TlsVersion::Tls12,
+                crate::config::TlsVersion::Tls13 => TlsVersion::Tls13,
+            },
+            ..TlsSettings::default()
+        };
+        session.nat_workaround = c.nat_workaround;
+        session.timeouts = Timeouts {
+            connect: c.connect_timeout,
+            reply: c.command_timeout,
+            data_idle: c.data_timeout,
+        };
+        Ok(session)
+    }
+}
+
+/// Keeps the items named in `only` (all when `None`), and the names asked for but absent.
+fn only_named<T>(
+    items: Vec<T>,
+    only: Option<&[String]>,
+    name: impl Fn(&T) -> &String,
+) -> (Vec<T>, Vec<String>) {
+    let Some(only) = only else {
+        return (items, Vec::new());
+    };
+    let (kept, _): (Vec<T>, Vec<T>) = items.into_iter().partition(|i| only.contains(name(i)));
+    let missing = only
+        .iter()
+        .filter(|n| !kept.iter().any(|i| name(i) == *n))
+        .cloned()
+        .collect();
+    (kept, missing)
+}
+
+/// Adds a failed row for each file asked for by name that the run did not find.
+fn with_missing(mut rows: Vec<FileReport>, missing: Vec<String>) -> Vec<FileReport> {
+    rows.extend(missing.into_iter().map(|name| {
+        let error = FileError::new(
+            "not_found",
+            format!("{name} was asked for but is not among the flow's matching, stable files"),
+        );
+        FileReport::failed(name, 0, error)
+    }));
+    rows
+}
+
+/// A digest of everything a session is built from, secrets included, so a rotated secret
+/// or a changed setting gets a new pool. Never logged.
+fn fingerprint(cfg: &SessionConfig, max_connections: usize) -> [u8; 32] {
+    let secret = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
+    let tls = &cfg.tls;
+    let material = format!(
+        "{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{}\u{0}{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{}",
+        cfg.host,
+        cfg.port,
+        cfg.username,
+        secret(&cfg.password),
+        tls.ca_cert_pem,
+        tls.client_cert_pem,
+        secret(&tls.client_key_pem),
+        secret(&tls.client_key_passphrase),
+        tls.server_cert_fingerprint,
+        tls.insecure_skip_verify,
+        tls.max_version,
+        cfg.nat_workaround,
+        cfg.prefer_epsv,
+        cfg.timeouts,
+        max_connections,
+    );
+    Sha256::digest(material.as_bytes()).into()
+}

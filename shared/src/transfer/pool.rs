@@ -1,0 +1,137 @@
+//! A bounded pool of FTPS sessions to one partner.
+//!
+//! Opening a session (TCP, `AUTH TLS`, login) costs about 100 ms, so the files of a run
+//! share a few sessions: at most `max_connections` are open to the partner at once, each
+//! is reused for many files, and one that saw any error is discarded rather than handed
+//! to the next file (a half-read reply or a dead data channel must not leak into another
+//! transfer). Built on `deadpool`'s managed pool.
+
+use std::ops::{Deref, DerefMut};
+
+use deadpool::managed::{self, Metrics, Object, Pool, PoolError, RecycleError, RecycleResult};
+
+use crate::ftps::{FtpsError, Session, SessionConfig};
+
+/// Creates sessions for the pool and decides whether a returned one may be reused.
+#[derive(Debug)]
+pub struct SessionManager {
+    config: SessionConfig,
+}
+
+/// A session as the pool keeps it: `reusable` is cleared when it is lent out and set again
+/// only when the borrower says its work on it succeeded.
+#[derive(Debug)]
+pub struct PooledSession {
+    session: Session,
+    reusable: bool,
+}
+
+impl managed::Manager for SessionManager {
+    type Type = PooledSession;
+    type Error = FtpsError;
+
+    async fn create(&self) -> Result<PooledSession, FtpsError> {
+        let session = Session::connect(&self.config).await?;
+        Ok(PooledSession {
+            session,
+            reusable: false,
+        })
+    }
+
+    async fn recycle(
+        &self,
+        pooled: &mut PooledSession,
+        _metrics: &Metrics,
+    ) -> RecycleResult<FtpsError> {
+        if pooled.reusable {
+            pooled.reusable = false;
+            Ok(())
+        } else {
+            Err(RecycleError::message(
+                "the session's last use failed or was interrupted; a new one is opened",
+            ))
+        }
+    }
+}
+
+/// At most `max_connections` sessions to one partner, shared by the files of all runs
+/// that use this partner in this process.
+#[derive(Debug, Clone)]
+pub struct SessionPool {
+    pool: Pool<SessionManager>,
+}
+
+impl SessionPool {
+    /// A pool that opens sessions with `config`, at most `max_connections` at once (at
+    /// least one).
+    pub fn new(config: SessionConfig, max_connections: usize) -> Self {
+        let pool = Pool::builder(SessionManager { config })
+            .max_size(max_connections.max(1))
+            .build()
+            // Only fails when a timeout is set without a runtime; none is set here.
+            .unwrap_or_else(|e| unreachable!("session pool without timeouts: {e}"));
+        SessionPool { pool }
+    }
+
+    /// Borrows a session: an idle one, a new one while fewer than `max_connections` are
+    /// open, or the next one given back. Fails when a new session cannot be opened.
+    pub async fn get(&self) -> Result<SessionLease, FtpsError> {
+        match self.pool.get().await {
+            Ok(object) => Ok(SessionLease { object }),
+            Err(PoolError::Backend(e)) => Err(e),
+            Err(other) => Err(FtpsError::new(
+                crate::ftps::FtpsErrorKind::ConnectionLost,
+                "session pool",
+                other.to_string(),
+            )),
+        }
+    }
+
+    /// How many sessions are open (idle or lent out).
+    pub fn open_sessions(&self) -> usize {
+        self.pool.status().size
+    }
+
+    /// The largest number of sessions this pool opens at once.
+    pub fn max_sessions(&self) -> usize {
+        self.pool.status().max_size
+    }
+
+    /// Closes the idle sessions politely (`QUIT`); sessions lent out are closed when they
+    /// come back. The pool stays usable (new sessions are opened on demand).
+    pub async fn close_idle(&self) {
+        let idle = self.pool.retain(|_, _| false).removed;
+        for pooled in idle {
+            // A failed QUIT only means the server hung up first.
+            let _ = pooled.session.quit().await;
+        }
+    }
+}
+
+/// A session borrowed from a [`SessionPool`]. Dropped without [`SessionLease::done`]
+/// (an error, a cancelled transfer), the session is closed instead of reused.
+#[derive(Debug)]
+pub struct SessionLease {
+    object: Object<SessionManager>,
+}
+
+impl SessionLease {
+    /// Marks the session as healthy: it goes back to the pool for the next file.
+    pub fn done(mut self) {
+        self.object.reusable = true;
+    }
+}
+
+impl Deref for SessionLease {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        &self.object.session
+    }
+}
+
+impl DerefMut for SessionLease {
+    fn deref_mut(&mut self) -> &mut Session {
+        &mut self.object.session
+    }
+}
