@@ -15,7 +15,6 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
-use super::partner::Partner;
 use super::settings::Settings;
 use super::yaml::{Cx, Field, Loc, Map};
 
@@ -178,7 +177,8 @@ pub(crate) struct FlowContext<'a> {
     /// The configuration directory, absolute.
     pub(crate) dir: &'a Path,
     pub(crate) settings: &'a Settings,
-    pub(crate) partners: &'a BTreeMap<String, Partner>,
+    /// Every partner id defined in `partners/` (even by a partner with errors), with its file.
+    pub(crate) partner_ids: &'a BTreeMap<String, PathBuf>,
 }
 
 /// Reads the `flows:` map of one flow file. Returns each flow that is complete, and every
@@ -225,7 +225,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
     });
     let enabled = map.get("enabled").map_or(Some(true), |f| f.bool(cx));
     let description = map.get("description").and_then(|f| f.str(cx));
-    let remote = direction.and_then(|d| read_remote(cx, map, d, context));
+    let remote = read_remote(cx, map, direction, context);
     let local_path = map
         .required(cx, "local")
         .and_then(|f| f.map(cx, &["path"]))
@@ -275,22 +275,31 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
     })
 }
 
-/// `target` for an upload, `source` for a download: exactly the right one.
+/// `target` for an upload, `source` for a download: exactly the right one. Without a
+/// valid direction, whichever is written is still checked.
 fn read_remote(
     cx: &mut Cx<'_>,
     map: &Map<'_>,
-    direction: Direction,
+    direction: Option<Direction>,
     context: &FlowContext<'_>,
 ) -> Option<RemoteEndpoint> {
-    let (wanted, other) = match direction {
-        Direction::Upload => ("target", "source"),
-        Direction::Download => ("source", "target"),
+    let Some(direction) = direction else {
+        for key in ["target", "source"] {
+            if let Some(field) = map.get(key) {
+                read_endpoint(cx, field, context);
+            }
+        }
+        return None;
+    };
+    let (wanted, other, a) = match direction {
+        Direction::Upload => ("target", "source", "an"),
+        Direction::Download => ("source", "target", "a"),
     };
     if let Some(f) = map.get(other) {
         f.error(
             cx,
             format!(
-                "a {direction} flow has a `{wanted}`, not a `{other}`; the partner side of an upload is `target`, of a download `source`"
+                "{a} {direction} flow has a `{wanted}`, not a `{other}`; the partner side of an upload is `target`, of a download `source`"
             ),
         );
     }
@@ -298,15 +307,24 @@ fn read_remote(
         cx.error(
             map.loc(),
             &format!("{}.{wanted}", map.path()),
-            format!("a {direction} flow needs `{wanted}: {{partner: ..., path: ...}}`"),
+            format!("{a} {direction} flow needs `{wanted}: {{partner: ..., path: ...}}`"),
         );
         return None;
     };
+    read_endpoint(cx, field, context)
+}
+
+/// `{partner, path}`; the partner must be defined in `partners/`.
+fn read_endpoint(
+    cx: &mut Cx<'_>,
+    field: Field<'_>,
+    context: &FlowContext<'_>,
+) -> Option<RemoteEndpoint> {
     let endpoint = field.map(cx, &["partner", "path"])?;
     let partner = endpoint.required(cx, "partner").and_then(|f| {
         let id = f.str(cx)?;
-        if !context.partners.contains_key(&id) {
-            f.error(cx, unknown_partner_message(&id, context.partners));
+        if !context.partner_ids.contains_key(&id) {
+            f.error(cx, unknown_partner_message(&id, context.partner_ids));
             return None;
         }
         Some(id)
@@ -320,7 +338,7 @@ fn read_remote(
     })
 }
 
-fn unknown_partner_message(id: &str, partners: &BTreeMap<String, Partner>) -> String {
+fn unknown_partner_message(id: &str, partners: &BTreeMap<String, PathBuf>) -> String {
     let closest = partners
         .keys()
         .map(|k| (strsim::jaro_winkler(id, k), k))

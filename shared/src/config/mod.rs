@@ -77,7 +77,7 @@ impl Config {
         }
 
         let settings_file = PathBuf::from("ferry.yaml");
-        let settings = {
+        let (settings, secret_rules) = {
             let mut cx = Cx::new(&settings_file, &mut errors);
             let root = match std::fs::read_to_string(dir.join(&settings_file)) {
                 Ok(text) => yaml::parse(&mut cx, &text),
@@ -97,7 +97,7 @@ impl Config {
             let Some(root) = read_yaml(&mut cx, &dir) else {
                 continue;
             };
-            let (partner, id) = partner::read(&mut cx, &root, &settings);
+            let (partner, id) = partner::read(&mut cx, &root, secret_rules);
             if let Some((id, loc)) = id
                 && !claim_id(&mut cx, &mut partner_files, &id, loc, "partner")
             {
@@ -113,7 +113,7 @@ impl Config {
         let context = flow::FlowContext {
             dir: &dir,
             settings: &settings,
-            partners: &partners,
+            partner_ids: &partner_files,
         };
         for file in yaml_files(&dir, "flows", &mut errors) {
             let mut cx = Cx::new(&file, &mut errors);

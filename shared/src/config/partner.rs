@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::settings::{Settings, check_reference};
+use super::settings::SecretRules;
 use super::yaml::{Cx, Field, Loc, Map, Node};
 use crate::secrets::SecretRef;
 
@@ -180,7 +180,7 @@ const TLS_KEYS: &[&str] = &[
 pub(crate) fn read(
     cx: &mut Cx<'_>,
     root: &Node,
-    settings: &Settings,
+    rules: SecretRules,
 ) -> (Option<Partner>, Option<(String, Loc)>) {
     let Some(map) = Map::root(cx, root, ROOT_KEYS) else {
         return (None, None);
@@ -203,7 +203,7 @@ pub(crate) fn read(
     let ftps = map
         .required(cx, "ftps")
         .and_then(|f| f.map(cx, &["connection", "auth", "tls"]))
-        .and_then(|ftps| read_ftps(cx, &ftps, settings));
+        .and_then(|ftps| read_ftps(cx, &ftps, rules));
     let partner = match (&id, protocol, ftps) {
         (Some((id, _)), Some(()), Some(ftps)) => Some(Partner {
             id: id.clone(),
@@ -216,7 +216,7 @@ pub(crate) fn read(
     (partner, id)
 }
 
-fn read_ftps(cx: &mut Cx<'_>, ftps: &Map<'_>, settings: &Settings) -> Option<FtpsPartner> {
+fn read_ftps(cx: &mut Cx<'_>, ftps: &Map<'_>, rules: SecretRules) -> Option<FtpsPartner> {
     let connection = ftps
         .required(cx, "connection")
         .and_then(|f| f.map(cx, CONNECTION_KEYS))
@@ -224,9 +224,9 @@ fn read_ftps(cx: &mut Cx<'_>, ftps: &Map<'_>, settings: &Settings) -> Option<Ftp
     let auth = ftps
         .required(cx, "auth")
         .and_then(|f| f.map(cx, &["username", "password"]))
-        .and_then(|a| read_auth(cx, &a, settings));
+        .and_then(|a| read_auth(cx, &a, rules));
     let tls = match ftps.get("tls") {
-        Some(f) => f.map(cx, TLS_KEYS).and_then(|t| read_tls(cx, &t, settings)),
+        Some(f) => f.map(cx, TLS_KEYS).and_then(|t| read_tls(cx, &t, rules)),
         None => Some(FtpsTls {
             ca_cert: None,
             client_identity: None,
@@ -292,31 +292,31 @@ fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>) -> Option<FtpsConnection> {
     })
 }
 
-/// Reads a secret-bearing field: parse, hardened-mode rule, Vault availability.
+/// Reads an optional secret-bearing field: `Err` when written but invalid (recorded).
+/// `literal_allowed` for a field that holds no secret in practice (a CA certificate).
 fn secret(
     cx: &mut Cx<'_>,
     map: &Map<'_>,
     key: &str,
-    settings: &Settings,
+    rules: SecretRules,
+    literal_allowed: bool,
 ) -> Result<Option<SecretRef>, ()> {
-    let Some(field) = map.get(key) else {
-        return Ok(None);
-    };
-    let reference = field.secret(cx, settings.hardened_mode).ok_or(())?;
-    check_reference(cx, field, &reference, settings);
-    Ok(Some(reference))
+    match map.get(key) {
+        None => Ok(None),
+        Some(field) => rules.read(cx, field, literal_allowed).map(Some).ok_or(()),
+    }
 }
 
-fn read_auth(cx: &mut Cx<'_>, a: &Map<'_>, settings: &Settings) -> Option<FtpsAuth> {
+fn read_auth(cx: &mut Cx<'_>, a: &Map<'_>, rules: SecretRules) -> Option<FtpsAuth> {
     let username = a.required(cx, "username").and_then(|f| f.non_empty_str(cx));
-    let password = secret(cx, a, "password", settings);
+    let password = secret(cx, a, "password", rules, false);
     Some(FtpsAuth {
         username: username?,
         password: password.ok()?,
     })
 }
 
-fn read_tls(cx: &mut Cx<'_>, t: &Map<'_>, settings: &Settings) -> Option<FtpsTls> {
+fn read_tls(cx: &mut Cx<'_>, t: &Map<'_>, rules: SecretRules) -> Option<FtpsTls> {
     let mode = t.get("mode").map_or(Some(()), |f| {
         let text = f.str(cx)?;
         match text.as_str() {
@@ -337,16 +337,16 @@ fn read_tls(cx: &mut Cx<'_>, t: &Map<'_>, settings: &Settings) -> Option<FtpsTls
             }
         }
     });
-    let ca_cert = secret(cx, t, "ca_cert", settings);
-    let client_cert = secret(cx, t, "client_cert", settings);
-    let private_key = secret(cx, t, "client_private_key", settings);
-    let passphrase = secret(cx, t, "client_key_passphrase", settings);
+    let ca_cert = secret(cx, t, "ca_cert", rules, true);
+    let client_cert = secret(cx, t, "client_cert", rules, false);
+    let private_key = secret(cx, t, "client_private_key", rules, false);
+    let passphrase = secret(cx, t, "client_key_passphrase", rules, false);
     let fingerprint = t
         .get("server_cert_fingerprint")
         .map_or(Some(None), |f| read_fingerprint(cx, f));
     let insecure = t.get("insecure_skip_verify").map_or(Some(false), |f| {
         let insecure = f.bool(cx)?;
-        if insecure && settings.hardened_mode {
+        if insecure && rules.hardened {
             f.error(
                 cx,
                 "hardened mode forbids insecure_skip_verify: true; trust the server with ca_cert or server_cert_fingerprint",

@@ -208,7 +208,7 @@ pub(crate) fn read(
     cx: &mut Cx<'_>,
     root: Option<&Node>,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Settings {
+) -> (Settings, SecretRules) {
     let mut settings = Settings::default();
     let root = root.and_then(|node| Map::root(cx, node, ROOT_KEYS));
     let section = |cx: &mut Cx<'_>, name: &str, known: &[&str]| {
@@ -255,6 +255,11 @@ pub(crate) fn read(
     }
 
     let vault = section(cx, "vault", &["address", "namespace", "ca_cert", "auth"]);
+    let rules = SecretRules {
+        hardened,
+        vault_declared: root.as_ref().is_some_and(|r| r.get("vault").is_some())
+            || env("VAULT_ADDR").is_some_and(|v| !v.is_empty()),
+    };
     settings.resolver.vault = read_vault(
         cx,
         vault.as_ref(),
@@ -346,7 +351,7 @@ pub(crate) fn read(
         settings.scheduler.catch_up = catch_up;
     }
 
-    settings
+    (settings, rules)
 }
 
 /// `url` of a section, else the environment variable; in hardened mode a password written
@@ -527,18 +532,34 @@ fn read_vault_auth(cx: &mut Cx<'_>, auth: Option<&Map<'_>>, hardened: bool) -> O
     }
 }
 
-/// Checks a field's `vault:` reference against the settings: Vault must be configured.
-pub(crate) fn check_reference(
-    cx: &mut Cx<'_>,
-    field: Field<'_>,
-    reference: &SecretRef,
-    settings: &Settings,
-) {
-    if matches!(reference, SecretRef::Vault { .. }) && settings.resolver.vault.is_none() {
-        field.error(
-            cx,
-            "this `vault:` reference needs Vault: add a `vault:` section with `address` to ferry.yaml (or set VAULT_ADDR)",
-        );
+/// What reading a partner's secret-bearing fields needs to know from `ferry.yaml`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SecretRules {
+    /// `security.hardened_mode`: literals are refused.
+    pub(crate) hardened: bool,
+    /// Vault is configured (a `vault:` section, even an invalid one, or `VAULT_ADDR`), so
+    /// `vault:` references are allowed.
+    pub(crate) vault_declared: bool,
+}
+
+impl SecretRules {
+    /// Reads the secret-bearing field `field`; `literal_allowed` for fields that hold no
+    /// secret in practice (a CA certificate). A `vault:` reference needs Vault configured.
+    pub(crate) fn read(
+        &self,
+        cx: &mut Cx<'_>,
+        field: Field<'_>,
+        literal_allowed: bool,
+    ) -> Option<SecretRef> {
+        let reference = field.secret(cx, self.hardened && !literal_allowed)?;
+        if matches!(reference, SecretRef::Vault { .. }) && !self.vault_declared {
+            field.error(
+                cx,
+                "this `vault:` reference needs Vault: add a `vault:` section with `address` to ferry.yaml (or set VAULT_ADDR)",
+            );
+            return None;
+        }
+        Some(reference)
     }
 }
 
@@ -559,7 +580,7 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
         };
-        let settings = read(&mut cx, root.as_ref(), &env);
+        let (settings, _) = read(&mut cx, root.as_ref(), &env);
         (settings, errors)
     }
 
