@@ -86,11 +86,12 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        // Kill the whole group: some servers fork a child per session.
-        let pgid = self.child.id() as i32;
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{pgid}")])
-            .status();
+        // Kill the whole group: some servers fork a child per session. Through the system
+        // call, never `/usr/bin/kill -KILL -PGID`: Debian's procps misreads that negative
+        // number without a `--` and signals every process on the machine.
+        if let Some(pgid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
