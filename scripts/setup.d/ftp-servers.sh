@@ -66,11 +66,13 @@ unpack "$home/pure-ftpd" pure-ftpd pure-ftpd-common
 "$home/pure-ftpd/usr/sbin/pure-ftpd" --help >/dev/null 2>&1 || [ $? -le 1 ]
 
 # vsftpd's test user: a real account (PAM), fixed test password, a valid shell (pam_shells),
-# not listed in /etc/ftpusers (pam_listfile denies those). Tests chroot it to their own dir.
+# not listed in /etc/ftpusers (pam_listfile denies those), and a home that exists (vsftpd
+# enters it before local_root). Tests chroot it to their own folder.
 user=ferry-ftp
 if ! id "$user" >/dev/null 2>&1; then
-  useradd --system --no-create-home --home-dir /nonexistent --shell /bin/bash "$user"
+  useradd --system --no-create-home --home-dir / --shell /bin/bash "$user"
 fi
+[ "$(getent passwd "$user" | cut -d: -f6)" = / ] || usermod --home / "$user"
 if ! grep -qx /bin/bash /etc/shells; then echo /bin/bash >>/etc/shells; fi
 echo "$user:ferry-ftp-test-password" | chpasswd
 if [ -f /etc/ftpusers ]; then sed -i "/^$user\$/d" /etc/ftpusers; fi

@@ -29,6 +29,9 @@ use crate::process::ServerProcess;
 pub const FTP_USER: &str = "ferry-ftp";
 /// The test account's password (set by `scripts/setup.d/ftp-servers.sh`).
 pub const FTP_PASSWORD: &str = "ferry-ftp-test-password";
+/// SHA-512 crypt of [`FTP_PASSWORD`] (`openssl passwd -6 -salt ferrytestbed ...`), for the
+/// virtual users of ProFTPD and Pure-FTPd.
+const PASSWORD_HASH: &str = "$6$ferrytestbed$H0.j9cNllRl3Je8uVLPeC3Qoz0uMk.TiWkChONg6Ui8fGiPA4GCdCKsl6a/H5c.ENzmcsvECof9JIr0a.SgKK0";
 
 /// How many passive ports each instance reserves.
 const PASSIVE_PORTS: u16 = 20;

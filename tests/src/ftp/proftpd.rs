@@ -3,15 +3,14 @@
 //! It requires TLS session reuse and checks that a data connection resumes the session of
 //! ITS control connection; under TLS 1.3 that catches clients that run out of tickets.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 
-use super::{FTP_USER, FtpServerOptions, Instance, Launch, TlsCap, render};
+use super::{FTP_USER, FtpServerOptions, Instance, Launch, PASSWORD_HASH, TlsCap, render};
 use crate::tools::testbed_home;
 
 const TEMPLATE: &str = include_str!("../../../infra/dev-servers/proftpd.conf");
-
-/// SHA-512 crypt of [`super::FTP_PASSWORD`] (`openssl passwd -6 -salt ferrytestbed ...`).
-const PASSWORD_HASH: &str = "$6$ferrytestbed$H0.j9cNllRl3Je8uVLPeC3Qoz0uMk.TiWkChONg6Ui8fGiPA4GCdCKsl6a/H5c.ENzmcsvECof9JIr0a.SgKK0";
 
 /// Writes this instance's proftpd.conf and user files, and the command that runs it.
 pub(super) fn launch(inst: &Instance, opts: &FtpServerOptions) -> anyhow::Result<Launch> {
@@ -25,13 +24,13 @@ pub(super) fn launch(inst: &Instance, opts: &FtpServerOptions) -> anyhow::Result
     }
     let (uid, gid) = inst.owner;
     let root = inst.root.to_string_lossy();
-    std::fs::write(
-        inst.dir.join("ftpd.passwd"),
-        format!("{FTP_USER}:{PASSWORD_HASH}:{uid}:{gid}::{root}:/bin/false\n"),
+    write_private(
+        &inst.dir.join("ftpd.passwd"),
+        &format!("{FTP_USER}:{PASSWORD_HASH}:{uid}:{gid}::{root}:/bin/false\n"),
     )?;
-    std::fs::write(
-        inst.dir.join("ftpd.group"),
-        format!("{FTP_USER}:x:{gid}:{FTP_USER}\n"),
+    write_private(
+        &inst.dir.join("ftpd.group"),
+        &format!("{FTP_USER}:x:{gid}:{FTP_USER}\n"),
     )?;
     let protocols = match opts.tls_cap {
         TlsCap::Default => "TLSv1.2 TLSv1.3",
@@ -75,4 +74,11 @@ pub(super) fn launch(inst: &Instance, opts: &FtpServerOptions) -> anyhow::Result
             inst.dir.join("xferlog"),
         ],
     })
+}
+
+/// Writes a file only its owner may read: ProFTPD refuses world-readable user files.
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
 }
