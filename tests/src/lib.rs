@@ -10,5 +10,6 @@ pub mod moto;
 pub mod pki;
 pub mod ports;
 pub mod process;
+pub mod rabbitmq;
 pub mod tools;
 pub mod vault;

@@ -342,7 +342,8 @@ impl Delivery {
         self.redelivered
     }
 
-    /// The routing key it was published with (the flow id).
+    /// The routing key it arrived with: the flow id, or the work queue's name for a
+    /// message that came back from a delay queue.
     pub fn routing_key(&self) -> &str {
         &self.routing_key
     }
@@ -417,17 +418,22 @@ impl Delivery {
             .clone()
             .with_headers(amqp::to_field_table(&headers));
         let exchange = self.link.topology.dead_letter_exchange();
+        // Keep the flow id as routing key (a retried message arrives keyed by the queue).
+        let routing_key = match &self.message {
+            Ok(message) => message.flow_id.clone(),
+            Err(_) => self.routing_key.clone(),
+        };
         publish_confirmed(
             &self.link.publish,
             &exchange,
-            &self.routing_key,
+            &routing_key,
             &self.payload,
             properties,
             self.link.confirm_timeout,
         )
         .await?;
         self.settle_ack().await?;
-        warn!(routing_key = %self.routing_key, reason, "flow run dead-lettered");
+        warn!(routing_key, reason, "flow run dead-lettered");
         Ok(Settled::DeadLettered)
     }
 
