@@ -1,16 +1,25 @@
 //! `ferry-scheduler`: the tiny cron process that publishes flow-run messages.
 //!
 //! Subcommands:
-//! - none: the tick loop (publish one message per flow and cron tick, once across replicas);
-//! - `trigger`: publish a manual flow-run now and print its id;
+//! - none: the tick loop (one message per flow and cron tick, once across replicas);
+//! - `trigger`: publish a manual (or event) flow-run now and print its id;
 //! - `validate`: check the configuration directory and print its summary.
+//!
+//! This file parses the command line and turns results into exit codes: 0 success, 1 a
+//! failure at run time, 2 a configuration error.
 
+mod connect;
+mod ticker;
+mod trigger;
 mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ferry_shared::config::Config;
+use ferry_shared::secrets::Resolver;
+use ferry_shared::telemetry::LogFormat;
 
 /// Exit code for a configuration error (the same in both binaries).
 const EXIT_CONFIG: u8 = 2;
@@ -31,6 +40,15 @@ struct Cli {
     )]
     config: PathBuf,
 
+    /// Log lines as `pretty` text or `json`.
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_LOG_FORMAT",
+        default_value = "pretty"
+    )]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -39,17 +57,89 @@ struct Cli {
 enum Command {
     /// Check the configuration and print a summary (exit 2 with every error otherwise).
     Validate,
+    /// Publish a flow-run now and print its id.
+    Trigger {
+        /// The flow to run.
+        #[arg(long)]
+        flow: String,
+        /// Only these files (repeat the option); all matching files when absent.
+        #[arg(long = "file")]
+        files: Vec<String>,
+        /// Mark the run as triggered by this upstream event id (trigger `event`).
+        #[arg(long)]
+        event_id: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Validate) => validate::run(&cli.config),
-        None => {
+    if let Some(Command::Validate) = cli.command {
+        return validate::run(&cli.config);
+    }
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(errors) => {
             eprintln!(
-                "ferry-scheduler: the tick loop is not available yet; try `ferry-scheduler validate`"
+                "{errors}\n{} configuration error(s) in {}",
+                errors.len(),
+                cli.config.display()
             );
-            ExitCode::from(EXIT_CONFIG)
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ferry-scheduler: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let _telemetry = connect::telemetry(&config, "ferry-scheduler", cli.log_format)?;
+        match cli.command {
+            Some(Command::Trigger {
+                flow,
+                files,
+                event_id,
+            }) => trigger::run(&config, &flow, files, event_id).await,
+            _ => schedule(&config).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ferry-scheduler: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The tick loop, until SIGTERM or Ctrl-C.
+async fn schedule(config: &Config) -> anyhow::Result<()> {
+    let resolver = Resolver::new(config.settings.resolver.clone());
+    let store = connect::store(config, &resolver).await?;
+    let broker = connect::broker(config).await?;
+    let publisher = broker.publisher(ferry_shared::broker::PublisherOptions::default());
+    let ticker = ticker::Ticker::new(config, store, publisher);
+    tracing::info!(flows = ticker.scheduled_flows(), "scheduler started");
+    ticker
+        .run(config.settings.scheduler.catch_up, shutdown_signal())
+        .await;
+    Ok(())
+}
+
+/// Completes on SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
         }
     }
 }
