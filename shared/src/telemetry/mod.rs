@@ -8,7 +8,7 @@
 //!   [`TelemetrySettings::default_filter`], `"info"` by default);
 //! - a log layer writing to stderr, one line per event, human-readable ([`LogFormat::Pretty`])
 //!   or JSON ([`LogFormat::Json`]), with the current `trace_id` and `span_id` added to every
-//!   line written inside a span (see [`format`]);
+//!   line written inside a span (see `format.rs`);
 //! - a `tracing-opentelemetry` layer that turns spans into OpenTelemetry spans. They always get
 //!   ids (so logs and propagation work without a collector); they are exported only when an
 //!   endpoint is configured, through a batch OTLP exporter;
@@ -29,7 +29,7 @@
 //! (headers, timeout, compression, batch sizes) apply as usual.
 
 mod error;
-pub mod format;
+mod format;
 mod propagation;
 
 use std::str::FromStr;
