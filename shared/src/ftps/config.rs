@@ -26,6 +26,9 @@ pub struct SessionConfig {
     /// Replace a PASV reply's address by the control connection's peer address (as curl and
     /// lftp do for servers behind NAT that advertise a private address). Default `true`.
     pub nat_workaround: bool,
+    /// Try `EPSV` first (default `true`); `false` uses `PASV` only, for servers whose EPSV
+    /// is broken behind a firewall. A refused EPSV switches the session to PASV anyway.
+    pub prefer_epsv: bool,
     /// Connect, reply and data-idle timeouts.
     pub timeouts: Timeouts,
 }
@@ -41,6 +44,7 @@ impl SessionConfig {
             password: None,
             tls: TlsSettings::default(),
             nat_workaround: true,
+            prefer_epsv: true,
             timeouts: Timeouts::default(),
         }
     }

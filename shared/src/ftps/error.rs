@@ -216,6 +216,12 @@ impl FtpsError {
         }
     }
 
+    /// Appends to the message, keeping kind, step, reply and source.
+    pub(crate) fn context(mut self, more: impl AsRef<str>) -> Self {
+        self.message.push_str(more.as_ref());
+        self
+    }
+
     pub(crate) fn with_reply(mut self, reply: Reply) -> Self {
         self.reply = Some(reply);
         self
@@ -231,13 +237,6 @@ impl FtpsError {
 
     pub(crate) fn transient(mut self, transient: bool) -> Self {
         self.transient_override = Some(transient);
-        self
-    }
-
-    /// Replaces the step, keeping everything else (used when an inner step is retold by its
-    /// operation).
-    pub(crate) fn at(mut self, step: impl Into<String>) -> Self {
-        self.step = step.into();
         self
     }
 

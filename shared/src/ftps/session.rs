@@ -169,7 +169,7 @@ impl Session {
             cfg: cfg.clone(),
             ftp: None,
             dirty: false,
-            epsv: true,
+            epsv: cfg.prefer_epsv,
             features: Features::default(),
             max_version: cfg.tls.max_version,
             fell_back: false,
@@ -231,7 +231,6 @@ impl Session {
         // Fresh observations and trust state for this connection.
         self.observer = Observer::default();
         self.seen_leaf = SeenLeaf::default();
-        self.epsv = true;
         let tls_config =
             trust::client_config(&cfg.tls, self.max_version, Arc::clone(&self.seen_leaf))?;
         let t = cfg.timeouts;
@@ -266,7 +265,11 @@ impl Session {
         });
 
         // Passive data connections: our own builder, so ferry knows the address it used.
-        ftp.set_mode(Mode::ExtendedPassive);
+        ftp.set_mode(if self.epsv {
+            Mode::ExtendedPassive
+        } else {
+            Mode::Passive
+        });
         ftp.set_passive_nat_workaround(false);
         let attempt = Arc::clone(&self.attempt);
         let nat = cfg.nat_workaround;
@@ -416,12 +419,7 @@ impl Session {
                 if err.kind() == FtpsErrorKind::CertificateValidation
                     && let Some(s) = seen
                 {
-                    err = FtpsError::new(
-                        err.kind(),
-                        "TLS handshake",
-                        format!("{err}; server presented {s}"),
-                    )
-                    .transient(false);
+                    err = err.context(format!("; server presented {s}"));
                 }
                 err
             }
@@ -435,12 +433,8 @@ impl Session {
             (e, _) => error::from_ftp("AUTH TLS", e, ReplyTo::AuthTls),
         };
         if self.cfg.tls.client_cert_pem.is_none() && err.kind() == FtpsErrorKind::TlsHandshake {
-            return FtpsError::new(
-                err.kind(),
-                err.step().to_string(),
-                format!("{err} (no client certificate is configured; the server may require one)"),
-            )
-            .transient(false);
+            return err
+                .context(" (no client certificate is configured; the server may require one)");
         }
         err
     }
@@ -571,13 +565,9 @@ impl Session {
                         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
                     let mut e = FtpsError::passive(step, addr, &io);
                     if let Some(adv) = attempt.advertised {
-                        e = FtpsError::new(
-                            FtpsErrorKind::PassiveMode,
-                            step,
-                            format!(
-                                "{e} (the server advertised {adv}; ferry used the control peer's address)"
-                            ),
-                        );
+                        e = e.context(format!(
+                            " (the server advertised {adv}; ferry used the control peer's address)"
+                        ));
                     }
                     return Err(e.with_source(io));
                 }
@@ -590,8 +580,7 @@ impl Session {
                         (None, e) => error::from_ftp(step, e, to),
                     };
                     if let Some(reply) = self.read_stray_reply().await {
-                        err = FtpsError::new(err.kind(), step, format!("{err}; the server said"))
-                            .with_reply(reply);
+                        err = err.context("; the server said").with_reply(reply);
                     }
                     return Err(err);
                 }

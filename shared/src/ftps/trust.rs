@@ -405,6 +405,11 @@ pub(crate) fn from_tls_error(step: &str, err: TlsError) -> FtpsError {
                     "issued by an unknown CA: tls.ca_cert missing, wrong, or its chain incomplete"
                         .to_string()
                 }
+                CertificateError::BadSignature => {
+                    "its signature does not verify against the trusted CA: tls.ca_cert is not \
+                     the CA that issued it (perhaps another CA with the same name)"
+                        .to_string()
+                }
                 CertificateError::NotValidForName
                 | CertificateError::NotValidForNameContext { .. } => {
                     format!("not valid for the host name ferry connects to ({err})")
