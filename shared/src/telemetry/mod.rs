@@ -14,6 +14,8 @@
 //!   endpoint is configured, through a batch OTLP exporter;
 //! - the W3C TraceContext propagator used by [`inject_current_context`] and [`set_parent_from`].
 //!
+//! Records of the `log` crate (suppaftp logs through it) are forwarded into the same pipeline.
+//!
 //! # Export protocol
 //!
 //! Spans are exported with **OTLP over HTTP, protobuf encoded** (`POST {endpoint}/v1/traces`,
