@@ -610,6 +610,7 @@ async fn rediss_with_a_private_ca_and_a_password_from_a_secret() {
     config.password = Some(Secret::new(TlsRedis::PASSWORD));
     let store = Store::connect(&config).await.unwrap();
     store.ping().await.unwrap();
+    assert!(!format!("{store:?} {config:?}").contains("wrong"));
     let key = content_key("flow-tls", 1);
     let ClaimOutcome::Claimed(claim) = store.claim(&key, "w", LONG).await.unwrap() else {
         panic!("a fresh key must be claimable");
@@ -635,4 +636,61 @@ async fn rediss_with_a_private_ca_and_a_password_from_a_secret() {
     config.password = Some(Secret::new(TlsRedis::PASSWORD));
     config.ca_pem = None;
     assert!(Store::connect(&config).await.is_err());
+}
+
+/// A private plain `redis-server` on `port`, to stop and restart under a connected store.
+fn start_plain_redis(dir: &std::path::Path, port: u16) -> ferry_tests::process::ServerProcess {
+    let redis_server = ferry_tests::tools::find_tool("redis-server", &[]).unwrap();
+    let mut command = Command::new(redis_server);
+    command
+        .current_dir(dir)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"]);
+    ferry_tests::process::ServerProcess::spawn(
+        "redis-server",
+        command,
+        &dir.join("redis.log"),
+        port,
+        Duration::from_secs(10),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn redis_going_away_fails_closed_and_the_store_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = ferry_tests::ports::free_port();
+    let server = start_plain_redis(dir.path(), port);
+    let mut config = StoreConfig::new(format!("redis://127.0.0.1:{port}"));
+    config.connect_timeout = Duration::from_secs(2);
+    config.response_timeout = Duration::from_secs(2);
+    let store = Store::connect(&config).await.unwrap();
+    let key = content_key("flow-outage", 1);
+    let ClaimOutcome::Claimed(_before) = store.claim(&key, "w", LONG).await.unwrap() else {
+        panic!("a fresh key must be claimable");
+    };
+
+    drop(server);
+    let err = store
+        .claim(&content_key("flow-outage", 2), "w", LONG)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(store.ping().await.is_err());
+
+    // Back up (empty: no persistence): the same store works again without being rebuilt.
+    let _server = start_plain_redis(dir.path(), port);
+    let mut result = store.ping().await;
+    for _ in 0..20 {
+        if result.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        result = store.ping().await;
+    }
+    result.unwrap();
+    assert!(matches!(
+        store.claim(&key, "w", LONG).await.unwrap(),
+        ClaimOutcome::Claimed(_)
+    ));
 }
