@@ -8,7 +8,6 @@
 //! This file parses the command line and turns results into exit codes: 0 success, 1 a
 //! failure at run time, 2 a configuration error.
 
-mod connect;
 mod ticker;
 mod trigger;
 mod validate;
@@ -19,6 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use ferry_shared::config::Config;
 use ferry_shared::secrets::Resolver;
+use ferry_shared::startup;
 use ferry_shared::telemetry::LogFormat;
 
 /// Exit code for a configuration error (the same in both binaries).
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
-        let _telemetry = connect::telemetry(&config, "ferry-scheduler", cli.log_format)?;
+        let _telemetry = startup::telemetry(&config, "ferry-scheduler", cli.log_format)?;
         match cli.command {
             Some(Command::Trigger {
                 flow,
@@ -117,8 +117,8 @@ fn main() -> ExitCode {
 /// The tick loop, until SIGTERM or Ctrl-C.
 async fn schedule(config: &Config) -> anyhow::Result<()> {
     let resolver = Resolver::new(config.settings.resolver.clone());
-    let store = connect::store(config, &resolver).await?;
-    let broker = connect::broker(config).await?;
+    let store = startup::store(config, &resolver).await?;
+    let broker = startup::broker(config).await?;
     let publisher = broker.publisher(ferry_shared::broker::PublisherOptions::default());
     let ticker = ticker::Ticker::new(config, store, publisher);
     tracing::info!(flows = ticker.scheduled_flows(), "scheduler started");

@@ -7,7 +7,7 @@ use ferry_shared::message::{FlowRunMessage, Trigger};
 use ferry_shared::telemetry;
 use tracing::Instrument;
 
-use crate::connect;
+use ferry_shared::startup;
 
 /// Publishes a run of `flow_id` (manual, or event-triggered when `event_id` is given),
 /// limited to `files` when not empty, and prints the flow-run id.
@@ -29,7 +29,7 @@ pub async fn run(
     let span =
         tracing::info_span!("scheduler.trigger", flow_id, flow_run_id = %message.flow_run_id);
     async {
-        let broker = connect::broker(config).await?;
+        let broker = startup::broker(config).await?;
         let publisher = broker.publisher(PublisherOptions::default());
         publisher
             .publish(&message, &telemetry::inject_current_context())

@@ -11,6 +11,7 @@
 //! | [`message`]   | the versioned flow-run message                                 |
 //! | [`broker`]    | RabbitMQ topology, publishing with confirms, consuming         |
 //! | [`telemetry`] | tracing subscriber, OpenTelemetry export, propagation          |
+//! | [`startup`]   | a binary's connections at start, built from the configuration  |
 //! | [`transfer`]  | the flow-run engine that composes the modules above           |
 
 pub mod broker;
@@ -19,5 +20,6 @@ pub mod ftps;
 pub mod idempotency;
 pub mod message;
 pub mod secrets;
+pub mod startup;
 pub mod telemetry;
 pub mod transfer;

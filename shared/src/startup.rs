@@ -1,25 +1,44 @@
-//! Building the scheduler's connections from the configuration: telemetry, the Redis store
-//! (tick claims) and the broker (publishing), each retried at start so that a scheduler
-//! that starts before RabbitMQ or Redis waits for them instead of crash-looping.
+//! Start-up wiring shared by both binaries: telemetry, the Redis store and the broker, built
+//! from the configuration. Connections are retried for a while at start, so that a process
+//! that starts before RabbitMQ or Redis (a fresh `docker compose up`, a node reboot) waits
+//! for them instead of crash-looping.
 
 use std::time::Duration;
 
-use anyhow::Context;
-use ferry_shared::broker::{AmqpUrl, Backoff, Broker, Topology};
-use ferry_shared::config::Config;
-use ferry_shared::idempotency::{Store, StoreConfig};
-use ferry_shared::secrets::Resolver;
-use ferry_shared::telemetry::{self, LogFormat, TelemetryGuard, TelemetrySettings};
+use thiserror::Error;
+
+use crate::broker::{AmqpUrl, Backoff, Broker, BrokerError, Topology};
+use crate::config::Config;
+use crate::idempotency::{IdempotencyError, Store, StoreConfig};
+use crate::secrets::{Resolver, SecretError};
+use crate::telemetry::{self, LogFormat, TelemetryError, TelemetryGuard, TelemetrySettings};
 
 /// How long start-up keeps retrying an unreachable broker or Redis before giving up.
 const START_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Why a binary could not start.
+#[derive(Debug, Error)]
+pub enum StartupError {
+    /// Logging and tracing could not be installed.
+    #[error("telemetry: {0}")]
+    Telemetry(#[from] TelemetryError),
+    /// The broker URL is invalid, or RabbitMQ stayed unreachable.
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] BrokerError),
+    /// Redis stayed unreachable.
+    #[error("Redis: {0}")]
+    Store(#[from] IdempotencyError),
+    /// `redis.password` could not be resolved.
+    #[error("redis.password: {0}")]
+    RedisPassword(#[from] SecretError),
+}
 
 /// Installs logging and tracing for `service` with the configuration's export settings.
 pub fn telemetry(
     config: &Config,
     service: &str,
     log_format: LogFormat,
-) -> anyhow::Result<TelemetryGuard> {
+) -> Result<TelemetryGuard, StartupError> {
     let configured = &config.settings.telemetry;
     let mut settings = TelemetrySettings::new(
         configured
@@ -41,32 +60,28 @@ pub fn topology(config: &Config) -> Topology {
 }
 
 /// Connects to RabbitMQ and declares the topology, retrying with backoff at start.
-pub async fn broker(config: &Config) -> anyhow::Result<Broker> {
+pub async fn broker(config: &Config) -> Result<Broker, StartupError> {
     let url = AmqpUrl::parse(&config.settings.broker.url)?;
     let topology = topology(config);
-    retry("RabbitMQ", || Broker::connect(&url, &topology)).await
+    Ok(retry("RabbitMQ", || Broker::connect(&url, &topology)).await?)
 }
 
 /// Connects to Redis (the password resolved from its reference), retrying at start.
-pub async fn store(config: &Config, resolver: &Resolver) -> anyhow::Result<Store> {
+pub async fn store(config: &Config, resolver: &Resolver) -> Result<Store, StartupError> {
     let redis = &config.settings.redis;
     let mut store_config = StoreConfig::new(redis.url.clone());
     store_config.key_prefix = redis.key_prefix.clone();
     if let Some(reference) = &redis.password {
-        store_config.password = Some(
-            resolver
-                .resolve(reference)
-                .await
-                .context("resolving redis.password")?,
-        );
+        store_config.password = Some(resolver.resolve(reference).await?);
     }
-    retry("Redis", || Store::connect(&store_config)).await
+    Ok(retry("Redis", || Store::connect(&store_config)).await?)
 }
 
-/// Calls `connect` until it succeeds or [`START_PATIENCE`] has passed.
-async fn retry<T, E, F, Fut>(what: &str, mut connect: F) -> anyhow::Result<T>
+/// Calls `connect` until it succeeds or [`START_PATIENCE`] has passed; the last error
+/// otherwise.
+async fn retry<T, E, F, Fut>(what: &str, mut connect: F) -> Result<T, E>
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::fmt::Display,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
@@ -80,7 +95,7 @@ where
                 tracing::warn!(%error, ?delay, "{what} not reachable yet; retrying");
                 tokio::time::sleep(delay).await;
             }
-            Err(error) => return Err(error).with_context(|| format!("{what} not reachable")),
+            Err(error) => return Err(error),
         }
     }
 }
