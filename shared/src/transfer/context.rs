@@ -10,7 +10,7 @@ use tracing::warn;
 use super::plan::FlowPlan;
 use super::pool::SessionPool;
 use super::report::FileError;
-use crate::ftps::{FtpsError, FtpsErrorKind, Session};
+use crate::ftps::{FtpsError, FtpsErrorKind};
 use crate::idempotency::{Claim, DeliveryRecord, IdempotencyError, Store};
 
 /// The shared state of one flow-run.
@@ -81,26 +81,25 @@ impl RunContext<'_> {
         }
     }
 
-    /// Runs `op` on a session borrowed from the partner's pool, retrying transient failures
-    /// with the plan's backoff while the run has time left. `attempts` counts every try.
+    /// Runs `attempt` (one try of a partner operation, see [`SessionLease::keep_if_ok`])
+    /// until it succeeds, retrying transient failures with the plan's backoff while the
+    /// run has time left. `attempts` counts every try.
     ///
-    /// A session whose operation failed is discarded; the next attempt borrows another.
     /// `local_file_changed` is never retried: the claim was taken for the old content.
-    pub async fn on_session<T>(
+    ///
+    /// [`SessionLease::keep_if_ok`]: super::pool::SessionLease::keep_if_ok
+    pub async fn with_retries<T, F, Fut>(
         &self,
         attempts: &mut u32,
-        mut op: impl AsyncFnMut(&mut Session) -> Result<T, FtpsError>,
-    ) -> Result<T, FtpsError> {
+        mut attempt: F,
+    ) -> Result<T, FtpsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, FtpsError>>,
+    {
         loop {
             *attempts += 1;
-            let result: Result<T, FtpsError> = async {
-                let mut session = self.pool.get().await?;
-                let out = op(&mut session).await?;
-                session.done();
-                Ok(out)
-            }
-            .await;
-            let err = match result {
+            let err = match attempt().await {
                 Ok(out) => return Ok(out),
                 Err(err) => err,
             };

@@ -74,10 +74,12 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
 
     // 2. Fetch.
     let mut attempts = 0;
-    let fetch = ctx.on_session(&mut attempts, async |session| {
-        session
+    let fetch = ctx.with_retries(&mut attempts, || async {
+        let mut session = ctx.pool.get().await?;
+        let fetched = session
             .download(remote_dir, &entry.name, &ctx.plan.local_dir)
-            .await
+            .await;
+        session.keep_if_ok(fetched)
     });
     let fetched = ctx.under_claim(claim.as_ref(), fetch).await;
     row.attempts = attempts;
@@ -173,15 +175,19 @@ async fn delete_source(ctx: &RunContext<'_>, name: &str) -> Result<(), FileError
     }
     let path = format!("{}/{name}", ctx.plan.remote_dir.trim_end_matches('/'));
     let mut attempts = 0;
-    ctx.on_session(&mut attempts, async |session| session.delete(&path).await)
-        .await
-        .map_err(|err| {
-            let mut error = partner_failure(&err);
-            error.kind = "delete_source_failed".to_owned();
-            error.message = format!(
-                "fetched, but the remote file {path} could not be deleted: {}",
-                error.message
-            );
-            error
-        })
+    ctx.with_retries(&mut attempts, || async {
+        let mut session = ctx.pool.get().await?;
+        let deleted = session.delete(&path).await;
+        session.keep_if_ok(deleted)
+    })
+    .await
+    .map_err(|err| {
+        let mut error = partner_failure(&err);
+        error.kind = "delete_source_failed".to_owned();
+        error.message = format!(
+            "fetched, but the remote file {path} could not be deleted: {}",
+            error.message
+        );
+        error
+    })
 }

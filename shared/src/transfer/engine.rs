@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tracing::{Instrument, field::Empty, info, info_span, warn};
@@ -256,11 +257,6 @@ impl Engine {
             claim_lease: self.options.claim_lease,
             deadline: started + plan.run_timeout,
         };
-        let report_progress = |row: &FileReport| {
-            if let Some(progress) = progress {
-                progress(row);
-            }
-        };
         let parallel = plan.max_connections.max(1);
 
         let (rows, not_yet_stable) = match plan.direction {
@@ -280,23 +276,17 @@ impl Engine {
                             source,
                         })?;
                 let (files, missing) = only_named(selection.ready, only_files, |f| &f.name);
-                let rows: Vec<FileReport> = futures::stream::iter(files)
-                    .map(|file| upload_file(&ctx, file))
-                    .buffer_unordered(parallel)
-                    .inspect(report_progress)
-                    .collect()
-                    .await;
+                let rows =
+                    in_parallel(files, parallel, progress, |file| upload_file(&ctx, file)).await;
                 (with_missing(rows, missing), selection.not_yet_stable)
             }
             Direction::Download => {
                 let (ready, not_yet_stable) = self.list_remote(&ctx).await?;
                 let (entries, missing) = only_named(ready, only_files, |e| &e.name);
-                let rows: Vec<FileReport> = futures::stream::iter(entries)
-                    .map(|entry| download_file(&ctx, entry))
-                    .buffer_unordered(parallel)
-                    .inspect(report_progress)
-                    .collect()
-                    .await;
+                let rows = in_parallel(entries, parallel, progress, |entry| {
+                    download_file(&ctx, entry)
+                })
+                .await;
                 (with_missing(rows, missing), not_yet_stable)
             }
         };
@@ -320,8 +310,10 @@ impl Engine {
         let plan = ctx.plan;
         let mut attempts = 0;
         let listing = ctx
-            .on_session(&mut attempts, async |session| {
-                session.list(&plan.remote_dir).await
+            .with_retries(&mut attempts, || async {
+                let mut session = ctx.pool.get().await?;
+                let listing = session.list(&plan.remote_dir).await;
+                session.keep_if_ok(listing)
             })
             .await
             .map_err(|source| TransferError::Partner {
@@ -381,6 +373,25 @@ impl Engine {
         Ok(pool)
     }
 
+    /// Resolves one of the partner's secret references.
+    async fn resolve(
+        &self,
+        flow_id: &str,
+        partner: &Partner,
+        field: &'static str,
+        reference: &SecretRef,
+    ) -> Result<Secret, TransferError> {
+        self.resolver
+            .resolve(reference)
+            .await
+            .map_err(|source| TransferError::Secret {
+                flow_id: flow_id.to_owned(),
+                partner: format!("partner {}", partner.id),
+                field,
+                source: Box::new(source),
+            })
+    }
+
     /// The partner's session settings, secrets resolved.
     async fn session_config(
         &self,
@@ -388,37 +399,42 @@ impl Engine {
         partner: &Partner,
     ) -> Result<SessionConfig, TransferError> {
         let ftps = &partner.ftps;
-        let resolve = async |field: &'static str, reference: &SecretRef| {
-            self.resolver
-                .resolve(reference)
-                .await
-                .map_err(|source| TransferError::Secret {
-                    flow_id: flow_id.to_owned(),
-                    partner: partner.id.clone(),
-                    field,
-                    source: Box::new(source),
-                })
-        };
         let password = match &ftps.auth.password {
-            Some(r) => Some(resolve("auth.password", r).await?),
+            Some(r) => Some(self.resolve(flow_id, partner, "auth.password", r).await?),
             None => None,
         };
         let ca_cert_pem = match &ftps.tls.ca_cert {
-            Some(r) => Some(resolve("tls.ca_cert", r).await?.expose().to_owned()),
+            Some(r) => Some(
+                self.resolve(flow_id, partner, "tls.ca_cert", r)
+                    .await?
+                    .expose()
+                    .to_owned(),
+            ),
             None => None,
         };
         let (mut client_cert_pem, mut client_key_pem, mut client_key_passphrase) =
             (None, None, None);
         if let Some(identity) = &ftps.tls.client_identity {
             client_cert_pem = Some(
-                resolve("tls.client_cert", &identity.cert)
+                self.resolve(flow_id, partner, "tls.client_cert", &identity.cert)
                     .await?
                     .expose()
                     .to_owned(),
             );
-            client_key_pem = Some(resolve("tls.client_private_key", &identity.private_key).await?);
+            client_key_pem = Some(
+                self.resolve(
+                    flow_id,
+                    partner,
+                    "tls.client_private_key",
+                    &identity.private_key,
+                )
+                .await?,
+            );
             if let Some(r) = &identity.key_passphrase {
-                client_key_passphrase = Some(resolve("tls.client_key_passphrase", r).await?);
+                client_key_passphrase = Some(
+                    self.resolve(flow_id, partner, "tls.client_key_passphrase", r)
+                        .await?,
+                );
             }
         }
         let c = &ftps.connection;
@@ -445,6 +461,39 @@ impl Engine {
         };
         Ok(session)
     }
+}
+
+/// Runs `handle` on every item, at most `parallel` at a time, and collects the rows,
+/// telling `progress` about each as soon as it is done.
+async fn in_parallel<T, Fut>(
+    items: Vec<T>,
+    parallel: usize,
+    progress: Option<Progress<'_>>,
+    handle: impl Fn(T) -> Fut,
+) -> Vec<FileReport>
+where
+    Fut: Future<Output = FileReport>,
+{
+    let mut rows = Vec::with_capacity(items.len());
+    let mut running = FuturesUnordered::new();
+    let mut done = |row: FileReport| {
+        if let Some(progress) = progress {
+            progress(&row);
+        }
+        rows.push(row);
+    };
+    for item in items {
+        if running.len() >= parallel
+            && let Some(row) = running.next().await
+        {
+            done(row);
+        }
+        running.push(handle(item));
+    }
+    while let Some(row) = running.next().await {
+        done(row);
+    }
+    rows
 }
 
 /// Keeps the items named in `only` (all when `None`), and the names asked for but absent.
@@ -501,4 +550,30 @@ fn fingerprint(cfg: &SessionConfig, max_connections: usize) -> [u8; 32] {
         max_connections,
     );
     Sha256::digest(material.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worker spawns runs on its runtime: the run's future must be `Send`.
+    #[test]
+    fn a_run_can_be_spawned() {
+        fn assert_send<T: Send>(_: &T) {}
+        fn check(engine: &Engine) {
+            let run = engine.run_flow("f", None, "r", None);
+            assert_send(&run);
+        }
+        let _ = check;
+    }
+
+    #[test]
+    fn only_named_keeps_the_asked_and_lists_the_missing() {
+        let items = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let only = ["c".to_owned(), "z".to_owned()];
+        let (kept, missing) = only_named(items.clone(), Some(&only), |s| s);
+        assert_eq!(kept, ["c"]);
+        assert_eq!(missing, ["z"]);
+        assert_eq!(only_named(items, None, |s| s).0.len(), 3);
+    }
 }

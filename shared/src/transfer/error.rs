@@ -63,12 +63,12 @@ pub enum TransferError {
         reason: String,
     },
 
-    /// A secret reference of the partner could not be resolved.
-    #[error("flow {flow_id}: partner {partner}'s {field} could not be resolved: {source}")]
+    /// A secret reference (of the partner, or the store's password) could not be resolved.
+    #[error("{}{partner}'s {field} could not be resolved: {source}", flow_prefix(.flow_id))]
     Secret {
-        /// The flow.
+        /// The flow (empty when connecting the engine).
         flow_id: String,
-        /// The partner.
+        /// `partner X`, or `redis`.
         partner: String,
         /// Which field (`auth.password`, `tls.ca_cert`...).
         field: &'static str,
@@ -78,9 +78,9 @@ pub enum TransferError {
     },
 
     /// The idempotency store failed: the run moved nothing (or stopped moving files).
-    #[error("flow {flow_id}: no transfer without the idempotency store: {source}")]
+    #[error("{}no transfer without the idempotency store: {source}", flow_prefix(.flow_id))]
     Store {
-        /// The flow.
+        /// The flow (empty when connecting the engine).
         flow_id: String,
         /// The store's error.
         #[source]
@@ -125,6 +125,15 @@ pub enum TransferError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// `flow X: ` for errors of a flow-run, nothing for those of the engine's start.
+fn flow_prefix(flow_id: &str) -> String {
+    if flow_id.is_empty() {
+        String::new()
+    } else {
+        format!("flow {flow_id}: ")
+    }
 }
 
 fn suggestion(known: &Option<String>) -> String {

@@ -120,6 +120,15 @@ impl SessionLease {
     pub fn done(mut self) {
         self.object.reusable = true;
     }
+
+    /// Ends the borrow with an operation's result: a session whose operation succeeded
+    /// goes back to the pool, one whose operation failed is closed.
+    pub fn keep_if_ok<T, E>(self, result: Result<T, E>) -> Result<T, E> {
+        if result.is_ok() {
+            self.done();
+        }
+        result
+    }
 }
 
 impl Deref for SessionLease {

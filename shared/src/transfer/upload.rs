@@ -91,10 +91,12 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
     // 3. Send.
     let (remote_dir, remote_name) = remote_location(&ctx.plan.remote_dir, &file.name);
     let mut attempts = 0;
-    let send = ctx.on_session(&mut attempts, async |session| {
-        session
+    let send = ctx.with_retries(&mut attempts, || async {
+        let mut session = ctx.pool.get().await?;
+        let sent = session
             .upload(&file.path, &remote_dir, remote_name, expected_sha256)
-            .await
+            .await;
+        session.keep_if_ok(sent)
     });
     let sent = ctx.under_claim(claim.as_ref(), send).await;
     row.attempts = attempts;

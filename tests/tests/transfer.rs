@@ -1,0 +1,561 @@
+//! The flow-run engine end to end: real FTPS servers from the test bed, the real Redis at
+//! 127.0.0.1:6379 (or `FERRY_TEST_REDIS_URL`), configuration written to a temporary
+//! directory and loaded with `Config::load`.
+//!
+//! Each test checks what an operator would: the bytes and hashes on the partner's disk,
+//! the delivery records in Redis, the files left (or not) in the local directory, and the
+//! rows of the run report. Every test writes under its own Redis key prefix, deleted when
+//! it ends, so the tests run in parallel.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_shared::config::Config;
+use ferry_shared::idempotency::{DeliveryKey, LockWait};
+use ferry_shared::transfer::{
+    Engine, EngineOptions, FileReport, Outcome, RunReport, TransferErrorKind, run_flow,
+};
+use ferry_tests::ftp::{FtpServer, FtpServerKind, FtpServerOptions};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+/// The Redis the tests use.
+fn redis_url() -> String {
+    std::env::var("FERRY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A unique key prefix; every key under it is deleted when dropped.
+struct Prefix(String);
+
+impl Prefix {
+    fn new(test: &str) -> Self {
+        Prefix(format!("ferry-test-transfer-{test}-{:016x}", rand::random::<u64>()))
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let pattern = format!("{}*", self.0);
+        let keys = Command::new("redis-cli")
+            .args(["-u", &redis_url(), "--scan", "--pattern", &pattern])
+            .output();
+        if let Ok(out) = keys {
+            for key in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = Command::new("redis-cli")
+                    .args(["-u", &redis_url(), "DEL", key])
+                    .output();
+            }
+        }
+    }
+}
+
+/// One test's world: a partner server, a configuration directory with a local folder, and
+/// a Redis prefix.
+struct Bed {
+    server: FtpServer,
+    dir: TempDir,
+    prefix: Prefix,
+}
+
+/// What a flow file says besides its partner and folders.
+struct FlowSpec<'a> {
+    direction: &'a str,
+    remote: &'a str,
+    extra: &'a str,
+}
+
+impl Bed {
+    async fn start(test: &str, kind: FtpServerKind) -> Bed {
+        let server = FtpServer::start(FtpServerOptions::new(kind))
+            .await
+            .unwrap_or_else(|e| panic!("starting {kind:?}: {e:#}"));
+        server.create_dir("in").expect("remote in/");
+        server.create_dir("out").expect("remote out/");
+        let dir = tempfile::tempdir().expect("config dir");
+        std::fs::create_dir(dir.path().join("local")).expect("local dir");
+        std::fs::write(dir.path().join("ca.pem"), &server.pki.ca_cert_pem).expect("ca");
+        Bed {
+            server,
+            dir,
+            prefix: Prefix::new(test),
+        }
+    }
+
+    fn local(&self) -> PathBuf {
+        self.dir.path().join("local")
+    }
+
+    /// Writes `ferry.yaml`, the partner (at `port`, the server's by default) and flow `f`,
+    /// and loads them.
+    fn config(&self, flow: &FlowSpec<'_>, port: Option<u16>) -> Arc<Config> {
+        let dir = self.dir.path();
+        std::fs::create_dir_all(dir.join("partners")).expect("partners/");
+        std::fs::create_dir_all(dir.join("flows")).expect("flows/");
+        let settings = format!(
+            "redis:\n  url: {}\n  key_prefix: \"{}\"\n  delivery_retention: 1h\n\
+             retry:\n  max_attempts: 3\n  base_delay: 50ms\n  max_delay: 500ms\n",
+            redis_url(),
+            self.prefix.0
+        );
+        std::fs::write(dir.join("ferry.yaml"), settings).expect("ferry.yaml");
+        let partner = format!(
+            "id: partner\nprotocol: ftps\nftps:\n  connection:\n    host: {}\n    port: {}\n    \
+             passive: true\n    max_connections: 4\n  auth:\n    username: {}\n    \
+             password: \"literal:{}\"\n  tls:\n    ca_cert: file:{}\n",
+            self.server.host,
+            port.unwrap_or(self.server.port),
+            self.server.username,
+            self.server.password,
+            dir.join("ca.pem").display()
+        );
+        std::fs::write(dir.join("partners/partner.yaml"), partner).expect("partner");
+        let side = if flow.direction == "upload" {
+            "target"
+        } else {
+            "source"
+        };
+        let flows = format!(
+            "flows:\n  f:\n    direction: {}\n    {side}:\n      partner: partner\n      \
+             path: {}\n    local:\n      path: ./local\n    files:\n      - pattern: \"*.xml\"\n    \
+             min_file_age: 0s\n{}",
+            flow.direction, flow.remote, flow.extra
+        );
+        std::fs::write(dir.join("flows/f.yaml"), flows).expect("flow");
+        Arc::new(Config::load(dir).unwrap_or_else(|e| panic!("config: {e}")))
+    }
+
+    async fn engine(&self, config: Arc<Config>, options: EngineOptions) -> Engine {
+        Engine::connect(config, options)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n(start Redis on 127.0.0.1:6379)"))
+    }
+
+    /// Name -> SHA-256 (hex) of the regular, non-hidden files in a server folder.
+    fn remote_files(&self, dir: &str) -> BTreeMap<String, String> {
+        files_in(&self.server.path(dir))
+    }
+}
+
+fn upload(extra: &str) -> FlowSpec<'_> {
+    FlowSpec {
+        direction: "upload",
+        remote: "/in",
+        extra,
+    }
+}
+
+fn download(extra: &str) -> FlowSpec<'_> {
+    FlowSpec {
+        direction: "download",
+        remote: "/out",
+        extra,
+    }
+}
+
+fn options(worker: &str) -> EngineOptions {
+    EngineOptions {
+        worker_id: worker.to_owned(),
+        claim_lease: Duration::from_secs(10),
+        flow_lock_lease: Duration::from_secs(10),
+        flow_lock_wait: Duration::from_secs(120),
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Name -> SHA-256 (hex) of the regular files in `dir` whose names do not start with `.`
+/// (temporary files are hidden).
+fn files_in(dir: &Path) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !entry.file_type().expect("type").is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path()).expect("read file");
+        files.insert(name, sha256_hex(&bytes));
+    }
+    files
+}
+
+/// Every entry of `dir`, hidden ones included.
+fn all_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Writes `count` files `f000.xml`... with distinct random content; returns name -> hash.
+fn write_files(dir: &Path, count: usize, size: usize) -> BTreeMap<String, String> {
+    (0..count)
+        .map(|i| {
+            let name = format!("f{i:03}.xml");
+            let bytes: Vec<u8> = (0..size).map(|_| rand::random::<u8>()).collect();
+            std::fs::write(dir.join(&name), &bytes).expect("write file");
+            (name, sha256_hex(&bytes))
+        })
+        .collect()
+}
+
+fn names_with(report: &RunReport, outcome: Outcome) -> Vec<&str> {
+    report
+        .files
+        .iter()
+        .filter(|r| r.outcome == outcome)
+        .map(|r| r.name.as_str())
+        .collect()
+}
+
+async fn run(engine: &Engine, run_id: &str) -> RunReport {
+    run_flow(engine, "f", None, run_id, None)
+        .await
+        .unwrap_or_else(|e| panic!("run {run_id}: {e}"))
+}
+
+#[tokio::test]
+async fn uploads_each_content_once_and_skips_duplicates() {
+    let bed = Bed::start("dup", FtpServerKind::Vsftpd).await;
+    let engine = bed.engine(bed.config(&upload(""), None), options("w1")).await;
+    let sent = write_files(&bed.local(), 50, 4096);
+
+    let seen = std::sync::Mutex::new(0usize);
+    let progress = |_: &FileReport| *seen.lock().expect("lock") += 1;
+    let first = run_flow(&engine, "f", None, "run-1", Some(&progress))
+        .await
+        .expect("first run");
+    assert_eq!(first.totals.transferred, 50, "{first:#?}");
+    assert!(first.is_success());
+    assert_eq!(*seen.lock().expect("lock"), 50, "progress called per file");
+    assert_eq!(first.totals.bytes, 50 * 4096);
+    assert_eq!(bed.remote_files("in"), sent, "the partner has every file, intact");
+    // The records in Redis: one per content, pointing at the remote file and this run.
+    for (name, sha) in &sent {
+        let digest: [u8; 32] = hex::decode(sha).expect("hex").try_into().expect("32");
+        let record = engine
+            .store()
+            .delivery(&DeliveryKey::content("f", &digest))
+            .await
+            .expect("redis")
+            .unwrap_or_else(|| panic!("no delivery record for {name}"));
+        assert_eq!(record.remote_path, format!("/in/{name}"));
+        assert_eq!(record.flow_run_id, "run-1");
+        assert_eq!(&record.sha256, sha);
+        assert_eq!(record.size, 4096);
+    }
+
+    let second = run(&engine, "run-2").await;
+    assert_eq!(second.totals.skipped_duplicates, 50, "{}", second.summary_line());
+    assert_eq!(second.totals.transferred, 0);
+    assert!(second.is_success());
+
+    // A copy under a new name has the same content: a duplicate, not sent.
+    std::fs::copy(bed.local().join("f000.xml"), bed.local().join("copy.xml")).expect("copy");
+    let third = run(&engine, "run-3").await;
+    let copy = third.files.iter().find(|r| r.name == "copy.xml").expect("row");
+    assert_eq!(copy.outcome, Outcome::Duplicate);
+    assert_eq!(copy.remote_path.as_deref(), Some("/in/f000.xml"));
+    assert!(!bed.server.path("in/copy.xml").exists());
+
+    // One byte changed: new content, sent again.
+    let path = bed.local().join("f001.xml");
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[0] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("write");
+    let fourth = run(&engine, "run-4").await;
+    assert_eq!(names_with(&fourth, Outcome::Transferred), ["f001.xml"]);
+    assert_eq!(fourth.totals.skipped_duplicates, 50);
+    assert_eq!(bed.remote_files("in")["f001.xml"], sha256_hex(&bytes));
+
+    let json = serde_json::to_value(&fourth).expect("json");
+    assert_eq!(json["totals"]["transferred"], 1);
+    assert_eq!(json["files"][0]["outcome"], "duplicate");
+}
+
+#[tokio::test]
+async fn two_engines_on_one_flow_deliver_each_file_exactly_once() {
+    let bed = Bed::start("two", FtpServerKind::Vsftpd).await;
+    let config = bed.config(&upload("    delete_after_upload: true\n"), None);
+    let sent = write_files(&bed.local(), 200, 2048);
+    let a = bed.engine(config.clone(), options("worker-a")).await;
+    let b = bed.engine(config, options("worker-b")).await;
+
+    let (ra, rb) = tokio::join!(run(&a, "run-a"), run(&b, "run-b"));
+
+    assert_eq!(ra.totals.failed + rb.totals.failed, 0, "{ra:#?}\n{rb:#?}");
+    assert_eq!(
+        ra.totals.transferred + rb.totals.transferred,
+        200,
+        "{}\n{}",
+        ra.summary_line(),
+        rb.summary_line()
+    );
+    assert_eq!(bed.remote_files("in"), sent, "every file arrived once, intact");
+    assert!(all_names(&bed.local()).is_empty(), "every source was deleted");
+}
+
+#[tokio::test]
+async fn an_unreachable_partner_leaves_files_in_place_until_the_next_run() {
+    let bed = Bed::start("down", FtpServerKind::PureFtpd).await;
+    let sent = write_files(&bed.local(), 5, 1000);
+    let closed_port = ferry_tests::ports::free_port();
+    let down = bed.config(&upload("    delete_after_upload: true\n"), Some(closed_port));
+    let engine = bed.engine(down, options("w1")).await;
+
+    let failed = run(&engine, "run-down").await;
+    assert_eq!(failed.totals.failed, 5, "{failed:#?}");
+    assert!(!failed.is_success());
+    for row in &failed.files {
+        let error = row.error.as_ref().expect("error");
+        assert_eq!(error.kind, "connection_refused", "{row:?}");
+        assert_eq!(row.attempts, 3, "transient errors are retried: {row:?}");
+    }
+    assert_eq!(files_in(&bed.local()), sent, "files stay where they were");
+    assert!(bed.remote_files("in").is_empty());
+
+    // The partner is back: the next run delivers everything.
+    let up = bed.config(&upload("    delete_after_upload: true\n"), None);
+    let engine = bed.engine(up, options("w1")).await;
+    let next = run(&engine, "run-up").await;
+    assert_eq!(next.totals.transferred, 5, "{next:#?}");
+    assert_eq!(bed.remote_files("in"), sent);
+    assert!(all_names(&bed.local()).is_empty());
+}
+
+#[tokio::test]
+async fn without_redis_nothing_moves() {
+    let bed = Bed::start("noredis", FtpServerKind::Vsftpd).await;
+    write_files(&bed.local(), 3, 100);
+    let config = bed.config(&upload(""), None);
+    let dead_redis = format!("redis://127.0.0.1:{}", ferry_tests::ports::free_port());
+    let text = std::fs::read_to_string(bed.dir.path().join("ferry.yaml")).expect("read");
+    std::fs::write(
+        bed.dir.path().join("ferry.yaml"),
+        text.replace(&redis_url(), &dead_redis),
+    )
+    .expect("write");
+    drop(config);
+    let config = Arc::new(Config::load(bed.dir.path()).expect("config"));
+
+    let err = Engine::connect(config, options("w1"))
+        .await
+        .expect_err("no engine without Redis");
+    assert_eq!(err.kind(), TransferErrorKind::StoreUnavailable, "{err}");
+    assert!(err.to_string().contains("idempotency store"), "{err}");
+    assert!(bed.remote_files("in").is_empty());
+    assert_eq!(files_in(&bed.local()).len(), 3);
+}
+
+#[tokio::test]
+async fn a_flow_held_by_another_run_is_reported_busy() {
+    let bed = Bed::start("busy", FtpServerKind::Vsftpd).await;
+    write_files(&bed.local(), 1, 100);
+    let mut opts = options("w1");
+    opts.flow_lock_wait = Duration::from_millis(300);
+    let engine = bed.engine(bed.config(&upload(""), None), opts).await;
+    let held = match engine
+        .store()
+        .wait_for_flow_lock("f", "other-worker", Duration::from_secs(30), Duration::ZERO)
+        .await
+        .expect("redis")
+    {
+        LockWait::Acquired(lock) => lock,
+        LockWait::Busy { .. } => panic!("the flow lock should be free"),
+    };
+
+    let err = run_flow(&engine, "f", None, "run-busy", None)
+        .await
+        .expect_err("busy");
+    assert_eq!(err.kind(), TransferErrorKind::FlowBusy, "{err}");
+    assert!(err.to_string().contains("other-worker"), "{err}");
+    assert!(bed.remote_files("in").is_empty());
+
+    engine.store().unlock_flow(held).await.expect("unlock");
+    let report = run(&engine, "run-after").await;
+    assert_eq!(report.totals.transferred, 1);
+}
+
+/// Makes a file immutable (`chattr +i`), which even root cannot delete; undone on drop.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(path: PathBuf) -> Immutable {
+        let status = Command::new("chattr")
+            .arg("+i")
+            .arg(&path)
+            .status()
+            .expect("running chattr (e2fsprogs)");
+        assert!(status.success(), "chattr +i {} failed", path.display());
+        Immutable(path)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_local_delete_that_fails_is_reported() {
+    let bed = Bed::start("nodelete", FtpServerKind::Vsftpd).await;
+    let sent = write_files(&bed.local(), 2, 100);
+    let _stuck = Immutable::set(bed.local().join("f000.xml"));
+    let engine = bed
+        .engine(
+            bed.config(&upload("    delete_after_upload: true\n"), None),
+            options("w1"),
+        )
+        .await;
+
+    let report = run(&engine, "run-1").await;
+    assert!(!report.is_success(), "a failed delete makes the run fail");
+    let stuck = &report.files[0];
+    assert_eq!(stuck.name, "f000.xml");
+    assert_eq!(stuck.outcome, Outcome::Failed);
+    let error = stuck.error.as_ref().expect("error");
+    assert_eq!(error.kind, "delete_source_failed");
+    assert!(error.message.contains("could not be deleted"), "{error:?}");
+    assert_eq!(stuck.remote_path.as_deref(), Some("/in/f000.xml"));
+    assert_eq!(report.files[1].outcome, Outcome::Transferred);
+    // Delivered all the same, and recorded: the next run sees a duplicate.
+    assert_eq!(bed.remote_files("in"), sent);
+    assert_eq!(all_names(&bed.local()), ["f000.xml"]);
+}
+
+#[tokio::test]
+async fn a_crash_mid_upload_is_finished_by_the_next_run_exactly_once() {
+    let bed = Bed::start("crash", FtpServerKind::Vsftpd).await;
+    let big = bed.local().join("big.xml");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&big).expect("create");
+        let chunk: Vec<u8> = (0..1024 * 1024).map(|_| rand::random::<u8>()).collect();
+        for _ in 0..200 {
+            file.write_all(&chunk).expect("write");
+        }
+    }
+    let expected = files_in(&bed.local());
+    let config = bed.config(&upload("    delete_after_upload: true\n"), None);
+    let mut opts = options("crasher");
+    opts.claim_lease = Duration::from_secs(3);
+    opts.flow_lock_lease = Duration::from_secs(3);
+    let crasher = Arc::new(bed.engine(config.clone(), opts.clone()).await);
+
+    // Start the upload and kill it once part of the file is on the partner's disk.
+    let task = {
+        let crasher = crasher.clone();
+        tokio::spawn(async move { run(&crasher, "run-crash").await })
+    };
+    let partial = loop {
+        let temp = std::fs::read_dir(bed.server.path("in"))
+            .expect("read")
+            .filter_map(Result::ok)
+            .find(|e| e.metadata().map(|m| m.len() > 1024 * 1024).unwrap_or(false));
+        if let Some(temp) = temp {
+            break temp.file_name().to_string_lossy().into_owned();
+        }
+        assert!(!task.is_finished(), "the upload finished before it could be killed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    task.abort();
+    let _ = task.await;
+    assert!(partial.starts_with('.'), "partial data only under a hidden name: {partial}");
+    assert!(!bed.server.path("in/big.xml").exists(), "no partial file under the final name");
+    assert!(big.exists(), "the source is kept until the delivery is recorded");
+
+    // The next run (another worker) waits out the dead run's leases and delivers the file.
+    let mut opts = opts;
+    opts.worker_id = "rescuer".into();
+    let rescuer = bed.engine(config, opts).await;
+    let report = loop {
+        let report = run(&rescuer, "run-rescue").await;
+        if report.totals.left_to_other_workers == 0 {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(names_with(&report, Outcome::Transferred), ["big.xml"], "{report:#?}");
+    assert_eq!(bed.remote_files("in"), expected, "whole, once");
+    assert!(!big.exists(), "deleted after delivery");
+    let again = run(&rescuer, "run-again").await;
+    assert!(again.files.is_empty(), "{again:#?}");
+}
+
+#[tokio::test]
+async fn downloads_each_file_once_across_engines_and_recognises_known_content() {
+    let bed = Bed::start("down", FtpServerKind::Proftpd).await;
+    let mut offered = BTreeMap::new();
+    for i in 0..30 {
+        let name = format!("d{i:02}.xml");
+        let bytes: Vec<u8> = (0..3000).map(|_| rand::random::<u8>()).collect();
+        bed.server.write_file(&format!("out/{name}"), &bytes).expect("remote");
+        offered.insert(name, sha256_hex(&bytes));
+    }
+    let config = bed.config(&download(""), None);
+    let a = bed.engine(config.clone(), options("worker-a")).await;
+    let b = bed.engine(config, options("worker-b")).await;
+
+    let (ra, rb) = tokio::join!(run(&a, "run-a"), run(&b, "run-b"));
+    assert_eq!(ra.totals.failed + rb.totals.failed, 0, "{ra:#?}\n{rb:#?}");
+    assert_eq!(ra.totals.transferred + rb.totals.transferred, 30);
+    assert_eq!(files_in(&bed.local()), offered, "every file fetched, intact");
+    assert_eq!(all_names(&bed.local()).len(), 30, "no temporary file left");
+    assert_eq!(bed.remote_files("out"), offered, "no delete unless asked");
+
+    // Nothing new: everything is a duplicate.
+    let again = run(&a, "run-again").await;
+    assert_eq!(again.totals.skipped_duplicates, 30, "{}", again.summary_line());
+
+    // Known content under a new name: fetched, recognised, discarded.
+    let copy = std::fs::read(bed.server.path("out/d00.xml")).expect("read");
+    bed.server.write_file("out/copy.xml", &copy).expect("copy");
+    let third = run(&a, "run-3").await;
+    let row = third.files.iter().find(|r| r.name == "copy.xml").expect("row");
+    assert_eq!(row.outcome, Outcome::Duplicate, "{row:?}");
+    assert_eq!(
+        row.remote_path.as_deref(),
+        Some(bed.local().join("d00.xml").to_str().expect("utf-8"))
+    );
+    assert!(!bed.local().join("copy.xml").exists());
+    assert_eq!(all_names(&bed.local()).len(), 30, "the temporary copy was discarded");
+}
+
+#[tokio::test]
+async fn downloads_delete_the_remote_file_only_after_it_is_in_place() {
+    let bed = Bed::start("downdel", FtpServerKind::Vsftpd).await;
+    let mut offered = BTreeMap::new();
+    for i in 0..10 {
+        let name = format!("d{i:02}.xml");
+        let bytes = format!("statement {i}").into_bytes();
+        bed.server.write_file(&format!("out/{name}"), &bytes).expect("remote");
+        offered.insert(name, sha256_hex(&bytes));
+    }
+    bed.server.write_file("out/skip.txt", b"not selected").expect("remote");
+    let config = bed.config(&download("    delete_after_download: true\n"), None);
+    let engine = bed.engine(config, options("w1")).await;
+
+    let report = run(&engine, "run-1").await;
+    assert_eq!(report.totals.transferred, 10, "{report:#?}");
+    assert_eq!(files_in(&bed.local()), offered);
+    assert_eq!(all_names(&bed.server.path("out")), ["skip.txt"]);
+    for (name, sha) in &offered {
+        let digest: [u8; 32] = hex::decode(sha).expect("hex").try_into().expect("32");
+        let record = engine
+            .store()
+            .delivery(&DeliveryKey::content("f", &digest))
+            .await
+            .expect("redis")
+            .unwrap_or_else(|| panic!("no record for {name}"));
+        assert_eq!(record.direction, "download");
+        assert_eq!(record.file_name, *name);
+    }
+}
