@@ -481,6 +481,7 @@ fn every_rule_names_file_line_and_field() {
                 "ftps.tls",
                 "needs both client_cert and client_private_key",
             ),
+            ("partners/p-empty.yaml", 1, 1, "", "the file is empty"),
         ],
     );
     assert!(

@@ -191,12 +191,10 @@ fn yaml_files(dir: &Path, sub: &str, errors: &mut Vec<ConfigError>) -> Vec<PathB
 fn read_yaml(cx: &mut Cx<'_>, dir: &Path) -> Option<Node> {
     match std::fs::read_to_string(dir.join(cx.file())) {
         Ok(text) => {
+            let errors_before = cx.error_count();
             let root = yaml::parse(cx, &text);
-            if root.is_none() && !text.trim().is_empty() {
-                return None;
-            }
-            if root.is_none() {
-                cx.error(Loc::START, "", "the file is empty");
+            if root.is_none() && cx.error_count() == errors_before {
+                cx.error(Loc::START, "", "the file is empty (or holds only comments)");
             }
             root
         }

@@ -624,6 +624,21 @@ mod tests {
     }
 
     #[test]
+    fn hardened_mode_refuses_a_literal_vault_token() {
+        let text = "security:\n  hardened_mode: true\nvault:\n  address: https://v\n  auth:\n    token: hvs.LiteralToken\n";
+        let (settings, errors) = load(text, &[]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "vault.auth.token");
+        assert_eq!((errors[0].line, errors[0].column), (Some(6), Some(5)));
+        assert!(!errors[0].to_string().contains("LiteralToken"));
+        assert!(settings.resolver.vault.is_none());
+        // Outside hardened mode a literal token is accepted (and never printed).
+        let (settings, errors) = load(&text.replace("true", "false"), &[]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(!format!("{settings:?}").contains("LiteralToken"));
+    }
+
+    #[test]
     fn urls_are_redacted() {
         assert_eq!(
             redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),

@@ -181,6 +181,11 @@ impl<'e> Cx<'e> {
         &self.file
     }
 
+    /// How many errors have been recorded so far (in every file).
+    pub(crate) fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
     /// Records an error at `loc` about `field`.
     pub(crate) fn error(&mut self, loc: Loc, field: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
