@@ -115,6 +115,19 @@ pub enum TrustMode {
     Insecure,
 }
 
+impl Default for FtpsTls {
+    /// No `tls:` section: system roots, no pin, no client certificate, up to TLS 1.3.
+    fn default() -> Self {
+        FtpsTls {
+            ca_cert: None,
+            client_identity: None,
+            server_cert_fingerprint: None,
+            insecure_skip_verify: false,
+            max_version: TlsVersion::Tls13,
+        }
+    }
+}
+
 impl FtpsTls {
     /// How the server certificate is trusted.
     pub fn trust_mode(&self) -> TrustMode {
@@ -227,13 +240,7 @@ fn read_ftps(cx: &mut Cx<'_>, ftps: &Map<'_>, rules: SecretRules) -> Option<Ftps
         .and_then(|a| read_auth(cx, &a, rules));
     let tls = match ftps.get("tls") {
         Some(f) => f.map(cx, TLS_KEYS).and_then(|t| read_tls(cx, &t, rules)),
-        None => Some(FtpsTls {
-            ca_cert: None,
-            client_identity: None,
-            server_cert_fingerprint: None,
-            insecure_skip_verify: false,
-            max_version: TlsVersion::Tls13,
-        }),
+        None => Some(FtpsTls::default()),
     };
     Some(FtpsPartner {
         connection: connection?,
