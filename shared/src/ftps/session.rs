@@ -34,7 +34,7 @@ use suppaftp::types::FileType;
 use suppaftp::{FtpError, Mode, Status};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::config::{SessionConfig, TlsMode, TlsVersion};
 use super::connector::{ControlTls, DataTlsStats, Observer, ObservingConnector};
@@ -208,11 +208,22 @@ impl Session {
         &self.cfg
     }
 
-    /// Opens (or re-opens) the control connection.
+    /// Opens (or re-opens) the control connection, in an `ftps_connect` span.
     async fn open(&mut self, on_step: &mut (dyn FnMut(ProbeStep) + Send)) -> Result<(), FtpsError> {
+        let span = tracing::info_span!(
+            "ftps_connect",
+            host = %self.cfg.host,
+            port = self.cfg.port,
+            user = %self.cfg.username
+        );
+        self.open_steps(on_step).instrument(span).await
+    }
+
+    async fn open_steps(
+        &mut self,
+        on_step: &mut (dyn FnMut(ProbeStep) + Send),
+    ) -> Result<(), FtpsError> {
         let cfg = &self.cfg.clone();
-        let span = tracing::info_span!("ftps_connect", host = %cfg.host, port = cfg.port, user = %cfg.username);
-        let _enter = span.enter();
         if cfg.tls.mode == TlsMode::Implicit {
             return Err(FtpsError::new(
                 FtpsErrorKind::Configuration,
@@ -472,7 +483,7 @@ impl Session {
             err.kind(),
             FtpsErrorKind::LocalIo | FtpsErrorKind::LocalFileChanged | FtpsErrorKind::InvalidPath
         );
-        self.dirty = !(clean || local) || self.dirty && !clean;
+        self.dirty = !(clean || local);
     }
 
     /// Whether a failed data operation looks like the server refusing a data connection that
@@ -624,14 +635,17 @@ impl Session {
     /// would escape the directory are dropped with a warning.
     pub async fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, FtpsError> {
         let span = tracing::debug_span!("ftps_list", dir);
-        let _e = span.enter();
-        match self.list_once(dir).await {
-            Err(e) if !self.fell_back && self.reuse_failure_suspected(&e) => {
-                self.fall_back_to_tls12(&e).await?;
-                self.list_once(dir).await
+        async {
+            match self.list_once(dir).await {
+                Err(e) if !self.fell_back && self.reuse_failure_suspected(&e) => {
+                    self.fall_back_to_tls12(&e).await?;
+                    self.list_once(dir).await
+                }
+                r => r,
             }
-            r => r,
         }
+        .instrument(span)
+        .await
     }
 
     async fn list_once(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, FtpsError> {

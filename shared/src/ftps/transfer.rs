@@ -198,6 +198,7 @@ impl Session {
         // From here on a temporary file may exist on the server: every failure removes it.
         let sent = send(file, &mut stream, self.cfg.timeouts.data_idle, step).await;
         let finished = self.finish(step, stream, ReplyTo::NewPath).await;
+        self.drop_if_out_of_step(&finished);
         let (bytes, sha256) = match (sent, finished) {
             (Ok(v), Ok(())) => v,
             (Ok(_), Err(e)) => return Err(self.discard(&temp_path, e).await),
@@ -253,6 +254,16 @@ impl Session {
             sha256,
             remote_path: final_path.to_string(),
         })
+    }
+
+    /// A final reply that never came (timeout, lost connection) leaves the control connection
+    /// out of step: drop it, so the next operation reconnects.
+    fn drop_if_out_of_step(&mut self, finished: &Result<(), FtpsError>) {
+        if let Err(e) = finished
+            && e.reply().is_none()
+        {
+            self.ftp = None;
+        }
     }
 
     /// Best-effort removal of a remote temporary file after a failure; returns `err`.
@@ -343,6 +354,7 @@ impl Session {
             .await?;
         let received = receive(&mut stream, &mut file, self.cfg.timeouts.data_idle, step).await;
         let finished = self.finish(step, stream, ReplyTo::ExistingPath).await;
+        self.drop_if_out_of_step(&finished);
         let (bytes, sha256) = match (received, finished) {
             (Ok(v), Ok(())) => v,
             (Ok(_), Err(e)) => return Err(e),
