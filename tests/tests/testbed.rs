@@ -101,16 +101,13 @@ impl<'a> Curl<'a> {
     }
 }
 
+/// Starts a server and prints how long it took.
 async fn start(opts: FtpServerOptions) -> FtpServer {
     let began = Instant::now();
     let kind = opts.kind;
     let server = FtpServer::start(opts).await.unwrap();
     eprintln!("{kind:?} started in {:?}", began.elapsed());
     server
-}
-
-fn curl_exit(out: &Output) -> Option<i32> {
-    out.status.code()
 }
 
 #[tokio::test]
@@ -188,7 +185,7 @@ async fn each_cert_variant_fails_as_expected() {
         let curl = Curl::new(&server);
         let out = curl.run(&["--list-only", &curl.url("")]).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(curl_exit(&out), Some(60), "{variant:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(60), "{variant:?}: {stderr}");
         assert!(stderr.contains(error), "{variant:?}: {stderr}");
     }
 
@@ -208,7 +205,7 @@ async fn each_cert_variant_fails_as_expected() {
         )
         .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(curl_exit(&out), Some(60), "{stderr}");
+    assert_eq!(out.status.code(), Some(60), "{stderr}");
     assert!(
         stderr.contains("self-signed") || stderr.contains("self signed"),
         "{stderr}"
@@ -232,7 +229,7 @@ async fn each_cert_variant_fails_as_expected() {
         )
         .await;
     assert_eq!(
-        curl_exit(&out),
+        out.status.code(),
         Some(60),
         "{}",
         String::from_utf8_lossy(&out.stderr)
@@ -403,7 +400,7 @@ async fn pyftpdlib_fakes_nat_and_unreachable_passive_ports() {
     for passive in ["--disable-epsv", "--ftp-pasv"] {
         let out = curl.run(&[passive, "--list-only", &curl.url("")]).await;
         assert_eq!(
-            curl_exit(&out),
+            out.status.code(),
             Some(7),
             "{passive}: {}",
             String::from_utf8_lossy(&out.stderr)
@@ -415,7 +412,7 @@ async fn pyftpdlib_fakes_nat_and_unreachable_passive_ports() {
 async fn servers_run_in_parallel() {
     let began = Instant::now();
     let kinds = [FtpServerKind::ALL, FtpServerKind::ALL].concat();
-    let servers: Vec<FtpServer> = futures_join(kinds).await;
+    let servers: Vec<FtpServer> = start_all(kinds).await;
     eprintln!("{} servers started in {:?}", servers.len(), began.elapsed());
     for server in &servers {
         Curl::new(server)
@@ -430,8 +427,8 @@ async fn servers_run_in_parallel() {
     assert_eq!(ports.len(), servers.len());
 }
 
-/// Starts one server of each kind concurrently.
-async fn futures_join(kinds: Vec<FtpServerKind>) -> Vec<FtpServer> {
+/// Starts a server of each of `kinds`, all at once.
+async fn start_all(kinds: Vec<FtpServerKind>) -> Vec<FtpServer> {
     let mut tasks = tokio::task::JoinSet::new();
     for (i, kind) in kinds.into_iter().enumerate() {
         tasks.spawn(async move {
