@@ -123,23 +123,10 @@ async fn schedule(config: &Config) -> anyhow::Result<()> {
     let ticker = ticker::Ticker::new(config, store, publisher);
     tracing::info!(flows = ticker.scheduled_flows(), "scheduler started");
     ticker
-        .run(config.settings.scheduler.catch_up, shutdown_signal())
+        .run(
+            config.settings.scheduler.catch_up,
+            startup::shutdown_signal(),
+        )
         .await;
     Ok(())
-}
-
-/// Completes on SIGTERM (Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
 }

@@ -3,20 +3,32 @@
 //! Subcommands:
 //! - `consume` (the default): take flow-run messages from RabbitMQ and run them;
 //! - `run`: run one flow now, in this process, without a broker;
-//! - `probe`: connect to a partner step by step, as a flow would, and report each step;
 //! - `validate`: check the configuration directory and print its summary;
 //! - `setup`: declare the broker topology and exit.
 //!
-//! This file only parses the command line and turns results into exit codes; each command
-//! lives in its own module and the work itself in `ferry-shared`.
+//! This file only parses the command line and turns results into exit codes (0 success,
+//! 1 failure, 2 configuration error); each command lives in its own module and the work
+//! itself in `ferry-shared`.
 
+// The flow-run engine's future nests deeply (pools, claims, retries, streaming): the
+// compiler's default query depth is too shallow to lay it out.
+#![recursion_limit = "256"]
+
+mod consume;
 mod health;
+mod run;
 mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use ferry_shared::config::Config;
+use ferry_shared::secrets::Resolver;
+use ferry_shared::startup;
+use ferry_shared::telemetry::LogFormat;
+use ferry_shared::transfer::{Engine, EngineOptions};
 
 /// Exit code for a configuration error (the same in both binaries).
 const EXIT_CONFIG: u8 = 2;
@@ -37,23 +49,117 @@ struct Cli {
     )]
     config: PathBuf,
 
+    /// Log lines (on stderr) as `pretty` text or `json`.
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_LOG_FORMAT",
+        default_value = "pretty"
+    )]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Consume flow-run messages from RabbitMQ and run them (the default).
+    Consume,
+    /// Run one flow now, without a broker, and print its report.
+    Run {
+        /// The flow to run.
+        #[arg(long)]
+        flow: String,
+        /// Only these files (repeat the option); all matching files when absent.
+        #[arg(long = "file")]
+        files: Vec<String>,
+        /// Print one JSON object with a row per file instead of the summary line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the configuration and print a summary (exit 2 with every error otherwise).
     Validate,
+    /// Declare the broker topology (exchanges, queues, retry and dead-letter paths) and exit.
+    Setup,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Validate) => validate::run(&cli.config),
-        None => {
-            eprintln!("ferry-worker: consuming is not available yet; try `ferry-worker validate`");
-            ExitCode::from(EXIT_CONFIG)
-        }
+    let command = cli.command.unwrap_or(Command::Consume);
+    if let Command::Validate = command {
+        return validate::run(&cli.config);
     }
+    let config = match Config::load(&cli.config) {
+        Ok(config) => Arc::new(config),
+        Err(errors) => {
+            eprintln!(
+                "{errors}\n{} configuration error(s) in {}",
+                errors.len(),
+                cli.config.display()
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ferry-worker: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let _telemetry = match startup::telemetry(&config, "ferry-worker", cli.log_format) {
+            Ok(guard) => guard,
+            Err(error) => {
+                eprintln!("ferry-worker: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let outcome = match command {
+            Command::Run { flow, files, json } => {
+                return run::run(config, run::RunArgs { flow, files, json }).await;
+            }
+            Command::Setup => setup(&config).await,
+            Command::Consume | Command::Validate => consume(config).await,
+        };
+        match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!("{error:#}");
+                eprintln!("ferry-worker: {error:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// `setup`: declares the topology (connecting does it) and says what exists.
+async fn setup(config: &Config) -> anyhow::Result<()> {
+    let broker = startup::broker(config).await?;
+    let topology = broker.topology();
+    println!(
+        "declared: exchange {}, work queue {}, dead letters {}",
+        topology.exchange(),
+        topology.work_queue(),
+        topology.dead_letter_queue()
+    );
+    Ok(())
+}
+
+/// `consume`: the worker's main loop, with health endpoints, until SIGTERM or Ctrl-C.
+async fn consume(config: Arc<Config>) -> anyhow::Result<()> {
+    let readiness = health::Readiness::default();
+    health::serve(config.settings.worker.health_listen, readiness.clone()).await?;
+    let resolver = Resolver::new(config.settings.resolver.clone());
+    let store = startup::store(&config, &resolver).await?;
+    let engine = Arc::new(Engine::new(
+        config.clone(),
+        resolver,
+        store,
+        EngineOptions::default(),
+    ));
+    let broker = startup::broker(&config).await?;
+    consume::run(engine, broker, readiness, startup::shutdown_signal()).await;
+    Ok(())
 }

@@ -1,0 +1,211 @@
+//! `ferry-worker consume`: take flow-run messages from RabbitMQ and run them.
+//!
+//! - At most `worker.concurrency` runs at once; the broker's prefetch is the same number,
+//!   so a worker never holds messages it cannot start.
+//! - A message is settled only after its run finished: acked when every file was
+//!   transferred or skipped; sent to the retry path (growing delays) when a retry may help;
+//!   dead-lettered, with the reason in a header, when it never can (malformed message,
+//!   unknown or disabled flow, configuration error, retries exhausted). A worker that dies
+//!   mid-run settles nothing, so the broker redelivers the message to another worker, and
+//!   the idempotency store makes the second run skip what the first one delivered.
+//! - Files that another worker holds (its claim is live) make the message come back later
+//!   through the retry path rather than be acked: if that worker dies, its claim expires and
+//!   the retry delivers the file; if it finishes, the retry finds a duplicate.
+//! - Shutdown (SIGTERM): stop taking messages, hand the buffered ones back, let in-flight
+//!   runs finish within `worker.shutdown_grace`, then abandon the rest (their messages go
+//!   back to the queue unsettled) and return.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ferry_shared::broker::{Broker, ConsumerOptions, Delivery};
+use ferry_shared::message::FlowRunMessage;
+use ferry_shared::telemetry;
+use ferry_shared::transfer::{self, Engine, RunReport, TransferError};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::health::Readiness;
+
+/// How often readiness is re-evaluated (broker consuming, Redis answering).
+const READINESS_CHECK: Duration = Duration::from_secs(2);
+
+/// What to do with a message once its run is over.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Done: remove it from the queue.
+    Ack,
+    /// Run it again later (growing delays; dead-lettered after the last attempt).
+    RetryLater(String),
+    /// It can never succeed: dead-letter it with this reason.
+    DeadLetter(String),
+}
+
+/// Consumes until `shutdown` completes, then drains in-flight runs within the grace period.
+pub async fn run(
+    engine: Arc<Engine>,
+    broker: Broker,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()>,
+) {
+    let settings = engine.config().settings.worker.clone();
+    let concurrency = usize::from(settings.concurrency.max(1));
+    let mut consumer = broker.consumer(ConsumerOptions {
+        prefetch: settings.concurrency.max(1),
+        connection_name: format!("ferry-worker {}", std::process::id()),
+        ..ConsumerOptions::default()
+    });
+    let redis_ok = Arc::new(AtomicBool::new(true));
+    let pinger = tokio::spawn(watch_redis(engine.clone(), redis_ok.clone()));
+    let mut readiness_tick = tokio::time::interval(READINESS_CHECK);
+    let mut running: JoinSet<()> = JoinSet::new();
+    tracing::info!(concurrency, "worker consuming flow-runs");
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            delivery = consumer.next(), if running.len() < concurrency => match delivery {
+                Some(delivery) => {
+                    running.spawn(handle(engine.clone(), delivery));
+                }
+                None => break,
+            },
+            Some(joined) = running.join_next(), if !running.is_empty() => {
+                if let Err(error) = joined {
+                    tracing::error!(%error, "a flow-run task panicked; its message goes back to the queue");
+                }
+            }
+            _ = readiness_tick.tick() => {
+                readiness.set(consumer.is_consuming() && redis_ok.load(Ordering::Relaxed));
+            }
+        }
+    }
+
+    readiness.set(false);
+    tracing::info!(in_flight = running.len(), grace = ?settings.shutdown_grace, "stopping: no new flow-runs");
+    consumer.shutdown().await;
+    let grace = tokio::time::sleep(settings.shutdown_grace);
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            joined = running.join_next() => if joined.is_none() { break },
+            _ = &mut grace => {
+                tracing::warn!(abandoned = running.len(), "grace period over; unfinished runs go back to the queue");
+                running.abort_all();
+                while running.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
+    pinger.abort();
+    engine.close().await;
+    tracing::info!("worker stopped");
+}
+
+/// Keeps `ok` up to date with whether Redis answers (for readiness).
+async fn watch_redis(engine: Arc<Engine>, ok: Arc<AtomicBool>) {
+    let mut tick = tokio::time::interval(READINESS_CHECK);
+    loop {
+        tick.tick().await;
+        ok.store(engine.store().ping().await.is_ok(), Ordering::Relaxed);
+    }
+}
+
+/// Runs one delivery's flow-run and settles the delivery.
+async fn handle(engine: Arc<Engine>, delivery: Delivery) {
+    let message = match delivery.message() {
+        Ok(message) => message.clone(),
+        Err(error) => {
+            let reason = format!("undecodable flow-run message: {error}");
+            settle(delivery, Verdict::DeadLetter(reason)).await;
+            return;
+        }
+    };
+    let span = tracing::info_span!(
+        "worker.flow_run",
+        flow_id = %message.flow_id,
+        flow_run_id = %message.flow_run_id,
+        attempt = message.attempt,
+        redelivered = delivery.redelivered(),
+    );
+    telemetry::set_parent_from(&span, delivery.headers());
+    async move {
+        let verdict = run_message(&engine, &message).await;
+        settle(delivery, verdict).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs the flow a message asks for and decides what becomes of the message.
+async fn run_message(engine: &Engine, message: &FlowRunMessage) -> Verdict {
+    match engine.config().flows.get(&message.flow_id) {
+        None => return Verdict::DeadLetter(format!("unknown flow `{}`", message.flow_id)),
+        Some(flow) if !flow.enabled => {
+            return Verdict::DeadLetter(format!("flow `{}` is disabled", message.flow_id));
+        }
+        Some(_) => {}
+    }
+    let run_id = message.flow_run_id.to_string();
+    let outcome = transfer::run_flow(
+        engine,
+        &message.flow_id,
+        message.files.as_deref(),
+        &run_id,
+        None,
+    )
+    .await;
+    if let Ok(report) = &outcome {
+        tracing::info!("{}", report.summary_line());
+    }
+    verdict(outcome)
+}
+
+/// The rules of [`Verdict`], from the run's outcome.
+fn verdict(outcome: Result<RunReport, TransferError>) -> Verdict {
+    match outcome {
+        Ok(report) if report.totals.failed > 0 => {
+            let first = report
+                .files
+                .iter()
+                .find_map(|row| row.error.as_ref().map(|e| (row, e)));
+            let detail = first
+                .map(|(row, error)| {
+                    format!("; first: {} [{}] {}", row.name, error.kind, error.message)
+                })
+                .unwrap_or_default();
+            Verdict::RetryLater(format!(
+                "{} of {} files failed{detail}",
+                report.totals.failed,
+                report.files.len()
+            ))
+        }
+        Ok(report) if report.totals.left_to_other_workers > 0 => Verdict::RetryLater(format!(
+            "{} files held by another worker; checking again later",
+            report.totals.left_to_other_workers
+        )),
+        Ok(_) => Verdict::Ack,
+        Err(error) if error.is_transient() => {
+            Verdict::RetryLater(format!("[{}] {error}", error.kind().as_str()))
+        }
+        Err(error) => Verdict::DeadLetter(format!("[{}] {error}", error.kind().as_str())),
+    }
+}
+
+/// Settles `delivery` as `verdict` says. A failure to settle leaves the message with the
+/// broker, which redelivers it: logged, never fatal.
+async fn settle(delivery: Delivery, verdict: Verdict) {
+    let result = match &verdict {
+        Verdict::Ack => delivery.ack().await,
+        Verdict::RetryLater(reason) => delivery.retry_later(reason).await,
+        Verdict::DeadLetter(reason) => delivery.dead_letter(reason).await,
+    };
+    match result {
+        Ok(settled) => tracing::info!(?settled, "flow-run message settled"),
+        Err(error) => {
+            tracing::warn!(%error, ?verdict, "could not settle the message; the broker will redeliver it")
+        }
+    }
+}

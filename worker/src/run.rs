@@ -1,0 +1,98 @@
+//! `ferry-worker run`: one flow-run now, in this process, without a broker. The same
+//! engine call the consume loop makes, for operators and for scripts (`--json`).
+//!
+//! Exit codes: 0 when every file was transferred or skipped, 1 when any failed (or the run
+//! could not run), 2 for a configuration error.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use ferry_shared::config::Config;
+use ferry_shared::transfer::{self, Engine, EngineOptions, FileReport};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// What to run and how to report it.
+pub struct RunArgs {
+    /// The flow.
+    pub flow: String,
+    /// Only these files (all matching files when empty).
+    pub files: Vec<String>,
+    /// One JSON object on stdout instead of the summary line.
+    pub json: bool,
+}
+
+/// Runs the flow and prints its report.
+pub async fn run(config: Arc<Config>, args: RunArgs) -> ExitCode {
+    let engine = match Engine::connect(config, EngineOptions::default()).await {
+        Ok(engine) => engine,
+        Err(error) => return report_error(&error, args.json),
+    };
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let only_files = (!args.files.is_empty()).then_some(args.files.as_slice());
+
+    // A spinner on a terminal only: scripts and CI logs get the plain summary.
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed} {pos} files done, last: {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    });
+    let progress = |row: &FileReport| {
+        if let Some(bar) = &bar {
+            bar.inc(1);
+            bar.set_message(format!("{} ({})", row.name, row.outcome.as_str()));
+        }
+    };
+
+    let result =
+        transfer::run_flow(&engine, &args.flow, only_files, &run_id, Some(&progress)).await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    engine.close().await;
+    match result {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string(&report) {
+                    Ok(json) => println!("{json}"),
+                    Err(error) => eprintln!("ferry-worker: cannot encode the report: {error}"),
+                }
+            } else {
+                println!("{}", report.summary_line());
+                for row in report.files.iter().filter(|row| row.error.is_some()) {
+                    if let Some(error) = &row.error {
+                        println!("  failed: {} [{}] {}", row.name, error.kind, error.message);
+                    }
+                }
+            }
+            if report.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => report_error(&error, args.json),
+    }
+}
+
+/// Prints a run that could not run at all; exit 2 for configuration, 1 otherwise.
+fn report_error(error: &transfer::TransferError, json: bool) -> ExitCode {
+    if json {
+        let body = serde_json::json!({ "error": { "kind": error.kind().as_str(), "message": error.to_string() } });
+        println!("{body}");
+    } else {
+        eprintln!(
+            "ferry-worker: run failed [{}]: {error}",
+            error.kind().as_str()
+        );
+    }
+    if error.is_configuration() {
+        ExitCode::from(crate::EXIT_CONFIG)
+    } else {
+        ExitCode::FAILURE
+    }
+}
