@@ -111,7 +111,7 @@ pub enum TrustMode {
     CaAndPinned,
     /// Verified against the system's root certificates.
     SystemRoots,
-    /// Not verified at all (`insecure_skip_verify: true`).
+    /// The chain is not verified (`insecure_skip_verify: true`); a configured pin still applies.
     Insecure,
 }
 
