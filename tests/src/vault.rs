@@ -1,1 +1,259 @@
-//! Under construction.
+//! OpenBao (Vault's API) for the secret tests: a dev-mode server on a free loopback port,
+//! plus the administration a test needs (KV v2 secrets, policies, tokens, AppRole,
+//! Kubernetes auth), done over HTTP with `vaultrs`, the client ferry itself uses.
+//!
+//! Dev mode keeps everything in memory, unseals itself, mounts KV v2 at `secret/` and
+//! accepts a root token chosen here; the server dies with the handle.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tempfile::TempDir;
+use vaultrs::api::auth::approle::requests::SetAppRoleRequest;
+use vaultrs::api::auth::kubernetes::requests::{
+    ConfigureKubernetesAuthRequest, CreateKubernetesRoleRequest,
+};
+use vaultrs::api::token::requests::CreateTokenRequest;
+use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+
+use crate::ports::free_port;
+use crate::process::ServerProcess;
+use crate::tools::find_tool;
+
+/// A running OpenBao dev server, killed on drop.
+pub struct OpenBao {
+    /// `http://127.0.0.1:PORT`.
+    pub addr: String,
+    /// The root token (all rights): for setting up, never for the resolver under test
+    /// unless a test means it.
+    pub root_token: String,
+    client: VaultClient,
+    _server: ServerProcess,
+    _dir: TempDir,
+}
+
+impl OpenBao {
+    /// Starts `bao server -dev` on a free port of 127.0.0.1 and waits until it reports
+    /// itself initialized and unsealed.
+    pub async fn start() -> anyhow::Result<OpenBao> {
+        let bao = find_tool("bao", &["venv/bin"])?;
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let root_token = format!("root-{}", rand::random::<u64>());
+        let mut command = Command::new(bao);
+        command
+            .arg("server")
+            .arg("-dev")
+            .arg(format!("-dev-root-token-id={root_token}"))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .arg("-dev-no-store-token")
+            // Keep the CLI's token helper and any state away from the real HOME.
+            .env("HOME", dir.path())
+            .env_remove("VAULT_ADDR")
+            .env_remove("BAO_ADDR");
+        let log = dir.path().join("openbao.log");
+        let server = tokio::task::spawn_blocking(move || {
+            ServerProcess::spawn("openbao", command, &log, port, Duration::from_secs(30))
+        })
+        .await??;
+        let addr = format!("http://127.0.0.1:{port}");
+        let client = client(&addr, &root_token)?;
+        let bao = OpenBao {
+            addr,
+            root_token,
+            client,
+            _server: server,
+            _dir: dir,
+        };
+        bao.wait_until_healthy().await?;
+        Ok(bao)
+    }
+
+    /// Waits until the server serves authenticated requests (initialized, unsealed, the
+    /// root token in place). `vaultrs::sys::health` cannot parse OpenBao's answer (no
+    /// `performance_standby` field), so the probe is a token self-lookup.
+    async fn wait_until_healthy(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match vaultrs::token::lookup_self(&self.client).await {
+                Ok(_) => return Ok(()),
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => bail!(
+                    "OpenBao at {} is not ready: {:?}\nlog:\n{}",
+                    self.addr,
+                    anyhow::Error::from(e),
+                    self.log_text()
+                ),
+            }
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        self._server.log_text()
+    }
+
+    /// Writes (a new version of) the KV v2 secret `path` under `mount`.
+    pub async fn write_secret(
+        &self,
+        mount: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let data: HashMap<&str, &str> = fields.iter().copied().collect();
+        vaultrs::kv2::set(&self.client, mount, path, &data)
+            .await
+            .with_context(|| format!("writing {mount}/{path}"))?;
+        Ok(())
+    }
+
+    /// Writes a KV v2 secret whose fields are any JSON values.
+    pub async fn write_json_secret(
+        &self,
+        mount: &str,
+        path: &str,
+        data: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        vaultrs::kv2::set(&self.client, mount, path, data)
+            .await
+            .with_context(|| format!("writing {mount}/{path}"))?;
+        Ok(())
+    }
+
+    /// Creates (or replaces) policy `name` granting `read` on the KV v2 data of each of
+    /// `mount/path` (for example `("secret", "partners/acme")`).
+    pub async fn create_read_policy(
+        &self,
+        name: &str,
+        secrets: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let policy: String = secrets
+            .iter()
+            .map(|(mount, path)| {
+                format!("path \"{mount}/data/{path}\" {{ capabilities = [\"read\"] }}\n")
+            })
+            .collect();
+        vaultrs::sys::policy::set(&self.client, name, &policy)
+            .await
+            .with_context(|| format!("creating policy {name}"))?;
+        Ok(())
+    }
+
+    /// A new token carrying `policies` (plus `default`); with none it carries `default`
+    /// only and can read no secret (a 403 on every KV read).
+    pub async fn create_token(&self, policies: &[&str]) -> anyhow::Result<String> {
+        let mut request = CreateTokenRequest::builder();
+        request
+            .policies(policies.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+            .ttl("1h");
+        if policies.is_empty() {
+            // With no policy a child token inherits its parent's (root): ask for `default` only.
+            request.policies(vec!["default".to_string()]);
+        }
+        let auth = vaultrs::token::new(&self.client, Some(&mut request))
+            .await
+            .context("creating a token")?;
+        Ok(auth.client_token)
+    }
+
+    /// Enables the AppRole auth method at `approle/` (once per server).
+    pub async fn enable_approle(&self) -> anyhow::Result<()> {
+        vaultrs::sys::auth::enable(&self.client, "approle", "approle", None)
+            .await
+            .context("enabling AppRole")?;
+        Ok(())
+    }
+
+    /// Creates AppRole role `name` issuing tokens with `policies` that live `token_ttl`
+    /// (Vault syntax: "1h", "2s"), and returns its `(role_id, secret_id)`.
+    pub async fn create_approle(
+        &self,
+        name: &str,
+        policies: &[&str],
+        token_ttl: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let mut request = SetAppRoleRequest::builder();
+        request
+            .token_policies(policies.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+            .token_ttl(token_ttl)
+            .token_max_ttl(token_ttl);
+        vaultrs::auth::approle::role::set(&self.client, "approle", name, Some(&mut request))
+            .await
+            .with_context(|| format!("creating AppRole role {name}"))?;
+        let role_id = vaultrs::auth::approle::role::read_id(&self.client, "approle", name)
+            .await
+            .context("reading the role id")?
+            .role_id;
+        let secret_id =
+            vaultrs::auth::approle::role::secret::generate(&self.client, "approle", name, None)
+                .await
+                .context("generating a secret id")?
+                .secret_id;
+        Ok((role_id, secret_id))
+    }
+
+    /// Enables Kubernetes auth at `kubernetes/`, pointed at `kubernetes_host` (no cluster
+    /// here: a login then fails when OpenBao calls the TokenReview API), with role `role`.
+    pub async fn enable_kubernetes(&self, kubernetes_host: &str, role: &str) -> anyhow::Result<()> {
+        vaultrs::sys::auth::enable(&self.client, "kubernetes", "kubernetes", None)
+            .await
+            .context("enabling Kubernetes auth")?;
+        // Not in a pod: no local CA or JWT for OpenBao to pick up.
+        let mut config = ConfigureKubernetesAuthRequest::builder();
+        let ca = rcgen::generate_simple_self_signed(vec!["kubernetes.invalid".to_string()])
+            .context("a CA certificate for the fake cluster")?;
+        config
+            .disable_local_ca_jwt(true)
+            .kubernetes_ca_cert(ca.cert.pem());
+        vaultrs::auth::kubernetes::configure(
+            &self.client,
+            "kubernetes",
+            kubernetes_host,
+            Some(&mut config),
+        )
+        .await
+        .map_err(server_error)
+        .context("configuring Kubernetes auth")?;
+        let mut request = CreateKubernetesRoleRequest::builder();
+        request
+            .bound_service_account_names(vec!["ferry-worker".to_string()])
+            .bound_service_account_namespaces(vec!["ferry".to_string()]);
+        vaultrs::auth::kubernetes::role::create(
+            &self.client,
+            "kubernetes",
+            role,
+            Some(&mut request),
+        )
+        .await
+        .context("creating the Kubernetes role")?;
+        Ok(())
+    }
+}
+
+/// A `vaultrs` client for `addr` with `token`, ignoring the VAULT_* environment.
+fn client(addr: &str, token: &str) -> anyhow::Result<VaultClient> {
+    let settings = VaultClientSettingsBuilder::default()
+        .address(addr)
+        .token(token)
+        .ca_certs(Vec::new())
+        .identity(None)
+        .verify(true)
+        .timeout(Some(Duration::from_secs(10)))
+        .build()
+        .context("vault client settings")?;
+    Ok(VaultClient::new(settings)?)
+}
+
+/// Keeps the server's own error texts (`ClientError`'s Display drops them).
+fn server_error(error: vaultrs::error::ClientError) -> anyhow::Error {
+    match error {
+        vaultrs::error::ClientError::APIError { code, errors } => {
+            anyhow::anyhow!("HTTP {code}: {}", errors.join("; "))
+        }
+        other => other.into(),
+    }
+}
