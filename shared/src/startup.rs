@@ -53,8 +53,11 @@ pub fn telemetry(
 
 /// The broker topology of this deployment.
 pub fn topology(config: &Config) -> Topology {
+    let broker = &config.settings.broker;
     Topology {
-        prefix: config.settings.broker.exchange_prefix.clone(),
+        prefix: broker.exchange_prefix.clone(),
+        retry_delays: broker.retry_delays.clone(),
+        max_attempts: broker.max_attempts,
         ..Topology::default()
     }
 }

@@ -19,6 +19,7 @@ mod health;
 mod run;
 mod validate;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -48,6 +49,11 @@ struct Cli {
         default_value = "/etc/ferry"
     )]
     config: PathBuf,
+
+    /// Where the health endpoints listen, overriding `worker.health_listen` (for several
+    /// workers on one host).
+    #[arg(long, global = true, env = "FERRY_HEALTH_LISTEN")]
+    health_listen: Option<SocketAddr>,
 
     /// Log lines (on stderr) as `pretty` text or `json`.
     #[arg(
@@ -121,7 +127,7 @@ fn main() -> ExitCode {
                 return run::run(config, run::RunArgs { flow, files, json }).await;
             }
             Command::Setup => setup(&config).await,
-            Command::Consume | Command::Validate => consume(config).await,
+            Command::Consume | Command::Validate => consume(config, cli.health_listen).await,
         };
         match outcome {
             Ok(()) => ExitCode::SUCCESS,
@@ -148,18 +154,27 @@ async fn setup(config: &Config) -> anyhow::Result<()> {
 }
 
 /// `consume`: the worker's main loop, with health endpoints, until SIGTERM or Ctrl-C.
-async fn consume(config: Arc<Config>) -> anyhow::Result<()> {
+async fn consume(config: Arc<Config>, health_listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let readiness = health::Readiness::default();
-    health::serve(config.settings.worker.health_listen, readiness.clone()).await?;
+    let listen = health_listen.unwrap_or(config.settings.worker.health_listen);
+    health::serve(listen, readiness.clone()).await?;
     let resolver = Resolver::new(config.settings.resolver.clone());
     let store = startup::store(&config, &resolver).await?;
     let engine = Arc::new(Engine::new(
         config.clone(),
         resolver,
         store,
-        EngineOptions::default(),
+        engine_options(&config),
     ));
     let broker = startup::broker(&config).await?;
     consume::run(engine, broker, readiness, startup::shutdown_signal()).await;
     Ok(())
+}
+
+/// The engine's knobs from the configuration.
+fn engine_options(config: &Config) -> EngineOptions {
+    EngineOptions {
+        claim_lease: config.settings.worker.claim_lease,
+        ..EngineOptions::default()
+    }
 }

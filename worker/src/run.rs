@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use ferry_shared::config::Config;
-use ferry_shared::transfer::{self, Engine, EngineOptions, FileReport};
+use ferry_shared::transfer::{self, Engine, FileReport};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// What to run and how to report it.
@@ -24,7 +24,7 @@ pub struct RunArgs {
 
 /// Runs the flow and prints its report.
 pub async fn run(config: Arc<Config>, args: RunArgs) -> ExitCode {
-    let engine = match Engine::connect(config, EngineOptions::default()).await {
+    let engine = match Engine::connect(config.clone(), crate::engine_options(&config)).await {
         Ok(engine) => engine,
         Err(error) => return report_error(&error, args.json),
     };

@@ -47,6 +47,12 @@ pub struct BrokerSettings {
     pub url: String,
     /// `broker.exchange_prefix` (default `ferry`): names of exchanges and queues start with it.
     pub exchange_prefix: String,
+    /// `broker.retry_delays` (default `[5s, 30s, 2m, 10m, 30m]`): how long a flow-run that
+    /// failed in a way that may pass waits before attempt n+1 (the last delay repeats).
+    pub retry_delays: Vec<Duration>,
+    /// `broker.max_attempts` (default 6): attempts of one flow-run message, the first one
+    /// included, before it is dead-lettered with its last error.
+    pub max_attempts: u32,
 }
 
 /// Redis settings. `Debug` hides the URL's password.
@@ -72,6 +78,9 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
     /// `worker.health_listen` (default `127.0.0.1:8080`): the health endpoints' address.
     pub health_listen: SocketAddr,
+    /// `worker.claim_lease` (default 60s): how long a file claim outlives a worker that
+    /// stopped renewing it (crashed); another worker may take the file after that.
+    pub claim_lease: Duration,
 }
 
 /// Per-file transfer retries.
@@ -119,6 +128,11 @@ impl Default for Settings {
             broker: BrokerSettings {
                 url: DEFAULT_BROKER_URL.to_string(),
                 exchange_prefix: "ferry".to_string(),
+                retry_delays: [5, 30, 120, 600, 1800]
+                    .into_iter()
+                    .map(Duration::from_secs)
+                    .collect(),
+                max_attempts: 6,
             },
             redis: RedisSettings {
                 url: DEFAULT_REDIS_URL.to_string(),
@@ -131,6 +145,7 @@ impl Default for Settings {
                 concurrency: 4,
                 shutdown_grace: Duration::from_secs(30),
                 health_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                claim_lease: Duration::from_secs(60),
             },
             retry: RetrySettings {
                 max_attempts: 3,
@@ -148,6 +163,8 @@ impl fmt::Debug for BrokerSettings {
         f.debug_struct("BrokerSettings")
             .field("url", &redact_url(&self.url))
             .field("exchange_prefix", &self.exchange_prefix)
+            .field("retry_delays", &self.retry_delays)
+            .field("max_attempts", &self.max_attempts)
             .finish()
     }
 }
@@ -224,7 +241,11 @@ pub(crate) fn read(
     }
     let hardened = settings.hardened_mode;
 
-    let broker = section(cx, "broker", &["url", "exchange_prefix"]);
+    let broker = section(
+        cx,
+        "broker",
+        &["url", "exchange_prefix", "retry_delays", "max_attempts"],
+    );
     settings.broker.url = url_field(cx, broker.as_ref(), "FERRY_BROKER_URL", hardened, env)
         .unwrap_or(settings.broker.url);
     if let Some(prefix) = broker
@@ -232,6 +253,27 @@ pub(crate) fn read(
         .and_then(|b| key_prefix(cx, b, "exchange_prefix"))
     {
         settings.broker.exchange_prefix = prefix;
+    }
+    if let Some(broker) = &broker {
+        if let Some(field) = broker.get("retry_delays")
+            && let Some(items) = field.seq(cx)
+        {
+            let delays: Option<Vec<Duration>> = items
+                .iter()
+                .map(|item| item.get().positive_duration(cx))
+                .collect();
+            match delays {
+                Some(delays) if !delays.is_empty() => settings.broker.retry_delays = delays,
+                Some(_) => field.error(cx, "give at least one delay, such as `[5s, 30s, 2m]`"),
+                None => {}
+            }
+        }
+        if let Some(n) = broker
+            .get("max_attempts")
+            .and_then(|f| f.int(cx, 1u32, 100))
+        {
+            settings.broker.max_attempts = n;
+        }
     }
 
     let redis = section(
@@ -283,7 +325,12 @@ pub(crate) fn read(
     if let Some(worker) = section(
         cx,
         "worker",
-        &["concurrency", "shutdown_grace", "health_listen"],
+        &[
+            "concurrency",
+            "shutdown_grace",
+            "health_listen",
+            "claim_lease",
+        ],
     ) {
         if let Some(n) = worker
             .get("concurrency")
@@ -293,6 +340,12 @@ pub(crate) fn read(
         }
         if let Some(d) = worker.get("shutdown_grace").and_then(|f| f.duration(cx)) {
             settings.worker.shutdown_grace = d;
+        }
+        if let Some(d) = worker
+            .get("claim_lease")
+            .and_then(|f| f.positive_duration(cx))
+        {
+            settings.worker.claim_lease = d;
         }
         if let Some(field) = worker.get("health_listen")
             && let Some(text) = field.str(cx)
