@@ -312,6 +312,7 @@ async fn proftpd_tls13_many_transfers_all_succeed() {
         assert_eq!(d.sha256, sha);
     }
     let stats = s.data_tls_stats();
+    println!("ProFTPD TLS 1.3: {stats:?}, fell back to 1.2: {}", s.fell_back_to_tls12());
     assert!(stats.full == 0 || s.fell_back_to_tls12(), "{stats:?}");
 }
 
