@@ -7,11 +7,12 @@
 //! [`RabbitNode::restart`] kills it (SIGKILL, like a crash) and starts it again on the same
 //! ports and data, which keeps durable queues and confirmed messages.
 
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use tempfile::TempDir;
 
 use crate::ports::free_port;
@@ -73,9 +74,22 @@ impl RabbitNode {
         self.amqp_port
     }
 
-    /// Kills the node (SIGKILL to its process group): connections drop at once.
-    pub fn kill(&mut self) {
+    /// Kills the node (SIGKILL to its process group) and waits until its port is closed,
+    /// so that a following [`Self::boot`] cannot mistake the dying node for the new one.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
         self.server = None;
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        while TcpStream::connect(("127.0.0.1", self.amqp_port)).is_ok() {
+            if Instant::now() > deadline {
+                bail!(
+                    "{} still listens on {} after SIGKILL",
+                    self.node_name,
+                    self.amqp_port
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     /// Starts the node again on the same ports and data (after [`Self::kill`]).
@@ -110,7 +124,7 @@ impl RabbitNode {
 
     /// Kills the node and starts it again.
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
+        self.kill()?;
         self.boot()
     }
 

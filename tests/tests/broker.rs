@@ -444,6 +444,7 @@ async fn consumer_and_publisher_survive_a_broker_restart() {
     let mut received = HashSet::new();
     let mut redelivered = 0;
     let mut restarted = false;
+    let mut in_hand_at_restart = None;
     while received.len() < total {
         let delivery = tokio::time::timeout(Duration::from_secs(120), consumer.next())
             .await
@@ -453,6 +454,19 @@ async fn consumer_and_publisher_survive_a_broker_restart() {
             redelivered += 1;
         }
         let id = delivery.message().expect("decodes").flow_run_id;
+        if received.len() == 10 && !restarted {
+            // Crash the broker while this run is in hand: its ack cannot reach the
+            // broker any more, and the broker must hand it out again.
+            restarted = true;
+            in_hand_at_restart = Some(id);
+            let node = &mut node;
+            tokio::task::block_in_place(|| node.restart()).expect("restart");
+            match delivery.ack().await {
+                Err(BrokerError::StaleDelivery | BrokerError::Amqp { .. }) => {}
+                other => panic!("acking on a dead connection: {other:?}"),
+            }
+            continue;
+        }
         match delivery.ack().await {
             Ok(_) => {
                 received.insert(id);
@@ -461,17 +475,17 @@ async fn consumer_and_publisher_survive_a_broker_restart() {
             Err(BrokerError::StaleDelivery | BrokerError::Amqp { .. }) => {}
             Err(other) => panic!("ack failed: {other}"),
         }
-        if received.len() == 10 && !restarted {
-            restarted = true;
-            let node = &mut node;
-            tokio::task::block_in_place(|| node.restart()).expect("restart");
-        }
     }
     let sent = publishing.await.unwrap().expect("every publish confirmed");
-    assert!(restarted);
     assert_eq!(sent.len(), total);
     let missing: Vec<_> = sent.iter().filter(|id| !received.contains(id)).collect();
     assert!(missing.is_empty(), "lost across the restart: {missing:?}");
+    let in_hand = in_hand_at_restart.expect("the broker was restarted");
+    assert!(received.contains(&in_hand));
+    assert!(
+        redelivered >= 1,
+        "the run in hand came back flagged as redelivered"
+    );
     eprintln!("restart test: {total} runs, {redelivered} redeliveries");
     consumer.shutdown().await;
 }
