@@ -149,6 +149,9 @@ fn write_flow(out: &mut String, flow: &Flow, now: DateTime<Utc>) -> std::fmt::Re
         None => writeln!(out, "      schedule: manual/event only"),
         Some(schedule) => {
             let next = match schedule.next_after(now) {
+                Some(next) if flow.enabled && schedule.timezone == chrono_tz::UTC => {
+                    format!("next {}", next.format("%Y-%m-%d %H:%M:%S UTC"))
+                }
                 Some(next) if flow.enabled => format!(
                     "next {} ({} {})",
                     next.format("%Y-%m-%d %H:%M:%S UTC"),
