@@ -80,6 +80,12 @@ fn valid_config_is_typed_with_defaults() {
     let s = &config.settings;
     assert!(!s.hardened_mode);
     assert_eq!(s.broker.exchange_prefix, "fx");
+    assert_eq!(
+        s.broker.retry_delays,
+        [Duration::from_secs(1), Duration::from_secs(60)]
+    );
+    assert_eq!(s.broker.max_attempts, 3);
+    assert_eq!(s.worker.claim_lease, Duration::from_secs(120));
     assert_eq!(s.redis.key_prefix, "fx-keys");
     assert_eq!(s.redis.delivery_retention, Duration::from_secs(30 * 86_400));
     assert!(s.redis.password.as_ref().is_some_and(SecretRef::is_literal));
@@ -590,6 +596,20 @@ fn many_errors_are_reported_at_once() {
                 3,
                 "telemetry.servce_name",
                 "did you mean `service_name`?",
+            ),
+            (
+                "ferry.yaml",
+                11,
+                22,
+                "broker.retry_delays[1]",
+                "`soon` is not a duration",
+            ),
+            (
+                "ferry.yaml",
+                11,
+                28,
+                "broker.retry_delays[2]",
+                "longer than zero",
             ),
             (
                 "flows/everything-wrong.yaml",

@@ -258,10 +258,12 @@ pub(crate) fn read(
         if let Some(field) = broker.get("retry_delays")
             && let Some(items) = field.seq(cx)
         {
-            let delays: Option<Vec<Duration>> = items
+            // Every item is read (not stopping at the first bad one) so all are reported.
+            let read: Vec<Option<Duration>> = items
                 .iter()
                 .map(|item| item.get().positive_duration(cx))
                 .collect();
+            let delays: Option<Vec<Duration>> = read.into_iter().collect();
             match delays {
                 Some(delays) if !delays.is_empty() => settings.broker.retry_delays = delays,
                 Some(_) => field.error(cx, "give at least one delay, such as `[5s, 30s, 2m]`"),
