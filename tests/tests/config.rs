@@ -248,7 +248,7 @@ fn summary_shows_the_essentials() {
     let summary = render_summary(&config, at!("2026-11-28T12:00:00Z"));
     for expected in [
         "hardened mode: off",
-        "amqp://ferry:***@rabbit.example:5672/prod",
+        "amqp://ferry:***@rabbit.example:5672/prod (exchange prefix `fx`, flow-run attempts: 3, delays 1s, 1m)",
         "redis://:***@redis.example:6379/2",
         "acme  ftps.acme.example:2121  TLS: CA+pinned (max 1.2)  mTLS: yes",
         "globex  192.0.2.10:21  TLS: system roots (max 1.3)  mTLS: no",

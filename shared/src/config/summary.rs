@@ -29,11 +29,19 @@ fn write_summary(out: &mut String, config: &Config, now: DateTime<Utc>) -> std::
         "  hardened mode: {}",
         if s.hardened_mode { "on" } else { "off" }
     )?;
+    let run_delays: Vec<String> = s
+        .broker
+        .retry_delays
+        .iter()
+        .map(|d| format_duration(*d))
+        .collect();
     writeln!(
         out,
-        "  broker: {} (exchange prefix `{}`)",
+        "  broker: {} (exchange prefix `{}`, flow-run attempts: {}, delays {})",
         redact_url(&s.broker.url),
-        s.broker.exchange_prefix
+        s.broker.exchange_prefix,
+        s.broker.max_attempts,
+        run_delays.join(", ")
     )?;
     write!(
         out,
@@ -68,7 +76,7 @@ fn write_summary(out: &mut String, config: &Config, now: DateTime<Utc>) -> std::
     }
     writeln!(
         out,
-        "  secrets cache: {}; worker: {} at once, health on {}; retries: {} attempts, {}..{}",
+        "  secrets cache: {}; worker: {} at once, health on {}; per-file attempts: {}, backoff {}..{}",
         format_duration(s.resolver.cache_ttl),
         s.worker.concurrency,
         s.worker.health_listen,
