@@ -10,7 +10,6 @@
 
 mod ticker;
 mod trigger;
-mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,9 +19,6 @@ use ferry_shared::config::Config;
 use ferry_shared::secrets::Resolver;
 use ferry_shared::startup;
 use ferry_shared::telemetry::LogFormat;
-
-/// Exit code for a configuration error (the same in both binaries).
-const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -74,18 +70,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Validate) = cli.command {
-        return validate::run(&cli.config);
+        return startup::validate(&cli.config);
     }
-    let config = match Config::load(&cli.config) {
-        Ok(config) => config,
-        Err(errors) => {
-            eprintln!(
-                "{errors}\n{} configuration error(s) in {}",
-                errors.len(),
-                cli.config.display()
-            );
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let Some(config) = startup::load_config(&cli.config) else {
+        return ExitCode::from(startup::EXIT_CONFIG);
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

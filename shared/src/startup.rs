@@ -3,18 +3,51 @@
 //! that starts before RabbitMQ or Redis (a fresh `docker compose up`, a node reboot) waits
 //! for them instead of crash-looping.
 
+use std::path::Path;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use thiserror::Error;
 
 use crate::broker::{AmqpUrl, Backoff, Broker, BrokerError, Topology};
-use crate::config::Config;
+use crate::config::{Config, render_summary};
 use crate::idempotency::{IdempotencyError, Store, StoreConfig};
 use crate::secrets::{Resolver, SecretError};
 use crate::telemetry::{self, LogFormat, TelemetryError, TelemetryGuard, TelemetrySettings};
 
 /// How long start-up keeps retrying an unreachable broker or Redis before giving up.
 const START_PATIENCE: Duration = Duration::from_secs(120);
+
+/// The exit code of both binaries for a configuration error.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Loads the configuration directory; on failure prints every error (file, line, field)
+/// and their count to stderr and returns `None` (the caller exits with [`EXIT_CONFIG`]).
+pub fn load_config(dir: &Path) -> Option<Config> {
+    match Config::load(dir) {
+        Ok(config) => Some(config),
+        Err(errors) => {
+            eprintln!(
+                "{errors}\n{} configuration error(s) in {}",
+                errors.len(),
+                dir.display()
+            );
+            None
+        }
+    }
+}
+
+/// The `validate` command of both binaries: the summary on stdout (exit 0), or every
+/// error on stderr (exit [`EXIT_CONFIG`]).
+pub fn validate(dir: &Path) -> ExitCode {
+    match load_config(dir) {
+        Some(config) => {
+            print!("{}", render_summary(&config, chrono::Utc::now()));
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::from(EXIT_CONFIG),
+    }
+}
 
 /// Why a binary could not start.
 #[derive(Debug, Error)]

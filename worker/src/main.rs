@@ -17,7 +17,6 @@
 mod consume;
 mod health;
 mod run;
-mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,9 +29,6 @@ use ferry_shared::secrets::Resolver;
 use ferry_shared::startup;
 use ferry_shared::telemetry::LogFormat;
 use ferry_shared::transfer::{Engine, EngineOptions};
-
-/// Exit code for a configuration error (the same in both binaries).
-const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -94,19 +90,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Consume);
     if let Command::Validate = command {
-        return validate::run(&cli.config);
+        return startup::validate(&cli.config);
     }
-    let config = match Config::load(&cli.config) {
-        Ok(config) => Arc::new(config),
-        Err(errors) => {
-            eprintln!(
-                "{errors}\n{} configuration error(s) in {}",
-                errors.len(),
-                cli.config.display()
-            );
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let Some(config) = startup::load_config(&cli.config) else {
+        return ExitCode::from(startup::EXIT_CONFIG);
     };
+    let config = Arc::new(config);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

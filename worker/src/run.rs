@@ -91,7 +91,7 @@ fn report_error(error: &transfer::TransferError, json: bool) -> ExitCode {
         );
     }
     if error.is_configuration() {
-        ExitCode::from(crate::EXIT_CONFIG)
+        ExitCode::from(ferry_shared::startup::EXIT_CONFIG)
     } else {
         ExitCode::FAILURE
     }
