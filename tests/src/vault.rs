@@ -6,6 +6,7 @@
 //! accepts a root token chosen here; the server dies with the handle.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -29,15 +30,27 @@ pub struct OpenBao {
     /// The root token (all rights): for setting up, never for the resolver under test
     /// unless a test means it.
     pub root_token: String,
+    /// The CA that signed the server's certificate, when started with [`OpenBao::start_tls`].
+    pub ca_cert: Option<PathBuf>,
     client: VaultClient,
     _server: ServerProcess,
     _dir: TempDir,
 }
 
 impl OpenBao {
-    /// Starts `bao server -dev` on a free port of 127.0.0.1 and waits until it reports
-    /// itself initialized and unsealed.
+    /// Starts `bao server -dev` (plain HTTP) on a free port of 127.0.0.1 and waits until
+    /// it serves requests.
     pub async fn start() -> anyhow::Result<OpenBao> {
+        Self::start_with(false).await
+    }
+
+    /// Like [`OpenBao::start`], but over HTTPS with a certificate from a CA that OpenBao
+    /// generates (`-dev-tls`); the CA is at [`OpenBao::ca_cert`].
+    pub async fn start_tls() -> anyhow::Result<OpenBao> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> anyhow::Result<OpenBao> {
         let bao = find_tool("bao", &["venv/bin"])?;
         let dir = tempfile::tempdir()?;
         let port = free_port();
@@ -53,16 +66,31 @@ impl OpenBao {
             .env("HOME", dir.path())
             .env_remove("VAULT_ADDR")
             .env_remove("BAO_ADDR");
+        let tls_dir = dir.path().join("tls");
+        if tls {
+            std::fs::create_dir_all(&tls_dir)?;
+            command
+                .arg("-dev-tls")
+                .arg(format!("-dev-tls-cert-dir={}", tls_dir.display()));
+        }
         let log = dir.path().join("openbao.log");
         let server = tokio::task::spawn_blocking(move || {
             ServerProcess::spawn("openbao", command, &log, port, Duration::from_secs(30))
         })
         .await??;
-        let addr = format!("http://127.0.0.1:{port}");
-        let client = client(&addr, &root_token)?;
+        let (addr, ca_cert) = if tls {
+            (
+                format!("https://127.0.0.1:{port}"),
+                Some(tls_dir.join("vault-ca.pem")),
+            )
+        } else {
+            (format!("http://127.0.0.1:{port}"), None)
+        };
+        let client = client(&addr, &root_token, ca_cert.as_deref())?;
         let bao = OpenBao {
             addr,
             root_token,
+            ca_cert,
             client,
             _server: server,
             _dir: dir,
@@ -234,12 +262,18 @@ impl OpenBao {
     }
 }
 
-/// A `vaultrs` client for `addr` with `token`, ignoring the VAULT_* environment.
-fn client(addr: &str, token: &str) -> anyhow::Result<VaultClient> {
+/// A `vaultrs` client for `addr` with `token` (trusting `ca_cert`), ignoring the VAULT_*
+/// environment.
+fn client(addr: &str, token: &str, ca_cert: Option<&Path>) -> anyhow::Result<VaultClient> {
     let settings = VaultClientSettingsBuilder::default()
         .address(addr)
         .token(token)
-        .ca_certs(Vec::new())
+        .ca_certs(
+            ca_cert
+                .map(|p| p.to_string_lossy().into_owned())
+                .into_iter()
+                .collect(),
+        )
         .identity(None)
         .verify(true)
         .timeout(Some(Duration::from_secs(10)))

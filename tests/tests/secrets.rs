@@ -709,3 +709,49 @@ async fn aws_concurrent_resolutions_share_one_request_and_the_ttl_holds() {
     assert_eq!(resolver.resolve(&text).await.unwrap().expose(), "v2");
     assert_eq!(resolver.backend_fetches(), 2);
 }
+
+#[tokio::test]
+async fn vault_over_tls_trusts_the_configured_ca_only() {
+    init();
+    let bao = OpenBao::start_tls().await.unwrap();
+    bao.write_secret("secret", "partners/acme", &[("password", "tls-pw-3a9b")])
+        .await
+        .unwrap();
+    let text = "vault:secret/partners/acme#password";
+    let with_ca = |ca_cert: Option<std::path::PathBuf>| {
+        let mut vault = vault_with(
+            &bao.addr,
+            VaultAuth::Token(SecretRef::Literal(ferry_shared::secrets::Secret::new(
+                bao.root_token.clone(),
+            ))),
+        );
+        vault.ca_cert = ca_cert;
+        Resolver::new(settings(Some(vault), AwsSettings::default()))
+    };
+
+    let value = with_ca(bao.ca_cert.clone())
+        .resolve(&reference(text))
+        .await
+        .unwrap();
+    assert_eq!(value.expose(), "tls-pw-3a9b");
+
+    // Without the CA the certificate is unknown: a setting to fix, not a retry.
+    let error = with_ca(None).resolve(&reference(text)).await.unwrap_err();
+    assert!(
+        matches!(error, SecretError::InvalidSettings { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("not trusted"), "{error}");
+    assert_names_reference_only(&error, text, &["tls-pw-3a9b", &bao.root_token]);
+
+    // A CA file that does not exist is named.
+    let error = with_ca(Some("/nonexistent/ca.pem".into()))
+        .resolve(&reference(text))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, SecretError::InvalidSettings { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
+}

@@ -9,13 +9,13 @@
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Region};
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use tokio::sync::OnceCell;
 use tracing::{debug, instrument};
 
 use super::Secret;
-use super::error::Fault;
+use super::error::{Fault, chain};
 use super::settings::AwsSettings;
 
 /// The Secrets Manager client of a resolver, built on first use.
@@ -70,7 +70,7 @@ impl AwsBackend {
 }
 
 /// Sorts the SDK's error into what a caller can act on.
-fn fault<R: std::fmt::Debug>(error: &SdkError<GetSecretValueError, R>) -> Fault {
+fn fault<R: std::fmt::Debug + 'static>(error: &SdkError<GetSecretValueError, R>) -> Fault {
     match error {
         SdkError::ServiceError(service) => {
             let err = service.err();
@@ -103,14 +103,14 @@ fn fault<R: std::fmt::Debug>(error: &SdkError<GetSecretValueError, R>) -> Fault 
             }
         }
         SdkError::DispatchFailure(dispatch) if dispatch.is_io() || dispatch.is_timeout() => {
-            Fault::Unavailable(DisplayErrorContext(error).to_string())
+            Fault::Unavailable(chain(error))
         }
-        SdkError::TimeoutError(_) => Fault::Unavailable(DisplayErrorContext(error).to_string()),
+        SdkError::TimeoutError(_) => Fault::Unavailable(chain(error)),
         // The raw response may hold the secret: say only that it could not be read.
         SdkError::ResponseError(_) => {
             Fault::Unexpected("the response could not be read".to_string())
         }
         // No region, no credentials, a malformed endpoint...: nothing was sent.
-        _ => Fault::InvalidSettings(DisplayErrorContext(error).to_string()),
+        _ => Fault::InvalidSettings(chain(error)),
     }
 }

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -222,6 +223,17 @@ impl Resolver {
         .instrument(span)
         .boxed()
         .shared()
+    }
+}
+
+impl fmt::Debug for Resolver {
+    /// The settings (references only, redacted) and the cache's size, never a value.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolver")
+            .field("settings", &self.inner.settings)
+            .field("cached_documents", &self.inner.cache().len())
+            .field("backend_fetches", &self.backend_fetches())
+            .finish()
     }
 }
 

@@ -285,6 +285,13 @@ fn fault(error: &ClientError) -> Fault {
                 _ => Fault::Unexpected(words),
             }
         }
+        ClientError::RestClientError { source } if rejects_certificate(source) => {
+            // Retrying will not help: the CA setting (or the server's certificate) is wrong.
+            Fault::InvalidSettings(format!(
+                "Vault's TLS certificate is not trusted (check the CA setting): {}",
+                chain(source)
+            ))
+        }
         ClientError::RestClientError { source } if is_network(source) => {
             // A request that never got an answer: the chain says why (refused, timeout, TLS).
             Fault::Unavailable(chain(source))
@@ -292,6 +299,28 @@ fn fault(error: &ClientError) -> Fault {
         // Not the chain: a response's parse error could quote the response.
         other => Fault::Unexpected(other.to_string()),
     }
+}
+
+/// Whether the TLS handshake failed on Vault's certificate (unknown issuer, wrong name,
+/// expired): found as a typed `rustls::Error` in the chain.
+fn rejects_certificate(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        // An io::Error's `source()` skips the error it wraps (possibly another io::Error):
+        // unwrap those first.
+        let mut inner = e;
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            inner = wrapped;
+        }
+        if let Some(rustls::Error::InvalidCertificate(_)) = inner.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Whether the error happened on the way to the server (connect, TLS, timeout).
@@ -306,11 +335,45 @@ fn is_network(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Vault's own error texts ("permission denied"), or the status when it gave none.
+/// Vault's own error texts ("permission denied"), or the status when it gave none. Vault
+/// wraps some in a multi-line list ("1 error occurred:\n\t* permission denied\n\n"):
+/// keep the items, on one line.
 fn server_words(code: u16, errors: &[String]) -> String {
-    if errors.is_empty() {
+    let items: Vec<&str> = errors
+        .iter()
+        .flat_map(|error| {
+            let listed: Vec<&str> = error
+                .lines()
+                .filter_map(|line| line.trim().strip_prefix("* "))
+                .collect();
+            if listed.is_empty() {
+                vec![error.trim()]
+            } else {
+                listed
+            }
+        })
+        .filter(|item| !item.is_empty())
+        .collect();
+    if items.is_empty() {
         format!("HTTP {code}")
     } else {
-        format!("{} (HTTP {code})", errors.join("; "))
+        format!("{} (HTTP {code})", items.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_words_flatten_vaults_error_lists() {
+        let listed = vec!["1 error occurred:\n\t* permission denied\n\n".to_string()];
+        assert_eq!(server_words(403, &listed), "permission denied (HTTP 403)");
+        let plain = vec!["invalid role or secret ID".to_string()];
+        assert_eq!(
+            server_words(400, &plain),
+            "invalid role or secret ID (HTTP 400)"
+        );
+        assert_eq!(server_words(404, &[]), "HTTP 404");
     }
 }
