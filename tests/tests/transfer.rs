@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_shared::config::Config;
-use ferry_shared::idempotency::{DeliveryKey, LockWait};
+use ferry_shared::idempotency::{ClaimOutcome, DeliveryKey, LockWait};
 use ferry_shared::transfer::{
     Engine, EngineOptions, FileReport, Outcome, RunReport, TransferErrorKind, run_flow,
 };
@@ -32,7 +32,10 @@ struct Prefix(String);
 
 impl Prefix {
     fn new(test: &str) -> Self {
-        Prefix(format!("ferry-test-transfer-{test}-{:016x}", rand::random::<u64>()))
+        Prefix(format!(
+            "ferry-test-transfer-{test}-{:016x}",
+            rand::random::<u64>()
+        ))
     }
 }
 
@@ -224,7 +227,9 @@ async fn run(engine: &Engine, run_id: &str) -> RunReport {
 #[tokio::test]
 async fn uploads_each_content_once_and_skips_duplicates() {
     let bed = Bed::start("dup", FtpServerKind::Vsftpd).await;
-    let engine = bed.engine(bed.config(&upload(""), None), options("w1")).await;
+    let engine = bed
+        .engine(bed.config(&upload(""), None), options("w1"))
+        .await;
     let sent = write_files(&bed.local(), 50, 4096);
 
     let seen = std::sync::Mutex::new(0usize);
@@ -236,7 +241,11 @@ async fn uploads_each_content_once_and_skips_duplicates() {
     assert!(first.is_success());
     assert_eq!(*seen.lock().expect("lock"), 50, "progress called per file");
     assert_eq!(first.totals.bytes, 50 * 4096);
-    assert_eq!(bed.remote_files("in"), sent, "the partner has every file, intact");
+    assert_eq!(
+        bed.remote_files("in"),
+        sent,
+        "the partner has every file, intact"
+    );
     // The records in Redis: one per content, pointing at the remote file and this run.
     for (name, sha) in &sent {
         let digest: [u8; 32] = hex::decode(sha).expect("hex").try_into().expect("32");
@@ -253,14 +262,23 @@ async fn uploads_each_content_once_and_skips_duplicates() {
     }
 
     let second = run(&engine, "run-2").await;
-    assert_eq!(second.totals.skipped_duplicates, 50, "{}", second.summary_line());
+    assert_eq!(
+        second.totals.skipped_duplicates,
+        50,
+        "{}",
+        second.summary_line()
+    );
     assert_eq!(second.totals.transferred, 0);
     assert!(second.is_success());
 
     // A copy under a new name has the same content: a duplicate, not sent.
     std::fs::copy(bed.local().join("f000.xml"), bed.local().join("copy.xml")).expect("copy");
     let third = run(&engine, "run-3").await;
-    let copy = third.files.iter().find(|r| r.name == "copy.xml").expect("row");
+    let copy = third
+        .files
+        .iter()
+        .find(|r| r.name == "copy.xml")
+        .expect("row");
     assert_eq!(copy.outcome, Outcome::Duplicate);
     assert_eq!(copy.remote_path.as_deref(), Some("/in/f000.xml"));
     assert!(!bed.server.path("in/copy.xml").exists());
@@ -298,8 +316,15 @@ async fn two_engines_on_one_flow_deliver_each_file_exactly_once() {
         ra.summary_line(),
         rb.summary_line()
     );
-    assert_eq!(bed.remote_files("in"), sent, "every file arrived once, intact");
-    assert!(all_names(&bed.local()).is_empty(), "every source was deleted");
+    assert_eq!(
+        bed.remote_files("in"),
+        sent,
+        "every file arrived once, intact"
+    );
+    assert!(
+        all_names(&bed.local()).is_empty(),
+        "every source was deleted"
+    );
 }
 
 #[tokio::test]
@@ -307,7 +332,10 @@ async fn an_unreachable_partner_leaves_files_in_place_until_the_next_run() {
     let bed = Bed::start("down", FtpServerKind::PureFtpd).await;
     let sent = write_files(&bed.local(), 5, 1000);
     let closed_port = ferry_tests::ports::free_port();
-    let down = bed.config(&upload("    delete_after_upload: true\n"), Some(closed_port));
+    let down = bed.config(
+        &upload("    delete_after_upload: true\n"),
+        Some(closed_port),
+    );
     let engine = bed.engine(down, options("w1")).await;
 
     let failed = run(&engine, "run-down").await;
@@ -463,17 +491,28 @@ async fn a_crash_mid_upload_is_finished_by_the_next_run_exactly_once() {
         if let Some(temp) = temp {
             break temp.file_name().to_string_lossy().into_owned();
         }
-        assert!(!task.is_finished(), "the upload finished before it could be killed");
+        assert!(
+            !task.is_finished(),
+            "the upload finished before it could be killed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     task.abort();
     let _ = task.await;
-    assert!(partial.starts_with('.'), "partial data only under a hidden name: {partial}");
-    assert!(!bed.server.path("in/big.xml").exists(), "no partial file under the final name");
-    assert!(big.exists(), "the source is kept until the delivery is recorded");
+    assert!(
+        partial.starts_with('.'),
+        "partial data only under a hidden name: {partial}"
+    );
+    assert!(
+        !bed.server.path("in/big.xml").exists(),
+        "no partial file under the final name"
+    );
+    assert!(
+        big.exists(),
+        "the source is kept until the delivery is recorded"
+    );
 
     // The next run (another worker) waits out the dead run's leases and delivers the file.
-    let mut opts = opts;
     opts.worker_id = "rescuer".into();
     let rescuer = bed.engine(config, opts).await;
     let report = loop {
@@ -483,7 +522,11 @@ async fn a_crash_mid_upload_is_finished_by_the_next_run_exactly_once() {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
-    assert_eq!(names_with(&report, Outcome::Transferred), ["big.xml"], "{report:#?}");
+    assert_eq!(
+        names_with(&report, Outcome::Transferred),
+        ["big.xml"],
+        "{report:#?}"
+    );
     assert_eq!(bed.remote_files("in"), expected, "whole, once");
     assert!(!big.exists(), "deleted after delivery");
     let again = run(&rescuer, "run-again").await;
@@ -497,7 +540,9 @@ async fn downloads_each_file_once_across_engines_and_recognises_known_content() 
     for i in 0..30 {
         let name = format!("d{i:02}.xml");
         let bytes: Vec<u8> = (0..3000).map(|_| rand::random::<u8>()).collect();
-        bed.server.write_file(&format!("out/{name}"), &bytes).expect("remote");
+        bed.server
+            .write_file(&format!("out/{name}"), &bytes)
+            .expect("remote");
         offered.insert(name, sha256_hex(&bytes));
     }
     let config = bed.config(&download(""), None);
@@ -507,26 +552,43 @@ async fn downloads_each_file_once_across_engines_and_recognises_known_content() 
     let (ra, rb) = tokio::join!(run(&a, "run-a"), run(&b, "run-b"));
     assert_eq!(ra.totals.failed + rb.totals.failed, 0, "{ra:#?}\n{rb:#?}");
     assert_eq!(ra.totals.transferred + rb.totals.transferred, 30);
-    assert_eq!(files_in(&bed.local()), offered, "every file fetched, intact");
+    assert_eq!(
+        files_in(&bed.local()),
+        offered,
+        "every file fetched, intact"
+    );
     assert_eq!(all_names(&bed.local()).len(), 30, "no temporary file left");
     assert_eq!(bed.remote_files("out"), offered, "no delete unless asked");
 
     // Nothing new: everything is a duplicate.
     let again = run(&a, "run-again").await;
-    assert_eq!(again.totals.skipped_duplicates, 30, "{}", again.summary_line());
+    assert_eq!(
+        again.totals.skipped_duplicates,
+        30,
+        "{}",
+        again.summary_line()
+    );
 
     // Known content under a new name: fetched, recognised, discarded.
     let copy = std::fs::read(bed.server.path("out/d00.xml")).expect("read");
     bed.server.write_file("out/copy.xml", &copy).expect("copy");
     let third = run(&a, "run-3").await;
-    let row = third.files.iter().find(|r| r.name == "copy.xml").expect("row");
+    let row = third
+        .files
+        .iter()
+        .find(|r| r.name == "copy.xml")
+        .expect("row");
     assert_eq!(row.outcome, Outcome::Duplicate, "{row:?}");
     assert_eq!(
         row.remote_path.as_deref(),
         Some(bed.local().join("d00.xml").to_str().expect("utf-8"))
     );
     assert!(!bed.local().join("copy.xml").exists());
-    assert_eq!(all_names(&bed.local()).len(), 30, "the temporary copy was discarded");
+    assert_eq!(
+        all_names(&bed.local()).len(),
+        30,
+        "the temporary copy was discarded"
+    );
 }
 
 #[tokio::test]
@@ -536,10 +598,14 @@ async fn downloads_delete_the_remote_file_only_after_it_is_in_place() {
     for i in 0..10 {
         let name = format!("d{i:02}.xml");
         let bytes = format!("statement {i}").into_bytes();
-        bed.server.write_file(&format!("out/{name}"), &bytes).expect("remote");
+        bed.server
+            .write_file(&format!("out/{name}"), &bytes)
+            .expect("remote");
         offered.insert(name, sha256_hex(&bytes));
     }
-    bed.server.write_file("out/skip.txt", b"not selected").expect("remote");
+    bed.server
+        .write_file("out/skip.txt", b"not selected")
+        .expect("remote");
     let config = bed.config(&download("    delete_after_download: true\n"), None);
     let engine = bed.engine(config, options("w1")).await;
 
@@ -558,4 +624,99 @@ async fn downloads_delete_the_remote_file_only_after_it_is_in_place() {
         assert_eq!(record.direction, "download");
         assert_eq!(record.file_name, *name);
     }
+}
+
+#[tokio::test]
+async fn a_file_claimed_by_another_worker_is_left_to_it() {
+    let bed = Bed::start("claimed", FtpServerKind::PureFtpd).await;
+    let sent = write_files(&bed.local(), 3, 500);
+    let engine = bed
+        .engine(bed.config(&upload(""), None), options("w1"))
+        .await;
+    let (name, sha) = sent.iter().next().expect("a file");
+    let digest: [u8; 32] = hex::decode(sha).expect("hex").try_into().expect("32");
+    let key = DeliveryKey::content("f", &digest);
+    let claim = match engine
+        .store()
+        .claim(&key, "other-worker", Duration::from_secs(60))
+        .await
+        .expect("redis")
+    {
+        ClaimOutcome::Claimed(claim) => claim,
+        other => panic!("expected a fresh claim, got {other:?}"),
+    };
+
+    let report = run(&engine, "run-1").await;
+    assert_eq!(
+        names_with(&report, Outcome::LeftToOtherWorker),
+        [name.as_str()]
+    );
+    assert_eq!(report.totals.transferred, 2);
+    assert!(
+        report.is_success(),
+        "a file left to its owner is not a failure"
+    );
+    assert!(!bed.server.path(&format!("in/{name}")).exists());
+
+    // The other worker gives up: the next run sends the file.
+    engine.store().release(claim).await.expect("release");
+    let next = run(&engine, "run-2").await;
+    assert_eq!(names_with(&next, Outcome::Transferred), [name.as_str()]);
+    assert_eq!(bed.remote_files("in"), sent);
+}
+
+#[tokio::test]
+async fn a_run_out_of_time_stops_cleanly() {
+    let bed = Bed::start("timeout", FtpServerKind::Vsftpd).await;
+    let sent = write_files(&bed.local(), 3, 500);
+    let flow = upload("    delete_after_upload: true\n    run_timeout: 1ms\n");
+    let engine = bed.engine(bed.config(&flow, None), options("w1")).await;
+
+    let report = run(&engine, "run-1").await;
+    assert!(report.timed_out, "{report:#?}");
+    assert_eq!(report.totals.failed, 3);
+    for row in &report.files {
+        assert_eq!(row.error.as_ref().expect("error").kind, "run_timeout");
+    }
+    assert_eq!(files_in(&bed.local()), sent, "every file stays in place");
+    assert!(bed.remote_files("in").is_empty());
+
+    let flow = upload("    delete_after_upload: true\n");
+    let engine = bed.engine(bed.config(&flow, None), options("w1")).await;
+    let next = run(&engine, "run-2").await;
+    assert_eq!(
+        next.totals.transferred, 3,
+        "nothing was recorded or left claimed"
+    );
+}
+
+#[tokio::test]
+async fn name_mode_and_none_mode() {
+    let bed = Bed::start("modes", FtpServerKind::Vsftpd).await;
+    let path = bed.local().join("a.xml");
+    std::fs::write(&path, b"version 1").expect("write");
+
+    let by_name = bed.config(&upload("    idempotency_mode: name\n"), None);
+    let engine = bed.engine(by_name, options("w1")).await;
+    assert_eq!(run(&engine, "n1").await.totals.transferred, 1);
+    assert_eq!(run(&engine, "n2").await.totals.skipped_duplicates, 1);
+    // Same name and size, new modification time: a new file.
+    let earlier = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(earlier))
+        .expect("touch");
+    let report = run(&engine, "n3").await;
+    assert_eq!(report.totals.transferred, 1, "{report:#?}");
+
+    let none = bed.config(&upload("    idempotency_mode: none\n"), None);
+    let engine = bed.engine(none, options("w1")).await;
+    assert_eq!(run(&engine, "x1").await.totals.transferred, 1);
+    assert_eq!(
+        run(&engine, "x2").await.totals.transferred,
+        1,
+        "no memory: sent again"
+    );
+    assert_eq!(bed.remote_files("in")["a.xml"], sha256_hex(b"version 1"));
 }

@@ -171,8 +171,8 @@ impl Engine {
             bytes = Empty,
             outcome = Empty,
         );
-        let result = self
-            .run_locked(&plan, only_files, run_id, progress)
+        // Boxed: the run is a deep state machine, and callers nest it in theirs.
+        let result = Box::pin(self.run_locked(&plan, only_files, run_id, progress))
             .instrument(span.clone())
             .await;
         match &result {
@@ -223,7 +223,7 @@ impl Engine {
             }
         };
         let outcome = lock
-            .hold_while(self.run(plan, only_files, run_id, progress))
+            .hold_while(Box::pin(self.run(plan, only_files, run_id, progress)))
             .await;
         if let Err(err) = self.store.unlock_flow(lock).await {
             warn!(error = %err, "could not release the flow lock; it expires with its lease");
@@ -276,15 +276,17 @@ impl Engine {
                             source,
                         })?;
                 let (files, missing) = only_named(selection.ready, only_files, |f| &f.name);
-                let rows =
-                    in_parallel(files, parallel, progress, |file| upload_file(&ctx, file)).await;
+                let rows = in_parallel(files, parallel, progress, |file| {
+                    Box::pin(upload_file(&ctx, file))
+                })
+                .await;
                 (with_missing(rows, missing), selection.not_yet_stable)
             }
             Direction::Download => {
                 let (ready, not_yet_stable) = self.list_remote(&ctx).await?;
                 let (entries, missing) = only_named(ready, only_files, |e| &e.name);
                 let rows = in_parallel(entries, parallel, progress, |entry| {
-                    download_file(&ctx, entry)
+                    Box::pin(download_file(&ctx, entry))
                 })
                 .await;
                 (with_missing(rows, missing), not_yet_stable)
