@@ -223,7 +223,7 @@ impl Supervisor {
         let link = Arc::new(SessionLink {
             topology: self.topology.clone(),
             publish,
-            consume: channel.clone(),
+            _consume: channel.clone(),
             confirm_timeout: options.confirm_timeout,
         });
         info!(
@@ -289,8 +289,7 @@ struct SessionLink {
     topology: Arc<Topology>,
     publish: Channel,
     /// Held so the consuming channel stays open while its deliveries are being handled.
-    #[allow(dead_code)]
-    consume: Channel,
+    _consume: Channel,
     confirm_timeout: Duration,
 }
 
