@@ -188,6 +188,15 @@ impl OpenBao {
         Ok(auth.client_token)
     }
 
+    /// Revokes `token` (and its children): its next use gets a 403.
+    pub async fn revoke_token(&self, token: &str) -> anyhow::Result<()> {
+        vaultrs::token::revoke(&self.client, token)
+            .await
+            .map_err(server_error)
+            .context("revoking a token")?;
+        Ok(())
+    }
+
     /// Enables the AppRole auth method at `approle/` (once per server).
     pub async fn enable_approle(&self) -> anyhow::Result<()> {
         vaultrs::sys::auth::enable(&self.client, "approle", "approle", None)

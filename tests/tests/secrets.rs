@@ -755,3 +755,66 @@ async fn vault_over_tls_trusts_the_configured_ca_only() {
     );
     assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
 }
+
+#[tokio::test]
+async fn vault_token_rotated_in_its_file_is_picked_up_after_a_403() {
+    init();
+    let bao = OpenBao::start().await.unwrap();
+    bao.write_secret(
+        "secret",
+        "partners/acme",
+        &[("password", "rotated-pw-64d1")],
+    )
+    .await
+    .unwrap();
+    bao.create_read_policy("acme", &[("secret", "partners/acme")])
+        .await
+        .unwrap();
+    let first = bao.create_token(&["acme"]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    write(&token_file, &first);
+    let mut settings = settings(
+        Some(vault_with(
+            &bao.addr,
+            VaultAuth::Token(SecretRef::File(token_file.clone())),
+        )),
+        AwsSettings::default(),
+    );
+    settings.cache_ttl = Duration::ZERO;
+    let resolver = Resolver::new(settings);
+    let text = reference("vault:secret/partners/acme#password");
+    assert_eq!(
+        resolver.resolve(&text).await.unwrap().expose(),
+        "rotated-pw-64d1"
+    );
+
+    // An agent writes a new token and the old one is revoked: the resolver's next read
+    // gets a 403, reads the token file again and retries once.
+    let second = bao.create_token(&["acme"]).await.unwrap();
+    write(&token_file, &second);
+    bao.revoke_token(&first).await.unwrap();
+    assert_eq!(
+        resolver.resolve(&text).await.unwrap().expose(),
+        "rotated-pw-64d1"
+    );
+}
+
+#[tokio::test]
+async fn forget_drops_the_cached_value() {
+    init();
+    let bao = OpenBao::start().await.unwrap();
+    bao.write_secret("secret", "partners/acme", &[("password", "old-pw")])
+        .await
+        .unwrap();
+    let resolver = token_resolver(&bao.addr, &bao.root_token);
+    let text = reference("vault:secret/partners/acme#password");
+    assert_eq!(resolver.resolve(&text).await.unwrap().expose(), "old-pw");
+    bao.write_secret("secret", "partners/acme", &[("password", "new-pw")])
+        .await
+        .unwrap();
+    assert_eq!(resolver.resolve(&text).await.unwrap().expose(), "old-pw");
+    resolver.forget(&text);
+    assert_eq!(resolver.resolve(&text).await.unwrap().expose(), "new-pw");
+    assert_eq!(resolver.backend_fetches(), 2);
+}

@@ -16,7 +16,7 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -27,6 +27,10 @@ use super::error::{Fault, Store};
 use super::settings::ResolverSettings;
 use super::vault::{Fields, VaultBackend};
 use super::{Secret, SecretError, SecretRef, local};
+
+/// The longest one fetch (login and retries included) may take before its waiters get
+/// [`SecretError::Unavailable`].
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Resolves [`SecretRef`]s to [`Secret`]s. Cheap to clone: clones share one cache, one
 /// Vault session and one AWS client.
@@ -210,15 +214,27 @@ impl Resolver {
         let span = debug_span!("secret.fetch", document = ?key);
         async move {
             inner.fetches.fetch_add(1, Ordering::Relaxed);
-            match &key {
-                DocumentKey::Vault { mount, path } => match &inner.vault {
-                    Some(vault) => vault.read(mount, path).await.map(Document::Vault),
-                    None => Err(Fault::NotConfigured),
-                },
-                DocumentKey::Aws { secret_id } => {
-                    inner.aws.read(secret_id).await.map(Document::Aws)
+            let fetch = async {
+                match &key {
+                    DocumentKey::Vault { mount, path } => match &inner.vault {
+                        Some(vault) => vault.read(mount, path).await.map(Document::Vault),
+                        None => Err(Fault::NotConfigured),
+                    },
+                    DocumentKey::Aws { secret_id } => {
+                        inner.aws.read(secret_id).await.map(Document::Aws)
+                    }
                 }
-            }
+            };
+            // Every waiter of this fetch is bounded by it: a store that accepts the
+            // connection and never answers must not hold a flow-run forever.
+            tokio::time::timeout(FETCH_TIMEOUT, fetch)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Fault::Unavailable(format!(
+                        "no answer within {} s",
+                        FETCH_TIMEOUT.as_secs()
+                    )))
+                })
         }
         .instrument(span)
         .boxed()
