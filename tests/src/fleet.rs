@@ -1,0 +1,856 @@
+//! A ferry fleet for end-to-end tests: the real `ferry-worker` and `ferry-scheduler` binaries
+//! as child processes, a real FTPS partner (vsftpd from the test bed), the real Redis and a
+//! RabbitMQ of the test's own (a virtual host on the machine's broker, or a private node).
+//!
+//! [`Fleet::start`] writes a configuration directory (`ferry.yaml`, one partner, one upload
+//! flow `f` from `local/` to the partner's `/in`) with a unique exchange prefix and Redis key
+//! prefix. Every process it spawns logs JSON lines (`--log-format json`) to a file the test
+//! reads back through [`FleetProcess::lines`]. Dropping the fleet kills what is still running,
+//! deletes the Redis keys and the virtual host (with its queues and exchanges).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ferry_shared::broker::{AmqpUrl, Broker};
+use ferry_shared::config::Config;
+use ferry_shared::idempotency::{Store, StoreConfig};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+use crate::ftp::{FtpServer, FtpServerKind, FtpServerOptions};
+use crate::ports::free_port;
+use crate::tools::{find_tool, workspace_binary};
+
+/// The Redis the tests use (`FERRY_TEST_REDIS_URL`, default the machine's).
+pub fn redis_url() -> String {
+    std::env::var("FERRY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Runs `rabbitmqctl` against the machine's broker; fails with its output.
+pub fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
+    let ctl = find_tool("rabbitmqctl", &[])?;
+    let out = Command::new(ctl)
+        .args(args)
+        .output()
+        .context("running rabbitmqctl")?;
+    if !out.status.success() {
+        bail!(
+            "rabbitmqctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A virtual host of the machine's broker (127.0.0.1:5672), deleted with everything in it
+/// when dropped.
+pub struct Vhost {
+    name: String,
+}
+
+impl Vhost {
+    /// Creates `ferry-test-fleet-<test>-<pid>-<n>` and lets `guest` use it.
+    pub fn create(test: &str) -> anyhow::Result<Vhost> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "ferry-test-fleet-{test}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        rabbitmqctl(&["add_vhost", &name])?;
+        let vhost = Vhost { name };
+        rabbitmqctl(&[
+            "set_permissions",
+            "-p",
+            &vhost.name,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ])?;
+        Ok(vhost)
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:5672/<vhost>`.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = rabbitmqctl(&["delete_vhost", &self.name]);
+    }
+}
+
+/// How to set a fleet up; [`FleetOptions::default`] is a quiet fleet on its own vhost.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// `schedule_cron` of flow `f` (`None`: triggered runs only).
+    pub schedule_cron: Option<String>,
+    /// `broker.retry_delays`, as YAML durations.
+    pub retry_delays: Vec<String>,
+    /// `broker.max_attempts`.
+    pub max_attempts: u32,
+    /// `worker.claim_lease`.
+    pub claim_lease: String,
+    /// `worker.concurrency`.
+    pub concurrency: u16,
+    /// `retry.max_attempts` (per file, inside one run).
+    pub file_attempts: u32,
+    /// The partner's port: the FTPS server's when `None` (set it to a dead port to make the
+    /// partner unreachable).
+    pub partner_port: Option<u16>,
+    /// The broker URL; a fresh vhost of the machine's broker when `None`.
+    pub broker_url: Option<String>,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            schedule_cron: None,
+            retry_delays: vec!["1s".into(), "2s".into()],
+            max_attempts: 3,
+            claim_lease: "3s".into(),
+            concurrency: 4,
+            file_attempts: 2,
+            partner_port: None,
+            broker_url: None,
+        }
+    }
+}
+
+/// One test's fleet: partner server, configuration directory, broker and Redis namespaces.
+pub struct Fleet {
+    /// The partner's FTPS server.
+    pub server: FtpServer,
+    /// The broker's `exchange_prefix` (unique).
+    pub exchange_prefix: String,
+    /// The Redis `key_prefix` (unique).
+    pub key_prefix: String,
+    /// The broker URL in `ferry.yaml`.
+    pub broker_url: String,
+    dir: TempDir,
+    vhost: Option<Vhost>,
+}
+
+impl Fleet {
+    /// Starts vsftpd, writes the configuration and checks that it loads.
+    pub async fn start(test: &str, options: FleetOptions) -> anyhow::Result<Fleet> {
+        let server = FtpServer::start(FtpServerOptions::new(FtpServerKind::Vsftpd)).await?;
+        server.create_dir("in")?;
+        let (vhost, broker_url) = match &options.broker_url {
+            Some(url) => (None, url.clone()),
+            None => {
+                let test = test.to_owned();
+                let vhost = tokio::task::spawn_blocking(move || Vhost::create(&test)).await??;
+                let url = vhost.url();
+                (Some(vhost), url)
+            }
+        };
+        let random = rand::random::<u64>();
+        let fleet = Fleet {
+            server,
+            exchange_prefix: format!("ferry-test-{random:016x}"),
+            key_prefix: format!("ferry-test-fleet-{test}-{random:016x}"),
+            broker_url,
+            dir: tempfile::Builder::new().prefix("ferry-fleet-").tempdir()?,
+            vhost,
+        };
+        fleet.write_config(&options)?;
+        fleet.config()?;
+        Ok(fleet)
+    }
+
+    fn write_config(&self, options: &FleetOptions) -> anyhow::Result<()> {
+        let dir = self.dir.path();
+        for sub in ["partners", "flows", "local", "logs"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        std::fs::write(dir.join("ca.pem"), &self.server.pki.ca_cert_pem)?;
+        let settings = format!(
+            "broker:\n  url: \"{}\"\n  exchange_prefix: \"{}\"\n  retry_delays: [{}]\n  \
+             max_attempts: {}\n\
+             redis:\n  url: \"{}\"\n  key_prefix: \"{}\"\n  delivery_retention: 1h\n\
+             worker:\n  concurrency: {}\n  shutdown_grace: 10s\n  claim_lease: {}\n\
+             retry:\n  max_attempts: {}\n  base_delay: 50ms\n  max_delay: 200ms\n",
+            self.broker_url,
+            self.exchange_prefix,
+            options.retry_delays.join(", "),
+            options.max_attempts,
+            redis_url(),
+            self.key_prefix,
+            options.concurrency,
+            options.claim_lease,
+            options.file_attempts,
+        );
+        std::fs::write(dir.join("ferry.yaml"), settings)?;
+        let partner = format!(
+            "id: partner\nprotocol: ftps\nftps:\n  connection:\n    host: {}\n    port: {}\n    \
+             passive: true\n    max_connections: 4\n  auth:\n    username: {}\n    \
+             password: \"literal:{}\"\n  tls:\n    ca_cert: file:{}\n",
+            self.server.host,
+            options.partner_port.unwrap_or(self.server.port),
+            self.server.username,
+            self.server.password,
+            dir.join("ca.pem").display()
+        );
+        std::fs::write(dir.join("partners/partner.yaml"), partner)?;
+        let schedule = options
+            .schedule_cron
+            .as_ref()
+            .map(|cron| format!("    schedule_cron: \"{cron}\"\n"))
+            .unwrap_or_default();
+        let flow = format!(
+            "flows:\n  f:\n    direction: upload\n    target:\n      partner: partner\n      \
+             path: /in\n    local:\n      path: ./local\n    files:\n      - pattern: \"*.xml\"\n    \
+             min_file_age: 0s\n{schedule}"
+        );
+        std::fs::write(dir.join("flows/f.yaml"), flow)?;
+        Ok(())
+    }
+
+    /// The configuration directory.
+    pub fn config_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The flow's local folder (what it uploads).
+    pub fn local(&self) -> PathBuf {
+        self.dir.path().join("local")
+    }
+
+    /// The configuration as the binaries load it.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        Config::load(self.dir.path()).map_err(|e| anyhow::anyhow!("config: {e}"))
+    }
+
+    /// A broker handle on the fleet's topology (declared as the binaries declare it).
+    pub async fn broker(&self) -> anyhow::Result<Broker> {
+        let config = self.config()?;
+        let url = AmqpUrl::parse(&self.broker_url)?;
+        Ok(Broker::connect(&url, &ferry_shared::startup::topology(&config)).await?)
+    }
+
+    /// The idempotency store under the fleet's key prefix.
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        let mut config = StoreConfig::new(redis_url());
+        config.key_prefix = self.key_prefix.clone();
+        Ok(Store::connect(&config).await?)
+    }
+
+    /// Writes `local/<name>` atomically (a hidden name first, then a rename, so a run never
+    /// picks up half a file); returns its SHA-256 (hex).
+    pub fn write_local(&self, name: &str, contents: &[u8]) -> anyhow::Result<String> {
+        let hidden = self.local().join(format!(".{name}.writing"));
+        std::fs::write(&hidden, contents)?;
+        std::fs::rename(&hidden, self.local().join(name))?;
+        Ok(sha256_hex(contents))
+    }
+
+    /// Name -> SHA-256 of the partner's visible files in `/in` (temporary uploads are hidden).
+    pub fn remote_files(&self) -> BTreeMap<String, String> {
+        let mut files = BTreeMap::new();
+        for (name, path) in self.remote_entries() {
+            if !name.starts_with('.')
+                && let Ok(bytes) = std::fs::read(&path)
+            {
+                files.insert(name, sha256_hex(&bytes));
+            }
+        }
+        files
+    }
+
+    /// Names of the partner's visible files in `/in` (without reading them).
+    pub fn remote_names(&self) -> Vec<String> {
+        self.remote_entries()
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| !name.starts_with('.'))
+            .collect()
+    }
+
+    /// Hidden (temporary) files in the partner's `/in`, with their sizes.
+    pub fn remote_temporaries(&self) -> Vec<(String, u64)> {
+        self.remote_entries()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with('.'))
+            .map(|(name, path)| {
+                let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                (name, size)
+            })
+            .collect()
+    }
+
+    fn remote_entries(&self) -> Vec<(String, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(self.server.path("in")) else {
+            return Vec::new();
+        };
+        let mut names: Vec<(String, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// How many times the partner accepted a rename onto each final name in `/in`, read from
+    /// vsftpd's protocol log (`RNTO` answered `250`): a file that arrived twice shows 2.
+    pub fn renames_onto(&self) -> BTreeMap<String, usize> {
+        rnto_counts(&self.server.log_text())
+    }
+
+    /// Spawns `ferry-worker consume` with its own health port.
+    pub fn spawn_worker(&self, name: &str) -> anyhow::Result<FleetProcess> {
+        let health = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut process = self.spawn(
+            name,
+            "ferry-worker",
+            &["--health-listen", &health.to_string(), "consume"],
+        )?;
+        process.health = Some(health);
+        Ok(process)
+    }
+
+    /// Spawns `ferry-scheduler` (the tick loop).
+    pub fn spawn_scheduler(&self, name: &str) -> anyhow::Result<FleetProcess> {
+        self.spawn(name, "ferry-scheduler", &[])
+    }
+
+    fn spawn(&self, name: &str, binary: &str, extra: &[&str]) -> anyhow::Result<FleetProcess> {
+        spawn_binary(
+            &workspace_binary(binary)?,
+            self.config_dir(),
+            &self.config_dir().join("logs"),
+            name,
+            extra,
+        )
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        delete_redis_keys(&self.key_prefix);
+        // The vhost (queues, exchanges) goes with its own drop.
+        let _ = self.vhost.take();
+    }
+}
+
+/// Deletes every Redis key that starts with `prefix`.
+pub fn delete_redis_keys(prefix: &str) {
+    let pattern = format!("{prefix}*");
+    let keys = Command::new("redis-cli")
+        .args(["-u", &redis_url(), "--scan", "--pattern", &pattern])
+        .output();
+    if let Ok(out) = keys {
+        let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        for chunk in keys.chunks(500) {
+            let mut args = vec!["-u".to_owned(), redis_url(), "DEL".to_owned()];
+            args.extend(chunk.iter().cloned());
+            let _ = Command::new("redis-cli").args(&args).output();
+        }
+    }
+}
+
+/// Spawns `binary --config DIR --log-format json EXTRA...` with stdout and stderr in
+/// `logs/<name>.log`, without the environment variables that would change its logging.
+pub fn spawn_binary(
+    binary: &Path,
+    config_dir: &Path,
+    logs: &Path,
+    name: &str,
+    extra: &[&str],
+) -> anyhow::Result<FleetProcess> {
+    std::fs::create_dir_all(logs)?;
+    let log = logs.join(format!("{name}.log"));
+    let out = std::fs::File::create(&log)?;
+    let err = out.try_clone()?;
+    let child = Command::new(binary)
+        .arg("--config")
+        .arg(config_dir)
+        .args(["--log-format", "json"])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("FERRY_CONFIG")
+        .env_remove("FERRY_BROKER_URL")
+        .env_remove("FERRY_REDIS_URL")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    Ok(FleetProcess {
+        name: name.to_owned(),
+        child,
+        log,
+        health: None,
+        exit: None,
+    })
+}
+
+/// A ferry binary run by a test; killed (SIGKILL) when dropped if still running.
+pub struct FleetProcess {
+    /// The test's name for it (`worker-a`, `scheduler-1`).
+    pub name: String,
+    child: Child,
+    log: PathBuf,
+    /// The health endpoints' address (workers).
+    pub health: Option<SocketAddr>,
+    exit: Option<ExitStatus>,
+}
+
+impl FleetProcess {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its output so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its JSON log lines so far (lines that are not JSON are skipped).
+    pub fn lines(&self) -> Vec<Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// The last `n` lines of its output, for failure messages.
+    pub fn tail(&self, n: usize) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        if self.exit.is_some() {
+            return false;
+        }
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.exit = Some(status);
+                false
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Polls its log until `done` holds for its lines; fails after `timeout` or if the process
+    /// exits, with the end of its log.
+    pub async fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(&self.lines()) {
+                return Ok(());
+            }
+            if !self.is_running() {
+                bail!(
+                    "{} exited ({:?}) before {what}; log:\n{}",
+                    self.name,
+                    self.exit,
+                    self.tail(40)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{}: no {what} within {timeout:?}; log:\n{}",
+                    self.name,
+                    self.tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for a log line whose message is `message`.
+    pub async fn wait_for_message(
+        &mut self,
+        message: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        self.wait_for(&format!("log line {message:?}"), timeout, |lines| {
+            lines.iter().any(|l| msg(l) == message)
+        })
+        .await
+    }
+
+    /// SIGKILL, like a crash or an OOM kill; waits until it is gone.
+    pub fn kill9(&mut self) -> anyhow::Result<ExitStatus> {
+        self.child.kill()?;
+        let status = self.child.wait()?;
+        self.exit = Some(status);
+        Ok(status)
+    }
+
+    /// SIGTERM, what Kubernetes sends to stop a pod.
+    pub fn terminate(&mut self) -> anyhow::Result<()> {
+        if !self.is_running() {
+            return Ok(());
+        }
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).context("process id 0")?;
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for it to exit; `None` if it is still running.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                return self.exit;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit; fails unless it exits with 0.
+    pub async fn stop(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        self.terminate()?;
+        match self.wait_exit(timeout).await {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => bail!(
+                "{} exited with {status} after SIGTERM; log:\n{}",
+                self.name,
+                self.tail(30)
+            ),
+            None => bail!(
+                "{} still running {timeout:?} after SIGTERM; log:\n{}",
+                self.name,
+                self.tail(30)
+            ),
+        }
+    }
+
+    /// `GET path` on its health address: the HTTP status code.
+    pub fn http_get(&self, path: &str) -> anyhow::Result<u16> {
+        let addr = self.health.context("this process has no health address")?;
+        http_status(addr, path)
+    }
+}
+
+impl Drop for FleetProcess {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A bare HTTP/1.1 GET: the status code of the answer.
+pub fn http_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("not an HTTP answer: {answer:?}"))?;
+    Ok(status)
+}
+
+/// SHA-256 (hex).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// `len` pseudo-random bytes (fast xorshift; distinct for each seed).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading the JSON log lines.
+
+/// The line's message (`fields.message`), or "".
+pub fn msg(line: &Value) -> &str {
+    line["fields"]["message"].as_str().unwrap_or("")
+}
+
+/// A field of the event itself (`fields.<name>`), as text.
+pub fn field(line: &Value, name: &str) -> Option<String> {
+    text(&line["fields"][name])
+}
+
+/// A field of the innermost enclosing span that has it (`spans[*].<name>`), as text.
+pub fn span_field(line: &Value, name: &str) -> Option<String> {
+    line["spans"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find_map(|span| text(&span[name]))
+}
+
+/// The line's `trace_id`.
+pub fn trace_id(line: &Value) -> Option<&str> {
+    line["trace_id"].as_str()
+}
+
+/// The line's `target` (the Rust module that logged it).
+pub fn target(line: &Value) -> &str {
+    line["target"].as_str().unwrap_or("")
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The line's timestamp as microseconds since the Unix epoch.
+pub fn timestamp_micros(line: &Value) -> Option<i64> {
+    parse_rfc3339_micros(line["timestamp"].as_str()?)
+}
+
+/// Parses `2026-11-24T22:08:29.591219Z` (UTC, as tracing-subscriber writes it).
+pub fn parse_rfc3339_micros(text: &str) -> Option<i64> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (parts.next()??, parts.next()??, parts.next()??);
+    let digits: String = frac.chars().take(6).collect();
+    let micros = format!("{digits:0<6}").parse::<i64>().ok()?;
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + micros)
+}
+
+/// A Rust `Duration` as `Debug` prints it (`1s`, `1.5s`, `250ms`), in milliseconds.
+pub fn debug_duration_ms(text: &str) -> Option<f64> {
+    let units = [
+        ("ns", 1e-6),
+        ("µs", 1e-3),
+        ("us", 1e-3),
+        ("ms", 1.0),
+        ("s", 1000.0),
+    ];
+    units.iter().find_map(|(unit, factor)| {
+        text.strip_suffix(unit)
+            .and_then(|n| n.parse::<f64>().ok())
+            .map(|n| n * factor)
+    })
+}
+
+/// One flow-run's summary line (`flow f run <id> (upload): N transferred, ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// The flow-run id.
+    pub run_id: String,
+    /// Files transferred.
+    pub transferred: u64,
+    /// Duplicates skipped.
+    pub duplicates: u64,
+    /// Files failed.
+    pub failed: u64,
+    /// Files left to other workers.
+    pub left: u64,
+}
+
+/// Parses a run summary message; `None` for any other line.
+pub fn parse_summary(message: &str) -> Option<RunSummary> {
+    let rest = message.strip_prefix("flow ")?;
+    let (_, rest) = rest.split_once(" run ")?;
+    let (run_id, rest) = rest.split_once(' ')?;
+    let (_, counts) = rest.split_once("): ")?;
+    let number_before = |label: &str| -> Option<u64> {
+        let at = counts.find(label)?;
+        counts[..at]
+            .rsplit([' ', ','])
+            .find(|s| !s.is_empty())?
+            .parse()
+            .ok()
+    };
+    Some(RunSummary {
+        run_id: run_id.to_owned(),
+        transferred: number_before(" transferred")?,
+        duplicates: number_before(" duplicates skipped")?,
+        failed: number_before(" failed")?,
+        left: number_before(" left to other workers")?,
+    })
+}
+
+/// The run summaries of one process's log, one per run. The engine logs the summary of every
+/// run (`ferry_shared::transfer::engine`) and the worker's consume loop logs it again before
+/// settling: when the engine's lines are there, they alone are counted, so that no run counts
+/// twice.
+pub fn run_summaries(lines: &[Value]) -> Vec<RunSummary> {
+    let all: Vec<(&str, RunSummary)> = lines
+        .iter()
+        .filter_map(|l| parse_summary(msg(l)).map(|s| (target(l), s)))
+        .collect();
+    let from_engine = all
+        .iter()
+        .any(|(t, _)| *t == "ferry_shared::transfer::engine");
+    all.into_iter()
+        .filter(|(t, _)| !from_engine || *t == "ferry_shared::transfer::engine")
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// The worker's settlement lines (`flow-run message settled`): (flow-run id, how, trace id).
+pub fn settlements(lines: &[Value]) -> Vec<(String, String, Option<String>)> {
+    lines
+        .iter()
+        .filter(|l| msg(l) == "flow-run message settled")
+        .filter_map(|l| {
+            Some((
+                span_field(l, "flow_run_id")?,
+                field(l, "settled").unwrap_or_default(),
+                trace_id(l).map(str::to_owned),
+            ))
+        })
+        .collect()
+}
+
+/// The scheduler's `flow-run published` lines: flow-run id -> (tick, trace id).
+pub fn published(lines: &[Value]) -> BTreeMap<String, (String, Option<String>)> {
+    lines
+        .iter()
+        .filter(|l| msg(l) == "flow-run published")
+        .filter_map(|l| {
+            let id = field(l, "flow_run_id").or_else(|| span_field(l, "flow_run_id"))?;
+            let tick = span_field(l, "tick").unwrap_or_default();
+            Some((id, (tick, trace_id(l).map(str::to_owned))))
+        })
+        .collect()
+}
+
+/// Successful `RNTO <path>` per final file name, from vsftpd's protocol log: each command
+/// line is paired with the next response of the same session (`[pid N]`).
+pub fn rnto_counts(log: &str) -> BTreeMap<String, usize> {
+    let mut pending: BTreeMap<String, String> = BTreeMap::new();
+    let mut counts = BTreeMap::new();
+    for line in log.lines() {
+        let Some(pid) = line
+            .split_once("[pid ")
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .map(|(pid, _)| pid.to_owned())
+        else {
+            continue;
+        };
+        if let Some((_, command)) = line.split_once("FTP command: ") {
+            let quoted = command.rsplit_once(", \"").map(|(_, c)| c).unwrap_or("");
+            let command = quoted.trim_end_matches('"');
+            if let Some(path) = command.strip_prefix("RNTO ") {
+                pending.insert(pid, path.to_owned());
+            } else {
+                pending.remove(&pid);
+            }
+        } else if let Some((_, response)) = line.split_once("FTP response: ")
+            && let Some(path) = pending.remove(&pid)
+        {
+            let code = response.rsplit_once(", \"").map(|(_, c)| c).unwrap_or("");
+            if code.starts_with("250") {
+                let name = path.rsplit('/').next().unwrap_or(&path).to_owned();
+                *counts.entry(name).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_parse() {
+        let s = parse_summary(
+            "flow f run 1b2c (upload): 3 transferred, 17 duplicates skipped, 0 failed, \
+             2 left to other workers, 1.0 MiB in 0.3s",
+        )
+        .expect("parses");
+        assert_eq!(
+            s,
+            RunSummary {
+                run_id: "1b2c".into(),
+                transferred: 3,
+                duplicates: 17,
+                failed: 0,
+                left: 2
+            }
+        );
+        assert!(parse_summary("flow-run published").is_none());
+    }
+
+    #[test]
+    fn timestamps_parse() {
+        assert_eq!(
+            parse_rfc3339_micros("1970-01-02T00:00:01.5Z"),
+            Some(86_401_500_000)
+        );
+        assert_eq!(
+            parse_rfc3339_micros("2026-11-24T22:08:29.591219Z"),
+            Some(1_795_558_109_591_219)
+        );
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(debug_duration_ms("1s"), Some(1000.0));
+        assert_eq!(debug_duration_ms("1.5s"), Some(1500.0));
+        assert_eq!(debug_duration_ms("250ms"), Some(250.0));
+    }
+
+    #[test]
+    fn renames_are_counted_from_vsftpd_log() {
+        let log = "Tue Nov 24 22:00:00 2026 [pid 7] [ferry-ftp] FTP command: Client \"127.0.0.1\", \"RNTO /in/a.xml\"\n\
+                   Tue Nov 24 22:00:00 2026 [pid 8] [ferry-ftp] FTP command: Client \"127.0.0.1\", \"RNTO /in/b.xml\"\n\
+                   Tue Nov 24 22:00:00 2026 [pid 7] [ferry-ftp] FTP response: Client \"127.0.0.1\", \"250 Rename successful.\"\n\
+                   Tue Nov 24 22:00:00 2026 [pid 8] [ferry-ftp] FTP response: Client \"127.0.0.1\", \"550 Rename failed.\"\n";
+        let counts = rnto_counts(log);
+        assert_eq!(counts.get("a.xml"), Some(&1));
+        assert_eq!(counts.get("b.xml"), None);
+    }
+}
