@@ -16,6 +16,7 @@ use vaultrs::api::auth::approle::requests::SetAppRoleRequest;
 use vaultrs::api::auth::kubernetes::requests::{
     ConfigureKubernetesAuthRequest, CreateKubernetesRoleRequest,
 };
+use vaultrs::api::sys::requests::EnableEngineRequest;
 use vaultrs::api::token::requests::CreateTokenRequest;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
@@ -194,6 +195,70 @@ impl OpenBao {
             .await
             .map_err(server_error)
             .context("revoking a token")?;
+        Ok(())
+    }
+
+    /// Creates namespace `name` (an OpenBao 2.3+ feature) with a KV v2 engine at `secret/`,
+    /// and writes `fields` at `secret/path` inside it.
+    pub async fn write_secret_in_namespace(
+        &self,
+        name: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        self.raw_post(&format!("/v1/sys/namespaces/{name}"), "{}")
+            .await
+            .with_context(|| format!("creating namespace {name}"))?;
+        let mut settings = VaultClientSettingsBuilder::default();
+        settings
+            .address(&self.addr)
+            .token(&self.root_token)
+            .namespace(Some(name.to_string()))
+            .ca_certs(
+                self.ca_cert
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect(),
+            )
+            .identity(None)
+            .verify(true);
+        let client = VaultClient::new(settings.build().context("namespace client settings")?)?;
+        let mut options = EnableEngineRequest::builder();
+        options.options(HashMap::from([("version".to_string(), "2".to_string())]));
+        vaultrs::sys::mount::enable(&client, "secret", "kv", Some(&mut options))
+            .await
+            .map_err(server_error)
+            .with_context(|| format!("mounting KV v2 in namespace {name}"))?;
+        let data: HashMap<&str, &str> = fields.iter().copied().collect();
+        vaultrs::kv2::set(&client, "secret", path, &data)
+            .await
+            .map_err(server_error)
+            .with_context(|| format!("writing secret/{path} in namespace {name}"))?;
+        Ok(())
+    }
+
+    /// A bare HTTP/1.1 POST with the root token, for the few endpoints `vaultrs` lacks
+    /// (plain HTTP servers only).
+    async fn raw_post(&self, path: &str, body: &str) -> anyhow::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authority = self
+            .addr
+            .strip_prefix("http://")
+            .context("raw requests need a plain HTTP server")?;
+        let mut stream = tokio::net::TcpStream::connect(authority).await?;
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nX-Vault-Token: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.root_token,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        let status = response.lines().next().unwrap_or_default();
+        if !(status.contains(" 200 ") || status.contains(" 204 ")) {
+            bail!("POST {path}: {response}");
+        }
         Ok(())
     }
 

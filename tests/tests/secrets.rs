@@ -818,3 +818,28 @@ async fn forget_drops_the_cached_value() {
     assert_eq!(resolver.resolve(&text).await.unwrap().expose(), "new-pw");
     assert_eq!(resolver.backend_fetches(), 2);
 }
+
+#[tokio::test]
+async fn vault_namespace_is_sent_as_x_vault_namespace() {
+    init();
+    let bao = OpenBao::start().await.unwrap();
+    bao.write_secret_in_namespace("team-a", "partners/acme", &[("password", "ns-pw-19c4")])
+        .await
+        .unwrap();
+    let text = reference("vault:secret/partners/acme#password");
+    let in_namespace = |namespace: Option<&str>| {
+        let mut vault = vault_with(
+            &bao.addr,
+            VaultAuth::Token(SecretRef::Literal(ferry_shared::secrets::Secret::new(
+                bao.root_token.clone(),
+            ))),
+        );
+        vault.namespace = namespace.map(str::to_string);
+        Resolver::new(settings(Some(vault), AwsSettings::default()))
+    };
+    let value = in_namespace(Some("team-a")).resolve(&text).await.unwrap();
+    assert_eq!(value.expose(), "ns-pw-19c4");
+    // The root namespace has no such secret.
+    let error = in_namespace(None).resolve(&text).await.unwrap_err();
+    assert!(matches!(error, SecretError::NotFound { .. }), "{error}");
+}
