@@ -388,6 +388,63 @@ async fn prefetch_bounds_unacknowledged_deliveries() {
 }
 
 #[tokio::test]
+async fn a_dropped_delivery_goes_back_to_the_queue() {
+    let vhost = Vhost::create("dropped");
+    let broker = Broker::connect(&vhost.url(), &quick_topology())
+        .await
+        .unwrap();
+    let publisher = broker.publisher(PublisherOptions::default());
+    let message = FlowRunMessage::new("acme", Trigger::Manual, None);
+    publisher.publish(&message, &Headers::new()).await.unwrap();
+
+    let mut consumer = broker.consumer(ConsumerOptions::default());
+    drop(next(&mut consumer).await);
+    let again = next(&mut consumer).await;
+    assert!(again.redelivered());
+    assert_eq!(again.message().unwrap().flow_run_id, message.flow_run_id);
+    again.ack().await.unwrap();
+    consumer.shutdown().await;
+}
+
+#[tokio::test]
+async fn consumer_and_publisher_reconnect_after_the_broker_closes_their_connections() {
+    let vhost = Vhost::create("cut");
+    let broker = Broker::connect(&vhost.url(), &quick_topology())
+        .await
+        .unwrap();
+    let publisher = broker.publisher(PublisherOptions::default());
+    let mut consumer = broker.consumer(ConsumerOptions::default());
+    let before = FlowRunMessage::new("acme", Trigger::Manual, None);
+    publisher.publish(&before, &Headers::new()).await.unwrap();
+    next(&mut consumer).await.ack().await.unwrap();
+
+    // The broker closes every connection of this vhost (as an operator or a
+    // load balancer would); nothing else on the broker is touched.
+    let vhost_name = vhost.name.clone();
+    tokio::task::spawn_blocking(move || {
+        rabbitmqctl(&[
+            "close_all_connections",
+            "--vhost",
+            &vhost_name,
+            "ferry test: connection cut",
+        ])
+    })
+    .await
+    .unwrap();
+
+    let after = FlowRunMessage::new("acme", Trigger::Manual, None);
+    publisher
+        .publish(&after, &Headers::new())
+        .await
+        .expect("republished on a new connection");
+    let delivery = next(&mut consumer).await;
+    assert_eq!(delivery.message().unwrap().flow_run_id, after.flow_run_id);
+    delivery.ack().await.unwrap();
+    assert!(consumer.is_consuming());
+    consumer.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_message_that_keeps_coming_back_is_dead_lettered_by_the_broker() {
     let vhost = Vhost::create("poison");
     let topology = Topology {
