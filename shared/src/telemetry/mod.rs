@@ -61,8 +61,9 @@ pub use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use format::{LineSyntax, TraceIdFormat};
 
-/// The filter used when the environment sets none: ferry's own `info` and above.
-pub const DEFAULT_FILTER: &str = "info";
+/// The filter used when the environment sets none: `info` and above, less the
+/// OpenTelemetry SDK's own start-up chatter.
+pub const DEFAULT_FILTER: &str = "info,opentelemetry=warn,opentelemetry_sdk=warn";
 
 /// The environment variable whose directives replace the default filter.
 pub const FILTER_ENV_VAR: &str = "RUST_LOG";
