@@ -99,7 +99,8 @@ impl Bed {
         std::fs::create_dir_all(dir.join("flows")).expect("flows/");
         let settings = format!(
             "redis:\n  url: {}\n  key_prefix: \"{}\"\n  delivery_retention: 1h\n\
-             retry:\n  max_attempts: 3\n  base_delay: 50ms\n  max_delay: 500ms\n",
+             retry:\n  max_attempts: 3\n  base_delay: 50ms\n  max_delay: 500ms\n\
+             worker:\n  claim_lease: 3s\n",
             redis_url(),
             self.prefix.0
         );
@@ -719,4 +720,129 @@ async fn name_mode_and_none_mode() {
         "no memory: sent again"
     );
     assert_eq!(bed.remote_files("in")["a.xml"], sha256_hex(b"version 1"));
+}
+
+/// `ferry-worker --config DIR run --flow f --json`, output captured.
+fn worker_run(bed: &Bed) -> tokio::process::Command {
+    let binary =
+        ferry_tests::tools::workspace_binary("ferry-worker").unwrap_or_else(|e| panic!("{e:#}"));
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.arg("--config")
+        .arg(bed.dir.path())
+        .args(["run", "--flow", "f", "--json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// The exit code and the JSON report of a finished `ferry-worker run`.
+fn parse_run(output: &std::process::Output) -> (Option<i32>, serde_json::Value) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}):\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code(), report)
+}
+
+#[tokio::test]
+async fn two_worker_processes_on_one_flow_deliver_each_file_exactly_once() {
+    let bed = Bed::start("procs", FtpServerKind::Vsftpd).await;
+    bed.config(&upload("    delete_after_upload: true\n"), None);
+    let sent = write_files(&bed.local(), 200, 2048);
+
+    let (a, b) = tokio::join!(worker_run(&bed).output(), worker_run(&bed).output());
+    let (code_a, report_a) = parse_run(&a.expect("worker a"));
+    let (code_b, report_b) = parse_run(&b.expect("worker b"));
+
+    assert_eq!(
+        (code_a, code_b),
+        (Some(0), Some(0)),
+        "{report_a}\n{report_b}"
+    );
+    let transferred = |r: &serde_json::Value| r["totals"]["transferred"].as_u64().expect("count");
+    assert_eq!(transferred(&report_a) + transferred(&report_b), 200);
+    assert_eq!(
+        bed.remote_files("in"),
+        sent,
+        "every file arrived once, intact"
+    );
+    assert!(all_names(&bed.local()).is_empty(), "none left behind");
+}
+
+#[tokio::test]
+async fn kill_9_mid_upload_then_a_new_process_delivers_the_file_once() {
+    let bed = Bed::start("kill9", FtpServerKind::Vsftpd).await;
+    bed.config(&upload("    delete_after_upload: true\n"), None);
+    let big = bed.local().join("big.xml");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&big).expect("create");
+        let chunk: Vec<u8> = (0..1024 * 1024).map(|_| rand::random::<u8>()).collect();
+        for _ in 0..200 {
+            file.write_all(&chunk).expect("write");
+        }
+    }
+    let expected = files_in(&bed.local());
+
+    let mut victim = worker_run(&bed).spawn().expect("spawn ferry-worker");
+    let partial = loop {
+        let temp = std::fs::read_dir(bed.server.path("in"))
+            .expect("read")
+            .filter_map(Result::ok)
+            .find(|e| e.metadata().map(|m| m.len() > 1024 * 1024).unwrap_or(false));
+        if let Some(temp) = temp {
+            break temp.file_name().to_string_lossy().into_owned();
+        }
+        assert!(
+            victim.try_wait().expect("poll").is_none(),
+            "the upload finished before it could be killed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    victim.start_kill().expect("SIGKILL");
+    victim.wait().await.expect("reap");
+    assert!(
+        partial.starts_with('.'),
+        "partial data only under a hidden name: {partial}"
+    );
+    assert!(
+        !bed.server.path("in/big.xml").exists(),
+        "no partial file under the final name"
+    );
+    assert!(
+        big.exists(),
+        "the source stays until the delivery is recorded"
+    );
+
+    // New processes: the dead one's flow lock and claim expire, then the file goes.
+    let mut delivered = false;
+    for _ in 0..6 {
+        let output = worker_run(&bed).output().await.expect("run");
+        let (code, report) = parse_run(&output);
+        if code == Some(0) && report["totals"]["transferred"] == 1 {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(delivered, "no run delivered the file");
+    assert_eq!(
+        bed.remote_files("in"),
+        expected,
+        "arrived whole, exactly once"
+    );
+    assert!(!big.exists(), "deleted after delivery");
+    let output = worker_run(&bed).output().await.expect("run");
+    let (code, report) = parse_run(&output);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        report["files"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
 }

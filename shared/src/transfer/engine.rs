@@ -35,7 +35,8 @@ pub struct EngineOptions {
     /// How long a file claim lasts without renewal; a crashed worker's files are taken by
     /// others after this. Renewed every third of it while a transfer runs.
     pub claim_lease: Duration,
-    /// How long the flow lock lasts without renewal.
+    /// How long the flow lock lasts without renewal (renewed every third of it while the
+    /// run lasts): after a crash, the flow is free again within this time.
     pub flow_lock_lease: Duration,
     /// How long a run waits for another run of the same flow before reporting it busy.
     pub flow_lock_wait: Duration,
@@ -47,7 +48,7 @@ impl Default for EngineOptions {
         EngineOptions {
             worker_id: format!("{host}-{}", std::process::id()),
             claim_lease: Duration::from_secs(60),
-            flow_lock_lease: Duration::from_secs(60),
+            flow_lock_lease: Duration::from_secs(20),
             flow_lock_wait: Duration::from_secs(30),
         }
     }
