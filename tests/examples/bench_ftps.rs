@@ -7,7 +7,9 @@
 //! figures move by ~20% between runs on a shared machine, compare the ratios.
 //!
 //! Options: `--large-mib N` (default 1024), `--small-count N` (default 1000),
-//! `--small-kib N` (default 10), `--tls 1.2|1.3` (default 1.3).
+//! `--small-kib N` (default 10), `--tls 1.2|1.3` (default 1.3), `--sessions N` (parallel
+//! sessions for the small files, as the transfer engine's pool does; default 4). The small
+//! files are also timed over a single session, to show what one connection gives.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +26,7 @@ struct Args {
     small_count: usize,
     small_kib: usize,
     tls: TlsVersion,
+    sessions: usize,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -32,6 +35,7 @@ fn args() -> anyhow::Result<Args> {
         small_count: 1000,
         small_kib: 10,
         tls: TlsVersion::Tls13,
+        sessions: 4,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -41,6 +45,7 @@ fn args() -> anyhow::Result<Args> {
             "--small-count" => a.small_count = value.parse()?,
             "--small-kib" => a.small_kib = value.parse()?,
             "--tls" => a.tls = value.parse()?,
+            "--sessions" => a.sessions = value.parse::<usize>()?.max(1),
             other => bail!("unknown option {other}"),
         }
     }
@@ -104,6 +109,48 @@ struct Figures {
     small_down: f64,
 }
 
+/// Uploads (or, with `down`, downloads back) `files` over one session.
+async fn small_batch(
+    cfg: &SessionConfig,
+    files: &[PathBuf],
+    remote_dir: &str,
+    down: Option<&Path>,
+) -> anyhow::Result<()> {
+    let mut s = Session::connect(cfg).await?;
+    for p in files {
+        let name = p.file_name().and_then(|n| n.to_str()).context("name")?;
+        match down {
+            None => {
+                s.upload(p, remote_dir, name, None).await?;
+            }
+            Some(dir) => {
+                s.download(remote_dir, name, dir).await?;
+            }
+        }
+    }
+    s.quit().await;
+    Ok(())
+}
+
+/// One session per chunk, all at once (the pool of the transfer engine does the same).
+async fn parallel(
+    cfg: &SessionConfig,
+    chunks: &[Vec<PathBuf>],
+    down: Option<&Path>,
+) -> anyhow::Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in chunks {
+        let cfg = cfg.clone();
+        let chunk = chunk.clone();
+        let down = down.map(Path::to_path_buf);
+        tasks.spawn(async move { small_batch(&cfg, &chunk, "/ferry", down.as_deref()).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
@@ -122,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let small_bytes = (a.small_count * a.small_kib * 1024) as f64;
     server.create_dir("ferry")?;
+    server.create_dir("ferry1")?;
     server.create_dir("curl")?;
     let down = work.path().join("down");
     std::fs::create_dir(&down)?;
@@ -141,18 +189,22 @@ async fn main() -> anyhow::Result<()> {
     let d = s.download("/ferry", "large.bin", &down).await?;
     let ferry_large_down = t.elapsed().as_secs_f64();
     drop(d);
+    // Small files over one session, then over `sessions` parallel sessions.
     let t = Instant::now();
-    for p in &small {
-        let name = p.file_name().and_then(|n| n.to_str()).context("name")?;
-        s.upload(p, "/ferry", name, None).await?;
-    }
+    small_batch(&cfg, &small, "/ferry1", None).await?;
+    let one_small_up = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    small_batch(&cfg, &small, "/ferry1", Some(&down)).await?;
+    let one_small_down = t.elapsed().as_secs_f64();
+    let chunks: Vec<Vec<PathBuf>> = small
+        .chunks(small.len().div_ceil(a.sessions).max(1))
+        .map(|c| c.to_vec())
+        .collect();
+    let t = Instant::now();
+    parallel(&cfg, &chunks, None).await?;
     let ferry_small_up = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    for p in &small {
-        let name = p.file_name().and_then(|n| n.to_str()).context("name")?;
-        let d = s.download("/ferry", name, &down).await?;
-        drop(d);
-    }
+    parallel(&cfg, &chunks, Some(&down)).await?;
     let ferry_small_down = t.elapsed().as_secs_f64();
     let stats = s.data_tls_stats();
     s.quit().await;
@@ -280,8 +332,22 @@ async fn main() -> anyhow::Result<()> {
     };
     row("large upload", ferry.large_up, curl.large_up, "MB/s");
     row("large download", ferry.large_down, curl.large_down, "MB/s");
-    row("small uploads", ferry.small_up, curl.small_up, "f/s");
-    row("small downloads", ferry.small_down, curl.small_down, "f/s");
+    row(
+        "small uploads, 1 sess.",
+        a.small_count as f64 / one_small_up,
+        curl.small_up,
+        "f/s",
+    );
+    row(
+        "small downloads, 1 sess.",
+        a.small_count as f64 / one_small_down,
+        curl.small_down,
+        "f/s",
+    );
+    let label_up = format!("small uploads, {} sess.", a.sessions);
+    let label_down = format!("small downloads, {} sess.", a.sessions);
+    row(&label_up, ferry.small_up, curl.small_up, "f/s");
+    row(&label_down, ferry.small_down, curl.small_down, "f/s");
     println!(
         "ferry peak RSS: {rss:.1} MiB (before the transfers: {rss_before:.1} MiB); data connections resumed: {} of {}",
         stats.resumed,

@@ -312,7 +312,10 @@ async fn proftpd_tls13_many_transfers_all_succeed() {
         assert_eq!(d.sha256, sha);
     }
     let stats = s.data_tls_stats();
-    println!("ProFTPD TLS 1.3: {stats:?}, fell back to 1.2: {}", s.fell_back_to_tls12());
+    println!(
+        "ProFTPD TLS 1.3: {stats:?}, fell back to 1.2: {}",
+        s.fell_back_to_tls12()
+    );
     assert!(stats.full == 0 || s.fell_back_to_tls12(), "{stats:?}");
 }
 
@@ -357,6 +360,21 @@ async fn cancelled_upload_leaves_no_final_file() {
     s.upload(&small, "/", "after.bin", Some(sha)).await.unwrap();
     assert_eq!(hash_file(&server.path("after.bin")), sha);
     assert!(!server.path("cancel.bin").exists());
+
+    // A cancelled download leaves no temporary file in the destination folder either.
+    let big = s.upload(&local, "/", "big.bin", None).await.unwrap();
+    assert_eq!(big.bytes, 200 * MIB);
+    let dest = work.path().join("dest");
+    std::fs::create_dir(&dest).unwrap();
+    let cancelled = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        s.download("/", "big.bin", &dest),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the download was expected to still run");
+    assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
+    let d = s.download("/", "after.bin", &dest).await.unwrap();
+    assert_eq!(d.sha256, sha);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
