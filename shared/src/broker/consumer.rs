@@ -263,6 +263,10 @@ impl Supervisor {
                 }
             };
             let delivery = Delivery::new(raw, link.clone());
+            if let Err(error) = &delivery.message {
+                warn!(%error, code = error.code(), routing_key = %delivery.routing_key,
+                    "received an undecodable flow-run message");
+            }
             // Wait for room in the buffer (the worker is busy) but keep listening for stop.
             let permit = tokio::select! {
                 biased;
