@@ -110,4 +110,12 @@ impl Moto {
     pub fn log_text(&self) -> String {
         self.server.log_text()
     }
+
+    /// How many API requests (every Secrets Manager call is a `POST /`) the server has
+    /// logged so far: the server-side count for single-flight tests.
+    pub async fn request_count(&self) -> usize {
+        // The log line is written as the response goes out: give it a moment.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.log_text().matches("\"POST / HTTP/1.1\"").count()
+    }
 }

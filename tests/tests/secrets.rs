@@ -690,6 +690,7 @@ async fn aws_concurrent_resolutions_share_one_request_and_the_ttl_holds() {
     settings.cache_ttl = Duration::from_millis(1500);
     let resolver = Resolver::new(settings);
     let text = reference("aws-sm:prod/acme#password");
+    let requests_before = moto.request_count().await;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..24 {
         let resolver = resolver.clone();
@@ -700,6 +701,8 @@ async fn aws_concurrent_resolutions_share_one_request_and_the_ttl_holds() {
         assert_eq!(joined.unwrap().unwrap().expose(), "v1");
     }
     assert_eq!(resolver.backend_fetches(), 1);
+    // Seen from the server too: 24 resolutions, one GetSecretValue.
+    assert_eq!(moto.request_count().await - requests_before, 1);
 
     moto.put_secret("prod/acme", r#"{"password":"v2"}"#)
         .await
