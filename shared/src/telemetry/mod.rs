@@ -62,8 +62,10 @@ pub use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use format::{LineSyntax, TraceIdFormat};
 
 /// The filter used when the environment sets none: `info` and above, less the
-/// OpenTelemetry SDK's own start-up chatter.
-pub const DEFAULT_FILTER: &str = "info,opentelemetry=warn,opentelemetry_sdk=warn";
+/// OpenTelemetry SDK's start-up chatter and the Vault client's own error events for the
+/// 403/404 answers that ferry reports itself, as typed errors.
+pub const DEFAULT_FILTER: &str =
+    "info,opentelemetry=warn,opentelemetry_sdk=warn,vaultrs=warn,rustify=off";
 
 /// The environment variable whose directives replace the default filter.
 pub const FILTER_ENV_VAR: &str = "RUST_LOG";
