@@ -846,3 +846,76 @@ async fn kill_9_mid_upload_then_a_new_process_delivers_the_file_once() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn a_file_changed_during_its_upload_fails_and_stays() {
+    let bed = Bed::start("changed", FtpServerKind::Vsftpd).await;
+    let big = bed.local().join("big.xml");
+    let chunk: Vec<u8> = (0..1024 * 1024).map(|_| rand::random::<u8>()).collect();
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&big).expect("create");
+        for _ in 0..200 {
+            file.write_all(&chunk).expect("write");
+        }
+    }
+    let flow = upload("    delete_after_upload: true\n");
+    let engine = Arc::new(bed.engine(bed.config(&flow, None), options("w1")).await);
+    let original = files_in(&bed.local())["big.xml"].clone();
+
+    let task = {
+        let engine = engine.clone();
+        tokio::spawn(async move { run(&engine, "run-1").await })
+    };
+    // Once the upload is under way, the producer rewrites the file's last byte.
+    loop {
+        let started = std::fs::read_dir(bed.server.path("in"))
+            .expect("read")
+            .filter_map(Result::ok)
+            .any(|e| e.metadata().map(|m| m.len() > 1024 * 1024).unwrap_or(false));
+        if started {
+            break;
+        }
+        assert!(
+            !task.is_finished(),
+            "the upload finished before the file could change"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = std::fs::File::options()
+            .write(true)
+            .open(&big)
+            .expect("open");
+        file.seek(SeekFrom::End(-1)).expect("seek");
+        file.write_all(&[chunk[chunk.len() - 1] ^ 0xff])
+            .expect("write");
+    }
+    let report = task.await.expect("run task");
+
+    let row = &report.files[0];
+    assert_eq!(row.outcome, Outcome::Failed, "{row:?}");
+    assert_eq!(
+        row.error.as_ref().expect("error").kind,
+        "local_file_changed"
+    );
+    assert!(big.exists(), "the changed file stays in place");
+    assert!(
+        !bed.server.path("in/big.xml").exists(),
+        "nothing under the final name"
+    );
+    let digest: [u8; 32] = hex::decode(&original).expect("hex").try_into().expect("32");
+    let record = engine
+        .store()
+        .delivery(&DeliveryKey::content("f", &digest))
+        .await
+        .expect("redis");
+    assert!(record.is_none(), "no delivery record for a failed file");
+
+    // The next run sends the file as it is now.
+    let now = files_in(&bed.local());
+    let next = run(&engine, "run-2").await;
+    assert_eq!(next.totals.transferred, 1, "{next:#?}");
+    assert_eq!(bed.remote_files("in"), now);
+}

@@ -7,10 +7,16 @@
 //! transfer). Built on `deadpool`'s managed pool.
 
 use std::ops::{Deref, DerefMut};
+use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, Object, Pool, PoolError, RecycleError, RecycleResult};
 
 use crate::ftps::{FtpsError, Session, SessionConfig};
+
+/// A session idle for longer than this is closed rather than reused: servers drop idle
+/// control connections (vsftpd after 5 minutes by default, some much sooner), and a file
+/// should not spend an attempt finding that out.
+const MAX_IDLE: Duration = Duration::from_secs(60);
 
 /// Creates sessions for the pool and decides whether a returned one may be reused.
 #[derive(Debug)]
@@ -41,16 +47,20 @@ impl managed::Manager for SessionManager {
     async fn recycle(
         &self,
         pooled: &mut PooledSession,
-        _metrics: &Metrics,
+        metrics: &Metrics,
     ) -> RecycleResult<FtpsError> {
-        if pooled.reusable {
-            pooled.reusable = false;
-            Ok(())
-        } else {
-            Err(RecycleError::message(
+        if !pooled.reusable {
+            return Err(RecycleError::message(
                 "the session's last use failed or was interrupted; a new one is opened",
-            ))
+            ));
         }
+        if metrics.last_used() > MAX_IDLE {
+            return Err(RecycleError::message(
+                "the session was idle too long to trust; a new one is opened",
+            ));
+        }
+        pooled.reusable = false;
+        Ok(())
     }
 }
 
