@@ -30,7 +30,8 @@ pub type Progress<'a> = &'a (dyn Fn(&FileReport) + Send + Sync);
 /// The engine's own knobs (the rest comes from the configuration).
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// Who this worker is, in claims and locks (`<host>-<pid>` by default).
+    /// Who this worker is, in claims and locks (`<host>-<pid>` by default): what an
+    /// operator sees as the holder of a busy flow or a file left to another worker.
     pub worker_id: String,
     /// How long a file claim lasts without renewal; a crashed worker's files are taken by
     /// others after this. Renewed every third of it while a transfer runs.
@@ -44,7 +45,13 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+        // The pod name on Kubernetes; the kernel's host name elsewhere.
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "worker".to_owned());
         EngineOptions {
             worker_id: format!("{host}-{}", std::process::id()),
             claim_lease: Duration::from_secs(60),

@@ -48,7 +48,9 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
         IdempotencyMode::Hash => match hash_file(&file.path).await {
             Ok((sha256, size)) => {
                 row.size = size;
-                row.sha256 = Some(hex::encode(sha256));
+                let hex = hex::encode(sha256);
+                tracing::Span::current().record("file.sha256", hex.as_str());
+                row.sha256 = Some(hex);
                 expected_sha256 = Some(sha256);
                 Some(DeliveryKey::content(flow_id, &sha256))
             }
