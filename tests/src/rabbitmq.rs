@@ -24,11 +24,12 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A RabbitMQ node owned by one test; killed when dropped.
 pub struct RabbitNode {
+    // Fields drop in order: the node must be dead before its folder is removed.
+    server: Option<ServerProcess>,
     dir: TempDir,
     node_name: String,
     amqp_port: u16,
     dist_port: u16,
-    server: Option<ServerProcess>,
 }
 
 impl RabbitNode {
@@ -131,6 +132,15 @@ impl RabbitNode {
     /// The node's folder (database, logs).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+impl Drop for RabbitNode {
+    fn drop(&mut self) {
+        // Wait for the node to be gone before its folder is removed (it writes there).
+        if let Err(error) = self.kill() {
+            eprintln!("{error}");
+        }
     }
 }
 
