@@ -337,9 +337,10 @@ fn take_optional<T: DeserializeOwned>(
     }
 }
 
-/// A flow id must be a plain routing-key word: `[A-Za-z0-9._-]`, starting with a letter
-/// or digit, at most [`MAX_FLOW_ID_LEN`] characters.
-fn check_flow_id(flow_id: &str) -> Result<(), String> {
+/// Whether `flow_id` is a plain routing-key word: `[A-Za-z0-9._-]`, starting with a letter
+/// or digit, at most [`MAX_FLOW_ID_LEN`] characters. The configuration holds ids to the same
+/// rule, so that every configured flow can be published.
+pub fn is_valid_flow_id(flow_id: &str) -> bool {
     let starts_well = flow_id
         .chars()
         .next()
@@ -347,7 +348,12 @@ fn check_flow_id(flow_id: &str) -> Result<(), String> {
     let all_allowed = flow_id
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if !starts_well || !all_allowed || flow_id.len() > MAX_FLOW_ID_LEN {
+    starts_well && all_allowed && flow_id.len() <= MAX_FLOW_ID_LEN
+}
+
+/// [`is_valid_flow_id`], with the rule as the reason.
+fn check_flow_id(flow_id: &str) -> Result<(), String> {
+    if !is_valid_flow_id(flow_id) {
         return Err(format!(
             "must be 1 to {MAX_FLOW_ID_LEN} characters of A-Z, a-z, 0-9, '.', '_', '-', \
              starting with a letter or digit"

@@ -91,6 +91,7 @@ pub fn topology(config: &Config) -> Topology {
         prefix: broker.exchange_prefix.clone(),
         retry_delays: broker.retry_delays.clone(),
         max_attempts: broker.max_attempts,
+        bindings: broker.bindings.clone(),
         ..Topology::default()
     }
 }

@@ -85,6 +85,7 @@ fn valid_config_is_typed_with_defaults() {
         [Duration::from_secs(1), Duration::from_secs(60)]
     );
     assert_eq!(s.broker.max_attempts, 3);
+    assert_eq!(s.broker.bindings, ["insurance-claims-upload", "bank.*"]);
     assert_eq!(s.worker.claim_lease, Duration::from_secs(120));
     assert_eq!(s.redis.key_prefix, "fx-keys");
     assert_eq!(s.redis.delivery_retention, Duration::from_secs(30 * 86_400));
@@ -393,7 +394,7 @@ fn every_rule_names_file_line_and_field() {
                 11,
                 3,
                 "flows.bad id!",
-                "may use only letters, digits",
+                "must start with a letter or digit and use only letters, digits",
             ),
             (
                 "partners/a-unknown-field.yaml",
@@ -463,7 +464,7 @@ fn every_rule_names_file_line_and_field() {
                 1,
                 1,
                 "id",
-                "the partner id `acme corp!` may use only letters",
+                "the partner id `acme corp!` must start with a letter or digit",
             ),
             (
                 "partners/l-dup-second.yaml",
@@ -610,6 +611,13 @@ fn many_errors_are_reported_at_once() {
                 28,
                 "broker.retry_delays[2]",
                 "longer than zero",
+            ),
+            (
+                "ferry.yaml",
+                12,
+                14,
+                "broker.bindings[0]",
+                "is not a routing pattern",
             ),
             (
                 "flows/everything-wrong.yaml",

@@ -91,9 +91,10 @@ pub struct RemoteEndpoint {
 /// How a flow recognises a file it has already delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdempotencyMode {
-    /// By name and SHA-256 of the content (default): a changed file is sent again.
+    /// By the flow and the SHA-256 of the content (default): a changed file is sent again,
+    /// and a copy of a delivered file under another name is a duplicate.
     Hash,
-    /// By name only.
+    /// By the flow, the file name, its size and its modification time (no extra read).
     Name,
     /// No record: every run transfers every selected file.
     None,

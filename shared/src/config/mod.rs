@@ -233,12 +233,10 @@ fn claim_id(
     true
 }
 
-/// Whether `text` is a valid id or prefix: `[A-Za-z0-9._-]+`.
+/// Whether `text` is a valid id: the routing-key rule of flow-run messages
+/// ([`crate::message::is_valid_flow_id`]), for partners as for flows.
 fn is_valid_id(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    crate::message::is_valid_flow_id(text)
 }
 
 /// Checks an id written in `field`, recording why it is refused.
@@ -248,7 +246,7 @@ fn check_id(cx: &mut Cx<'_>, field: Field<'_>, id: &str, kind: &str) -> bool {
         field.error(
             cx,
             format!(
-                "the {kind} id `{id}` may use only letters, digits, `.`, `_` and `-` (it is part of queue and Redis key names)"
+                "the {kind} id `{id}` must start with a letter or digit and use only letters, digits, `.`, `_` and `-`, at most 128 characters (it is a routing key and part of Redis key names)"
             ),
         );
     }

@@ -53,6 +53,10 @@ pub struct BrokerSettings {
     /// `broker.max_attempts` (default 6): attempts of one flow-run message, the first one
     /// included, before it is dead-lettered with its last error.
     pub max_attempts: u32,
+    /// `broker.bindings` (default `["#"]`, every flow): routing patterns of the flows this
+    /// deployment's workers serve (flow ids, `*` for one word, `#` for any), so that a
+    /// deployment can dedicate workers to some partners.
+    pub bindings: Vec<String>,
 }
 
 /// Redis settings. `Debug` hides the URL's password.
@@ -133,6 +137,7 @@ impl Default for Settings {
                     .map(Duration::from_secs)
                     .collect(),
                 max_attempts: 6,
+                bindings: vec!["#".to_string()],
             },
             redis: RedisSettings {
                 url: DEFAULT_REDIS_URL.to_string(),
@@ -165,6 +170,7 @@ impl fmt::Debug for BrokerSettings {
             .field("exchange_prefix", &self.exchange_prefix)
             .field("retry_delays", &self.retry_delays)
             .field("max_attempts", &self.max_attempts)
+            .field("bindings", &self.bindings)
             .finish()
     }
 }
@@ -244,7 +250,13 @@ pub(crate) fn read(
     let broker = section(
         cx,
         "broker",
-        &["url", "exchange_prefix", "retry_delays", "max_attempts"],
+        &[
+            "url",
+            "exchange_prefix",
+            "retry_delays",
+            "max_attempts",
+            "bindings",
+        ],
     );
     settings.broker.url = url_field(cx, broker.as_ref(), "FERRY_BROKER_URL", hardened, env)
         .unwrap_or(settings.broker.url);
@@ -275,6 +287,32 @@ pub(crate) fn read(
             .and_then(|f| f.int(cx, 1u32, 100))
         {
             settings.broker.max_attempts = n;
+        }
+        if let Some(field) = broker.get("bindings")
+            && let Some(items) = field.seq(cx)
+        {
+            let mut bindings = Vec::new();
+            for item in &items {
+                let item = item.get();
+                let Some(pattern) = item.str(cx) else {
+                    continue;
+                };
+                if is_routing_pattern(&pattern) {
+                    bindings.push(pattern);
+                } else {
+                    item.error(
+                        cx,
+                        format!(
+                            "`{pattern}` is not a routing pattern: write flow ids, `*` (one word) or `#` (any words), such as `invoices-out` or `#`"
+                        ),
+                    );
+                }
+            }
+            if items.is_empty() {
+                field.error(cx, "give at least one pattern; `#` serves every flow");
+            } else if bindings.len() == items.len() {
+                settings.broker.bindings = bindings;
+            }
         }
     }
 
@@ -436,6 +474,20 @@ fn url_field(
         return None;
     }
     Some(url)
+}
+
+/// Whether `pattern` is a topic binding over flow ids: a flow id, `*` or `#`. Flow ids may
+/// contain `.`, which topic routing reads as a word separator, so the words of a pattern
+/// are checked one by one.
+fn is_routing_pattern(pattern: &str) -> bool {
+    !pattern.is_empty()
+        && pattern.split('.').all(|word| {
+            matches!(word, "*" | "#")
+                || (!word.is_empty()
+                    && word
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')))
+        })
 }
 
 /// A prefix for keys or exchange names: `[A-Za-z0-9._-]`, not empty.
