@@ -140,6 +140,7 @@ pub struct Fleet {
     pub broker_url: String,
     dir: TempDir,
     vhost: Option<Vhost>,
+    bin_dir: Option<PathBuf>,
 }
 
 impl Fleet {
@@ -164,6 +165,7 @@ impl Fleet {
             broker_url,
             dir: tempfile::Builder::new().prefix("ferry-fleet-").tempdir()?,
             vhost,
+            bin_dir: None,
         };
         fleet.write_config(&options)?;
         fleet.config()?;
@@ -326,9 +328,23 @@ impl Fleet {
         self.spawn(name, "ferry-scheduler", &[])
     }
 
+    /// Spawns the binaries found in `dir` (a release build, for benchmarks) instead of those
+    /// next to the test executable.
+    pub fn use_binaries_in(&mut self, dir: impl Into<PathBuf>) {
+        self.bin_dir = Some(dir.into());
+    }
+
+    /// The path of one of ferry's binaries (`ferry-worker`, `ferry-scheduler`).
+    pub fn binary(&self, name: &str) -> anyhow::Result<PathBuf> {
+        match &self.bin_dir {
+            Some(dir) => Ok(dir.join(name)),
+            None => workspace_binary(name),
+        }
+    }
+
     fn spawn(&self, name: &str, binary: &str, extra: &[&str]) -> anyhow::Result<FleetProcess> {
         spawn_binary(
-            &workspace_binary(binary)?,
+            &self.binary(binary)?,
             self.config_dir(),
             &self.config_dir().join("logs"),
             name,

@@ -1,0 +1,208 @@
+//! Fleet throughput: how many flow-run messages per second 1, 2 and 4 `ferry-worker`
+//! processes settle, and the latency from publish to ack. Not part of the test suite: run it
+//! through `scripts/bench-fleet` (release build).
+//!
+//! Set-up: the test bed's vsftpd as the partner, the machine's RabbitMQ (a virtual host of
+//! its own) and Redis (a key prefix of its own), one upload flow with a few small files that
+//! are delivered once by `ferry-worker run` before measuring, so that every measured run finds
+//! duplicates only (hash the files, look the records up in Redis, ack).
+//!
+//! For each worker count: start the workers, wait until they consume, publish the messages
+//! (confirmed, 32 publishes in flight), wait until the workers' logs hold one `Acked`
+//! settlement per message, stop the workers.
+//!
+//! What is measured:
+//! - latency of a message: the timestamp of the worker's JSON log line `flow-run message
+//!   settled` (`settled: Acked`, written right after the broker took the ack) minus the
+//!   message's `requested_at` (set when the message is built, just before it is published);
+//!   both clocks are this machine's;
+//! - throughput: messages / (last ack - first `requested_at`), i.e. publish start to drain
+//!   end; the publishing rate is printed too, since the workers cannot go faster than it.
+//!
+//! Usage: `bench_fleet [MESSAGES] [WORKER COUNTS...]` (default 10000 messages; 1 2 4 workers).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ferry_shared::broker::{Headers, PublisherOptions};
+use ferry_shared::message::{FlowRunMessage, Trigger};
+use ferry_tests::fleet::{
+    Fleet, FleetOptions, FleetProcess, msg, noise, span_field, timestamp_micros,
+};
+use tokio::task::JoinSet;
+
+/// Publishes in flight at once.
+const IN_FLIGHT: usize = 32;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let messages: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(10_000);
+    let mut counts: Vec<usize> = args.map(|a| a.parse()).collect::<Result<_, _>>()?;
+    if counts.is_empty() {
+        counts = vec![1, 2, 4];
+    }
+
+    let exe = std::env::current_exe()?;
+    let bin_dir = exe
+        .parent()
+        .and_then(|examples| examples.parent())
+        .context("locating target/<profile>")?
+        .to_path_buf();
+    let mut fleet = Fleet::start(
+        "bench",
+        FleetOptions {
+            max_attempts: 10,
+            ..FleetOptions::default()
+        },
+    )
+    .await?;
+    fleet.use_binaries_in(&bin_dir);
+    let files = 5;
+    for n in 0..files {
+        fleet.write_local(&format!("file{n}.xml"), &noise(4096, n as u64 + 1))?;
+    }
+    let first = std::process::Command::new(fleet.binary("ferry-worker")?)
+        .arg("--config")
+        .arg(fleet.config_dir())
+        .args(["run", "--flow", "f"])
+        .output()?;
+    if !first.status.success() || fleet.remote_names().len() != files {
+        bail!(
+            "the first run did not deliver the files: {}{}",
+            String::from_utf8_lossy(&first.stdout),
+            String::from_utf8_lossy(&first.stderr)
+        );
+    }
+    println!(
+        "binaries: {}; flow with {files} files of 4 KiB, all already delivered; worker.concurrency 4",
+        bin_dir.display()
+    );
+    println!(
+        "{messages} flow-run messages per row; latency = worker's ack log line - requested_at"
+    );
+    println!(
+        "{:>7} {:>12} {:>14} {:>12} {:>10} {:>10} {:>10}",
+        "workers", "publish/s", "flow-runs/s", "drain (s)", "p50 (ms)", "p99 (ms)", "max (ms)"
+    );
+
+    let broker = fleet.broker().await?;
+    let publisher = broker.publisher(PublisherOptions::default());
+    for (round, &count) in counts.iter().enumerate() {
+        let mut workers: Vec<FleetProcess> = (0..count)
+            .map(|i| fleet.spawn_worker(&format!("bench-{round}-{count}w-{i}")))
+            .collect::<Result<_, _>>()?;
+        for worker in &mut workers {
+            worker
+                .wait_for_message("consuming", Duration::from_secs(60))
+                .await?;
+        }
+
+        // Publish.
+        let started = Instant::now();
+        let mut tasks = JoinSet::new();
+        let per_task = messages.div_ceil(IN_FLIGHT);
+        for task in 0..IN_FLIGHT {
+            let publisher = publisher.clone();
+            let n = per_task.min(messages.saturating_sub(task * per_task));
+            tasks.spawn(async move {
+                let mut sent = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let message = FlowRunMessage::new("f", Trigger::Manual, None);
+                    publisher.publish(&message, &Headers::new()).await?;
+                    sent.push((
+                        message.flow_run_id.to_string(),
+                        message.requested_at.timestamp_micros(),
+                    ));
+                }
+                anyhow::Ok(sent)
+            });
+        }
+        let mut requested: HashMap<String, i64> = HashMap::with_capacity(messages);
+        while let Some(joined) = tasks.join_next().await {
+            requested.extend(joined??);
+        }
+        let publish_secs = started.elapsed().as_secs_f64();
+
+        // Wait for the drain: one Acked settlement per message.
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        loop {
+            let acked: usize = workers
+                .iter()
+                .map(|w| w.log_text().matches("\"settled\":\"Acked\"").count())
+                .sum();
+            if acked >= messages {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("only {acked} of {messages} acked within an hour");
+            }
+            for worker in &mut workers {
+                if !worker.is_running() {
+                    bail!("{} died:\n{}", worker.name, worker.tail(30));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        for worker in &mut workers {
+            worker.stop(Duration::from_secs(60)).await?;
+        }
+
+        // Latencies from the logs.
+        let mut latencies = Vec::with_capacity(messages);
+        let mut last_ack = i64::MIN;
+        let mut retried = 0usize;
+        for worker in &workers {
+            for line in worker.lines() {
+                if msg(&line) == "flow run scheduled for retry" {
+                    retried += 1;
+                }
+                if msg(&line) != "flow-run message settled"
+                    || line["fields"]["settled"].as_str() != Some("Acked")
+                {
+                    continue;
+                }
+                let Some(id) = span_field(&line, "flow_run_id") else {
+                    continue;
+                };
+                let (Some(at), Some(requested_at)) = (timestamp_micros(&line), requested.get(&id))
+                else {
+                    continue;
+                };
+                latencies.push(at - requested_at);
+                last_ack = last_ack.max(at);
+            }
+        }
+        if latencies.len() != messages {
+            bail!("{} acks matched for {messages} messages", latencies.len());
+        }
+        latencies.sort_unstable();
+        let first_request = requested.values().copied().min().unwrap_or(0);
+        let drain = (last_ack - first_request) as f64 / 1e6;
+        let pct =
+            |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize] as f64 / 1e3;
+        println!(
+            "{:>7} {:>12.0} {:>14.1} {:>12.1} {:>10.1} {:>10.1} {:>10.1}{}",
+            count,
+            messages as f64 / publish_secs,
+            messages as f64 / drain,
+            drain,
+            pct(0.50),
+            pct(0.99),
+            pct(1.0),
+            if retried > 0 {
+                format!("  ({retried} retries: flow busy)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    let _ = publisher.close().await;
+    let _ = broker.close().await;
+    Ok(())
+}
