@@ -1,10 +1,12 @@
 //! The two binaries as an operator meets them: `validate` prints the summary of a good
-//! configuration and every error of a bad one (file, line, field; exit 2), and `run`
-//! tells a configuration error (exit 2) from a run that cannot proceed (exit 1).
+//! configuration and every error of a bad one (file, line, field; exit 2); `run` tells a
+//! configuration error (exit 2) from a run that cannot proceed (exit 1); `probe` shows
+//! every step against each real FTPS server, and the failing step when one fails.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use ferry_tests::ftp::{FtpServer, FtpServerKind, FtpServerOptions};
 use ferry_tests::ports::free_port;
 use ferry_tests::tools::workspace_binary;
 
@@ -130,4 +132,105 @@ fn run_exits_2_on_a_configuration_error_and_1_when_redis_is_down() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(report["error"]["kind"], "store-unavailable", "{report}");
+}
+
+/// A configuration directory with one partner, `p`, for `server` (password as given).
+fn partner_config(server: &FtpServer, password: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("partners")).expect("partners/");
+    std::fs::write(dir.path().join("ca.pem"), &server.pki.ca_cert_pem).expect("ca.pem");
+    let partner = format!(
+        "id: p\nprotocol: ftps\nftps:\n  connection:\n    host: {}\n    port: {}\n    passive: true\n  \
+         auth:\n    username: {}\n    password: \"literal:{password}\"\n  tls:\n    ca_cert: file:{}\n",
+        server.host,
+        server.port,
+        server.username,
+        dir.path().join("ca.pem").display()
+    );
+    std::fs::write(dir.path().join("partners/p.yaml"), partner).expect("partner");
+    dir
+}
+
+#[tokio::test]
+async fn probe_shows_every_step_against_each_server() {
+    for kind in FtpServerKind::ALL {
+        let server = FtpServer::start(FtpServerOptions::new(kind))
+            .await
+            .expect("server");
+        server
+            .write_file("hello.txt", b"hello")
+            .expect("a file to list");
+        let dir = partner_config(&server, &server.password);
+        let config = dir.path().to_str().unwrap();
+        let out = ferry(
+            "ferry-worker",
+            &["probe", "--config", config, "--partner", "p", "--path", "/"],
+        );
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{kind:?}: {}\n{stdout}",
+            text(&out.stderr)
+        );
+        for step in [
+            "tcp",
+            "auth-tls",
+            "certificate",
+            "login",
+            "pbsz-prot",
+            "feat",
+            "passive",
+            "list",
+        ] {
+            assert!(
+                stdout
+                    .lines()
+                    .any(|line| line.starts_with("ok") && line.contains(step)),
+                "{kind:?}: step `{step}` missing:\n{stdout}"
+            );
+        }
+        assert!(
+            stdout
+                .replace(':', "")
+                .contains(&server.pki.server_fingerprint_sha256),
+            "{kind:?}: the certificate's SHA-256 fingerprint is shown:\n{stdout}"
+        );
+        assert!(
+            stdout.contains("TLSv1."),
+            "{kind:?}: TLS version shown:\n{stdout}"
+        );
+        assert!(
+            !stdout.contains(&server.password),
+            "{kind:?}: password printed:\n{stdout}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn probe_names_the_failing_step_and_never_prints_the_password() {
+    let server = FtpServer::start(FtpServerOptions::new(FtpServerKind::Vsftpd))
+        .await
+        .expect("server");
+    let wrong = "Wr0ng-Passw0rd-For-Probe";
+    let dir = partner_config(&server, wrong);
+    let config = dir.path().to_str().unwrap();
+    let out = ferry(
+        "ferry-worker",
+        &["probe", "--config", config, "--partner", "p"],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let failed = stdout
+        .lines()
+        .find(|line| line.starts_with("FAILED"))
+        .expect("a FAILED line");
+    assert!(
+        failed.contains("login") && failed.contains("authentication_failed"),
+        "{failed}"
+    );
+    assert!(failed.contains("a retry will not help"), "{failed}");
+    assert!(
+        !stdout.contains(wrong) && !text(&out.stderr).contains(wrong),
+        "password printed"
+    );
 }

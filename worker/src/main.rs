@@ -3,6 +3,7 @@
 //! Subcommands:
 //! - `consume` (the default): take flow-run messages from RabbitMQ and run them;
 //! - `run`: run one flow now, in this process, without a broker;
+//! - `probe`: connect to a partner step by step, as a flow would, and report each step;
 //! - `validate`: check the configuration directory and print its summary;
 //! - `setup`: declare the broker topology and exit.
 //!
@@ -10,12 +11,9 @@
 //! 1 failure, 2 configuration error); each command lives in its own module and the work
 //! itself in `ferry-shared`.
 
-// The flow-run engine's future nests deeply (pools, claims, retries, streaming): the
-// compiler's default query depth is too shallow to lay it out.
-#![recursion_limit = "256"]
-
 mod consume;
 mod health;
+mod probe;
 mod run;
 
 use std::net::SocketAddr;
@@ -80,6 +78,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Connect to a partner as a flow would and print every step (exit 1 at a failing step).
+    Probe {
+        /// The partner to probe.
+        #[arg(long)]
+        partner: String,
+        /// A directory to list (the login directory when absent).
+        #[arg(long)]
+        path: Option<String>,
+    },
     /// Check the configuration and print a summary (exit 2 with every error otherwise).
     Validate,
     /// Declare the broker topology (exchanges, queues, retry and dead-letter paths) and exit.
@@ -114,6 +121,9 @@ fn main() -> ExitCode {
         let outcome = match command {
             Command::Run { flow, files, json } => {
                 return run::run(config, run::RunArgs { flow, files, json }).await;
+            }
+            Command::Probe { partner, path } => {
+                return probe::run(&config, &partner, path.as_deref()).await;
             }
             Command::Setup => setup(&config).await,
             Command::Consume | Command::Validate => consume(config, cli.health_listen).await,

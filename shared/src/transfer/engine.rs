@@ -14,15 +14,16 @@ use tracing::{Instrument, field::Empty, info, info_span, warn};
 use super::context::RunContext;
 use super::download::download_file;
 use super::error::TransferError;
+use super::partner::partner_session_config;
 use super::plan::FlowPlan;
 use super::pool::SessionPool;
 use super::report::{Direction, FileError, FileReport, RunInfo, RunReport};
 use super::selection::{Walk, is_stable, select_local};
 use super::upload::upload_file;
-use crate::config::{Config, Partner};
-use crate::ftps::{RemoteEntry, SessionConfig, Timeouts, TlsSettings, TlsVersion};
+use crate::config::Config;
+use crate::ftps::{RemoteEntry, SessionConfig};
 use crate::idempotency::{LockWait, Store, StoreConfig};
-use crate::secrets::{Resolver, Secret, SecretRef};
+use crate::secrets::{Resolver, Secret};
 
 /// Called with each file's row as soon as the file is done (for progress output).
 pub type Progress<'a> = &'a (dyn Fn(&FileReport) + Send + Sync);
@@ -361,7 +362,7 @@ impl Engine {
                 reason: format!("partner {:?} is not configured", plan.partner_id),
             }
         })?;
-        let session_config = self.session_config(&plan.flow_id, partner).await?;
+        let session_config = partner_session_config(&self.resolver, partner, &plan.flow_id).await?;
         let fingerprint = fingerprint(&session_config, plan.max_connections);
         let mut pools = self
             .pools
@@ -381,95 +382,6 @@ impl Engine {
             },
         );
         Ok(pool)
-    }
-
-    /// Resolves one of the partner's secret references.
-    async fn resolve(
-        &self,
-        flow_id: &str,
-        partner: &Partner,
-        field: &'static str,
-        reference: &SecretRef,
-    ) -> Result<Secret, TransferError> {
-        self.resolver
-            .resolve(reference)
-            .await
-            .map_err(|source| TransferError::Secret {
-                flow_id: flow_id.to_owned(),
-                partner: format!("partner {}", partner.id),
-                field,
-                source: Box::new(source),
-            })
-    }
-
-    /// The partner's session settings, secrets resolved.
-    async fn session_config(
-        &self,
-        flow_id: &str,
-        partner: &Partner,
-    ) -> Result<SessionConfig, TransferError> {
-        let ftps = &partner.ftps;
-        let password = match &ftps.auth.password {
-            Some(r) => Some(self.resolve(flow_id, partner, "auth.password", r).await?),
-            None => None,
-        };
-        let ca_cert_pem = match &ftps.tls.ca_cert {
-            Some(r) => Some(
-                self.resolve(flow_id, partner, "tls.ca_cert", r)
-                    .await?
-                    .expose()
-                    .to_owned(),
-            ),
-            None => None,
-        };
-        let (mut client_cert_pem, mut client_key_pem, mut client_key_passphrase) =
-            (None, None, None);
-        if let Some(identity) = &ftps.tls.client_identity {
-            client_cert_pem = Some(
-                self.resolve(flow_id, partner, "tls.client_cert", &identity.cert)
-                    .await?
-                    .expose()
-                    .to_owned(),
-            );
-            client_key_pem = Some(
-                self.resolve(
-                    flow_id,
-                    partner,
-                    "tls.client_private_key",
-                    &identity.private_key,
-                )
-                .await?,
-            );
-            if let Some(r) = &identity.key_passphrase {
-                client_key_passphrase = Some(
-                    self.resolve(flow_id, partner, "tls.client_key_passphrase", r)
-                        .await?,
-                );
-            }
-        }
-        let c = &ftps.connection;
-        let mut session = SessionConfig::new(&c.host, c.port, &ftps.auth.username);
-        session.password = password;
-        session.tls = TlsSettings {
-            ca_cert_pem,
-            client_cert_pem,
-            client_key_pem,
-            client_key_passphrase,
-            server_cert_fingerprint: ftps.tls.server_cert_fingerprint,
-            insecure_skip_verify: ftps.tls.insecure_skip_verify,
-            max_version: match ftps.tls.max_version {
-                crate::config::TlsVersion::Tls12 => TlsVersion::Tls12,
-                crate::config::TlsVersion::Tls13 => TlsVersion::Tls13,
-            },
-            ..TlsSettings::default()
-        };
-        session.nat_workaround = c.nat_workaround;
-        session.timeouts = Timeouts {
-            connect: c.connect_timeout,
-            reply: c.command_timeout,
-            data_idle: c.data_timeout,
-        };
-        Ok(session)
     }
 }
 
