@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::yaml::{Cx, Field, Map, Node};
+pub use crate::secrets::redact_url;
 use crate::secrets::{AwsSettings, ResolverSettings, SecretRef, VaultAuth, VaultSettings};
 
 /// The broker URL used when neither `broker.url` nor `FERRY_BROKER_URL` is set.
@@ -184,27 +185,6 @@ impl fmt::Debug for RedisSettings {
             .field("delivery_retention", &self.delivery_retention)
             .finish()
     }
-}
-
-/// A URL with the password of its user-info replaced by `***`
-/// (`amqp://guest:***@host:5672/%2f`): safe for logs and summaries.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let authority_end = url[scheme_end..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| scheme_end + i);
-    let authority = &url[scheme_end..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_string();
-    };
-    let user_info = &authority[..at];
-    let user = match user_info.split_once(':') {
-        Some((user, _password)) => format!("{user}:***"),
-        None => user_info.to_string(),
-    };
-    format!("{}{user}{}", &url[..scheme_end], &url[scheme_end + at..])
 }
 
 /// Whether a URL carries a password in its user-info.
@@ -746,14 +726,7 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(redact_url("redis://:pw@h:6379/0"), "redis://:***@h:6379/0");
-        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
-        assert_eq!(redact_url("redis://user@h"), "redis://user@h");
+    fn debug_hides_url_passwords() {
         let settings = Settings::default();
         assert!(!format!("{settings:?}").contains("guest:guest"));
     }

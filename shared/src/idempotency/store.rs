@@ -22,6 +22,7 @@ use super::keys::{self, DeliveryKey, FlowKeys};
 use super::lease::{Claim, FlowLock, Lease};
 use super::record::DeliveryRecord;
 use crate::secrets::Secret;
+use crate::secrets::redact_url;
 
 /// How many times a command is retried after a connection error (so `1 + RETRIES` tries).
 const RETRIES: u32 = 2;
@@ -112,7 +113,7 @@ impl StoreConfig {
 impl fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreConfig")
-            .field("url", &keys::redact_url(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("password", &self.password)
             .field("key_prefix", &self.key_prefix)
             .field("ca_pem", &self.ca_pem.as_ref().map(|_| "set"))
@@ -187,7 +188,7 @@ impl Store {
     /// cannot be reached (the caller decides whether to wait or stop), with
     /// [`ErrorKind::Config`](super::ErrorKind::Config) for an unusable URL or prefix.
     pub async fn connect(config: &StoreConfig) -> Result<Store, IdempotencyError> {
-        let url = keys::redact_url(&config.url);
+        let url = redact_url(&config.url);
         keys::check_prefix(&config.key_prefix)?;
         let span = info_span!("idempotency.connect", redis.url = %url);
         async {

@@ -18,6 +18,7 @@
 mod aws;
 mod error;
 mod local;
+mod redact;
 mod reference;
 mod resolver;
 mod secret;
@@ -25,6 +26,7 @@ mod settings;
 mod vault;
 
 pub use error::{SecretError, Store};
+pub use redact::redact_url;
 pub use reference::{SecretRef, SecretRefError};
 pub use resolver::Resolver;
 pub use secret::Secret;
