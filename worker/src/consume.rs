@@ -5,7 +5,8 @@
 //! - A message is settled only after its run finished: acked when every file was
 //!   transferred or skipped; sent to the retry path (growing delays) when a retry may help;
 //!   dead-lettered, with the reason in a header, when it never can (malformed message,
-//!   unknown or disabled flow, configuration error, retries exhausted). A worker that dies
+//!   unknown or disabled flow, configuration error, files that failed only for reasons a
+//!   retry cannot fix, retries exhausted). A worker that dies
 //!   mid-run settles nothing, so the broker redelivers the message to another worker, and
 //!   the idempotency store makes the second run skip what the first one delivered.
 //! - Files that another worker holds (its claim is live) make the message come back later
@@ -167,20 +168,30 @@ async fn run_message(engine: &Engine, message: &FlowRunMessage) -> Verdict {
 fn verdict(outcome: Result<RunReport, TransferError>) -> Verdict {
     match outcome {
         Ok(report) if report.totals.failed > 0 => {
-            let first = report
+            let failures: Vec<_> = report
                 .files
                 .iter()
-                .find_map(|row| row.error.as_ref().map(|e| (row, e)));
-            let detail = first
+                .filter_map(|row| row.error.as_ref().map(|error| (row, error)))
+                .collect();
+            let retry_may_help = failures.iter().any(|(_, error)| error.transient);
+            let first = failures
+                .first()
                 .map(|(row, error)| {
                     format!("; first: {} [{}] {}", row.name, error.kind, error.message)
                 })
                 .unwrap_or_default();
-            Verdict::RetryLater(format!(
-                "{} of {} files failed{detail}",
+            let summary = format!(
+                "{} of {} files failed{first}",
                 report.totals.failed,
                 report.files.len()
-            ))
+            );
+            if retry_may_help {
+                Verdict::RetryLater(summary)
+            } else {
+                Verdict::DeadLetter(format!(
+                    "{summary} (no retry can help: fix the cause, then trigger the flow)"
+                ))
+            }
         }
         Ok(report) if report.totals.left_to_other_workers > 0 => Verdict::RetryLater(format!(
             "{} files held by another worker; checking again later",
@@ -207,5 +218,94 @@ async fn settle(delivery: Delivery, verdict: Verdict) {
         Err(error) => {
             tracing::warn!(%error, ?verdict, "could not settle the message; the broker will redeliver it")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use ferry_shared::transfer::{Direction, FileError, FileReport, Outcome, RunInfo};
+
+    use super::*;
+
+    fn row(name: &str, outcome: Outcome, error: Option<FileError>) -> FileReport {
+        FileReport {
+            name: name.to_owned(),
+            size: 1,
+            sha256: None,
+            outcome,
+            remote_path: None,
+            attempts: 1,
+            error,
+        }
+    }
+
+    fn report(rows: Vec<FileReport>) -> Result<RunReport, TransferError> {
+        let run = RunInfo {
+            flow_id: "f".into(),
+            run_id: "r".into(),
+            direction: Direction::Upload,
+            started_at: Utc::now(),
+        };
+        Ok(RunReport::new(
+            run,
+            Duration::from_secs(1),
+            rows,
+            Vec::new(),
+            false,
+        ))
+    }
+
+    #[test]
+    fn a_run_with_every_file_done_is_acked() {
+        let rows = vec![
+            row("a", Outcome::Transferred, None),
+            row("b", Outcome::Duplicate, None),
+        ];
+        assert_eq!(verdict(report(rows)), Verdict::Ack);
+    }
+
+    #[test]
+    fn files_held_elsewhere_or_failing_for_now_come_back_later() {
+        let held = vec![row("a", Outcome::LeftToOtherWorker, None)];
+        assert!(matches!(verdict(report(held)), Verdict::RetryLater(_)));
+        let refused = FileError::retryable("connection_refused", "refused");
+        let auth = FileError::permanent("authentication_failed", "530");
+        let mixed = vec![
+            row("a", Outcome::Failed, Some(auth)),
+            row("b", Outcome::Failed, Some(refused)),
+        ];
+        assert!(matches!(verdict(report(mixed)), Verdict::RetryLater(_)));
+    }
+
+    #[test]
+    fn only_permanent_failures_go_to_the_dead_letters_at_once() {
+        let auth = FileError::permanent("authentication_failed", "530 Login incorrect");
+        match verdict(report(vec![row("a", Outcome::Failed, Some(auth))])) {
+            Verdict::DeadLetter(reason) => {
+                assert!(
+                    reason.contains("authentication_failed") && reason.contains("530"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn runs_that_could_not_run_are_retried_or_dead_lettered_by_kind() {
+        let busy = TransferError::FlowBusy {
+            flow_id: "f".into(),
+            holder: None,
+            waited: Duration::from_secs(30),
+        };
+        assert!(matches!(verdict(Err(busy)), Verdict::RetryLater(_)));
+        let unknown = TransferError::UnknownFlow {
+            flow_id: "f".into(),
+            known: None,
+        };
+        assert!(matches!(verdict(Err(unknown)), Verdict::DeadLetter(_)));
     }
 }

@@ -41,7 +41,7 @@ impl RunContext<'_> {
 
     /// Why a file was not done when the run's time limit came.
     pub fn timed_out(&self) -> FileError {
-        FileError::new(
+        FileError::retryable(
             "run_timeout",
             format!(
                 "the run reached its time limit ({:?}) before this file was done; it stays \
@@ -141,7 +141,11 @@ impl RunContext<'_> {
 
 /// A partner error as a report row's error.
 pub(crate) fn partner_failure(err: &FtpsError) -> FileError {
-    FileError::new(err.kind().as_str(), err.to_string())
+    if err.is_transient() {
+        FileError::retryable(err.kind().as_str(), err.to_string())
+    } else {
+        FileError::permanent(err.kind().as_str(), err.to_string())
+    }
 }
 
 /// A store error as a report row's error: `lease_lost` or `store_unavailable`.
@@ -150,5 +154,5 @@ pub(crate) fn store_failure(err: IdempotencyError) -> FileError {
         crate::idempotency::ErrorKind::LeaseLost => "lease_lost",
         _ => "store_unavailable",
     };
-    FileError::new(kind, err.to_string())
+    FileError::retryable(kind, err.to_string())
 }

@@ -134,7 +134,7 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
         }
         Err(join) => {
             ctx.release(claim).await;
-            return row.failed(FileError::new(
+            return row.failed(FileError::retryable(
                 "local_io",
                 format!("saving the file: {join}"),
             ));

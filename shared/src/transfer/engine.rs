@@ -439,7 +439,8 @@ fn only_named<T>(
 /// Adds a failed row for each file asked for by name that the run did not find.
 fn with_missing(mut rows: Vec<FileReport>, missing: Vec<String>) -> Vec<FileReport> {
     rows.extend(missing.into_iter().map(|name| {
-        let error = FileError::new(
+        // Retryable: a file named by an upstream event may not be stable yet.
+        let error = FileError::retryable(
             "not_found",
             format!("{name} was asked for but is not among the flow's matching, stable files"),
         );

@@ -66,14 +66,28 @@ pub struct FileError {
     pub kind: String,
     /// What went wrong, without secrets.
     pub message: String,
+    /// Whether running the flow again later may succeed without anyone changing anything
+    /// (the partner back, the file stable, Redis reachable); false when it needs a person
+    /// (wrong password, untrusted certificate, a source that cannot be deleted).
+    pub transient: bool,
 }
 
 impl FileError {
-    /// An error of `kind` (a short snake_case word) with a message for people.
-    pub fn new(kind: &str, message: impl Into<String>) -> Self {
+    /// An error that a later run may not meet again (`kind` is a short snake_case word).
+    pub fn retryable(kind: &str, message: impl Into<String>) -> Self {
         FileError {
             kind: kind.to_owned(),
             message: message.into(),
+            transient: true,
+        }
+    }
+
+    /// An error that stays until someone fixes its cause.
+    pub fn permanent(kind: &str, message: impl Into<String>) -> Self {
+        FileError {
+            kind: kind.to_owned(),
+            message: message.into(),
+            transient: false,
         }
     }
 }
@@ -348,7 +362,11 @@ mod tests {
         let files = vec![
             row("b", 2048, Outcome::Transferred),
             row("a", 1024, Outcome::Duplicate),
-            FileReport::failed("c", 7, FileError::new("connection_refused", "refused")),
+            FileReport::failed(
+                "c",
+                7,
+                FileError::retryable("connection_refused", "refused"),
+            ),
             row("d", 5, Outcome::LeftToOtherWorker),
         ];
         let r = RunReport::new(

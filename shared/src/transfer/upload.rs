@@ -55,7 +55,7 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
                 Some(DeliveryKey::content(flow_id, &sha256))
             }
             Err(err) => {
-                return row.failed(FileError::new(
+                return row.failed(FileError::retryable(
                     "local_io",
                     format!("reading {} to hash it: {err}", file.path.display()),
                 ));
@@ -145,7 +145,7 @@ async fn delete_source(ctx: &RunContext<'_>, file: &LocalFile) -> Result<(), Fil
         return Ok(());
     }
     remove_file(&file.path).await.map_err(|err| {
-        FileError::new(
+        FileError::permanent(
             "delete_source_failed",
             format!(
                 "delivered, but the local file {} could not be deleted: {err}",
