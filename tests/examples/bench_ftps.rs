@@ -7,7 +7,7 @@
 //! figures move by ~20% between runs on a shared machine, compare the ratios.
 //!
 //! Options: `--large-mib N` (default 1024), `--small-count N` (default 1000),
-//! `--small-kib N` (default 10), `--tls 1.2|1.3` (default 1.3), `--sessions N` (parallel
+//! `--small-kib N` (default 10), `--tls 1.2|1.3` (default 1.2: curl's uploads to vsftpd fail under TLS 1.3), `--sessions N` (parallel
 //! sessions for the small files, as the transfer engine's pool does; default 4). The small
 //! files are also timed over a single session, to show what one connection gives.
 
@@ -34,7 +34,7 @@ fn args() -> anyhow::Result<Args> {
         large_mib: 1024,
         small_count: 1000,
         small_kib: 10,
-        tls: TlsVersion::Tls13,
+        tls: TlsVersion::Tls12,
         sessions: 4,
     };
     let mut it = std::env::args().skip(1);
@@ -81,9 +81,18 @@ async fn write_pattern(path: &Path, len: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn curl(server: &FtpServer, ca: &Path, extra: &[String]) -> anyhow::Result<()> {
+/// Runs curl; returns how many of its transfers failed (curl keeps going after a failure).
+fn curl(server: &FtpServer, ca: &Path, extra: &[String]) -> anyhow::Result<usize> {
     let out = Command::new("curl")
-        .args(["-sS", "--ssl-reqd", "--ftp-create-dirs", "--cacert"])
+        // curl's fastest settings for many files: no CWD per file, no SIZE before RETR.
+        .args([
+            "-sS",
+            "--ssl-reqd",
+            "--ftp-method",
+            "nocwd",
+            "--ignore-content-length",
+        ])
+        .arg("--cacert")
         .arg(ca)
         .args([
             "--user",
@@ -92,10 +101,12 @@ fn curl(server: &FtpServer, ca: &Path, extra: &[String]) -> anyhow::Result<()> {
         .args(extra)
         .output()
         .context("running curl")?;
-    if !out.status.success() {
-        bail!("curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let failures = stderr.lines().filter(|l| l.starts_with("curl: (")).count();
+    if let Some(first) = stderr.lines().next() {
+        eprintln!("curl reported {failures} failed transfer(s), first: {first}");
     }
-    Ok(())
+    Ok(failures)
 }
 
 fn url(server: &FtpServer, path: &str) -> String {
@@ -227,8 +238,9 @@ async fn main() -> anyhow::Result<()> {
     if a.tls == TlsVersion::Tls12 {
         tls_args.push("1.2".into());
     }
+    let mut curl_failures = 0usize;
     let t = Instant::now();
-    curl(
+    curl_failures += curl(
         &server,
         &ca,
         &[
@@ -244,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
     let curl_large_up = t.elapsed().as_secs_f64();
     let out = down.join("curl-large.bin");
     let t = Instant::now();
-    curl(
+    curl_failures += curl(
         &server,
         &ca,
         &[
@@ -258,7 +270,7 @@ async fn main() -> anyhow::Result<()> {
         .concat(),
     )?;
     let curl_large_down = t.elapsed().as_secs_f64();
-    std::fs::remove_file(out)?;
+    let _ = std::fs::remove_file(out);
 
     let up_cfg = work.path().join("up.curlrc");
     let mut text = String::new();
@@ -272,7 +284,7 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::write(&up_cfg, text)?;
     let t = Instant::now();
-    curl(
+    curl_failures += curl(
         &server,
         &ca,
         &[
@@ -295,7 +307,7 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::write(&down_cfg, text)?;
     let t = Instant::now();
-    curl(
+    curl_failures += curl(
         &server,
         &ca,
         &[
@@ -348,6 +360,9 @@ async fn main() -> anyhow::Result<()> {
     let label_down = format!("small downloads, {} sess.", a.sessions);
     row(&label_up, ferry.small_up, curl.small_up, "f/s");
     row(&label_down, ferry.small_down, curl.small_down, "f/s");
+    if curl_failures > 0 {
+        println!("curl: {curl_failures} transfer(s) failed (its figures include them)");
+    }
     println!(
         "ferry peak RSS: {rss:.1} MiB (before the transfers: {rss_before:.1} MiB); data connections resumed: {} of {}",
         stats.resumed,

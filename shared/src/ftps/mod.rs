@@ -11,6 +11,7 @@
 //! | `connector.rs`  | the TLS connector that records handshakes (version, resumption)      |
 //! | `session.rs`    | connect/login order, passive mode, listing, delete, rename, TLS 1.2 fallback |
 //! | `transfer.rs`   | streaming upload (temp name + rename) and download (temp file)       |
+//! | `pipeline.rs`   | the disk side of a transfer (read/write + SHA-256) on its own thread |
 //! | `listing.rs`    | MLSD/LIST parsing and name safety                                    |
 //! | `probe.rs`      | the operator's step-by-step probe                                    |
 //! | `error.rs`      | [`FtpsError`] and its [`FtpsErrorKind`]s                             |
@@ -34,6 +35,7 @@ mod config;
 mod connector;
 mod error;
 mod listing;
+mod pipeline;
 mod probe;
 mod session;
 mod transfer;
@@ -43,9 +45,10 @@ pub use config::{ParseTlsSettingError, SessionConfig, Timeouts, TlsMode, TlsSett
 pub use connector::{ControlTls, DataTlsStats};
 pub use error::{FtpsError, FtpsErrorKind, Reply};
 pub use listing::{NameError, RemoteEntry, check_name};
+pub use pipeline::BUF_SIZE;
 pub use probe::probe;
 pub use session::{ProbeStep, Session};
-pub use transfer::{BUF_SIZE, DownloadedFile, Uploaded};
+pub use transfer::{DownloadedFile, Uploaded};
 pub use trust::{
     CertificateSummary, FingerprintMismatch, InvalidFingerprint, format_fingerprint,
     parse_fingerprint, sha256_fingerprint,

@@ -1,8 +1,9 @@
 //! Streaming uploads and downloads over a [`Session`], so that a partner never sees a partial
 //! file and ferry never keeps a whole file in memory.
 //!
-//! Upload: the local file is read once, in buffers of [`BUF_SIZE`]; each buffer is hashed
-//! (SHA-256) and sent in the same pass. The data goes to a hidden temporary name in the target
+//! Upload: the local file is read once, in buffers of [`BUF_SIZE`](super::BUF_SIZE), on a
+//! disk thread (`pipeline.rs`) that hashes each buffer (SHA-256) in the same pass while the
+//! previous one is encrypted and sent. The data goes to a hidden temporary name in the target
 //! directory (`.NAME.RANDOM.ferry-part`); only after the server confirmed the transfer (226),
 //! the bytes sent match the file's size (and the caller's expected hash), and, where the
 //! server offers `SIZE`, the stored size equals the bytes sent, is it renamed to its final
@@ -10,26 +11,21 @@
 //! of the bytes sent: it is the one the flow records.
 //!
 //! Download: streamed into a temporary file created (exclusively) in the destination folder,
-//! hashed on the way, `fsync`ed, its size checked against `SIZE`, and handed back as a
-//! [`DownloadedFile`] that deletes itself unless [`DownloadedFile::persist`]ed under its final
-//! name. A cancelled transfer (dropped future) leaves no final-name file on either side.
+//! written and hashed on the disk thread, `fsync`ed, its size checked against `SIZE`, and
+//! handed back as a [`DownloadedFile`] that deletes itself unless
+//! [`DownloadedFile::persist`]ed under its final name. A cancelled transfer (dropped future) leaves no final-name file on either side.
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{Instrument, debug, info};
 
 use super::error::{self, FtpsError, FtpsErrorKind, ReplyTo};
 use super::listing::check_name;
+use super::pipeline::{FileReader, FileWriter};
 use super::session::{
     DataCmd, Session, Transfer, check_remote_path, eof_is_end, join_remote, within,
 };
-
-/// Copy buffer size: large enough for full TLS records and few system calls, small enough
-/// that memory stays flat whatever the file size.
-pub const BUF_SIZE: usize = 256 * 1024;
 
 /// The outcome of an upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +145,7 @@ impl Session {
         let step = format!("upload of {final_path}");
         check_name(remote_name).map_err(|e| invalid_name(&step, e))?;
         check_remote_path(&step, remote_dir)?;
-        let mut file = File::open(local)
+        let file = tokio::fs::File::open(local)
             .await
             .map_err(|e| FtpsError::local_io(format!("{step}: opening {}", local.display()), e))?;
         let expected_len = file
@@ -157,12 +153,13 @@ impl Session {
             .await
             .map_err(|e| FtpsError::local_io(format!("{step}: reading {}", local.display()), e))?
             .len();
+        let file = file.into_std().await;
         self.ensure_ready().await?;
         self.dirty = true;
         let r = self
             .upload_inner(
                 &step,
-                &mut file,
+                file,
                 expected_len,
                 &final_path,
                 remote_dir,
@@ -184,7 +181,7 @@ impl Session {
     async fn upload_inner(
         &mut self,
         step: &str,
-        file: &mut File,
+        file: std::fs::File,
         expected_len: u64,
         final_path: &str,
         remote_dir: &str,
@@ -338,12 +335,13 @@ impl Session {
     ) -> Result<DownloadedFile, FtpsError> {
         let expected = self.remote_size(step, remote_path).await?;
         let path = local_dir.join(temp_name(remote_name));
-        let mut file = tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .await
             .map_err(|e| FtpsError::local_io(format!("{step}: creating {}", path.display()), e))?;
+        let file = file.into_std().await;
         let guard = TempGuard { path, armed: true };
         let mut stream = self
             .open_data(
@@ -352,10 +350,10 @@ impl Session {
                 ReplyTo::ExistingPath,
             )
             .await?;
-        let received = receive(&mut stream, &mut file, self.cfg.timeouts.data_idle, step).await;
+        let received = receive(&mut stream, file, self.cfg.timeouts.data_idle, step).await;
         let finished = self.finish(step, stream, ReplyTo::ExistingPath).await;
         self.drop_if_out_of_step(&finished);
-        let (bytes, sha256) = match (received, finished) {
+        let (bytes, sha256, file) = match (received, finished) {
             (Ok(v), Ok(())) => v,
             (Ok(_), Err(e)) => return Err(e),
             (Err(e), Err(f)) if f.reply().is_some() && e.kind() != FtpsErrorKind::LocalIo => {
@@ -364,13 +362,11 @@ impl Session {
             (Err(e), _) => return Err(e),
         };
         let local_step = format!("{step}: writing {}", guard.path.display());
-        file.flush()
+        tokio::task::spawn_blocking(move || file.sync_all())
             .await
-            .map_err(|e| FtpsError::local_io(local_step.clone(), e))?;
-        file.sync_all()
-            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
             .map_err(|e| FtpsError::local_io(local_step, e))?;
-        drop(file);
         if let Some(n) = expected
             && n != bytes
         {
@@ -390,66 +386,78 @@ impl Session {
     }
 }
 
-/// Reads `file` once, hashing and sending each buffer.
+/// Reads `file` once (on the disk thread, hashing there) and sends each buffer.
 async fn send(
-    file: &mut File,
+    file: std::fs::File,
     stream: &mut Transfer,
     idle: std::time::Duration,
     step: &str,
 ) -> Result<(u64, [u8; 32]), FtpsError> {
-    let mut buf = vec![0u8; BUF_SIZE];
-    let mut hasher = Sha256::new();
-    let mut total = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .await
-            .map_err(|e| FtpsError::local_io(format!("{step}: reading the local file"), e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        within(idle, step, "data connection (upload)", async {
+    let mut reader = FileReader::start(file);
+    let mut sent: Result<(), FtpsError> = Ok(());
+    while let Some(buf) = reader.next().await {
+        sent = within(idle, step, "data connection (upload)", async {
             stream
-                .write_all(&buf[..n])
+                .write_all(&buf)
                 .await
                 .map_err(|e| error::from_net_io(step, e))
         })
-        .await?;
-        total += n as u64;
+        .await;
+        reader.recycle(buf);
+        if sent.is_err() {
+            break;
+        }
     }
-    Ok((total, hasher.finalize().into()))
+    let read = reader.finish().await;
+    sent?;
+    let (total, sha, _) =
+        read.map_err(|e| FtpsError::local_io(format!("{step}: reading the local file"), e))?;
+    Ok((total, sha))
 }
 
-/// Receives the data stream into `file`, hashing each buffer.
+/// Receives the data stream into `file` (written and hashed on the disk thread).
 async fn receive(
     stream: &mut Transfer,
-    file: &mut File,
+    file: std::fs::File,
     idle: std::time::Duration,
     step: &str,
-) -> Result<(u64, [u8; 32]), FtpsError> {
-    let mut buf = vec![0u8; BUF_SIZE];
-    let mut hasher = Sha256::new();
-    let mut total = 0u64;
-    loop {
-        let n = within(idle, step, "data connection (download)", async {
-            stream
-                .read(&mut buf)
-                .await
-                .or_else(|e| eof_is_end(e, 0))
-                .map_err(|e| error::from_net_io(step, e))
-        })
-        .await?;
-        if n == 0 {
+) -> Result<(u64, [u8; 32], std::fs::File), FtpsError> {
+    let mut writer = FileWriter::start(file);
+    let mut received: Result<(), FtpsError> = Ok(());
+    'outer: while let Some(mut buf) = writer.buffer().await {
+        // Fill the buffer (rustls hands out one record at a time) to keep disk writes large.
+        let mut n = 0;
+        while n < buf.len() {
+            let got = within(idle, step, "data connection (download)", async {
+                stream
+                    .read(&mut buf[n..])
+                    .await
+                    .or_else(|e| eof_is_end(e, 0))
+                    .map_err(|e| error::from_net_io(step, e))
+            })
+            .await;
+            match got {
+                Ok(0) => {
+                    buf.truncate(n);
+                    if n > 0 {
+                        writer.write(buf).await;
+                    }
+                    break 'outer;
+                }
+                Ok(k) => n += k,
+                Err(e) => {
+                    received = Err(e);
+                    break 'outer;
+                }
+            }
+        }
+        if !writer.write(buf).await {
             break;
         }
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n])
-            .await
-            .map_err(|e| FtpsError::local_io(format!("{step}: writing the local file"), e))?;
-        total += n as u64;
     }
-    Ok((total, hasher.finalize().into()))
+    let written = writer.finish().await;
+    received?;
+    written.map_err(|e| FtpsError::local_io(format!("{step}: writing the local file"), e))
 }
 
 #[cfg(test)]

@@ -1,0 +1,210 @@
+//! The disk side of a transfer, on its own blocking thread, so that reading or writing the
+//! local file and hashing it (SHA-256, ~1.4 GB/s) run at the same time as TLS and the socket.
+//!
+//! A transfer is a loop of three costs: TLS (encrypt/decrypt), hashing and file I/O. Done one
+//! after the other on one task, a 1 GiB download ran at 0.7x curl's speed; splitting the disk
+//! and hash work onto a blocking thread overlaps them with the network. Buffers of
+//! [`BUF_SIZE`] go back and forth on two bounded channels and are reused, so memory stays at
+//! `(DEPTH + 1) * BUF_SIZE` whatever the file size, and no buffer is allocated per chunk.
+//!
+//! Each side notices when the other is gone (a closed channel): a network error or a
+//! cancelled transfer ends the disk thread, and a disk error ends the network loop.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::{Receiver, Sender, channel};
+
+/// Copy buffer size: large enough for full TLS records and few system calls, small enough
+/// that memory stays flat whatever the file size.
+pub const BUF_SIZE: usize = 256 * 1024;
+
+/// Buffers in flight between the network and the disk thread.
+const DEPTH: usize = 4;
+
+/// What the disk thread reports when it is done: bytes, their SHA-256, and the file back.
+pub(crate) type DiskResult = io::Result<(u64, [u8; 32], File)>;
+
+/// Reads `file` on a blocking thread, hashing each buffer; the caller sends what it gets.
+pub(crate) struct FileReader {
+    full: Receiver<Vec<u8>>,
+    empty: Sender<Vec<u8>>,
+    thread: tokio::task::JoinHandle<DiskResult>,
+}
+
+impl FileReader {
+    /// Starts reading `file` from its current position.
+    pub(crate) fn start(mut file: File) -> FileReader {
+        let (full_tx, full) = channel::<Vec<u8>>(DEPTH);
+        let (empty, mut empty_rx) = channel::<Vec<u8>>(DEPTH + 1);
+        for _ in 0..DEPTH + 1 {
+            // The channel has room for every buffer: this cannot fail.
+            let _ = empty.try_send(vec![0u8; BUF_SIZE]);
+        }
+        let thread = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            let mut total = 0u64;
+            while let Some(mut buf) = empty_rx.blocking_recv() {
+                buf.resize(BUF_SIZE, 0);
+                let n = fill(&mut file, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                buf.truncate(n);
+                hasher.update(&buf);
+                total += n as u64;
+                if full_tx.blocking_send(buf).is_err() {
+                    break; // the network side is gone (error or cancellation)
+                }
+            }
+            Ok((total, hasher.finalize().into(), file))
+        });
+        FileReader {
+            full,
+            empty,
+            thread,
+        }
+    }
+
+    /// The next buffer of the file, `None` at the end (or when the disk thread stopped:
+    /// [`FileReader::finish`] tells which).
+    pub(crate) async fn next(&mut self) -> Option<Vec<u8>> {
+        self.full.recv().await
+    }
+
+    /// Hands a sent buffer back for reuse.
+    pub(crate) fn recycle(&self, buf: Vec<u8>) {
+        let _ = self.empty.try_send(buf);
+    }
+
+    /// Waits for the disk thread: bytes read, their hash, the file.
+    pub(crate) async fn finish(self) -> DiskResult {
+        drop(self.full);
+        drop(self.empty);
+        self.thread
+            .await
+            .map_err(|e| io::Error::other(format!("file reader thread failed: {e}")))?
+    }
+}
+
+/// Writes buffers to `file` on a blocking thread, hashing each; the caller fills them from
+/// the network.
+pub(crate) struct FileWriter {
+    full: Sender<Vec<u8>>,
+    empty: Receiver<Vec<u8>>,
+    spare: usize,
+    thread: tokio::task::JoinHandle<DiskResult>,
+}
+
+impl FileWriter {
+    /// Starts a writer that appends to `file`.
+    pub(crate) fn start(mut file: File) -> FileWriter {
+        let (full, mut full_rx) = channel::<Vec<u8>>(DEPTH);
+        let (empty_tx, empty) = channel::<Vec<u8>>(DEPTH + 1);
+        let thread = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            let mut total = 0u64;
+            while let Some(buf) = full_rx.blocking_recv() {
+                hasher.update(&buf);
+                file.write_all(&buf)?;
+                total += buf.len() as u64;
+                let _ = empty_tx.try_send(buf);
+            }
+            file.flush()?;
+            Ok((total, hasher.finalize().into(), file))
+        });
+        FileWriter {
+            full,
+            empty,
+            spare: DEPTH + 1,
+            thread,
+        }
+    }
+
+    /// An empty buffer of [`BUF_SIZE`] to fill (allocated up to `DEPTH + 1` times, then reused).
+    /// `None` when the disk thread stopped ([`FileWriter::finish`] tells why).
+    pub(crate) async fn buffer(&mut self) -> Option<Vec<u8>> {
+        let mut buf = match self.empty.try_recv() {
+            Ok(b) => b,
+            Err(_) if self.spare > 0 => {
+                self.spare -= 1;
+                Vec::new()
+            }
+            Err(_) => self.empty.recv().await?,
+        };
+        buf.resize(BUF_SIZE, 0);
+        Some(buf)
+    }
+
+    /// Queues a filled buffer for the disk; `false` when the disk thread stopped.
+    pub(crate) async fn write(&mut self, buf: Vec<u8>) -> bool {
+        self.full.send(buf).await.is_ok()
+    }
+
+    /// Waits for the disk thread to write everything: bytes, their hash, the file.
+    pub(crate) async fn finish(self) -> DiskResult {
+        drop(self.full);
+        self.thread
+            .await
+            .map_err(|e| io::Error::other(format!("file writer thread failed: {e}")))?
+    }
+}
+
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+fn fill(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reader_and_writer_round_trip_with_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        let data: Vec<u8> = (0..(3 * BUF_SIZE + 123)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        let expected: [u8; 32] = Sha256::digest(&data).into();
+
+        let mut reader = FileReader::start(File::open(&src).unwrap());
+        let dst = dir.path().join("dst");
+        let mut writer = FileWriter::start(File::create(&dst).unwrap());
+        while let Some(chunk) = reader.next().await {
+            let mut buf = writer.buffer().await.unwrap();
+            buf.truncate(chunk.len());
+            buf.copy_from_slice(&chunk);
+            reader.recycle(chunk);
+            assert!(writer.write(buf).await);
+        }
+        let (n, sha, _) = reader.finish().await.unwrap();
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(sha, expected);
+        let (n, sha, _) = writer.finish().await.unwrap();
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(sha, expected);
+        assert_eq!(std::fs::read(&dst).unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn empty_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("empty");
+        std::fs::write(&src, b"").unwrap();
+        let mut reader = FileReader::start(File::open(&src).unwrap());
+        assert!(reader.next().await.is_none());
+        let (n, sha, _) = reader.finish().await.unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(b"")));
+    }
+}
