@@ -19,6 +19,11 @@
 //! - throughput: messages / (last ack - first `requested_at`), i.e. publish start to drain
 //!   end; the publishing rate is printed too, since the workers cannot go faster than it.
 //!
+//! Publishing as fast as it can (the default), the publisher outruns the workers, so the
+//! latency is mostly time spent waiting in the queue; `FERRY_BENCH_RATE=<messages/s>` paces
+//! the publishes below the workers' capacity to measure the latency of a run that does not
+//! wait. `FERRY_BENCH_CONCURRENCY` sets `worker.concurrency` (default 4).
+//!
 //! Usage: `bench_fleet [MESSAGES] [WORKER COUNTS...]` (default 10000 messages; 1 2 4 workers).
 
 use std::collections::HashMap;
@@ -54,10 +59,19 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|examples| examples.parent())
         .context("locating target/<profile>")?
         .to_path_buf();
+    let env_number = |name: &str| -> anyhow::Result<Option<u64>> {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.parse().with_context(|| format!("{name}={v}")))
+            .transpose()
+    };
+    let rate = env_number("FERRY_BENCH_RATE")?.filter(|r| *r > 0);
+    let concurrency = env_number("FERRY_BENCH_CONCURRENCY")?.unwrap_or(4);
     let mut fleet = Fleet::start(
         "bench",
         FleetOptions {
             max_attempts: 10,
+            concurrency: u16::try_from(concurrency)?,
             ..FleetOptions::default()
         },
     )
@@ -80,15 +94,25 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "binaries: {}; flow with {files} files of 4 KiB, all already delivered; worker.concurrency 4",
-        bin_dir.display()
+        "binaries: {}; flow with {files} files of 4 KiB, all already delivered; worker.concurrency {concurrency}; publishing {}",
+        bin_dir.display(),
+        rate.map_or("as fast as confirms allow".to_owned(), |r| format!(
+            "at {r}/s"
+        ))
     );
     println!(
         "{messages} flow-run messages per row; latency = worker's ack log line - requested_at"
     );
     println!(
-        "{:>7} {:>12} {:>14} {:>12} {:>10} {:>10} {:>10}",
-        "workers", "publish/s", "flow-runs/s", "drain (s)", "p50 (ms)", "p99 (ms)", "max (ms)"
+        "{:>7} {:>12} {:>14} {:>12} {:>10} {:>10} {:>10} {:>16}",
+        "workers",
+        "publish/s",
+        "flow-runs/s",
+        "drain (s)",
+        "p50 (ms)",
+        "p99 (ms)",
+        "max (ms)",
+        "worker CPU (s)"
     );
 
     let broker = fleet.broker().await?;
@@ -112,7 +136,13 @@ async fn main() -> anyhow::Result<()> {
             let n = per_task.min(messages.saturating_sub(task * per_task));
             tasks.spawn(async move {
                 let mut sent = Vec::with_capacity(n);
-                for _ in 0..n {
+                for k in 0..n {
+                    if let Some(rate) = rate {
+                        let slot = (k * IN_FLIGHT + task) as f64 / rate as f64;
+                        let at =
+                            tokio::time::Instant::from_std(started) + Duration::from_secs_f64(slot);
+                        tokio::time::sleep_until(at).await;
+                    }
                     let message = FlowRunMessage::new("f", Trigger::Manual, None);
                     publisher.publish(&message, &Headers::new()).await?;
                     sent.push((
@@ -149,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        let worker_cpu: f64 = workers.iter().map(|w| cpu_seconds(w.pid())).sum();
         for worker in &mut workers {
             worker.stop(Duration::from_secs(60)).await?;
         }
@@ -187,7 +218,7 @@ async fn main() -> anyhow::Result<()> {
         let pct =
             |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize] as f64 / 1e3;
         println!(
-            "{:>7} {:>12.0} {:>14.1} {:>12.1} {:>10.1} {:>10.1} {:>10.1}{}",
+            "{:>7} {:>12.0} {:>14.1} {:>12.1} {:>10.1} {:>10.1} {:>10.1} {:>16.1}{}",
             count,
             messages as f64 / publish_secs,
             messages as f64 / drain,
@@ -195,6 +226,7 @@ async fn main() -> anyhow::Result<()> {
             pct(0.50),
             pct(0.99),
             pct(1.0),
+            worker_cpu,
             if retried > 0 {
                 format!("  ({retried} retries: flow busy)")
             } else {
@@ -205,4 +237,34 @@ async fn main() -> anyhow::Result<()> {
     let _ = publisher.close().await;
     let _ = broker.close().await;
     Ok(())
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / clock_ticks_per_second()
+}
+
+/// `getconf CLK_TCK` (100 on Linux).
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
 }

@@ -602,7 +602,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// `len` pseudo-random bytes (fast xorshift; distinct for each seed).
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut bytes = Vec::with_capacity(len + 8);
     while bytes.len() < len {
         state ^= state << 13;
