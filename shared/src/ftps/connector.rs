@@ -16,9 +16,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, HandshakeKind, ProtocolVersion};
-use suppaftp::tokio::{AsyncRustlsStream, AsyncTlsConnector};
+use suppaftp::tokio::AsyncTlsConnector;
 use suppaftp::{FtpError, FtpResult};
 use tokio::net::TcpStream;
+
+use super::tls_stream::{BufferedTcp, FerryTlsStream};
 
 /// The control connection's negotiated TLS parameters.
 #[derive(Debug, Clone)]
@@ -83,10 +85,10 @@ impl ObservingConnector {
         }
     }
 
-    async fn handshake(&self, domain: String, stream: TcpStream) -> FtpResult<AsyncRustlsStream> {
+    async fn handshake(&self, domain: String, stream: TcpStream) -> FtpResult<FerryTlsStream> {
         let name = ServerName::try_from(domain)
             .map_err(|e| FtpError::SecureError(format!("invalid server name: {e}")))?;
-        match self.inner.connect(name, stream).await {
+        match self.inner.connect(name, BufferedTcp::new(stream)).await {
             Ok(tls) => {
                 let conn = tls.get_ref().1;
                 let mut obs = self.observer.get();
@@ -115,7 +117,7 @@ impl ObservingConnector {
                     obs.last_data = kind;
                     tracing::trace!(?kind, "data connection TLS handshake");
                 }
-                Ok(AsyncRustlsStream::from(tls))
+                Ok(FerryTlsStream::from(tls))
             }
             Err(e) => {
                 let message = e.to_string();
@@ -147,7 +149,7 @@ fn version_name(v: ProtocolVersion) -> String {
 }
 
 impl AsyncTlsConnector for ObservingConnector {
-    type Stream = AsyncRustlsStream;
+    type Stream = FerryTlsStream;
 
     fn connect<'a, 'b, 'c>(
         &'a self,

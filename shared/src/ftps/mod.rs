@@ -8,6 +8,7 @@
 //! |-----------------|----------------------------------------------------------------------|
 //! | `config.rs`     | [`SessionConfig`], [`TlsSettings`], [`Timeouts`], [`TlsVersion`]     |
 //! | `trust.rs`      | roots, fingerprint pinning, client identity (PKCS#8/1, SEC1, encrypted) |
+//! | `tls_stream.rs` | the TLS stream over a read-buffered socket (rustls reads 4 KiB at a time) |
 //! | `connector.rs`  | the TLS connector that records handshakes (version, resumption)      |
 //! | `session.rs`    | connect/login order, passive mode, listing, delete, rename, TLS 1.2 fallback |
 //! | `transfer.rs`   | streaming upload (temp name + rename) and download (temp file)       |
@@ -38,6 +39,7 @@ mod listing;
 mod pipeline;
 mod probe;
 mod session;
+mod tls_stream;
 mod transfer;
 mod trust;
 

@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use suppaftp::tokio::{AsyncRustlsStream, ImplAsyncFtpStream, TransferStream};
+use suppaftp::tokio::{ImplAsyncFtpStream, TransferStream};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Mode, Status};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -40,10 +40,11 @@ use super::config::{SessionConfig, TlsMode, TlsVersion};
 use super::connector::{ControlTls, DataTlsStats, Observer, ObservingConnector};
 use super::error::{self, FtpsError, FtpsErrorKind, Reply, ReplyTo};
 use super::listing::{self, Parsed, RemoteEntry};
+use super::tls_stream::FerryTlsStream;
 use super::trust::{self, CertificateSummary, SeenLeaf};
 
-pub(crate) type Ftp = ImplAsyncFtpStream<AsyncRustlsStream>;
-pub(crate) type Transfer = TransferStream<AsyncRustlsStream>;
+pub(crate) type Ftp = ImplAsyncFtpStream<FerryTlsStream>;
+pub(crate) type Transfer = TransferStream<FerryTlsStream>;
 
 /// Longest listing line accepted (a hostile server cannot make ferry buffer more).
 const MAX_LIST_LINE: u64 = 16 * 1024;
