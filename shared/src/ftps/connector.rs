@@ -20,7 +20,7 @@ use suppaftp::tokio::AsyncTlsConnector;
 use suppaftp::{FtpError, FtpResult};
 use tokio::net::TcpStream;
 
-use super::tls_stream::{BufferedTcp, FerryTlsStream};
+use super::tls_stream::{BufferedTcp, CONTROL_READ_BUF, DATA_READ_BUF, FerryTlsStream};
 
 /// The control connection's negotiated TLS parameters.
 #[derive(Debug, Clone)]
@@ -88,7 +88,16 @@ impl ObservingConnector {
     async fn handshake(&self, domain: String, stream: TcpStream) -> FtpResult<FerryTlsStream> {
         let name = ServerName::try_from(domain)
             .map_err(|e| FtpError::SecureError(format!("invalid server name: {e}")))?;
-        match self.inner.connect(name, BufferedTcp::new(stream)).await {
+        let capacity = if self.observer.get().control.is_none() {
+            CONTROL_READ_BUF
+        } else {
+            DATA_READ_BUF
+        };
+        match self
+            .inner
+            .connect(name, BufferedTcp::new(stream, capacity))
+            .await
+        {
             Ok(tls) => {
                 let conn = tls.get_ref().1;
                 let mut obs = self.observer.get();

@@ -2,7 +2,7 @@
 //!
 //! rustls reads the socket 4 KiB at a time (its deframer's fixed read size), so a 1 GiB
 //! download cost ~260 000 `read` system calls and as many trips through tokio's reactor;
-//! that alone kept downloads below curl's speed. [`BufferedTcp`] reads up to [`READ_BUF`]
+//! that alone kept downloads below curl's speed. [`BufferedTcp`] reads up to [`DATA_READ_BUF`]
 //! per system call and hands rustls its 4 KiB slices from memory. Writes go straight through
 //! (rustls already writes whole records).
 
@@ -16,8 +16,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-/// Bytes read from the socket per system call.
-const READ_BUF: usize = 64 * 1024;
+/// Bytes read from the socket per system call on a data connection.
+pub(crate) const DATA_READ_BUF: usize = 256 * 1024;
+/// ... and on the control connection (replies are short).
+pub(crate) const CONTROL_READ_BUF: usize = 8 * 1024;
 
 /// A TCP socket with a read buffer.
 #[derive(Debug)]
@@ -29,10 +31,10 @@ pub struct BufferedTcp {
 }
 
 impl BufferedTcp {
-    pub(crate) fn new(tcp: TcpStream) -> Self {
+    pub(crate) fn new(tcp: TcpStream, capacity: usize) -> Self {
         BufferedTcp {
             tcp,
-            buf: vec![0u8; READ_BUF].into_boxed_slice(),
+            buf: vec![0u8; capacity].into_boxed_slice(),
             pos: 0,
             filled: 0,
         }
@@ -155,7 +157,7 @@ mod tests {
             let (mut s, _) = listener.accept().await.unwrap();
             s.write_all(&sent).await.unwrap();
         });
-        let mut b = BufferedTcp::new(TcpStream::connect(addr).await.unwrap());
+        let mut b = BufferedTcp::new(TcpStream::connect(addr).await.unwrap(), 64 * 1024);
         let mut got = Vec::new();
         let mut small = [0u8; 4096];
         loop {
