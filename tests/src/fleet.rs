@@ -393,7 +393,8 @@ pub fn spawn_binary(
     let log = logs.join(format!("{name}.log"));
     let out = std::fs::File::create(&log)?;
     let err = out.try_clone()?;
-    let child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .arg("--config")
         .arg(config_dir)
         .args(["--log-format", "json"])
@@ -405,9 +406,26 @@ pub fn spawn_binary(
         .env_remove("FERRY_REDIS_URL")
         .stdin(Stdio::null())
         .stdout(out)
-        .stderr(err)
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
+        .stderr(err);
+    // Other builds in the shared target directory may be replacing the binary right now
+    // (missing for an instant, or "text file busy"): try again briefly.
+    let mut tries = 0;
+    let child = loop {
+        match command.spawn() {
+            Ok(child) => break child,
+            Err(error)
+                if tries < 20
+                    && (error.kind() == std::io::ErrorKind::NotFound
+                        || error.raw_os_error() == Some(26)) =>
+            {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("starting {}", binary.display()));
+            }
+        }
+    };
     Ok(FleetProcess {
         name: name.to_owned(),
         child,
