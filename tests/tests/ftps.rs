@@ -632,6 +632,26 @@ async fn nothing_listening() {
     assert!(e.to_string().contains(&port.to_string()), "{e}");
 }
 
+/// A server that accepts the connection but never greets: the connect timeout fires and the
+/// error says so (a real socket on loopback that stays silent, as a hung server would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_server_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        drop(socket);
+    });
+    let mut cfg = SessionConfig::new("127.0.0.1", port, "u");
+    cfg.timeouts.connect = std::time::Duration::from_secs(1);
+    let e = Session::connect(&cfg).await.unwrap_err();
+    assert_eq!(e.kind(), FtpsErrorKind::Timeout, "{e}");
+    assert!(e.is_transient());
+    assert_eq!(e.step(), "greeting");
+    hold.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn implicit_tls_is_refused() {
     let mut cfg = SessionConfig::new("127.0.0.1", 990, "u");
