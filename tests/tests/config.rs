@@ -87,6 +87,8 @@ fn valid_config_is_typed_with_defaults() {
     assert_eq!(s.broker.max_attempts, 3);
     assert_eq!(s.broker.bindings, ["insurance-claims-upload", "bank.*"]);
     assert_eq!(s.worker.claim_lease, Duration::from_secs(120));
+    assert_eq!(s.worker.flow_lock_lease, Duration::from_secs(45));
+    assert_eq!(s.worker.flow_lock_wait, Duration::ZERO);
     assert_eq!(s.redis.key_prefix, "fx-keys");
     assert_eq!(s.redis.delivery_retention, Duration::from_secs(30 * 86_400));
     assert!(s.redis.password.as_ref().is_some_and(SecretRef::is_literal));

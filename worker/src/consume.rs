@@ -158,9 +158,6 @@ async fn run_message(engine: &Engine, message: &FlowRunMessage) -> Verdict {
         None,
     )
     .await;
-    if let Ok(report) = &outcome {
-        tracing::info!("{}", report.summary_line());
-    }
     verdict(outcome)
 }
 

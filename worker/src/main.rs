@@ -172,8 +172,11 @@ async fn consume(config: Arc<Config>, health_listen: Option<SocketAddr>) -> anyh
 
 /// The engine's knobs from the configuration.
 fn engine_options(config: &Config) -> EngineOptions {
+    let worker = &config.settings.worker;
     EngineOptions {
-        claim_lease: config.settings.worker.claim_lease,
+        claim_lease: worker.claim_lease,
+        flow_lock_lease: worker.flow_lock_lease,
+        flow_lock_wait: worker.flow_lock_wait,
         ..EngineOptions::default()
     }
 }

@@ -86,6 +86,12 @@ pub struct WorkerSettings {
     /// `worker.claim_lease` (default 60s): how long a file claim outlives a worker that
     /// stopped renewing it (crashed); another worker may take the file after that.
     pub claim_lease: Duration,
+    /// `worker.flow_lock_lease` (default 20s): the same for the flow lock that keeps two
+    /// runs of one flow apart: a crashed worker's flow is free again after this.
+    pub flow_lock_lease: Duration,
+    /// `worker.flow_lock_wait` (default 30s): how long a run waits for another run of the
+    /// same flow before it is reported busy (and, for a message, retried later).
+    pub flow_lock_wait: Duration,
 }
 
 /// Per-file transfer retries.
@@ -152,6 +158,8 @@ impl Default for Settings {
                 shutdown_grace: Duration::from_secs(30),
                 health_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 claim_lease: Duration::from_secs(60),
+                flow_lock_lease: Duration::from_secs(20),
+                flow_lock_wait: Duration::from_secs(30),
             },
             retry: RetrySettings {
                 max_attempts: 3,
@@ -350,6 +358,8 @@ pub(crate) fn read(
             "shutdown_grace",
             "health_listen",
             "claim_lease",
+            "flow_lock_lease",
+            "flow_lock_wait",
         ],
     ) {
         if let Some(n) = worker
@@ -366,6 +376,15 @@ pub(crate) fn read(
             .and_then(|f| f.positive_duration(cx))
         {
             settings.worker.claim_lease = d;
+        }
+        if let Some(d) = worker
+            .get("flow_lock_lease")
+            .and_then(|f| f.positive_duration(cx))
+        {
+            settings.worker.flow_lock_lease = d;
+        }
+        if let Some(d) = worker.get("flow_lock_wait").and_then(|f| f.duration(cx)) {
+            settings.worker.flow_lock_wait = d;
         }
         if let Some(field) = worker.get("health_listen")
             && let Some(text) = field.str(cx)
