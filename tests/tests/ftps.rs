@@ -725,6 +725,7 @@ async fn probe_reports_every_step() {
         .iter()
         .map(|s| format!("{}: {}\n", s.name, s.detail))
         .collect();
+    println!("{text}");
     assert!(text.contains("TLSv1.3"), "{text}");
     assert!(
         text.contains(&ferry_shared::ftps::format_fingerprint(
