@@ -919,3 +919,25 @@ async fn a_file_changed_during_its_upload_fails_and_stays() {
     assert_eq!(next.totals.transferred, 1, "{next:#?}");
     assert_eq!(bed.remote_files("in"), now);
 }
+
+#[tokio::test]
+async fn copies_in_one_run_are_one_transfer_and_duplicates() {
+    let bed = Bed::start("copies", FtpServerKind::Vsftpd).await;
+    let engine = bed
+        .engine(bed.config(&upload(""), None), options("w1"))
+        .await;
+    let content = vec![7u8; 512 * 1024];
+    for name in ["a.xml", "b.xml", "c.xml"] {
+        std::fs::write(bed.local().join(name), &content).expect("write");
+    }
+    let report = run(&engine, "run-copies").await;
+    assert!(report.is_success(), "{report:#?}");
+    assert_eq!(report.totals.transferred, 1, "{report:#?}");
+    assert_eq!(report.totals.skipped_duplicates, 2, "{report:#?}");
+    assert_eq!(report.totals.left_to_other_workers, 0, "{report:#?}");
+    assert_eq!(
+        bed.remote_files("in").len(),
+        1,
+        "one copy reached the partner"
+    );
+}

@@ -10,6 +10,9 @@
 //! 4. **Record** the delivery (which also releases the claim).
 //! 5. **Tidy up**: delete the local file if the flow says so; a failure is reported.
 
+use std::time::Duration;
+
+use tokio::time::Instant;
 use tracing::{Instrument, field::Empty, info, info_span};
 
 use super::context::{RunContext, store_failure};
@@ -17,7 +20,7 @@ use super::local::{hash_file, remove_file};
 use super::report::{FileError, FileReport, RowDraft};
 use super::selection::LocalFile;
 use crate::config::IdempotencyMode;
-use crate::idempotency::{ClaimOutcome, DeliveryKey};
+use crate::idempotency::{ClaimOutcome, DeliveryKey, IdempotencyError};
 
 /// Runs one local file through the upload steps; always ends with its report row.
 pub(crate) async fn upload_file(ctx: &RunContext<'_>, file: LocalFile) -> FileReport {
@@ -73,7 +76,7 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
     // 2. Claim.
     let claim = match key {
         None => None,
-        Some(key) => match ctx.store.claim(&key, ctx.owner, ctx.claim_lease).await {
+        Some(key) => match claim_unless_mine_in_flight(ctx, &key).await {
             Err(err) => return row.failed(store_failure(err)),
             Ok(ClaimOutcome::Claimed(claim)) => Some(claim),
             Ok(ClaimOutcome::ClaimedByOther { owner }) => {
@@ -178,5 +181,30 @@ mod tests {
             remote_location("/in/", "x/y/a.xml"),
             ("/in/x/y".to_owned(), "a.xml")
         );
+    }
+}
+
+/// Claims `key`, but while the claim is held by this same worker (two files of one run with
+/// the same content: a copy under another name) waits for it to be settled, up to one claim
+/// lease: the copy then becomes a duplicate of the first file's delivery, or is sent if that
+/// delivery failed, rather than being reported as left to another worker.
+async fn claim_unless_mine_in_flight(
+    ctx: &RunContext<'_>,
+    key: &DeliveryKey,
+) -> Result<ClaimOutcome, IdempotencyError> {
+    let mine = format!("{}/", ctx.owner);
+    let deadline = Instant::now() + ctx.claim_lease;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let outcome = ctx.store.claim(key, ctx.owner, ctx.claim_lease).await?;
+        match &outcome {
+            ClaimOutcome::ClaimedByOther { owner }
+                if owner.starts_with(&mine) && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            _ => return Ok(outcome),
+        }
     }
 }
