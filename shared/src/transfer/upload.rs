@@ -170,20 +170,6 @@ fn remote_location<'a>(remote_dir: &str, relative_name: &'a str) -> (String, &'a
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::remote_location;
-
-    #[test]
-    fn subdirectories_follow_the_remote_directory() {
-        assert_eq!(remote_location("/in", "a.xml"), ("/in".to_owned(), "a.xml"));
-        assert_eq!(
-            remote_location("/in/", "x/y/a.xml"),
-            ("/in/x/y".to_owned(), "a.xml")
-        );
-    }
-}
-
 /// Claims `key`, but while the claim is held by this same worker (two files of one run with
 /// the same content: a copy under another name) waits for it to be settled, up to one claim
 /// lease: the copy then becomes a duplicate of the first file's delivery, or is sent if that
@@ -206,5 +192,19 @@ async fn claim_unless_mine_in_flight(
             }
             _ => return Ok(outcome),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remote_location;
+
+    #[test]
+    fn subdirectories_follow_the_remote_directory() {
+        assert_eq!(remote_location("/in", "a.xml"), ("/in".to_owned(), "a.xml"));
+        assert_eq!(
+            remote_location("/in/", "x/y/a.xml"),
+            ("/in/x/y".to_owned(), "a.xml")
+        );
     }
 }
