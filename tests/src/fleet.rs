@@ -111,6 +111,9 @@ pub struct FleetOptions {
     pub partner_port: Option<u16>,
     /// The broker URL; a fresh vhost of the machine's broker when `None`.
     pub broker_url: Option<String>,
+    /// The partner's password as configured: the server's when `None` (set another to make
+    /// the login fail).
+    pub partner_password: Option<String>,
 }
 
 impl Default for FleetOptions {
@@ -124,6 +127,7 @@ impl Default for FleetOptions {
             file_attempts: 2,
             partner_port: None,
             broker_url: None,
+            partner_password: None,
         }
     }
 }
@@ -202,7 +206,10 @@ impl Fleet {
             self.server.host,
             options.partner_port.unwrap_or(self.server.port),
             self.server.username,
-            self.server.password,
+            options
+                .partner_password
+                .as_deref()
+                .unwrap_or(&self.server.password),
             dir.join("ca.pem").display()
         );
         std::fs::write(dir.join("partners/partner.yaml"), partner)?;

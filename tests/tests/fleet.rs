@@ -733,6 +733,67 @@ async fn an_unreachable_partner_is_retried_with_growing_delays_then_dead_lettere
 }
 
 #[tokio::test]
+async fn a_partner_refusing_the_login_is_dead_lettered_at_once() {
+    let fleet = Fleet::start(
+        "auth",
+        FleetOptions {
+            partner_password: Some("not-the-partner-password".into()),
+            retry_delays: vec!["1s".into()],
+            max_attempts: 5,
+            ..FleetOptions::default()
+        },
+    )
+    .await
+    .expect("fleet");
+    write_batch(&fleet, "x", 0, 1);
+    let mut worker = fleet.spawn_worker("worker").expect("worker");
+    worker.wait_for_message("consuming", START).await.unwrap();
+    let broker = fleet.broker().await.expect("broker");
+    let message = FlowRunMessage::new("f", Trigger::Manual, None);
+    broker
+        .publisher(PublisherOptions::default())
+        .publish(&message, &Headers::new())
+        .await
+        .expect("publish");
+
+    worker
+        .wait_for_message("flow run dead-lettered", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let lines = worker.lines();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| msg(l) == "flow run scheduled for retry"),
+        "no retry for a wrong password"
+    );
+    let letter = broker
+        .take_dead_letter()
+        .await
+        .expect("basic.get")
+        .expect("the run is in the dead-letter queue");
+    let reason = letter.reason.unwrap_or_default();
+    assert!(
+        reason.contains("authentication_failed") && reason.contains("no retry can help"),
+        "the reason names the error and says a retry cannot help: {reason}"
+    );
+    assert!(
+        !reason.contains("not-the-partner-password"),
+        "no password in the reason"
+    );
+    let dead = FlowRunMessage::decode(&letter.payload).expect("a flow-run message");
+    assert_eq!(dead.attempt, 1, "dead-lettered on the first attempt");
+    assert!(
+        fleet.remote_names().is_empty(),
+        "nothing reached the partner"
+    );
+    let left = std::fs::read_dir(fleet.local()).expect("local dir").count();
+    assert_eq!(left, 1, "the file stays in place");
+    worker.stop(STOP).await.expect("worker stops cleanly");
+    let _ = broker.close().await;
+}
+
+#[tokio::test]
 async fn worker_health_endpoints_answer_and_sigterm_exits_zero() {
     let fleet = Fleet::start("health", FleetOptions::default())
         .await
