@@ -446,9 +446,12 @@ async fn a_worker_killed_mid_run_hands_the_run_to_the_other_and_files_arrive_onc
         "the big file delivered by that run"
     );
     eprintln!(
-        "killed {} while uploading {in_flight:?}; the survivor finished {taken_over_in:?} later; \
-         left on the partner: {:?}",
+        "killed {} while uploading {in_flight:?}; the survivor finished {taken_over_in:?} later",
         dead.name,
+    );
+    assert!(
+        fleet.remote_temporaries().is_empty(),
+        "the dead worker's partial upload was replaced by the retry, not left behind: {:?}",
         fleet.remote_temporaries()
     );
     let _ = broker.close().await;

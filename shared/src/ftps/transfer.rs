@@ -89,14 +89,21 @@ impl Drop for TempGuard {
     }
 }
 
-/// A hidden temporary name next to the final one: `.NAME.RANDOM.ferry-part`.
-fn temp_name(name: &str) -> String {
+/// A hidden temporary name next to the final one: `.NAME.TAG.ferry-part`. With the
+/// content's SHA-256 known, TAG comes from it, so a retry of the same content (after a
+/// crash or a cut connection) writes over the same temporary file instead of leaving the
+/// first attempt's part behind; only the holder of the content's claim uploads it, so no
+/// two transfers share the name. Without a known hash, TAG is random.
+fn temp_name(name: &str, content: Option<&[u8; 32]>) -> String {
     let mut cut = name.len().min(160);
     while !name.is_char_boundary(cut) {
         cut -= 1;
     }
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!(".{}.{}.ferry-part", &name[..cut], &random[..12])
+    let tag = match content {
+        Some(sha256) => hex::encode(&sha256[..6]),
+        None => uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+    };
+    format!(".{}.{tag}.ferry-part", &name[..cut])
 }
 
 fn invalid_name(step: &str, e: super::listing::NameError) -> FtpsError {
@@ -188,10 +195,25 @@ impl Session {
         remote_name: &str,
         expected_sha256: Option<[u8; 32]>,
     ) -> Result<Uploaded, FtpsError> {
-        let temp_path = join_remote(remote_dir, &temp_name(remote_name));
-        let mut stream = self
-            .open_data(step, &DataCmd::Stor(temp_path.clone()), ReplyTo::NewPath)
-            .await?;
+        let temp_path = join_remote(
+            remote_dir,
+            &temp_name(remote_name, expected_sha256.as_ref()),
+        );
+        let stor = DataCmd::Stor(temp_path.clone());
+        let mut stream = match self.open_data(step, &stor, ReplyTo::NewPath).await {
+            Ok(stream) => stream,
+            // A part of this same content left by an attempt that died, on a server that
+            // will not overwrite a file: remove it and store once more (as a rename does).
+            Err(e)
+                if expected_sha256.is_some()
+                    && e.reply().is_some_and(|r| r.code == 550 || r.code == 553) =>
+            {
+                debug!(temp = %temp_path, reply = ?e.reply(), "STOR refused; replacing a stale part");
+                let _ = self.discard(&temp_path, e).await;
+                self.open_data(step, &stor, ReplyTo::NewPath).await?
+            }
+            Err(e) => return Err(e),
+        };
         // From here on a temporary file may exist on the server: every failure removes it.
         let sent = send(file, &mut stream, self.cfg.timeouts.data_idle, step).await;
         let finished = self.finish(step, stream, ReplyTo::NewPath).await;
@@ -334,7 +356,7 @@ impl Session {
         local_dir: &Path,
     ) -> Result<DownloadedFile, FtpsError> {
         let expected = self.remote_size(step, remote_path).await?;
-        let path = local_dir.join(temp_name(remote_name));
+        let path = local_dir.join(temp_name(remote_name, None));
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -465,15 +487,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn temp_names_are_hidden_unique_and_bounded() {
-        let a = temp_name("report.xml");
-        let b = temp_name("report.xml");
-        assert_ne!(a, b);
+    fn temp_names_are_hidden_bounded_and_stable_per_content() {
+        let a = temp_name("report.xml", None);
+        let b = temp_name("report.xml", None);
+        assert_ne!(a, b, "unique without a known content");
         assert!(a.starts_with(".report.xml."));
         assert!(a.ends_with(".ferry-part"));
         assert!(check_name(&a).is_ok());
         let long = "é".repeat(200);
-        assert!(temp_name(&long).len() < 200);
+        assert!(temp_name(&long, None).len() < 200);
+        let content = [0xab; 32];
+        assert_eq!(
+            temp_name("report.xml", Some(&content)),
+            temp_name("report.xml", Some(&content)),
+            "a retry of the same content reuses the same temporary file"
+        );
+        assert_eq!(
+            temp_name("report.xml", Some(&content)),
+            ".report.xml.abababababab.ferry-part"
+        );
     }
 
     #[test]

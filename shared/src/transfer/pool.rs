@@ -5,13 +5,19 @@
 //! is reused for many files, and one that saw any error is discarded rather than handed
 //! to the next file (a half-read reply or a dead data channel must not leak into another
 //! transfer). Built on `deadpool`'s managed pool.
+//!
+//! A session that had to fall back to TLS 1.2 (a server that refuses TLS 1.3 data
+//! connections without ticket reuse, see [`crate::ftps`]) makes the pool open every later
+//! session to that partner at TLS 1.2 directly, instead of paying for a refused data
+//! connection and a reconnect in each session.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, Object, Pool, PoolError, RecycleError, RecycleResult};
 
-use crate::ftps::{FtpsError, Session, SessionConfig};
+use crate::ftps::{FtpsError, Session, SessionConfig, TlsVersion};
 
 /// A session idle for longer than this is closed rather than reused: servers drop idle
 /// control connections (vsftpd after 5 minutes by default, some much sooner), and a file
@@ -22,6 +28,8 @@ const MAX_IDLE: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct SessionManager {
     config: SessionConfig,
+    /// Set once a session of this pool fell back to TLS 1.2.
+    tls12_only: AtomicBool,
 }
 
 /// A session as the pool keeps it: `reusable` is cleared when it is lent out and set again
@@ -37,7 +45,13 @@ impl managed::Manager for SessionManager {
     type Error = FtpsError;
 
     async fn create(&self) -> Result<PooledSession, FtpsError> {
-        let session = Session::connect(&self.config).await?;
+        let session = if self.tls12_only.load(Ordering::Relaxed) {
+            let mut config = self.config.clone();
+            config.tls.max_version = TlsVersion::Tls12;
+            Session::connect(&config).await?
+        } else {
+            Session::connect(&self.config).await?
+        };
         Ok(PooledSession {
             session,
             reusable: false,
@@ -49,6 +63,13 @@ impl managed::Manager for SessionManager {
         pooled: &mut PooledSession,
         metrics: &Metrics,
     ) -> RecycleResult<FtpsError> {
+        if pooled.session.fell_back_to_tls12() && !self.tls12_only.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                host = %self.config.host,
+                "the partner refuses TLS 1.3 data connections without session reuse; new \
+                 sessions to it use TLS 1.2 (set tls.max_version: \"1.2\" to start there)"
+            );
+        }
         if !pooled.reusable {
             return Err(RecycleError::message(
                 "the session's last use failed or was interrupted; a new one is opened",
@@ -75,11 +96,14 @@ impl SessionPool {
     /// A pool that opens sessions with `config`, at most `max_connections` at once (at
     /// least one).
     pub fn new(config: SessionConfig, max_connections: usize) -> Self {
-        let pool = Pool::builder(SessionManager { config })
-            .max_size(max_connections.max(1))
-            .build()
-            // Only fails when a timeout is set without a runtime; none is set here.
-            .unwrap_or_else(|e| unreachable!("session pool without timeouts: {e}"));
+        let pool = Pool::builder(SessionManager {
+            config,
+            tls12_only: AtomicBool::new(false),
+        })
+        .max_size(max_connections.max(1))
+        .build()
+        // Only fails when a timeout is set without a runtime; none is set here.
+        .unwrap_or_else(|e| unreachable!("session pool without timeouts: {e}"));
         SessionPool { pool }
     }
 
