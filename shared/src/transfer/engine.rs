@@ -22,7 +22,7 @@ use super::selection::{Walk, is_stable, select_local};
 use super::upload::upload_file;
 use crate::config::Config;
 use crate::ftps::{RemoteEntry, SessionConfig};
-use crate::idempotency::{LockWait, Store, StoreConfig};
+use crate::idempotency::{LockWait, Store};
 use crate::secrets::{Resolver, Secret};
 
 /// Called with each file's row as soon as the file is done (for progress output).
@@ -103,29 +103,22 @@ impl Engine {
         }
     }
 
-    /// Builds the resolver and connects the store from the configuration's settings.
-    /// Fails (closed) when Redis cannot be reached.
+    /// Builds the resolver and connects the store from the configuration's settings, at
+    /// once: it fails (closed) when Redis cannot be reached (`ferry-worker run`; the worker's
+    /// consume loop waits for Redis at start instead, through [`crate::startup::store`]).
     pub async fn connect(
         config: Arc<Config>,
         options: EngineOptions,
     ) -> Result<Self, TransferError> {
         let resolver = Resolver::new(config.settings.resolver.clone());
-        let redis = &config.settings.redis;
-        let mut store_config = StoreConfig::new(redis.url.clone());
-        store_config.key_prefix = redis.key_prefix.clone();
-        if let Some(reference) = &redis.password {
-            let password =
-                resolver
-                    .resolve(reference)
-                    .await
-                    .map_err(|source| TransferError::Secret {
-                        flow_id: String::new(),
-                        partner: "redis".to_owned(),
-                        field: "redis.password",
-                        source: Box::new(source),
-                    })?;
-            store_config.password = Some(password);
-        }
+        let store_config = crate::startup::store_config(&config, &resolver)
+            .await
+            .map_err(|source| TransferError::Secret {
+                flow_id: String::new(),
+                partner: "redis".to_owned(),
+                field: "redis.password",
+                source: Box::new(source),
+            })?;
         let store = Store::connect(&store_config)
             .await
             .map_err(|source| TransferError::Store {
