@@ -941,3 +941,107 @@ async fn copies_in_one_run_are_one_transfer_and_duplicates() {
         "one copy reached the partner"
     );
 }
+
+#[tokio::test]
+async fn two_worker_processes_download_each_file_exactly_once() {
+    let bed = Bed::start("procs-down", FtpServerKind::Vsftpd).await;
+    bed.config(&download("    delete_after_download: true\n"), None);
+    let mut offered = BTreeMap::new();
+    for i in 0..200 {
+        let name = format!("d{i:03}.xml");
+        let bytes: Vec<u8> = (0..2048).map(|_| rand::random::<u8>()).collect();
+        bed.server
+            .write_file(&format!("out/{name}"), &bytes)
+            .expect("remote");
+        offered.insert(name, sha256_hex(&bytes));
+    }
+
+    let (a, b) = tokio::join!(worker_run(&bed).output(), worker_run(&bed).output());
+    let (code_a, report_a) = parse_run(&a.expect("worker a"));
+    let (code_b, report_b) = parse_run(&b.expect("worker b"));
+    assert_eq!(
+        (code_a, code_b),
+        (Some(0), Some(0)),
+        "{report_a}\n{report_b}"
+    );
+    let transferred = |r: &serde_json::Value| r["totals"]["transferred"].as_u64().expect("count");
+    assert_eq!(transferred(&report_a) + transferred(&report_b), 200);
+    assert_eq!(
+        files_in(&bed.local()),
+        offered,
+        "every file fetched once, intact"
+    );
+    assert_eq!(all_names(&bed.local()).len(), 200, "no temporary file left");
+    assert!(
+        bed.remote_files("out").is_empty(),
+        "each remote file deleted after it was in place"
+    );
+}
+
+#[tokio::test]
+async fn kill_9_mid_download_then_a_new_process_fetches_the_file_once() {
+    let bed = Bed::start("kill9-down", FtpServerKind::Vsftpd).await;
+    bed.config(&download("    delete_after_download: true\n"), None);
+    let chunk: Vec<u8> = (0..1024 * 1024).map(|_| rand::random::<u8>()).collect();
+    let big: Vec<u8> = chunk.repeat(200);
+    bed.server.write_file("out/big.xml", &big).expect("remote");
+    let expected = sha256_hex(&big);
+    drop(big);
+
+    let mut victim = worker_run(&bed).spawn().expect("spawn ferry-worker");
+    let partial = loop {
+        let temp = std::fs::read_dir(bed.local())
+            .expect("read")
+            .filter_map(Result::ok)
+            .find(|e| e.metadata().map(|m| m.len() > 1024 * 1024).unwrap_or(false));
+        if let Some(temp) = temp {
+            break temp.file_name().to_string_lossy().into_owned();
+        }
+        assert!(
+            victim.try_wait().expect("poll").is_none(),
+            "the download finished before it could be killed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    victim.start_kill().expect("SIGKILL");
+    victim.wait().await.expect("reap");
+    assert!(
+        partial.starts_with('.'),
+        "partial data only under a hidden name: {partial}"
+    );
+    assert!(
+        !bed.local().join("big.xml").exists(),
+        "no partial file under the final name"
+    );
+    assert!(
+        bed.server.path("out/big.xml").exists(),
+        "the remote file stays until recorded"
+    );
+
+    // New processes: the dead one's flow lock and claim expire, then the file comes.
+    let mut fetched = false;
+    for _ in 0..6 {
+        let output = worker_run(&bed).output().await.expect("run");
+        let (code, report) = parse_run(&output);
+        if code == Some(0) && report["totals"]["transferred"] == 1 {
+            fetched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(fetched, "no run fetched the file");
+    assert_eq!(
+        files_in(&bed.local()).get("big.xml"),
+        Some(&expected),
+        "arrived whole"
+    );
+    assert_eq!(
+        all_names(&bed.local()),
+        ["big.xml"],
+        "exactly once, and the dead run's part was replaced, not left behind"
+    );
+    assert!(
+        !bed.server.path("out/big.xml").exists(),
+        "deleted after delivery"
+    );
+}

@@ -17,6 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{Instrument, debug, info};
 
@@ -89,11 +90,12 @@ impl Drop for TempGuard {
     }
 }
 
-/// A hidden temporary name next to the final one: `.NAME.TAG.ferry-part`. With the
-/// content's SHA-256 known, TAG comes from it, so a retry of the same content (after a
-/// crash or a cut connection) writes over the same temporary file instead of leaving the
-/// first attempt's part behind; only the holder of the content's claim uploads it, so no
-/// two transfers share the name. Without a known hash, TAG is random.
+/// A hidden temporary name next to the final one: `.NAME.TAG.ferry-part`. With a key
+/// given (the content's SHA-256 for an upload, a hash of the remote path for a download),
+/// TAG comes from it, so a retry of the same transfer (after a crash or a cut connection)
+/// writes over the same temporary file instead of leaving the first attempt's part behind;
+/// only the holder of the transfer's claim moves it, so no two transfers share the name.
+/// Without a key, TAG is random.
 fn temp_name(name: &str, content: Option<&[u8; 32]>) -> String {
     let mut cut = name.len().min(160);
     while !name.is_char_boundary(cut) {
@@ -356,10 +358,15 @@ impl Session {
         local_dir: &Path,
     ) -> Result<DownloadedFile, FtpsError> {
         let expected = self.remote_size(step, remote_path).await?;
-        let path = local_dir.join(temp_name(remote_name, None));
+        // Named after the remote path: a download retried after a crash overwrites the part
+        // the dead attempt left, instead of leaving it behind (claims keep two transfers of
+        // one remote file apart).
+        let tag: [u8; 32] = Sha256::digest(remote_path.as_bytes()).into();
+        let path = local_dir.join(temp_name(remote_name, Some(&tag)));
         let file = tokio::fs::OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .open(&path)
             .await
             .map_err(|e| FtpsError::local_io(format!("{step}: creating {}", path.display()), e))?;
