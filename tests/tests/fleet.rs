@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use ferry_shared::broker::{ConsumerOptions, DEATH_CODE_HEADER, Headers, PublisherOptions};
+use ferry_shared::broker::{Broker, ConsumerOptions, DEATH_CODE_HEADER, Headers, PublisherOptions};
 use ferry_shared::idempotency::{DeliveryKey, Store};
 use ferry_shared::message::{FlowRunMessage, Trigger};
 use ferry_tests::fleet::{
@@ -664,6 +664,22 @@ async fn undecodable_and_unknown_messages_are_dead_lettered_and_the_worker_carri
     let _ = broker.close().await;
 }
 
+/// Writes one file, starts one worker and publishes a manual run of flow `f` once the
+/// worker consumes: the opening of the tests that watch one run's fate.
+async fn one_file_and_a_manual_run(fleet: &Fleet) -> (FleetProcess, Broker, FlowRunMessage) {
+    write_batch(fleet, "x", 0, 1);
+    let mut worker = fleet.spawn_worker("worker").expect("worker");
+    worker.wait_for_message("consuming", START).await.unwrap();
+    let broker = fleet.broker().await.expect("broker");
+    let message = FlowRunMessage::new("f", Trigger::Manual, None);
+    broker
+        .publisher(PublisherOptions::default())
+        .publish(&message, &Headers::new())
+        .await
+        .expect("publish");
+    (worker, broker, message)
+}
+
 #[tokio::test]
 async fn an_unreachable_partner_is_retried_with_growing_delays_then_dead_lettered() {
     let fleet = Fleet::start(
@@ -678,16 +694,7 @@ async fn an_unreachable_partner_is_retried_with_growing_delays_then_dead_lettere
     )
     .await
     .expect("fleet");
-    write_batch(&fleet, "x", 0, 1);
-    let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker.wait_for_message("consuming", START).await.unwrap();
-    let broker = fleet.broker().await.expect("broker");
-    let message = FlowRunMessage::new("f", Trigger::Manual, None);
-    broker
-        .publisher(PublisherOptions::default())
-        .publish(&message, &Headers::new())
-        .await
-        .expect("publish");
+    let (mut worker, broker, message) = one_file_and_a_manual_run(&fleet).await;
 
     worker
         .wait_for_message("flow run dead-lettered", Duration::from_secs(60))
@@ -748,16 +755,7 @@ async fn a_partner_refusing_the_login_is_dead_lettered_at_once() {
     )
     .await
     .expect("fleet");
-    write_batch(&fleet, "x", 0, 1);
-    let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker.wait_for_message("consuming", START).await.unwrap();
-    let broker = fleet.broker().await.expect("broker");
-    let message = FlowRunMessage::new("f", Trigger::Manual, None);
-    broker
-        .publisher(PublisherOptions::default())
-        .publish(&message, &Headers::new())
-        .await
-        .expect("publish");
+    let (mut worker, broker, message) = one_file_and_a_manual_run(&fleet).await;
 
     worker
         .wait_for_message("flow run dead-lettered", Duration::from_secs(60))
@@ -785,6 +783,7 @@ async fn a_partner_refusing_the_login_is_dead_lettered_at_once() {
         "no password in the reason"
     );
     let dead = FlowRunMessage::decode(&letter.payload).expect("a flow-run message");
+    assert_eq!(dead.flow_run_id, message.flow_run_id);
     assert_eq!(dead.attempt, 1, "dead-lettered on the first attempt");
     assert!(
         fleet.remote_names().is_empty(),

@@ -737,6 +737,42 @@ fn worker_run(bed: &Bed) -> tokio::process::Command {
     cmd
 }
 
+/// Waits until a file in `dir` passes 1 MiB (a transfer under way), then kills `victim`
+/// with SIGKILL; returns that file's name. Panics if the transfer ends first.
+async fn kill_mid_transfer(victim: &mut tokio::process::Child, dir: &Path) -> String {
+    let partial = loop {
+        let temp = std::fs::read_dir(dir)
+            .expect("read")
+            .filter_map(Result::ok)
+            .find(|e| e.metadata().map(|m| m.len() > 1024 * 1024).unwrap_or(false));
+        if let Some(temp) = temp {
+            break temp.file_name().to_string_lossy().into_owned();
+        }
+        assert!(
+            victim.try_wait().expect("poll").is_none(),
+            "the transfer finished before it could be killed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    victim.start_kill().expect("SIGKILL");
+    victim.wait().await.expect("reap");
+    partial
+}
+
+/// Runs `ferry-worker run` (a few times, a second apart, while the dead run's flow lock
+/// and claim expire) until one run transfers one file; whether one did.
+async fn run_until_one_transferred(bed: &Bed) -> bool {
+    for _ in 0..6 {
+        let output = worker_run(bed).output().await.expect("run");
+        let (code, report) = parse_run(&output);
+        if code == Some(0) && report["totals"]["transferred"] == 1 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    false
+}
+
 /// The exit code and the JSON report of a finished `ferry-worker run`.
 fn parse_run(output: &std::process::Output) -> (Option<i32>, serde_json::Value) {
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -790,22 +826,7 @@ async fn kill_9_mid_upload_then_a_new_process_delivers_the_file_once() {
     let expected = files_in(&bed.local());
 
     let mut victim = worker_run(&bed).spawn().expect("spawn ferry-worker");
-    let partial = loop {
-        let temp = std::fs::read_dir(bed.server.path("in"))
-            .expect("read")
-            .filter_map(Result::ok)
-            .find(|e| e.metadata().map(|m| m.len() > 1024 * 1024).unwrap_or(false));
-        if let Some(temp) = temp {
-            break temp.file_name().to_string_lossy().into_owned();
-        }
-        assert!(
-            victim.try_wait().expect("poll").is_none(),
-            "the upload finished before it could be killed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    victim.start_kill().expect("SIGKILL");
-    victim.wait().await.expect("reap");
+    let partial = kill_mid_transfer(&mut victim, &bed.server.path("in")).await;
     assert!(
         partial.starts_with('.'),
         "partial data only under a hidden name: {partial}"
@@ -820,17 +841,10 @@ async fn kill_9_mid_upload_then_a_new_process_delivers_the_file_once() {
     );
 
     // New processes: the dead one's flow lock and claim expire, then the file goes.
-    let mut delivered = false;
-    for _ in 0..6 {
-        let output = worker_run(&bed).output().await.expect("run");
-        let (code, report) = parse_run(&output);
-        if code == Some(0) && report["totals"]["transferred"] == 1 {
-            delivered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    assert!(delivered, "no run delivered the file");
+    assert!(
+        run_until_one_transferred(&bed).await,
+        "no run delivered the file"
+    );
     assert_eq!(
         bed.remote_files("in"),
         expected,
@@ -989,22 +1003,7 @@ async fn kill_9_mid_download_then_a_new_process_fetches_the_file_once() {
     drop(big);
 
     let mut victim = worker_run(&bed).spawn().expect("spawn ferry-worker");
-    let partial = loop {
-        let temp = std::fs::read_dir(bed.local())
-            .expect("read")
-            .filter_map(Result::ok)
-            .find(|e| e.metadata().map(|m| m.len() > 1024 * 1024).unwrap_or(false));
-        if let Some(temp) = temp {
-            break temp.file_name().to_string_lossy().into_owned();
-        }
-        assert!(
-            victim.try_wait().expect("poll").is_none(),
-            "the download finished before it could be killed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    victim.start_kill().expect("SIGKILL");
-    victim.wait().await.expect("reap");
+    let partial = kill_mid_transfer(&mut victim, &bed.local()).await;
     assert!(
         partial.starts_with('.'),
         "partial data only under a hidden name: {partial}"
@@ -1019,17 +1018,10 @@ async fn kill_9_mid_download_then_a_new_process_fetches_the_file_once() {
     );
 
     // New processes: the dead one's flow lock and claim expire, then the file comes.
-    let mut fetched = false;
-    for _ in 0..6 {
-        let output = worker_run(&bed).output().await.expect("run");
-        let (code, report) = parse_run(&output);
-        if code == Some(0) && report["totals"]["transferred"] == 1 {
-            fetched = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    assert!(fetched, "no run fetched the file");
+    assert!(
+        run_until_one_transferred(&bed).await,
+        "no run fetched the file"
+    );
     assert_eq!(
         files_in(&bed.local()).get("big.xml"),
         Some(&expected),
