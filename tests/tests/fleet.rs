@@ -249,6 +249,112 @@ async fn scheduled_runs_on_two_workers_deliver_each_file_once_under_the_ticks_tr
     }
 }
 
+/// Takes (and acks) every message in the fleet's work queue, as a worker would.
+async fn drain_work_queue(fleet: &Fleet) -> Vec<FlowRunMessage> {
+    let broker = fleet.broker().await.expect("broker");
+    let mut consumer = broker.consumer(ConsumerOptions {
+        prefetch: 50,
+        ..ConsumerOptions::default()
+    });
+    let mut messages = Vec::new();
+    while let Ok(Some(delivery)) =
+        tokio::time::timeout(Duration::from_secs(5), consumer.next()).await
+    {
+        let message = delivery
+            .message()
+            .expect("a valid flow-run message")
+            .clone();
+        delivery.ack().await.expect("ack");
+        messages.push(message);
+    }
+    consumer.shutdown().await;
+    assert_eq!(broker.work_queue_depth().await.expect("depth"), 0);
+    let _ = broker.close().await;
+    messages
+}
+
+/// A flow file with a yearly flow (its latest tick is 1 January, long missed) and a
+/// disabled flow that would fire every second.
+const YEARLY_AND_DISABLED: &str = "flows:
+  yearly:
+    direction: upload
+    target: { partner: partner, path: /in }
+    local: { path: ./local }
+    files: [{ pattern: \"*.xml\" }]
+    schedule_cron: \"0 0 0 1 1 *\"
+  off:
+    enabled: false
+    direction: upload
+    target: { partner: partner, path: /in }
+    local: { path: ./local }
+    files: [{ pattern: \"*.xml\" }]
+    schedule_cron: \"* * * * * *\"
+";
+
+/// Runs one scheduler process for `seconds` after it started, then stops it.
+async fn run_scheduler_for(fleet: &Fleet, name: &str, seconds: u64) {
+    let mut scheduler = fleet.spawn_scheduler(name).expect("scheduler");
+    scheduler
+        .wait_for_message("scheduler started", START)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    scheduler.stop(STOP).await.expect("scheduler stops cleanly");
+}
+
+#[tokio::test]
+async fn a_missed_tick_is_caught_up_once_and_disabled_flows_never_fire() {
+    let fleet = Fleet::start("catch-up", FleetOptions::default())
+        .await
+        .expect("fleet");
+    std::fs::write(
+        fleet.config_dir().join("flows/extra.yaml"),
+        YEARLY_AND_DISABLED,
+    )
+    .expect("flows");
+    fleet.config().expect("the configuration loads");
+    // A scheduler, then its restart: the missed tick is published by the first only.
+    run_scheduler_for(&fleet, "first", 2).await;
+    run_scheduler_for(&fleet, "restarted", 2).await;
+    let messages = drain_work_queue(&fleet).await;
+    assert_eq!(
+        messages.len(),
+        1,
+        "one catch-up run, nothing else: {messages:?}"
+    );
+    assert_eq!(
+        messages[0].flow_id, "yearly",
+        "the disabled flow never fired"
+    );
+    match &messages[0].trigger {
+        Trigger::Schedule { tick } => assert!(
+            tick.to_rfc3339().contains("-01-01T00:00:00"),
+            "the latest missed tick, 1 January: {tick}"
+        ),
+        other => panic!("not a scheduled run: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn with_catch_up_none_missed_ticks_are_skipped() {
+    let fleet = Fleet::start("catch-up-none", FleetOptions::default())
+        .await
+        .expect("fleet");
+    std::fs::write(
+        fleet.config_dir().join("flows/extra.yaml"),
+        YEARLY_AND_DISABLED,
+    )
+    .expect("flows");
+    let settings = fleet.config_dir().join("ferry.yaml");
+    let mut text = std::fs::read_to_string(&settings).expect("ferry.yaml");
+    text.push_str("scheduler:\n  catch_up: none\n");
+    std::fs::write(&settings, text).expect("ferry.yaml");
+    fleet.config().expect("the configuration loads");
+    run_scheduler_for(&fleet, "scheduler", 2).await;
+    let messages = drain_work_queue(&fleet).await;
+    assert!(messages.is_empty(), "nothing published: {messages:?}");
+}
+
 #[tokio::test]
 async fn three_scheduler_replicas_publish_each_tick_once() {
     let fleet = Fleet::start(
@@ -286,21 +392,8 @@ async fn three_scheduler_replicas_publish_each_tick_once() {
         }
     }
 
-    // Drain the work queue as a worker would.
-    let broker = fleet.broker().await.expect("broker");
-    let mut consumer = broker.consumer(ConsumerOptions {
-        prefetch: 50,
-        ..ConsumerOptions::default()
-    });
     let mut ticks = Vec::new();
-    while let Ok(Some(delivery)) =
-        tokio::time::timeout(Duration::from_secs(5), consumer.next()).await
-    {
-        let message = delivery
-            .message()
-            .expect("a valid flow-run message")
-            .clone();
-        delivery.ack().await.expect("ack");
+    for message in drain_work_queue(&fleet).await {
         assert_eq!(message.flow_id, "f");
         assert!(
             logged.contains_key(&message.flow_run_id.to_string()),
@@ -311,9 +404,6 @@ async fn three_scheduler_replicas_publish_each_tick_once() {
             other => panic!("not a scheduled run: {other}"),
         }
     }
-    consumer.shutdown().await;
-    assert_eq!(broker.work_queue_depth().await.expect("depth"), 0);
-    let _ = broker.close().await;
 
     ticks.sort_unstable();
     let distinct: BTreeSet<i64> = ticks.iter().copied().collect();
