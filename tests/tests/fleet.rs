@@ -130,13 +130,7 @@ async fn scheduled_runs_on_two_workers_deliver_each_file_once_under_the_ticks_tr
     )
     .await
     .expect("fleet");
-    let mut workers = [
-        fleet.spawn_worker("worker-a").expect("worker a"),
-        fleet.spawn_worker("worker-b").expect("worker b"),
-    ];
-    for worker in &mut workers {
-        worker.wait_for_message("consuming", START).await.unwrap();
-    }
+    let mut workers = two_consuming_workers(&fleet).await;
     let mut scheduler = fleet.spawn_scheduler("scheduler").expect("scheduler");
     scheduler
         .wait_for_message("scheduler started", START)
@@ -247,6 +241,18 @@ async fn scheduled_runs_on_two_workers_deliver_each_file_once_under_the_ticks_tr
             .unwrap_or_else(|| panic!("{name} delivered by run {run}, which no tick published"));
         assert_eq!(trace, published_trace, "{name}'s delivery record trace");
     }
+}
+
+/// Starts `worker-a` and `worker-b` and waits until both consume.
+async fn two_consuming_workers(fleet: &Fleet) -> [FleetProcess; 2] {
+    let mut workers = [
+        fleet.spawn_worker("worker-a").expect("worker a"),
+        fleet.spawn_worker("worker-b").expect("worker b"),
+    ];
+    for worker in &mut workers {
+        worker.wait_for_message("consuming", START).await.unwrap();
+    }
+    workers
 }
 
 /// Takes (and acks) every message in the fleet's work queue, as a worker would.
@@ -447,13 +453,7 @@ async fn a_worker_killed_mid_run_hands_the_run_to_the_other_and_files_arrive_onc
         fleet.write_local("big.xml", &big).expect("big file"),
     );
     drop(big);
-    let mut workers = vec![
-        fleet.spawn_worker("worker-a").expect("worker a"),
-        fleet.spawn_worker("worker-b").expect("worker b"),
-    ];
-    for worker in &mut workers {
-        worker.wait_for_message("consuming", START).await.unwrap();
-    }
+    let mut workers = Vec::from(two_consuming_workers(&fleet).await);
     let broker = fleet.broker().await.expect("broker");
     let publisher = broker.publisher(PublisherOptions::default());
     let message = FlowRunMessage::new("f", Trigger::Manual, None);
@@ -580,13 +580,7 @@ async fn a_rabbitmq_restart_loses_no_tick_and_workers_carry_on() {
     )
     .await
     .expect("fleet");
-    let mut workers = [
-        fleet.spawn_worker("worker-a").expect("worker a"),
-        fleet.spawn_worker("worker-b").expect("worker b"),
-    ];
-    for worker in &mut workers {
-        worker.wait_for_message("consuming", START).await.unwrap();
-    }
+    let mut workers = two_consuming_workers(&fleet).await;
     let mut scheduler = fleet.spawn_scheduler("scheduler").expect("scheduler");
     let mut sent = write_batch(&fleet, "before", 0, 6);
     eventually(

@@ -11,7 +11,8 @@ use std::sync::Once;
 use std::time::Duration;
 
 use ferry_shared::secrets::{
-    AwsSettings, Resolver, ResolverSettings, SecretError, SecretRef, VaultAuth, VaultSettings,
+    AwsSettings, Resolver, ResolverSettings, Secret, SecretError, SecretRef, VaultAuth,
+    VaultSettings,
 };
 use ferry_tests::moto::{self, Moto};
 use ferry_tests::ports::free_port;
@@ -46,6 +47,11 @@ fn init() {
 
 fn reference(text: &str) -> SecretRef {
     SecretRef::parse(text).expect("a valid reference")
+}
+
+/// The value of the reference written `text`, which must resolve.
+async fn resolved(resolver: &Resolver, text: &str) -> Secret {
+    resolver.resolve(&reference(text)).await.unwrap()
 }
 
 /// The error's message names `reference` and the Debug and Display never show any of
@@ -112,10 +118,7 @@ fn write(path: &Path, content: &str) {
 async fn env_resolves_and_unset_names_the_variable() {
     init();
     let resolver = Resolver::new(ResolverSettings::default());
-    let value = resolver
-        .resolve(&reference(&format!("env:{ENV_NAME}")))
-        .await
-        .unwrap();
+    let value = resolved(&resolver, &format!("env:{ENV_NAME}")).await;
     assert_eq!(value.expose(), ENV_VALUE);
 
     let unset = format!("env:{UNSET_NAME}");
@@ -141,10 +144,7 @@ async fn file_resolves_less_one_final_newline() {
     ] {
         let path = dir.path().join(name);
         write(&path, content);
-        let value = resolver
-            .resolve(&reference(&format!("file:{}", path.display())))
-            .await
-            .unwrap();
+        let value = resolved(&resolver, &format!("file:{}", path.display())).await;
         assert_eq!(value.expose(), expected, "{name}");
     }
 }
@@ -191,10 +191,7 @@ async fn file_unreadable_names_the_os_reason() {
 async fn literal_resolves_to_itself() {
     init();
     let resolver = Resolver::new(ResolverSettings::default());
-    let value = resolver
-        .resolve(&reference("literal:lit-secret"))
-        .await
-        .unwrap();
+    let value = resolved(&resolver, "literal:lit-secret").await;
     assert_eq!(value.expose(), "lit-secret");
     assert_eq!(resolver.backend_fetches(), 0);
 }
@@ -227,15 +224,9 @@ async fn vault_token_auth_reads_a_field_with_the_token_from_a_file() {
         AwsSettings::default(),
     ));
 
-    let password = resolver
-        .resolve(&reference("vault:secret/partners/acme#password"))
-        .await
-        .unwrap();
+    let password = resolved(&resolver, "vault:secret/partners/acme#password").await;
     assert_eq!(password.expose(), "vault-pw-1d9e");
-    let username = resolver
-        .resolve(&reference("vault:secret/partners/acme#username"))
-        .await
-        .unwrap();
+    let username = resolved(&resolver, "vault:secret/partners/acme#username").await;
     assert_eq!(username.expose(), "acme-user");
     // Both fields came from one read of the secret.
     assert_eq!(resolver.backend_fetches(), 1);
@@ -253,10 +244,7 @@ async fn vault_non_string_fields_resolve_to_their_json_text() {
     .await
     .unwrap();
     let resolver = token_resolver(&bao.addr, &bao.root_token);
-    let port = resolver
-        .resolve(&reference("vault:secret/typed#port"))
-        .await
-        .unwrap();
+    let port = resolved(&resolver, "vault:secret/typed#port").await;
     assert_eq!(port.expose(), "2121");
 }
 
@@ -383,11 +371,11 @@ async fn vault_approle_logs_in_and_logs_in_again_when_the_token_expires() {
     settings.cache_ttl = Duration::ZERO;
     let resolver = Resolver::new(settings);
     let text = "vault:secret/partners/acme#password";
-    let value = resolver.resolve(&reference(text)).await.unwrap();
+    let value = resolved(&resolver, text).await;
     assert_eq!(value.expose(), "approle-pw-0b3c");
     // The first token has expired by now: the resolver must log in again by itself.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let value = resolver.resolve(&reference(text)).await.unwrap();
+    let value = resolved(&resolver, text).await;
     assert_eq!(value.expose(), "approle-pw-0b3c");
     assert_eq!(resolver.backend_fetches(), 2);
 }
@@ -594,20 +582,11 @@ async fn aws_whole_string_and_json_fields() {
     .unwrap();
     let resolver = aws_resolver(&moto.endpoint);
 
-    let whole = resolver
-        .resolve(&reference("aws-sm:prod/plain"))
-        .await
-        .unwrap();
+    let whole = resolved(&resolver, "aws-sm:prod/plain").await;
     assert_eq!(whole.expose(), "aws-plain-4c2d");
-    let password = resolver
-        .resolve(&reference("aws-sm:prod/acme#password"))
-        .await
-        .unwrap();
+    let password = resolved(&resolver, "aws-sm:prod/acme#password").await;
     assert_eq!(password.expose(), "aws-pw-81fe");
-    let port = resolver
-        .resolve(&reference("aws-sm:prod/acme#port"))
-        .await
-        .unwrap();
+    let port = resolved(&resolver, "aws-sm:prod/acme#port").await;
     assert_eq!(port.expose(), "2121");
     assert_eq!(resolver.backend_fetches(), 2);
 }

@@ -773,6 +773,21 @@ async fn run_until_one_transferred(bed: &Bed) -> bool {
     false
 }
 
+/// Starts two `ferry-worker run` processes on the flow at once; both must succeed.
+/// Returns how many files they transferred between them.
+async fn two_runs_at_once(bed: &Bed) -> u64 {
+    let (a, b) = tokio::join!(worker_run(bed).output(), worker_run(bed).output());
+    let (code_a, report_a) = parse_run(&a.expect("worker a"));
+    let (code_b, report_b) = parse_run(&b.expect("worker b"));
+    assert_eq!(
+        (code_a, code_b),
+        (Some(0), Some(0)),
+        "{report_a}\n{report_b}"
+    );
+    let transferred = |r: &serde_json::Value| r["totals"]["transferred"].as_u64().expect("count");
+    transferred(&report_a) + transferred(&report_b)
+}
+
 /// The exit code and the JSON report of a finished `ferry-worker run`.
 fn parse_run(output: &std::process::Output) -> (Option<i32>, serde_json::Value) {
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -791,17 +806,11 @@ async fn two_worker_processes_on_one_flow_deliver_each_file_exactly_once() {
     bed.config(&upload("    delete_after_upload: true\n"), None);
     let sent = write_files(&bed.local(), 200, 2048);
 
-    let (a, b) = tokio::join!(worker_run(&bed).output(), worker_run(&bed).output());
-    let (code_a, report_a) = parse_run(&a.expect("worker a"));
-    let (code_b, report_b) = parse_run(&b.expect("worker b"));
-
     assert_eq!(
-        (code_a, code_b),
-        (Some(0), Some(0)),
-        "{report_a}\n{report_b}"
+        two_runs_at_once(&bed).await,
+        200,
+        "between them, every file once"
     );
-    let transferred = |r: &serde_json::Value| r["totals"]["transferred"].as_u64().expect("count");
-    assert_eq!(transferred(&report_a) + transferred(&report_b), 200);
     assert_eq!(
         bed.remote_files("in"),
         sent,
@@ -970,16 +979,11 @@ async fn two_worker_processes_download_each_file_exactly_once() {
         offered.insert(name, sha256_hex(&bytes));
     }
 
-    let (a, b) = tokio::join!(worker_run(&bed).output(), worker_run(&bed).output());
-    let (code_a, report_a) = parse_run(&a.expect("worker a"));
-    let (code_b, report_b) = parse_run(&b.expect("worker b"));
     assert_eq!(
-        (code_a, code_b),
-        (Some(0), Some(0)),
-        "{report_a}\n{report_b}"
+        two_runs_at_once(&bed).await,
+        200,
+        "between them, every file once"
     );
-    let transferred = |r: &serde_json::Value| r["totals"]["transferred"].as_u64().expect("count");
-    assert_eq!(transferred(&report_a) + transferred(&report_b), 200);
     assert_eq!(
         files_in(&bed.local()),
         offered,

@@ -515,44 +515,33 @@ mod tests {
         );
     }
 
+    /// A downloaded file of 4 bytes waiting at `temp` in `dir`.
+    fn downloaded(temp: &Path, dir: &Path) -> DownloadedFile {
+        DownloadedFile {
+            bytes: 4,
+            sha256: [0; 32],
+            guard: TempGuard {
+                path: temp.to_path_buf(),
+                armed: true,
+            },
+            dir: dir.to_path_buf(),
+        }
+    }
+
     #[test]
     fn downloaded_file_deletes_itself_unless_persisted() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(".x.tmp");
         std::fs::write(&p, b"data").unwrap();
-        drop(DownloadedFile {
-            bytes: 4,
-            sha256: [0; 32],
-            guard: TempGuard {
-                path: p.clone(),
-                armed: true,
-            },
-            dir: dir.path().to_path_buf(),
-        });
+        drop(downloaded(&p, dir.path()));
         assert!(!p.exists());
 
         std::fs::write(&p, b"data").unwrap();
-        let d = DownloadedFile {
-            bytes: 4,
-            sha256: [0; 32],
-            guard: TempGuard {
-                path: p.clone(),
-                armed: true,
-            },
-            dir: dir.path().to_path_buf(),
-        };
+        let d = downloaded(&p, dir.path());
         assert!(d.persist("../escape").is_err());
         assert!(!p.exists(), "a failed persist still cleans up");
         std::fs::write(&p, b"data").unwrap();
-        let d = DownloadedFile {
-            bytes: 4,
-            sha256: [0; 32],
-            guard: TempGuard {
-                path: p.clone(),
-                armed: true,
-            },
-            dir: dir.path().to_path_buf(),
-        };
+        let d = downloaded(&p, dir.path());
         let dest = d.persist("final.txt").unwrap();
         assert_eq!(std::fs::read(dest).unwrap(), b"data");
         assert!(!p.exists());

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 use tracing::{debug, info, instrument, warn};
+use vaultrs::api::AuthInfo;
 use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
@@ -117,7 +118,7 @@ impl VaultBackend {
             } => {
                 let role_id = credential(role_id, "approle", "role id").await?;
                 let secret_id = credential(secret_id, "approle", "secret id").await?;
-                let mut client = self.client("")?;
+                let client = self.client("")?;
                 let auth = vaultrs::auth::approle::login(
                     &client,
                     mount,
@@ -126,16 +127,7 @@ impl VaultBackend {
                 )
                 .await
                 .map_err(|e| login_fault("approle", &e))?;
-                client.set_token(&auth.client_token);
-                info!(
-                    method = "approle",
-                    lease_seconds = auth.lease_duration,
-                    "logged in to Vault"
-                );
-                Ok(Session {
-                    client,
-                    renew_at: renew_at(auth.lease_duration),
-                })
+                Ok(logged_in(client, &auth, "approle"))
             }
             VaultAuth::Kubernetes {
                 mount,
@@ -151,20 +143,11 @@ impl VaultBackend {
                         ),
                     }
                 })?;
-                let mut client = self.client("")?;
+                let client = self.client("")?;
                 let auth = vaultrs::auth::kubernetes::login(&client, mount, role, jwt.trim())
                     .await
                     .map_err(|e| login_fault("kubernetes", &e))?;
-                client.set_token(&auth.client_token);
-                info!(
-                    method = "kubernetes",
-                    lease_seconds = auth.lease_duration,
-                    "logged in to Vault"
-                );
-                Ok(Session {
-                    client,
-                    renew_at: renew_at(auth.lease_duration),
-                })
+                Ok(logged_in(client, &auth, "kubernetes"))
             }
         }
     }
@@ -256,6 +239,21 @@ async fn credential(
 }
 
 /// When to log in again for a lease of `seconds` (0: the token never expires).
+/// The session after a login by `method`: the client carries the new token, renewed by a
+/// new login once three quarters of its lease have passed.
+fn logged_in(mut client: VaultClient, auth: &AuthInfo, method: &'static str) -> Session {
+    client.set_token(&auth.client_token);
+    info!(
+        method,
+        lease_seconds = auth.lease_duration,
+        "logged in to Vault"
+    );
+    Session {
+        client,
+        renew_at: renew_at(auth.lease_duration),
+    }
+}
+
 fn renew_at(seconds: u64) -> Option<Instant> {
     (seconds > 0).then(|| Instant::now() + Duration::from_secs(seconds) * 3 / 4)
 }
