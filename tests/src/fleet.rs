@@ -13,7 +13,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -26,69 +25,12 @@ use tempfile::TempDir;
 
 use crate::ftp::{FtpServer, FtpServerKind, FtpServerOptions};
 use crate::ports::free_port;
-use crate::tools::{find_tool, workspace_binary};
+use crate::rabbitmq::Vhost;
+use crate::tools::workspace_binary;
 
 /// The Redis the tests use (`FERRY_TEST_REDIS_URL`, default the machine's).
 pub fn redis_url() -> String {
     std::env::var("FERRY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// Runs `rabbitmqctl` against the machine's broker; fails with its output.
-pub fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
-    let ctl = find_tool("rabbitmqctl", &[])?;
-    let out = Command::new(ctl)
-        .args(args)
-        .output()
-        .context("running rabbitmqctl")?;
-    if !out.status.success() {
-        bail!(
-            "rabbitmqctl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
-/// A virtual host of the machine's broker (127.0.0.1:5672), deleted with everything in it
-/// when dropped.
-pub struct Vhost {
-    name: String,
-}
-
-impl Vhost {
-    /// Creates `ferry-test-fleet-<test>-<pid>-<n>` and lets `guest` use it.
-    pub fn create(test: &str) -> anyhow::Result<Vhost> {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "ferry-test-fleet-{test}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        rabbitmqctl(&["add_vhost", &name])?;
-        let vhost = Vhost { name };
-        rabbitmqctl(&[
-            "set_permissions",
-            "-p",
-            &vhost.name,
-            "guest",
-            ".*",
-            ".*",
-            ".*",
-        ])?;
-        Ok(vhost)
-    }
-
-    /// `amqp://guest:guest@127.0.0.1:5672/<vhost>`.
-    pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = rabbitmqctl(&["delete_vhost", &self.name]);
-    }
 }
 
 /// How to set a fleet up; [`FleetOptions::default`] is a quiet fleet on its own vhost.

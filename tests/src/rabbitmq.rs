@@ -6,13 +6,17 @@
 //! plugin list in a temporary folder, so it neither sees nor disturbs the shared broker.
 //! [`RabbitNode::restart`] kills it (SIGKILL, like a crash) and starts it again on the same
 //! ports and data, which keeps durable queues and confirmed messages.
+//!
+//! Tests that only need isolation, not a restart, take a [`Vhost`] of the machine's broker.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use ferry_shared::broker::AmqpUrl;
 use tempfile::TempDir;
 
 use crate::ports::free_port;
@@ -152,4 +156,72 @@ fn server_script() -> anyhow::Result<PathBuf> {
         return Ok(direct);
     }
     find_tool("rabbitmq-server", &[])
+}
+
+/// Runs `rabbitmqctl` against the machine's broker; fails with its output.
+pub fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
+    let ctl = find_tool("rabbitmqctl", &[])?;
+    let out = Command::new(ctl)
+        .args(args)
+        .output()
+        .context("running rabbitmqctl")?;
+    if !out.status.success() {
+        bail!(
+            "rabbitmqctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A virtual host of the machine's broker (127.0.0.1:5672), deleted with everything in it
+/// when dropped.
+pub struct Vhost {
+    name: String,
+}
+
+impl Vhost {
+    /// Creates `ferry-test-<test>-<pid>-<n>` and lets `guest` use it.
+    pub fn create(test: &str) -> anyhow::Result<Vhost> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "ferry-test-{test}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        rabbitmqctl(&["add_vhost", &name])?;
+        let vhost = Vhost { name };
+        rabbitmqctl(&[
+            "set_permissions",
+            "-p",
+            &vhost.name,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ])?;
+        Ok(vhost)
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:5672/<vhost>`.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+
+    /// [`Vhost::url`], parsed for the broker module.
+    pub fn amqp_url(&self) -> AmqpUrl {
+        AmqpUrl::parse(&self.url()).expect("a test vhost's URL parses")
+    }
+
+    /// The vhost's name (for `rabbitmqctl ... --vhost NAME`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = rabbitmqctl(&["delete_vhost", &self.name]);
+    }
 }

@@ -7,8 +7,6 @@
 //! broker is never stopped.
 
 use std::collections::HashSet;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use ferry_shared::broker::{
@@ -16,61 +14,7 @@ use ferry_shared::broker::{
     Headers, PublisherOptions, RETRY_REASON_HEADER, Settled, Topology,
 };
 use ferry_shared::message::{FlowRunMessage, Trigger};
-use ferry_tests::rabbitmq::RabbitNode;
-use ferry_tests::tools::find_tool;
-
-/// A virtual host on the shared broker at 127.0.0.1:5672, deleted on drop.
-struct Vhost {
-    name: String,
-}
-
-impl Vhost {
-    fn create(test: &str) -> Vhost {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "ferry-test-{test}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        rabbitmqctl(&["add_vhost", &name]);
-        let vhost = Vhost { name };
-        rabbitmqctl(&[
-            "set_permissions",
-            "-p",
-            &vhost.name,
-            "guest",
-            ".*",
-            ".*",
-            ".*",
-        ]);
-        vhost
-    }
-
-    fn url(&self) -> AmqpUrl {
-        AmqpUrl::parse(&format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name))
-            .expect("test URL parses")
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        rabbitmqctl(&["delete_vhost", &self.name]);
-    }
-}
-
-fn rabbitmqctl(args: &[&str]) {
-    let ctl = find_tool("rabbitmqctl", &[]).expect("rabbitmqctl");
-    let out = Command::new(ctl)
-        .args(args)
-        .output()
-        .expect("running rabbitmqctl");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use ferry_tests::rabbitmq::{RabbitNode, Vhost, rabbitmqctl};
 
 /// A topology with delays short enough for a test: 1 s, then 2 s; three attempts.
 fn quick_topology() -> Topology {
@@ -123,12 +67,12 @@ async fn wait_for_dead_letter(broker: &Broker) -> DeadLetter {
 
 #[tokio::test]
 async fn topology_declared_twice_is_fine_and_conflicts_are_named() {
-    let vhost = Vhost::create("declare");
+    let vhost = Vhost::create("declare").expect("a vhost of its own");
     let topology = quick_topology();
-    let first = Broker::connect(&vhost.url(), &topology)
+    let first = Broker::connect(&vhost.amqp_url(), &topology)
         .await
         .expect("first");
-    let second = Broker::connect(&vhost.url(), &topology)
+    let second = Broker::connect(&vhost.amqp_url(), &topology)
         .await
         .expect("second");
     assert_eq!(second.work_queue_depth().await.expect("depth"), 0);
@@ -139,7 +83,7 @@ async fn topology_declared_twice_is_fine_and_conflicts_are_named() {
         delivery_limit: topology.delivery_limit + 1,
         ..topology
     };
-    match Broker::connect(&vhost.url(), &changed).await {
+    match Broker::connect(&vhost.amqp_url(), &changed).await {
         Err(error @ BrokerError::TopologyConflict { .. }) => {
             assert!(!error.is_retryable());
             assert!(error.to_string().contains("t.flow-runs.work"), "{error}");
@@ -159,8 +103,8 @@ async fn connection_errors_never_show_the_password() {
 
 #[tokio::test]
 async fn publish_and_consume_round_trip_with_headers() {
-    let vhost = Vhost::create("roundtrip");
-    let broker = Broker::connect(&vhost.url(), &quick_topology())
+    let vhost = Vhost::create("roundtrip").expect("a vhost of its own");
+    let broker = Broker::connect(&vhost.amqp_url(), &quick_topology())
         .await
         .unwrap();
     let publisher = broker.publisher(PublisherOptions::default());
@@ -193,12 +137,12 @@ async fn publish_and_consume_round_trip_with_headers() {
 
 #[tokio::test]
 async fn a_publish_nobody_is_bound_for_fails() {
-    let vhost = Vhost::create("unroutable");
+    let vhost = Vhost::create("unroutable").expect("a vhost of its own");
     let topology = Topology {
         bindings: vec!["only-this-flow".into()],
         ..quick_topology()
     };
-    let broker = Broker::connect(&vhost.url(), &topology).await.unwrap();
+    let broker = Broker::connect(&vhost.amqp_url(), &topology).await.unwrap();
     let publisher = broker.publisher(PublisherOptions::default());
 
     let lost = FlowRunMessage::new("another-flow", Trigger::Manual, None);
@@ -216,8 +160,8 @@ async fn a_publish_nobody_is_bound_for_fails() {
 
 #[tokio::test]
 async fn invalid_messages_are_refused_before_publishing() {
-    let vhost = Vhost::create("invalid");
-    let broker = Broker::connect(&vhost.url(), &quick_topology())
+    let vhost = Vhost::create("invalid").expect("a vhost of its own");
+    let broker = Broker::connect(&vhost.amqp_url(), &quick_topology())
         .await
         .unwrap();
     let publisher = broker.publisher(PublisherOptions::default());
@@ -230,8 +174,8 @@ async fn invalid_messages_are_refused_before_publishing() {
 
 #[tokio::test]
 async fn malformed_and_unknown_versions_are_dead_lettered_with_a_reason() {
-    let vhost = Vhost::create("malformed");
-    let broker = Broker::connect(&vhost.url(), &quick_topology())
+    let vhost = Vhost::create("malformed").expect("a vhost of its own");
+    let broker = Broker::connect(&vhost.amqp_url(), &quick_topology())
         .await
         .unwrap();
     let publisher = broker.publisher(PublisherOptions::default());
@@ -292,9 +236,9 @@ async fn malformed_and_unknown_versions_are_dead_lettered_with_a_reason() {
 
 #[tokio::test]
 async fn retries_come_back_with_the_next_attempt_then_dead_letter() {
-    let vhost = Vhost::create("retry");
+    let vhost = Vhost::create("retry").expect("a vhost of its own");
     let topology = quick_topology();
-    let broker = Broker::connect(&vhost.url(), &topology).await.unwrap();
+    let broker = Broker::connect(&vhost.amqp_url(), &topology).await.unwrap();
     let publisher = broker.publisher(PublisherOptions::default());
     let message = FlowRunMessage::new("acme", Trigger::Manual, None);
     publisher
@@ -353,8 +297,8 @@ async fn retries_come_back_with_the_next_attempt_then_dead_letter() {
 
 #[tokio::test]
 async fn prefetch_bounds_unacknowledged_deliveries() {
-    let vhost = Vhost::create("prefetch");
-    let broker = Broker::connect(&vhost.url(), &quick_topology())
+    let vhost = Vhost::create("prefetch").expect("a vhost of its own");
+    let broker = Broker::connect(&vhost.amqp_url(), &quick_topology())
         .await
         .unwrap();
     let publisher = broker.publisher(PublisherOptions::default());
@@ -389,8 +333,8 @@ async fn prefetch_bounds_unacknowledged_deliveries() {
 
 #[tokio::test]
 async fn a_dropped_delivery_goes_back_to_the_queue() {
-    let vhost = Vhost::create("dropped");
-    let broker = Broker::connect(&vhost.url(), &quick_topology())
+    let vhost = Vhost::create("dropped").expect("a vhost of its own");
+    let broker = Broker::connect(&vhost.amqp_url(), &quick_topology())
         .await
         .unwrap();
     let publisher = broker.publisher(PublisherOptions::default());
@@ -408,8 +352,8 @@ async fn a_dropped_delivery_goes_back_to_the_queue() {
 
 #[tokio::test]
 async fn consumer_and_publisher_reconnect_after_the_broker_closes_their_connections() {
-    let vhost = Vhost::create("cut");
-    let broker = Broker::connect(&vhost.url(), &quick_topology())
+    let vhost = Vhost::create("cut").expect("a vhost of its own");
+    let broker = Broker::connect(&vhost.amqp_url(), &quick_topology())
         .await
         .unwrap();
     let publisher = broker.publisher(PublisherOptions::default());
@@ -420,7 +364,7 @@ async fn consumer_and_publisher_reconnect_after_the_broker_closes_their_connecti
 
     // The broker closes every connection of this vhost (as an operator or a
     // load balancer would); nothing else on the broker is touched.
-    let vhost_name = vhost.name.clone();
+    let vhost_name = vhost.name().to_owned();
     tokio::task::spawn_blocking(move || {
         rabbitmqctl(&[
             "close_all_connections",
@@ -428,6 +372,7 @@ async fn consumer_and_publisher_reconnect_after_the_broker_closes_their_connecti
             &vhost_name,
             "ferry test: connection cut",
         ])
+        .expect("rabbitmqctl close_all_connections")
     })
     .await
     .unwrap();
@@ -446,12 +391,12 @@ async fn consumer_and_publisher_reconnect_after_the_broker_closes_their_connecti
 
 #[tokio::test]
 async fn a_message_that_keeps_coming_back_is_dead_lettered_by_the_broker() {
-    let vhost = Vhost::create("poison");
+    let vhost = Vhost::create("poison").expect("a vhost of its own");
     let topology = Topology {
         delivery_limit: 2,
         ..quick_topology()
     };
-    let broker = Broker::connect(&vhost.url(), &topology).await.unwrap();
+    let broker = Broker::connect(&vhost.amqp_url(), &topology).await.unwrap();
     let publisher = broker.publisher(PublisherOptions::default());
     let message = FlowRunMessage::new("acme", Trigger::Manual, None);
     publisher.publish(&message, &Headers::new()).await.unwrap();
