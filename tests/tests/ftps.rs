@@ -150,7 +150,7 @@ async fn exercise(kind: FtpServerKind, max: TlsVersion, big: bool) {
     let mut s = connect(&server, &cfg).await;
     let tls = s.control_tls().unwrap();
     if max == TlsVersion::Tls12 {
-        assert_eq!(tls.version, "TLSv1.2");
+        assert_eq!(tls.version, TlsVersion::Tls12);
     }
 
     round_trip(&server, &mut s, work.path(), "empty.bin", 0).await;
@@ -257,7 +257,7 @@ async fn server_capped_at_tls12() {
     let server = start(opts).await;
     let work = tempfile::tempdir().unwrap();
     let mut s = connect(&server, &config(&server)).await;
-    assert_eq!(s.control_tls().unwrap().version, "TLSv1.2");
+    assert_eq!(s.control_tls().unwrap().version, TlsVersion::Tls12);
     round_trip(&server, &mut s, work.path(), "capped.bin", 70_000).await;
 }
 
@@ -270,7 +270,7 @@ async fn vsftpd_tls13_hundred_uploads_all_resumed() {
     let local = work.path().join("one-mib");
     let sha = make_file(&local, MIB, 9).await;
     let mut s = connect(&server, &config(&server)).await;
-    assert_eq!(s.control_tls().unwrap().version, "TLSv1.3");
+    assert_eq!(s.control_tls().unwrap().version, TlsVersion::Tls13);
     for i in 0..100 {
         let name = format!("f{i:03}.bin");
         let up = s

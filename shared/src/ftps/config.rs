@@ -5,6 +5,7 @@
 //! references are resolved; nothing here reads files or the environment.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -26,9 +27,14 @@ pub struct SessionConfig {
     /// Replace a PASV reply's address by the control connection's peer address (as curl and
     /// lftp do for servers behind NAT that advertise a private address). Default `true`.
     pub nat_workaround: bool,
+    /// With `nat_workaround` off, the addresses other than the control peer's that a `PASV`
+    /// reply may name and ferry will dial (see `passive.rs`); any other is refused.
+    pub allowed_data_addresses: Vec<IpAddr>,
     /// Try `EPSV` first (default `true`); `false` uses `PASV` only, for servers whose EPSV
     /// is broken behind a firewall. A refused EPSV switches the session to PASV anyway.
     pub prefer_epsv: bool,
+    /// How large a directory listing may be.
+    pub listing_limits: ListingLimits,
     /// Connect, reply and data-idle timeouts.
     pub timeouts: Timeouts,
 }
@@ -44,7 +50,9 @@ impl SessionConfig {
             password: None,
             tls: TlsSettings::default(),
             nat_workaround: true,
+            allowed_data_addresses: Vec::new(),
             prefer_epsv: true,
+            listing_limits: ListingLimits::default(),
             timeouts: Timeouts::default(),
         }
     }
@@ -105,6 +113,35 @@ impl fmt::Display for TlsVersion {
             TlsVersion::Tls12 => "1.2",
             TlsVersion::Tls13 => "1.3",
         })
+    }
+}
+
+impl TlsVersion {
+    /// The protocol's name as TLS libraries print it: `TLSv1.2`, `TLSv1.3`.
+    pub fn protocol_name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        }
+    }
+}
+
+/// Bounds on one directory listing: a partner's listing is read and parsed line by line, and
+/// only the entries are kept, so these bound ferry's memory whatever the server sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListingLimits {
+    /// Most bytes of listing data read (default 64 MiB, about 500 000 Unix `LIST` lines).
+    pub max_bytes: u64,
+    /// Most entries kept (default 200 000: about 40 MiB of entries, within a 256 MiB pod).
+    pub max_entries: usize,
+}
+
+impl Default for ListingLimits {
+    fn default() -> Self {
+        ListingLimits {
+            max_bytes: 64 * 1024 * 1024,
+            max_entries: 200_000,
+        }
     }
 }
 

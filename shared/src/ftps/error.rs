@@ -5,19 +5,19 @@
 //! points at a firewall, a certificate error at the trust configuration, an authentication
 //! error at the credentials. Each error also knows whether trying again can help
 //! ([`FtpsError::is_transient`]): network trouble and 4xx replies can clear up by themselves,
-//! a wrong password or an untrusted certificate never will.
+//! a wrong password or an untrusted certificate never will. Which kind a reply, a socket error
+//! or a TLS error is lives in `classify.rs`.
 //!
 //! Security: messages carry the step, the server's reply code and text, addresses and
 //! certificate fingerprints, never a password, a private key or a passphrase. Server replies
-//! are echoed as received (trimmed and cut to a bounded length) because they are what the
-//! operator needs to see; ferry never sends secrets in a command other than `PASS`, and
-//! servers do not echo `PASS`.
+//! are kept printable and bounded ([`Reply`]); ferry never sends secrets in a command other
+//! than `PASS`, and servers do not echo `PASS`.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use suppaftp::FtpError;
+use super::reply::Reply;
 
 /// What went wrong, in terms an operator can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +53,17 @@ pub enum FtpsErrorKind {
     LocalFileChanged,
     /// A name that would escape its directory or cannot be sent on the control connection.
     InvalidPath,
+    /// The upload's temporary file is gone from the server before its rename (`RNFR`
+    /// refused): a partner-side process may have taken it. Nothing was deleted; the file
+    /// is not reported delivered.
+    TemporaryFileVanished,
+    /// The final name already exists on the partner and the flow does not allow replacing it.
+    TargetExists,
+    /// The data stream ended early: without TLS `close_notify` and short of the size the
+    /// server announced (or with no size to check it against).
+    Truncated,
+    /// A listing is larger than the partner's limits allow (bytes or entries).
+    ListingTooLarge,
     /// The session configuration cannot work (implicit TLS, unreadable key or certificate,
     /// wrong key passphrase...).
     Configuration,
@@ -76,6 +87,10 @@ impl FtpsErrorKind {
             FtpsErrorKind::LocalIo => "local_io",
             FtpsErrorKind::LocalFileChanged => "local_file_changed",
             FtpsErrorKind::InvalidPath => "invalid_path",
+            FtpsErrorKind::TemporaryFileVanished => "temporary_file_vanished",
+            FtpsErrorKind::TargetExists => "target_exists",
+            FtpsErrorKind::Truncated => "truncated",
+            FtpsErrorKind::ListingTooLarge => "listing_too_large",
             FtpsErrorKind::Configuration => "configuration",
         }
     }
@@ -90,6 +105,7 @@ impl FtpsErrorKind {
                 | FtpsErrorKind::PassiveMode
                 | FtpsErrorKind::Timeout
                 | FtpsErrorKind::LocalFileChanged
+                | FtpsErrorKind::Truncated
         )
     }
 }
@@ -97,58 +113,6 @@ impl FtpsErrorKind {
 impl fmt::Display for FtpsErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// A server reply kept in an error: the code and its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// The three-digit reply code.
-    pub code: u32,
-    /// The reply text (code stripped, lines joined, cut to a bounded length).
-    pub text: String,
-}
-
-impl Reply {
-    /// Longest reply text kept in an error.
-    const MAX_TEXT: usize = 300;
-
-    pub(crate) fn from_response(response: &suppaftp::types::Response) -> Reply {
-        let raw = String::from_utf8_lossy(&response.body);
-        let mut text = String::new();
-        for line in raw.lines() {
-            let line = line.trim();
-            // Strip the "550 " / "550-" prefix that each reply line may carry.
-            let line = match line.get(..4) {
-                Some(p) if p.as_bytes()[..3].iter().all(u8::is_ascii_digit) => line[4..].trim(),
-                _ => line,
-            };
-            if line.is_empty() {
-                continue;
-            }
-            if !text.is_empty() {
-                text.push_str(" / ");
-            }
-            text.push_str(line);
-        }
-        if text.len() > Self::MAX_TEXT {
-            let mut cut = Self::MAX_TEXT;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-            text.push_str("...");
-        }
-        Reply {
-            code: response.status.code(),
-            text,
-        }
-    }
-}
-
-impl fmt::Display for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.code, self.text)
     }
 }
 
@@ -263,244 +227,5 @@ impl FtpsError {
                  range is reachable (firewall, NAT) and that the advertised address is right"
             ),
         )
-    }
-}
-
-/// Which command a reply answered: decides what an ambiguous code (550) means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ReplyTo {
-    /// USER / PASS.
-    Login,
-    /// AUTH TLS.
-    AuthTls,
-    /// PBSZ / PROT.
-    Protection,
-    /// RETR, SIZE, MLSD, LIST, CWD, DELE, RNFR: the path must exist.
-    ExistingPath,
-    /// STOR, RNTO: the path is being created.
-    NewPath,
-    /// Anything else.
-    Other,
-}
-
-/// Turns a refused reply into an error of the right kind.
-pub(crate) fn from_reply(step: &str, reply: Reply, to: ReplyTo) -> FtpsError {
-    let text = reply.text.to_ascii_lowercase();
-    let says_permission = ["permission", "denied", "not allowed", "forbidden", "access"]
-        .iter()
-        .any(|w| text.contains(w));
-    let says_missing = [
-        "no such",
-        "not found",
-        "not exist",
-        "doesn't exist",
-        "does not exist",
-        "failed to open",
-        "can't open",
-        "cannot open",
-        "not a regular file",
-        "unknown file",
-    ]
-    .iter()
-    .any(|w| text.contains(w));
-    let (kind, message) = match (reply.code, to) {
-        (_, ReplyTo::AuthTls) => (
-            FtpsErrorKind::TlsNotOffered,
-            "the server refused AUTH TLS: it does not offer explicit FTPS; ferry never falls \
-             back to plaintext, so no credentials were sent"
-                .to_string(),
-        ),
-        (_, ReplyTo::Protection) => (
-            FtpsErrorKind::TlsNotOffered,
-            "the server refused PBSZ/PROT P (protected data channel); ferry never sends data in \
-             plaintext"
-                .to_string(),
-        ),
-        (530 | 331 | 332, ReplyTo::Login) | (430 | 530, _) => (
-            FtpsErrorKind::AuthenticationFailed,
-            "the server refused the login: wrong user name or password, or a locked account"
-                .to_string(),
-        ),
-        (421, _) => (
-            FtpsErrorKind::ConnectionLost,
-            "the server is closing the connection".to_string(),
-        ),
-        (425, _) => (
-            FtpsErrorKind::PassiveMode,
-            "the server could not open the data connection".to_string(),
-        ),
-        (426, _) => (
-            FtpsErrorKind::ConnectionLost,
-            "the server aborted the transfer".to_string(),
-        ),
-        (522, _) => (
-            FtpsErrorKind::TlsHandshake,
-            "the server refused the TLS data connection".to_string(),
-        ),
-        (550 | 450 | 553 | 552 | 532 | 451, _) if says_permission && !says_missing => (
-            FtpsErrorKind::PermissionDenied,
-            "the server refused the operation (permission)".to_string(),
-        ),
-        (550 | 450 | 553, _) if says_missing => (
-            FtpsErrorKind::NotFound,
-            "the remote path does not exist".to_string(),
-        ),
-        (550 | 450, ReplyTo::ExistingPath) => (
-            FtpsErrorKind::NotFound,
-            "the remote path is not available".to_string(),
-        ),
-        (550 | 553 | 532, ReplyTo::NewPath) => (
-            FtpsErrorKind::PermissionDenied,
-            "the server refused to create the file".to_string(),
-        ),
-        _ => (
-            FtpsErrorKind::Protocol,
-            "unexpected reply from the server".to_string(),
-        ),
-    };
-    FtpsError::new(kind, step, message).with_reply(reply)
-}
-
-/// Sorts an I/O error of the network into a kind.
-pub(crate) fn from_net_io(step: &str, err: io::Error) -> FtpsError {
-    if let Some(tls) = super::trust::rustls_error_in(&err) {
-        return super::trust::from_tls_error(step, tls.clone());
-    }
-    let kind = match err.kind() {
-        io::ErrorKind::ConnectionRefused => FtpsErrorKind::ConnectionRefused,
-        io::ErrorKind::TimedOut => FtpsErrorKind::Timeout,
-        io::ErrorKind::InvalidInput => FtpsErrorKind::InvalidPath,
-        _ => FtpsErrorKind::ConnectionLost,
-    };
-    let message = match kind {
-        FtpsErrorKind::ConnectionRefused => format!(
-            "connection refused ({err}): nothing listens there, or a firewall blocks the port"
-        ),
-        _ => err.to_string(),
-    };
-    FtpsError::new(kind, step, message).with_source(err)
-}
-
-/// Sorts a suppaftp error met at `step`, where a refused reply answered `to`.
-pub(crate) fn from_ftp(step: &str, err: FtpError, to: ReplyTo) -> FtpsError {
-    match err {
-        FtpError::ConnectionError(io) => from_net_io(step, io),
-        FtpError::UnexpectedResponse(response) => {
-            from_reply(step, Reply::from_response(&response), to)
-        }
-        FtpError::SecureError(msg) => FtpsError::new(FtpsErrorKind::TlsHandshake, step, msg),
-        FtpError::BadResponse => FtpsError::new(
-            FtpsErrorKind::Protocol,
-            step,
-            "the server sent a reply ferry cannot parse",
-        )
-        .transient(false),
-        FtpError::InvalidAddress(e) => FtpsError::new(
-            FtpsErrorKind::PassiveMode,
-            step,
-            format!("the server advertised an invalid passive address: {e}"),
-        ),
-        FtpError::DataConnectionAlreadyOpen => FtpsError::new(
-            FtpsErrorKind::Protocol,
-            step,
-            "a data connection is already open on this session",
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use suppaftp::Status;
-    use suppaftp::types::Response;
-
-    fn reply(code: u32, text: &str) -> Reply {
-        Reply::from_response(&Response::new(
-            Status::from(code),
-            format!("{code} {text}\r\n").into_bytes(),
-        ))
-    }
-
-    #[test]
-    fn reply_text_strips_codes_and_joins_lines() {
-        let r = Reply::from_response(&Response::new(
-            Status::from(550),
-            b"550-First line\r\n550 Second line\r\n".to_vec(),
-        ));
-        assert_eq!(r.code, 550);
-        assert_eq!(r.text, "First line / Second line");
-    }
-
-    #[test]
-    fn login_refusal_is_authentication_and_permanent() {
-        let e = from_reply("login", reply(530, "Login incorrect."), ReplyTo::Login);
-        assert_eq!(e.kind(), FtpsErrorKind::AuthenticationFailed);
-        assert!(!e.is_transient());
-        assert!(e.to_string().contains("530 Login incorrect."), "{e}");
-    }
-
-    #[test]
-    fn ambiguous_550_depends_on_the_command() {
-        let e = from_reply(
-            "download",
-            reply(550, "Failed to open file."),
-            ReplyTo::ExistingPath,
-        );
-        assert_eq!(e.kind(), FtpsErrorKind::NotFound);
-        let e = from_reply(
-            "upload",
-            reply(553, "Could not create file."),
-            ReplyTo::NewPath,
-        );
-        assert_eq!(e.kind(), FtpsErrorKind::PermissionDenied);
-        let e = from_reply("upload", reply(550, "Permission denied."), ReplyTo::NewPath);
-        assert_eq!(e.kind(), FtpsErrorKind::PermissionDenied);
-        assert!(!e.is_transient());
-        let e = from_reply(
-            "rename",
-            reply(550, "No such file or directory"),
-            ReplyTo::NewPath,
-        );
-        assert_eq!(e.kind(), FtpsErrorKind::NotFound);
-    }
-
-    #[test]
-    fn four_hundreds_are_transient_five_hundreds_are_not() {
-        let e = from_reply("upload", reply(451, "Local error"), ReplyTo::Other);
-        assert!(e.is_transient());
-        let e = from_reply("upload", reply(501, "Syntax error"), ReplyTo::Other);
-        assert_eq!(e.kind(), FtpsErrorKind::Protocol);
-        assert!(!e.is_transient());
-        let e = from_reply(
-            "upload",
-            reply(425, "Can't open data connection"),
-            ReplyTo::Other,
-        );
-        assert_eq!(e.kind(), FtpsErrorKind::PassiveMode);
-        assert!(e.is_transient());
-    }
-
-    #[test]
-    fn refused_auth_tls_says_no_plaintext_fallback() {
-        let e = from_reply("AUTH TLS", reply(500, "Unknown command"), ReplyTo::AuthTls);
-        assert_eq!(e.kind(), FtpsErrorKind::TlsNotOffered);
-        assert!(!e.is_transient());
-        assert!(e.to_string().contains("never falls back"));
-    }
-
-    #[test]
-    fn network_errors_are_sorted() {
-        let e = from_net_io(
-            "connect",
-            io::Error::new(io::ErrorKind::ConnectionRefused, "refused"),
-        );
-        assert_eq!(e.kind(), FtpsErrorKind::ConnectionRefused);
-        assert!(e.is_transient());
-        let e = from_net_io(
-            "list",
-            io::Error::new(io::ErrorKind::ConnectionReset, "reset"),
-        );
-        assert_eq!(e.kind(), FtpsErrorKind::ConnectionLost);
-        assert!(e.is_transient());
     }
 }

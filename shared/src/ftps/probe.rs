@@ -6,8 +6,11 @@
 //! what the flows will do. No step detail ever contains a password, key or passphrase.
 
 use super::config::SessionConfig;
+use super::connect::ProbeStep;
+use super::data::describe;
 use super::error::FtpsError;
-use super::session::{ProbeStep, Session};
+use super::printable::printable;
+use super::session::Session;
 
 /// Most listing entries reported one by one (the count is always reported).
 const MAX_LISTED: usize = 50;
@@ -22,18 +25,12 @@ pub async fn probe(
     let mut session = Session::connect_reporting(cfg, on_step).await?;
     let dir = path.unwrap_or(".");
     let entries = session.list(dir).await?;
-    let attempt = session.attempt.lock().map(|a| *a).unwrap_or_default();
-    let mode = if session.uses_epsv() { "EPSV" } else { "PASV" };
-    let detail = match (attempt.addr, attempt.advertised) {
-        (Some(used), Some(adv)) => {
-            format!("{mode}: data connection to {used} (server advertised {adv}; NAT workaround)")
-        }
-        (Some(used), None) => format!("{mode}: data connection to {used}"),
-        (None, _) => format!("{mode}: no data connection"),
-    };
+    let target = session
+        .connection()
+        .and_then(|c| c.data_setup().last_target());
     on_step(ProbeStep {
         name: "passive",
-        detail,
+        detail: describe(target, session.uses_epsv()),
     });
     let stats = session.data_tls_stats();
     on_step(ProbeStep {
@@ -52,11 +49,7 @@ pub async fn probe(
         detail: format!(
             "{} entries in {dir} (via {})",
             entries.len(),
-            if session.features.mlsd {
-                "MLSD"
-            } else {
-                "LIST"
-            }
+            if session.uses_mlsd() { "MLSD" } else { "LIST" }
         ),
     });
     for e in entries.iter().take(MAX_LISTED) {
@@ -69,7 +62,7 @@ pub async fn probe(
                 e.modified
                     .map(|m| m.to_rfc3339())
                     .unwrap_or_else(|| "-".into()),
-                e.name
+                printable(&e.name)
             ),
         });
     }

@@ -10,11 +10,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use suppaftp::FtpResult;
-use suppaftp::tokio::TokioTlsStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 
 /// Bytes read from the socket per system call on a data connection.
 pub(crate) const DATA_READ_BUF: usize = 256 * 1024;
@@ -23,7 +20,7 @@ pub(crate) const CONTROL_READ_BUF: usize = 8 * 1024;
 
 /// A TCP socket with a read buffer.
 #[derive(Debug)]
-pub struct BufferedTcp {
+pub(crate) struct BufferedTcp {
     tcp: TcpStream,
     buf: Box<[u8]>,
     pos: usize,
@@ -85,62 +82,8 @@ impl AsyncWrite for BufferedTcp {
     }
 }
 
-/// A session's TLS stream (control or data connection), as suppaftp sees it.
-#[derive(Debug)]
-pub struct FerryTlsStream {
-    inner: TlsStream<BufferedTcp>,
-}
-
-impl From<TlsStream<BufferedTcp>> for FerryTlsStream {
-    fn from(inner: TlsStream<BufferedTcp>) -> Self {
-        FerryTlsStream { inner }
-    }
-}
-
-impl AsyncRead for FerryTlsStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for FerryTlsStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-impl TokioTlsStream for FerryTlsStream {
-    type InnerStream = TlsStream<BufferedTcp>;
-
-    /// Only used by suppaftp for `CCC` (clear command channel), which ferry never sends.
-    fn tcp_stream(self) -> FtpResult<TcpStream> {
-        Ok(self.inner.into_inner().0.tcp)
-    }
-
-    fn get_ref(&self) -> &TcpStream {
-        &self.inner.get_ref().0.tcp
-    }
-
-    fn mut_ref(&mut self) -> &mut Self::InnerStream {
-        &mut self.inner
-    }
-}
+/// A session's TLS stream (control or data connection).
+pub(crate) type TlsStream = tokio_rustls::client::TlsStream<BufferedTcp>;
 
 #[cfg(test)]
 mod tests {

@@ -24,8 +24,8 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ClientSessionMemoryCache, Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
@@ -376,8 +376,7 @@ pub(crate) fn client_config(
             ));
         }
     };
-    config.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(32)));
-    config.enable_early_data = false;
+    super::tls_session_reuse::give_own_session_store(&mut config);
     Ok(Arc::new(config))
 }
 
@@ -390,64 +389,10 @@ fn build_webpki(
         .map_err(|e| config_error(format!("cannot build the certificate verifier: {e}")))
 }
 
-/// Finds a rustls error carried by an I/O error (tokio-rustls wraps them).
-pub(crate) fn rustls_error_in(err: &std::io::Error) -> Option<&TlsError> {
-    err.get_ref()
-        .and_then(|inner| inner.downcast_ref::<TlsError>())
-}
-
-/// Sorts a rustls error into certificate or handshake trouble, with an operator's hint.
-pub(crate) fn from_tls_error(step: &str, err: TlsError) -> FtpsError {
-    let (kind, message) = match &err {
-        TlsError::InvalidCertificate(cert) => {
-            let why = match cert {
-                CertificateError::UnknownIssuer => {
-                    "issued by an unknown CA: tls.ca_cert missing, wrong, or its chain incomplete"
-                        .to_string()
-                }
-                CertificateError::BadSignature => {
-                    "its signature does not verify against the trusted CA: tls.ca_cert is not \
-                     the CA that issued it (perhaps another CA with the same name)"
-                        .to_string()
-                }
-                CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. } => {
-                    format!("not valid for the host name ferry connects to ({err})")
-                }
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    format!("expired ({err})")
-                }
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    format!("not valid yet ({err})")
-                }
-                CertificateError::Other(other) => other.to_string(),
-                _ => err.to_string(),
-            };
-            (
-                FtpsErrorKind::CertificateValidation,
-                format!("server certificate rejected: {why}"),
-            )
-        }
-        TlsError::AlertReceived(alert) => (
-            FtpsErrorKind::TlsHandshake,
-            format!(
-                "the server aborted the TLS handshake with alert {alert:?} (a client certificate \
-                 it requires or rejects, or no common protocol version or cipher)"
-            ),
-        ),
-        _ => (
-            FtpsErrorKind::TlsHandshake,
-            format!("TLS handshake failed: {err}"),
-        ),
-    };
-    FtpsError::new(kind, step, message)
-        .with_source(err)
-        .transient(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ftps::classify::from_tls_error;
 
     // Throwaway test keys generated with openssl for these tests only.
     const EC_PKCS8: &str = include_str!("testdata/ec_pkcs8.pem");

@@ -1,0 +1,264 @@
+//! Streaming download into a temporary file that becomes the final file only when asked.
+//!
+//! The data is streamed into a temporary file created in the destination folder, written and
+//! hashed on the disk thread (`pipeline.rs`), `fsync`ed, and its length checked: against
+//! `SIZE` where the server offers it, else against the size the listing gave. A data stream
+//! that ends without TLS `close_notify` may be a cut connection, and the server's `226`
+//! cannot be trusted to know it (the server may not see the cut either): such a download is
+//! accepted only when its length equals the announced size, and fails as
+//! [`FtpsErrorKind::Truncated`] otherwise (or when no size is known).
+//!
+//! The result is a [`DownloadedFile`] that deletes itself unless
+//! [`DownloadedFile::persist`]ed under its final name. A cancelled transfer (dropped future)
+//! leaves no final-name file.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::time::timeout;
+
+use super::classify::{ReplyTo, from_net_io};
+use super::commands::size;
+use super::connection::{Connection, Operation};
+use super::control::check_line;
+use super::data::DataChannel;
+use super::error::{FtpsError, FtpsErrorKind};
+use super::listing::check_name;
+use super::paths::{join_remote, temp_name};
+use super::pipeline::FileWriter;
+
+/// A downloaded file, still under its temporary name in the destination folder.
+///
+/// Dropping it deletes the temporary file; [`DownloadedFile::persist`] gives it its final name.
+#[derive(Debug)]
+pub struct DownloadedFile {
+    /// Bytes received.
+    pub bytes: u64,
+    /// SHA-256 of the bytes received.
+    pub sha256: [u8; 32],
+    guard: TempGuard,
+    dir: PathBuf,
+}
+
+impl DownloadedFile {
+    /// Where the data is now (a hidden temporary name in the destination folder).
+    pub fn temp_path(&self) -> &Path {
+        &self.guard.path
+    }
+
+    /// Renames the file to `final_name` in its folder (replacing an existing file) and
+    /// `fsync`s the folder so the rename survives a crash.
+    pub fn persist(mut self, final_name: &str) -> Result<PathBuf, FtpsError> {
+        let step = format!("saving {final_name}");
+        check_name(final_name)
+            .map_err(|e| FtpsError::new(FtpsErrorKind::InvalidPath, step.clone(), e.to_string()))?;
+        let dest = self.dir.join(final_name);
+        std::fs::rename(&self.guard.path, &dest)
+            .map_err(|e| FtpsError::local_io(step.clone(), e))?;
+        self.guard.armed = false;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| FtpsError::local_io(step, e))?;
+        Ok(dest)
+    }
+}
+
+/// Deletes a local temporary file when dropped, unless disarmed.
+#[derive(Debug)]
+struct TempGuard {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// One download.
+pub(crate) struct Download<'a> {
+    pub(crate) remote_dir: &'a str,
+    pub(crate) remote_name: &'a str,
+    pub(crate) local_dir: &'a Path,
+    /// The size the listing gave, if any.
+    pub(crate) listed_size: Option<u64>,
+}
+
+impl Operation for Download<'_> {
+    type Output = DownloadedFile;
+
+    async fn run(&mut self, conn: &mut Connection) -> Result<DownloadedFile, FtpsError> {
+        let remote_path = join_remote(self.remote_dir, self.remote_name);
+        let step = format!("download of {remote_path}");
+        check_name(self.remote_name)
+            .map_err(|e| FtpsError::new(FtpsErrorKind::InvalidPath, &step, e.to_string()))?;
+        check_line(&step, self.remote_dir)?;
+        let announced = size(conn, &step, &remote_path).await?.or(self.listed_size);
+        // Named after the remote path: a download retried after a crash overwrites the part
+        // the dead attempt left, instead of leaving it behind (claims keep two transfers of
+        // one remote file apart).
+        let tag: [u8; 32] = Sha256::digest(remote_path.as_bytes()).into();
+        let path = self.local_dir.join(temp_name(self.remote_name, Some(&tag)));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|e| FtpsError::local_io(format!("{step}: creating {}", path.display()), e))?;
+        let file = file.into_std().await;
+        let guard = TempGuard { path, armed: true };
+        let retr = format!("RETR {remote_path}");
+        let mut data = conn.open_data(&step, &retr, ReplyTo::ExistingPath).await?;
+        let received = receive(&mut data, file, conn.data_idle(), &step).await;
+        let clean_end = data.ended_cleanly();
+        let (bytes, sha256, file) = match received {
+            Ok(v) => {
+                data.finish_read(conn.control(), &step, ReplyTo::ExistingPath)
+                    .await?;
+                v
+            }
+            Err(e) => {
+                data.abandon(conn.control(), &step).await;
+                return Err(e);
+            }
+        };
+        let local_step = format!("{step}: writing {}", guard.path.display());
+        tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
+            .map_err(|e| FtpsError::local_io(local_step, e))?;
+        check_length(&step, bytes, announced, clean_end)?;
+        Ok(DownloadedFile {
+            bytes,
+            sha256,
+            guard,
+            dir: self.local_dir.to_path_buf(),
+        })
+    }
+}
+
+/// The length rule of the module docs.
+fn check_length(
+    step: &str,
+    bytes: u64,
+    announced: Option<u64>,
+    clean_end: bool,
+) -> Result<(), FtpsError> {
+    match announced {
+        Some(n) if n == bytes => Ok(()),
+        Some(n) => Err(FtpsError::new(
+            if clean_end {
+                FtpsErrorKind::Protocol
+            } else {
+                FtpsErrorKind::Truncated
+            },
+            step,
+            format!("received {bytes} bytes, the server announced {n}"),
+        )
+        .transient(true)),
+        None if clean_end => Ok(()),
+        None => Err(FtpsError::new(
+            FtpsErrorKind::Truncated,
+            step,
+            format!(
+                "the data connection ended after {bytes} bytes without TLS close_notify, and \
+                 the server gave no size to check them against: the file may be cut short"
+            ),
+        )),
+    }
+}
+
+/// Receives the data stream into `file` (written and hashed on the disk thread).
+async fn receive(
+    data: &mut DataChannel,
+    file: std::fs::File,
+    idle: std::time::Duration,
+    step: &str,
+) -> Result<(u64, [u8; 32], std::fs::File), FtpsError> {
+    let mut writer = FileWriter::start(file);
+    let mut received: Result<(), FtpsError> = Ok(());
+    'outer: while let Some(mut buf) = writer.buffer().await {
+        // Fill the buffer (rustls hands out one record at a time) to keep disk writes large.
+        let mut n = 0;
+        while n < buf.len() {
+            let got = match timeout(idle, data.read(&mut buf[n..])).await {
+                Ok(r) => r.map_err(|e| from_net_io(step, e)),
+                Err(_) => Err(FtpsError::timeout(step, "data connection (download)", idle)),
+            };
+            match got {
+                Ok(0) => {
+                    buf.truncate(n);
+                    if n > 0 {
+                        writer.write(buf).await;
+                    }
+                    break 'outer;
+                }
+                Ok(k) => n += k,
+                Err(e) => {
+                    received = Err(e);
+                    break 'outer;
+                }
+            }
+        }
+        if !writer.write(buf).await {
+            break;
+        }
+    }
+    let written = writer.finish().await;
+    received?;
+    written.map_err(|e| FtpsError::local_io(format!("{step}: writing the local file"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A downloaded file of 4 bytes waiting at `temp` in `dir`.
+    fn downloaded(temp: &Path, dir: &Path) -> DownloadedFile {
+        DownloadedFile {
+            bytes: 4,
+            sha256: [0; 32],
+            guard: TempGuard {
+                path: temp.to_path_buf(),
+                armed: true,
+            },
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn downloaded_file_deletes_itself_unless_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".x.tmp");
+        std::fs::write(&p, b"data").unwrap();
+        drop(downloaded(&p, dir.path()));
+        assert!(!p.exists());
+
+        std::fs::write(&p, b"data").unwrap();
+        let d = downloaded(&p, dir.path());
+        assert!(d.persist("../escape").is_err());
+        assert!(!p.exists(), "a failed persist still cleans up");
+        std::fs::write(&p, b"data").unwrap();
+        let d = downloaded(&p, dir.path());
+        let dest = d.persist("final.txt").unwrap();
+        assert_eq!(std::fs::read(dest).unwrap(), b"data");
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn a_stream_without_close_notify_needs_the_announced_length() {
+        assert!(check_length("s", 10, Some(10), false).is_ok());
+        assert!(check_length("s", 10, None, true).is_ok());
+        let cut = check_length("s", 4, Some(10), false).unwrap_err();
+        assert_eq!(cut.kind(), FtpsErrorKind::Truncated);
+        let unknown = check_length("s", 4, None, false).unwrap_err();
+        assert_eq!(unknown.kind(), FtpsErrorKind::Truncated);
+        let short = check_length("s", 4, Some(10), true).unwrap_err();
+        assert_eq!(short.kind(), FtpsErrorKind::Protocol);
+    }
+}

@@ -1,0 +1,69 @@
+//! Remote paths and ferry's temporary names.
+//!
+//! A temporary name is hidden and recognisable: `.NAME.TAG.ferry-part`, next to the final
+//! name. With a key given (the content's SHA-256 for an upload, a hash of the remote path for
+//! a download), TAG comes from it, so a retry of the same transfer (after a crash or a cut
+//! connection) writes over the same temporary file instead of leaving the first attempt's
+//! part behind; only the holder of the transfer's claim moves it, so no two transfers share
+//! the name. Without a key, TAG is random.
+
+/// Joins a remote directory and a name with exactly one `/`.
+pub(crate) fn join_remote(dir: &str, name: &str) -> String {
+    if dir.is_empty() || dir == "." {
+        name.to_string()
+    } else if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// The temporary name for `name` (see the module docs).
+pub(crate) fn temp_name(name: &str, key: Option<&[u8; 32]>) -> String {
+    let mut cut = name.len().min(160);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let tag = match key {
+        Some(key) => hex::encode(&key[..6]),
+        None => uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+    };
+    format!(".{}.{tag}.ferry-part", &name[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ftps::check_name;
+
+    #[test]
+    fn remote_paths_join_with_one_slash() {
+        assert_eq!(join_remote("/in", "a b.xml"), "/in/a b.xml");
+        assert_eq!(join_remote("/in/", "a"), "/in/a");
+        assert_eq!(join_remote("", "a"), "a");
+        assert_eq!(join_remote(".", "a"), "a");
+        assert_eq!(join_remote("/", "a"), "/a");
+    }
+
+    #[test]
+    fn temp_names_are_hidden_bounded_and_stable_per_content() {
+        let a = temp_name("report.xml", None);
+        let b = temp_name("report.xml", None);
+        assert_ne!(a, b, "unique without a known content");
+        assert!(a.starts_with(".report.xml."));
+        assert!(a.ends_with(".ferry-part"));
+        assert!(check_name(&a).is_ok());
+        let long = "é".repeat(200);
+        assert!(temp_name(&long, None).len() < 200);
+        let content = [0xab; 32];
+        assert_eq!(
+            temp_name("report.xml", Some(&content)),
+            temp_name("report.xml", Some(&content)),
+            "a retry of the same content reuses the same temporary file"
+        );
+        assert_eq!(
+            temp_name("report.xml", Some(&content)),
+            ".report.xml.abababababab.ferry-part"
+        );
+    }
+}

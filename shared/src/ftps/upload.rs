@@ -1,0 +1,220 @@
+//! Streaming upload, so that a partner never sees a partial file and ferry never keeps a
+//! whole file in memory.
+//!
+//! The local file is read once, in buffers of [`BUF_SIZE`](super::BUF_SIZE), on a disk thread
+//! (`pipeline.rs`) that hashes each buffer (SHA-256) in the same pass while the previous one
+//! is encrypted and sent. The data goes to a hidden temporary name in the target directory
+//! (`paths.rs`); only after the server confirmed the transfer (226), the bytes sent match the
+//! file's size (and the caller's expected hash), and, where the server offers `SIZE`, the
+//! stored size equals the bytes sent, is it renamed to its final name (`rename.rs`). Any
+//! failure deletes the temporary file (best effort). The hash returned is the hash of the
+//! bytes sent: it is the one the flow records.
+
+use std::path::Path;
+
+use tokio::io::AsyncWriteExt;
+use tracing::debug;
+
+use super::classify::{ReplyTo, from_net_io};
+use super::commands::size;
+use super::connection::{Connection, Operation};
+use super::control::check_line;
+use super::data::DataChannel;
+use super::error::{FtpsError, FtpsErrorKind};
+use super::listing::check_name;
+use super::paths::{join_remote, temp_name};
+use super::pipeline::FileReader;
+use super::rename::{RenamePolicy, rename};
+
+/// How an upload treats the content and an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadOptions {
+    /// The SHA-256 the bytes sent must have (the one the claim was made for); a file that
+    /// hashes differently changed since it was selected and is never renamed.
+    pub expected_sha256: Option<[u8; 32]>,
+    /// Replace a file already under the final name (the flow's `overwrite`).
+    pub replace_existing: bool,
+}
+
+/// The outcome of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    /// Bytes sent (and confirmed).
+    pub bytes: u64,
+    /// SHA-256 of the bytes sent.
+    pub sha256: [u8; 32],
+    /// The final remote path.
+    pub remote_path: String,
+}
+
+/// One upload.
+pub(crate) struct Upload<'a> {
+    local: &'a Path,
+    remote_dir: &'a str,
+    remote_name: &'a str,
+    options: UploadOptions,
+}
+
+impl<'a> Upload<'a> {
+    pub(crate) fn new(
+        local: &'a Path,
+        remote_dir: &'a str,
+        remote_name: &'a str,
+        options: &UploadOptions,
+    ) -> Self {
+        Upload {
+            local,
+            remote_dir,
+            remote_name,
+            options: *options,
+        }
+    }
+}
+
+impl Operation for Upload<'_> {
+    type Output = Uploaded;
+
+    async fn run(&mut self, conn: &mut Connection) -> Result<Uploaded, FtpsError> {
+        let final_path = join_remote(self.remote_dir, self.remote_name);
+        let step = format!("upload of {final_path}");
+        check_name(self.remote_name)
+            .map_err(|e| FtpsError::new(FtpsErrorKind::InvalidPath, &step, e.to_string()))?;
+        check_line(&step, self.remote_dir)?;
+        let local = self.local;
+        let file = tokio::fs::File::open(local)
+            .await
+            .map_err(|e| FtpsError::local_io(format!("{step}: opening {}", local.display()), e))?;
+        let expected_len = file
+            .metadata()
+            .await
+            .map_err(|e| FtpsError::local_io(format!("{step}: reading {}", local.display()), e))?
+            .len();
+        let file = file.into_std().await;
+        let expected_sha256 = self.options.expected_sha256;
+        let temp_path = join_remote(
+            self.remote_dir,
+            &temp_name(self.remote_name, expected_sha256.as_ref()),
+        );
+        let stor = format!("STOR {temp_path}");
+        let mut data = match conn.open_data(&step, &stor, ReplyTo::NewPath).await {
+            Ok(data) => data,
+            // A part of this same content left by an attempt that died, on a server that
+            // will not overwrite a file: remove it and store once more.
+            Err(e)
+                if expected_sha256.is_some()
+                    && e.reply().is_some_and(|r| r.code == 550 || r.code == 553) =>
+            {
+                debug!(temp = %temp_path, reply = ?e.reply(), "STOR refused; replacing a stale part");
+                let _ = discard(conn, &temp_path, e).await;
+                conn.open_data(&step, &stor, ReplyTo::NewPath).await?
+            }
+            Err(e) => return Err(e),
+        };
+        // From here on a temporary file may exist on the server: every failure removes it.
+        let idle = conn.data_idle();
+        let sent = send(file, &mut data, idle, &step).await;
+        let finished = data
+            .finish_upload(conn.control(), &step, ReplyTo::NewPath)
+            .await;
+        let (bytes, sha256) = match (sent, finished) {
+            (Ok(v), Ok(())) => v,
+            // No final reply: the control connection is out of step, nothing more to say.
+            (_, Err(f)) if !conn.control().in_step() => return Err(f),
+            (Ok(_), Err(f)) => return Err(discard(conn, &temp_path, f).await),
+            (Err(e), Err(f)) if e.kind() != FtpsErrorKind::LocalIo => {
+                // The server's reply explains a broken data connection better than EPIPE.
+                return Err(discard(conn, &temp_path, f).await);
+            }
+            (Err(e), _) => return Err(discard(conn, &temp_path, e).await),
+        };
+        if let Some(expected) = expected_sha256
+            && expected != sha256
+        {
+            let e = FtpsError::new(
+                FtpsErrorKind::LocalFileChanged,
+                &step,
+                format!(
+                    "the file changed since it was selected: sha256 of the bytes sent {} differs \
+                     from the expected {}; not renamed",
+                    hex::encode(sha256),
+                    hex::encode(expected)
+                ),
+            );
+            return Err(discard(conn, &temp_path, e).await);
+        }
+        if bytes != expected_len {
+            let e = FtpsError::new(
+                FtpsErrorKind::LocalFileChanged,
+                &step,
+                format!(
+                    "the file changed during the upload: {expected_len} bytes when opened, {bytes} read"
+                ),
+            );
+            return Err(discard(conn, &temp_path, e).await);
+        }
+        match size(conn, &step, &temp_path).await {
+            Ok(Some(stored)) if stored != bytes => {
+                let e = FtpsError::new(
+                    FtpsErrorKind::Protocol,
+                    &step,
+                    format!("the server stored {stored} bytes, ferry sent {bytes}"),
+                )
+                .transient(true);
+                return Err(discard(conn, &temp_path, e).await);
+            }
+            Ok(_) => {}
+            Err(e) => return Err(discard(conn, &temp_path, e).await),
+        }
+        let policy = RenamePolicy {
+            replace_existing: self.options.replace_existing,
+        };
+        match rename(conn, &step, &temp_path, &final_path, policy).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == FtpsErrorKind::TemporaryFileVanished => return Err(e),
+            Err(e) => return Err(discard(conn, &temp_path, e).await),
+        }
+        Ok(Uploaded {
+            bytes,
+            sha256,
+            remote_path: final_path,
+        })
+    }
+}
+
+/// Best-effort removal of a remote temporary file after a failure; returns `err`.
+async fn discard(conn: &mut Connection, temp_path: &str, err: FtpsError) -> FtpsError {
+    if !conn.control().in_step() {
+        return err;
+    }
+    match conn.command("discard", &format!("DELE {temp_path}")).await {
+        Ok(r) if r.is_positive() => debug!(temp = temp_path, "temporary file removed"),
+        _ => debug!(temp = temp_path, "temporary file could not be removed"),
+    }
+    err
+}
+
+/// Reads `file` once (on the disk thread, hashing there) and sends each buffer.
+async fn send(
+    file: std::fs::File,
+    data: &mut DataChannel,
+    idle: std::time::Duration,
+    step: &str,
+) -> Result<(u64, [u8; 32]), FtpsError> {
+    let mut reader = FileReader::start(file);
+    let mut sent: Result<(), FtpsError> = Ok(());
+    while let Some(buf) = reader.next().await {
+        sent = match tokio::time::timeout(idle, data.stream().write_all(&buf)).await {
+            Ok(r) => r.map_err(|e| from_net_io(step, e)),
+            Err(_) => Err(FtpsError::timeout(step, "data connection (upload)", idle)),
+        };
+        reader.recycle(buf);
+        if sent.is_err() {
+            break;
+        }
+    }
+    let read = reader.finish().await;
+    sent?;
+    let (total, sha, _) =
+        read.map_err(|e| FtpsError::local_io(format!("{step}: reading the local file"), e))?;
+    Ok((total, sha))
+}
