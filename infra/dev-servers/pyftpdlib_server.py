@@ -3,18 +3,39 @@
 
 pyftpdlib is the server the test bed can bend: it fakes the network faults the real
 servers cannot show on loopback (a PASV address behind NAT, an unreachable passive range)
-and runs plain FTP to prove that ferry never sends credentials without TLS. Every setting
-comes from the command line; it serves in the foreground until killed.
+and runs plain FTP to prove that ferry never sends credentials without TLS. With
+`--quirk NAME` (repeatable) it misbehaves the way real partners' servers do; each quirk is
+described in QUIRKS below. Every setting comes from the command line; it serves in the
+foreground until killed.
 """
 
 import argparse
 import logging
+import os
+import socket
 import sys
+import threading
+import time
 
 from OpenSSL import SSL
 from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
+from pyftpdlib.handlers import FTPHandler, TLS_DTPHandler, TLS_FTPHandler
+from pyftpdlib.handlers.ftp.data import DTPHandler
+from pyftpdlib.handlers.ftp.producers import BufferedIteratorProducer
 from pyftpdlib.servers import FTPServer
+
+QUIRKS = {
+    "rnfr-550": "RNFR always answers 550, as if a partner-side hook had taken the file",
+    "rnto-no-overwrite": "RNTO answers 553 when the target exists (no rename over a file)",
+    "rnto-553": "RNTO always answers 553",
+    "reply-during-data-handshake": "data connections go to a socket that never answers TLS; "
+    "STOR/RETR/LIST/MLSD answer 150 then 425 on the control connection",
+    "mlsd-refused": "FEAT lists MLST, MLSD answers 500",
+    "list-trickle": "listings send one line every --trickle-seconds",
+    "list-endless": "listings never end (one more line as fast as the client reads)",
+    "cut-downloads": "RETR sends half of the file and closes without TLS close_notify, "
+    "then answers 226",
+}
 
 
 def parse_args():
@@ -36,7 +57,47 @@ def parse_args():
     )
     p.add_argument("--plaintext", action="store_true", help="plain FTP: no AUTH TLS")
     p.add_argument("--commands-log", required=True, help="every command line received")
+    p.add_argument("--quirk", action="append", default=[], choices=sorted(QUIRKS))
+    p.add_argument("--trickle-seconds", type=float, default=100.0)
     return p.parse_args()
+
+
+def black_hole():
+    """A listener on 127.0.0.1 that accepts connections and never sends a byte."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held = []
+
+    def accept():
+        while True:
+            conn, _ = listener.accept()
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+def trickle(lines, seconds):
+    """Yields the listing's lines with a pause before each but the first."""
+    for i, line in enumerate(lines):
+        if i:
+            time.sleep(seconds)
+        yield line
+
+
+def endless():
+    i = 0
+    while True:
+        i += 1
+        yield f"type=file;size=1;modify=20260101000000; endless-{i:09d}.txt\r\n".encode()
+
+
+class CutDTPHandler(TLS_DTPHandler):
+    """Closes the data connection without TLS close_notify (a cut connection)."""
+
+    def close(self):
+        DTPHandler.close(self)
 
 
 def tls_context(args):
@@ -70,6 +131,82 @@ def handler_class(args):
             # it should never have sent in clear text.
             commands.write(line + "\n")
             super().pre_process_command(line, cmd, arg)
+
+        quirks = set(args.quirk)
+
+        if "rnfr-550" in quirks:
+
+            def ftp_RNFR(self, path):
+                self.respond("550 No such file or directory.")
+
+        if "rnto-no-overwrite" in quirks or "rnto-553" in quirks:
+
+            def ftp_RNTO(self, path):
+                if "rnto-553" in quirks or self.fs.lexists(path):
+                    self._rnfr = None
+                    self.respond("553 Requested action not taken: file exists.")
+                    return
+                return base.ftp_RNTO(self, path)
+
+        if "reply-during-data-handshake" in quirks:
+            hole = black_hole()
+
+            def ftp_EPSV(self, line):
+                self.respond(f"229 Entering extended passive mode (|||{hole}|).")
+
+            def ftp_PASV(self, line):
+                self.respond(f"227 Entering passive mode (127,0,0,1,{hole >> 8},{hole & 255}).")
+
+            def refuse_on_control(self, path, *rest):
+                self.respond("150 File status okay. About to open data connection.")
+                self.respond("425 TLS negotiation on the data connection failed: bad record mac.")
+
+            ftp_STOR = ftp_RETR = ftp_LIST = ftp_MLSD = refuse_on_control
+
+        if "mlsd-refused" in quirks:
+
+            def ftp_MLSD(self, path):
+                self.respond('500 Command "MLSD" not understood.')
+
+        if "list-trickle" in quirks or "list-endless" in quirks:
+
+            def listing(self, path, mlsd):
+                if not self.fs.isdir(path):
+                    self.respond("550 No such directory.")
+                    return
+                if "list-endless" in quirks:
+                    lines = endless()
+                else:
+                    names = sorted(self.run_as_current_user(self.fs.listdir, path))
+                    if mlsd:
+                        perms = self.authorizer.get_perms(self.username)
+                        lines = self.fs.format_mlsx(path, names, perms, self._current_facts)
+                    else:
+                        lines = self.fs.format_list(path, names)
+                    lines = trickle(list(lines), args.trickle_seconds)
+                producer = BufferedIteratorProducer(lines)
+                producer.loops = 1
+                self.push_dtp_data(producer, isproducer=True, cmd="MLSD" if mlsd else "LIST")
+                return path
+
+            def ftp_MLSD(self, path):
+                return listing(self, path, True)
+
+            def ftp_LIST(self, path):
+                return listing(self, path, False)
+
+        if "cut-downloads" in quirks:
+            dtp_handler = CutDTPHandler
+
+            def ftp_RETR(self, file):
+                try:
+                    with open(file, "rb") as f:
+                        data = f.read()
+                except OSError as err:
+                    self.respond(f"550 {err.strerror}.")
+                    return
+                self.push_dtp_data(data[: len(data) // 2], cmd="RETR")
+                return file
 
         if args.unreachable_port:
 

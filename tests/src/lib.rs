@@ -5,8 +5,10 @@
 //! its handle is dropped, so tests run in parallel and leave nothing behind. The binaries
 //! come from `scripts/setup-test-env`; when one is missing the error says so.
 
+pub mod bed;
 pub mod fleet;
 pub mod ftp;
+pub mod ftps_client;
 pub mod moto;
 pub mod pki;
 pub mod ports;

@@ -174,7 +174,8 @@ fn verdict(outcome: Result<RunReport, TransferError>) -> Verdict {
             let first = failures
                 .first()
                 .map(|(row, error)| {
-                    format!("; first: {} [{}] {}", row.name, error.kind, error.message)
+                    let name = ferry_shared::ftps::printable(&row.name);
+                    format!("; first: {name} [{}] {}", error.kind, error.message)
                 })
                 .unwrap_or_default();
             let summary = format!(
@@ -223,7 +224,10 @@ mod tests {
     use std::time::Duration;
 
     use chrono::Utc;
-    use ferry_shared::transfer::{Direction, FileError, FileReport, Outcome, RunInfo};
+    use ferry_shared::ftps::FtpsErrorKind;
+    use ferry_shared::transfer::{
+        Direction, FileError, FileErrorKind, FileReport, Outcome, RunInfo,
+    };
 
     use super::*;
 
@@ -234,6 +238,7 @@ mod tests {
             sha256: None,
             outcome,
             remote_path: None,
+            local_path: None,
             attempts: 1,
             error,
         }
@@ -268,8 +273,14 @@ mod tests {
     fn files_held_elsewhere_or_failing_for_now_come_back_later() {
         let held = vec![row("a", Outcome::LeftToOtherWorker, None)];
         assert!(matches!(verdict(report(held)), Verdict::RetryLater(_)));
-        let refused = FileError::retryable("connection_refused", "refused");
-        let auth = FileError::permanent("authentication_failed", "530");
+        let refused = FileError::retryable(
+            FileErrorKind::Partner(FtpsErrorKind::ConnectionRefused),
+            "refused",
+        );
+        let auth = FileError::permanent(
+            FileErrorKind::Partner(FtpsErrorKind::AuthenticationFailed),
+            "530",
+        );
         let mixed = vec![
             row("a", Outcome::Failed, Some(auth)),
             row("b", Outcome::Failed, Some(refused)),
@@ -279,7 +290,10 @@ mod tests {
 
     #[test]
     fn only_permanent_failures_go_to_the_dead_letters_at_once() {
-        let auth = FileError::permanent("authentication_failed", "530 Login incorrect");
+        let auth = FileError::permanent(
+            FileErrorKind::Partner(FtpsErrorKind::AuthenticationFailed),
+            "530 Login incorrect",
+        );
         match verdict(report(vec![row("a", Outcome::Failed, Some(auth))])) {
             Verdict::DeadLetter(reason) => {
                 assert!(

@@ -65,7 +65,8 @@ pub async fn run(config: Arc<Config>, args: RunArgs) -> ExitCode {
                 println!("{}", report.summary_line());
                 for row in report.files.iter().filter(|row| row.error.is_some()) {
                     if let Some(error) = &row.error {
-                        println!("  failed: {} [{}] {}", row.name, error.kind, error.message);
+                        let name = ferry_shared::ftps::printable(&row.name);
+                        println!("  failed: {name} [{}] {}", error.kind, error.message);
                     }
                 }
             }

@@ -40,6 +40,10 @@ pub struct Flow {
     /// Delete the source file once transferred (`delete_after_upload` of an upload,
     /// `delete_after_download` of a download); default false.
     pub delete_after_transfer: bool,
+    /// Replace a file already under the same name at the destination (`overwrite`, default
+    /// true): the partner's file for uploads, the local file for downloads. With `false` such
+    /// a file fails with `target_exists` and nothing is replaced.
+    pub overwrite: bool,
     /// When the scheduler starts this flow; `None` means manual or event-triggered only.
     pub schedule: Option<Schedule>,
     /// Attempts per file, the first included (default `retry.max_attempts`).
@@ -166,6 +170,7 @@ const FLOW_KEYS: &[&str] = &[
     "idempotency_mode",
     "delete_after_upload",
     "delete_after_download",
+    "overwrite",
     "schedule_cron",
     "schedule_timezone",
     "max_attempts",
@@ -246,6 +251,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
             )
         });
     let delete_after_transfer = direction.and_then(|d| read_delete(cx, map, d));
+    let overwrite = map.get("overwrite").map_or(Some(true), |f| f.bool(cx));
     let schedule = read_schedule(cx, map);
     let max_attempts = map
         .get("max_attempts")
@@ -268,6 +274,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
         files: files?,
         idempotency_mode: idempotency_mode?,
         delete_after_transfer: delete_after_transfer?,
+        overwrite: overwrite?,
         schedule: schedule?,
         max_attempts: max_attempts?,
         min_file_age: min_file_age?,

@@ -5,6 +5,7 @@
 //! since. Transport rules are enforced here, once: explicit TLS only, passive mode only.
 //! Secret-bearing fields hold [`SecretRef`]s, resolved by the worker at run time.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,6 +49,13 @@ pub struct FtpsConnection {
     /// Connect data channels to the control connection's peer when the PASV reply
     /// advertises another address (a server behind NAT); default true.
     pub nat_workaround: bool,
+    /// With `nat_workaround: false`, the addresses other than the control peer's that a
+    /// PASV reply may name (refused in hardened mode); any other is refused, never dialled.
+    pub allowed_data_addresses: Vec<IpAddr>,
+    /// Most bytes of one directory listing (default 64 MiB).
+    pub max_listing_bytes: u64,
+    /// Most entries of one directory listing (default 200 000).
+    pub max_listing_entries: u32,
     /// TCP connect plus TLS handshake (default 30s).
     pub connect_timeout: Duration,
     /// Waiting for a reply to one command (default 60s).
@@ -173,6 +181,9 @@ const CONNECTION_KEYS: &[&str] = &[
     "passive",
     "max_connections",
     "nat_workaround",
+    "allowed_data_addresses",
+    "max_listing_bytes",
+    "max_listing_entries",
     "connect_timeout",
     "command_timeout",
     "data_timeout",
@@ -233,7 +244,7 @@ fn read_ftps(cx: &mut Cx<'_>, ftps: &Map<'_>, rules: SecretRules) -> Option<Ftps
     let connection = ftps
         .required(cx, "connection")
         .and_then(|f| f.map(cx, CONNECTION_KEYS))
-        .and_then(|c| read_connection(cx, &c));
+        .and_then(|c| read_connection(cx, &c, rules));
     let auth = ftps
         .required(cx, "auth")
         .and_then(|f| f.map(cx, &["username", "password"]))
@@ -249,7 +260,7 @@ fn read_ftps(cx: &mut Cx<'_>, ftps: &Map<'_>, rules: SecretRules) -> Option<Ftps
     })
 }
 
-fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>) -> Option<FtpsConnection> {
+fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>, rules: SecretRules) -> Option<FtpsConnection> {
     let host = c.required(cx, "host").and_then(|f| f.non_empty_str(cx));
     let port = c
         .get("port")
@@ -279,6 +290,15 @@ fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>) -> Option<FtpsConnection> {
         .get("max_connections")
         .map_or(Some(4), |f| f.int(cx, 1u16, 256));
     let nat_workaround = c.get("nat_workaround").map_or(Some(true), |f| f.bool(cx));
+    let allowed_data_addresses = c
+        .get("allowed_data_addresses")
+        .map_or(Some(Vec::new()), |f| read_addresses(cx, f, rules));
+    let max_listing_bytes = c
+        .get("max_listing_bytes")
+        .map_or(Some(64 * 1024 * 1024), |f| f.int(cx, 1024u64, 1 << 40));
+    let max_listing_entries = c
+        .get("max_listing_entries")
+        .map_or(Some(200_000), |f| f.int(cx, 1u32, 100_000_000));
     let timeout = |cx: &mut Cx<'_>, key: &str, default: u64| {
         c.get(key).map_or(Some(Duration::from_secs(default)), |f| {
             f.positive_duration(cx)
@@ -293,10 +313,42 @@ fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>) -> Option<FtpsConnection> {
         port: port?,
         max_connections: max_connections?,
         nat_workaround: nat_workaround?,
+        allowed_data_addresses: allowed_data_addresses?,
+        max_listing_bytes: max_listing_bytes?,
+        max_listing_entries: max_listing_entries?,
         connect_timeout: connect_timeout?,
         command_timeout: command_timeout?,
         data_timeout: data_timeout?,
     })
+}
+
+/// `allowed_data_addresses`: a list of IP addresses, refused in hardened mode (a PASV reply
+/// that names another host than the control peer is how a server points a client elsewhere).
+fn read_addresses(cx: &mut Cx<'_>, f: Field<'_>, rules: SecretRules) -> Option<Vec<IpAddr>> {
+    if rules.hardened {
+        f.error(
+            cx,
+            "hardened mode forbids allowed_data_addresses: data connections go to the control              connection's peer only",
+        );
+        return None;
+    }
+    let mut addresses = Vec::new();
+    let mut ok = true;
+    for item in f.seq(cx)? {
+        let item = item.get();
+        let Some(text) = item.str(cx) else {
+            ok = false;
+            continue;
+        };
+        match text.parse::<IpAddr>() {
+            Ok(ip) => addresses.push(ip),
+            Err(_) => {
+                item.error(cx, format!("`{text}` is not an IP address"));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(addresses)
 }
 
 /// Reads an optional secret-bearing field: `Err` when written but invalid (recorded).

@@ -63,6 +63,39 @@ impl DownloadedFile {
     }
 }
 
+impl DownloadedFile {
+    /// Like [`DownloadedFile::persist`], but never replaces a file already under
+    /// `final_name` (atomically: a hard link that fails if the name exists): such a file is
+    /// left as it is and the error is [`FtpsErrorKind::TargetExists`].
+    pub fn persist_new(self, final_name: &str) -> Result<PathBuf, FtpsError> {
+        let step = format!("saving {final_name}");
+        check_name(final_name)
+            .map_err(|e| FtpsError::new(FtpsErrorKind::InvalidPath, step.clone(), e.to_string()))?;
+        let dest = self.dir.join(final_name);
+        match std::fs::hard_link(&self.guard.path, &dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(FtpsError::new(
+                    FtpsErrorKind::TargetExists,
+                    step,
+                    format!(
+                        "{} already exists and the flow does not replace files (overwrite: false)",
+                        dest.display()
+                    ),
+                )
+                .transient(false));
+            }
+            Err(e) => return Err(FtpsError::local_io(step, e)),
+        }
+        // The guard removes the temporary name; the data stays under the final one.
+        drop(self.guard);
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| FtpsError::local_io(step, e))?;
+        Ok(dest)
+    }
+}
+
 /// Deletes a local temporary file when dropped, unless disarmed.
 #[derive(Debug)]
 struct TempGuard {

@@ -17,6 +17,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
+use super::printable::printable;
 use super::reply::Reply;
 
 /// What went wrong, in terms an operator can act on.
@@ -141,11 +142,13 @@ fn reply_suffix(reply: &Option<Reply>) -> String {
 
 impl FtpsError {
     /// A new error of `kind` at `step` (what ferry was doing) with a message.
+    /// The step and message are kept printable (a remote name in them cannot forge a log
+    /// line or reverse its text).
     pub fn new(kind: FtpsErrorKind, step: impl Into<String>, message: impl Into<String>) -> Self {
         FtpsError {
             kind,
-            step: step.into(),
-            message: message.into(),
+            step: printable(&step.into()).into_owned(),
+            message: printable(&message.into()).into_owned(),
             reply: None,
             transient_override: None,
             source: None,
@@ -182,7 +185,7 @@ impl FtpsError {
 
     /// Appends to the message, keeping kind, step, reply and source.
     pub(crate) fn context(mut self, more: impl AsRef<str>) -> Self {
-        self.message.push_str(more.as_ref());
+        self.message.push_str(&printable(more.as_ref()));
         self
     }
 

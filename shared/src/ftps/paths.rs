@@ -31,6 +31,20 @@ pub(crate) fn temp_name(name: &str, key: Option<&[u8; 32]>) -> String {
     format!(".{}.{tag}.ferry-part", &name[..cut])
 }
 
+/// Where a file about to be replaced waits, hidden, until its successor is in place:
+/// `DIR/.NAME.RANDOM.ferry-old`.
+pub(crate) fn aside_path(path: &str) -> String {
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let hidden = temp_name(name, None);
+    let hidden = hidden.trim_end_matches(".ferry-part");
+    let aside = format!("{hidden}.ferry-old");
+    if path.contains('/') {
+        format!("{dir}/{aside}")
+    } else {
+        aside
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,6 +57,14 @@ mod tests {
         assert_eq!(join_remote("", "a"), "a");
         assert_eq!(join_remote(".", "a"), "a");
         assert_eq!(join_remote("/", "a"), "/a");
+    }
+
+    #[test]
+    fn aside_paths_stay_in_the_directory_and_are_hidden() {
+        let a = aside_path("/in/a.xml");
+        assert!(a.starts_with("/in/.a.xml."), "{a}");
+        assert!(a.ends_with(".ferry-old"), "{a}");
+        assert!(aside_path("a.xml").starts_with(".a.xml."));
     }
 
     #[test]

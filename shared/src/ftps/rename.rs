@@ -8,19 +8,21 @@
 //! - `RNTO` refused: on servers that will not rename over an existing file this may mean
 //!   "the target exists" — or "permission denied", or anything else. Only when the server
 //!   *shows* that the target exists (`SIZE`/`MLST`), the refusal is not about permission, and
-//!   the flow allows replacing files, is the old target deleted and `RNFR`/`RNTO` sent once
-//!   more. Otherwise the refusal is the error, and the partner's file stays as it was.
+//!   the flow allows replacing files, is the old target replaced, and even then the old file
+//!   is first renamed aside and deleted only once the new one is in place (put back if that
+//!   fails). Otherwise the refusal is the error, and the partner's file stays as it was.
 //! - With [`RenamePolicy::replace_existing`] off, an existing target is checked for *before*
 //!   the rename (servers with Unix semantics replace silently) and the error is
 //!   [`FtpsErrorKind::TargetExists`].
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::classify::{ReplyTo, from_response};
 use super::commands::exists;
 use super::connection::{Connection, Operation};
 use super::control::check_line;
 use super::error::{FtpsError, FtpsErrorKind};
+use super::paths::aside_path;
 
 /// What a rename may do to an existing file under the final name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,13 +71,40 @@ pub(crate) async fn rename(
             if !policy.replace_existing {
                 return Err(target_exists(step, to));
             }
-            info!(target = to, reply = ?refusal.reply(), "the server will not rename over an existing file; replacing it");
-            conn.accepted(step, &format!("DELE {to}"), ReplyTo::ExistingPath)
-                .await?;
-            match rename_once(conn, step, from, to).await? {
-                Renamed::Done => Ok(()),
-                Renamed::ToRefused(again) => Err(again),
+            info!(target = to, reply = ?refusal.reply(), "the server will not rename over an existing file; moving the old one aside first");
+            replace_through_aside(conn, step, from, to, refusal).await
+        }
+    }
+}
+
+/// Replaces an existing `to` on a server that will not rename over a file: the old file is
+/// renamed aside, the new one renamed into place, and only then is the old one deleted; if
+/// the new one cannot be put in place, the old one is put back. The partner never loses its
+/// file to a failed replacement.
+async fn replace_through_aside(
+    conn: &mut Connection,
+    step: &str,
+    from: &str,
+    to: &str,
+    refusal: FtpsError,
+) -> Result<(), FtpsError> {
+    let aside = aside_path(to);
+    if !matches!(rename_once(conn, step, to, &aside).await, Ok(Renamed::Done)) {
+        return Err(refusal.context("; the existing file could not be moved aside either"));
+    }
+    match rename_once(conn, step, from, to).await {
+        Ok(Renamed::Done) => {
+            let deleted = conn.command(step, &format!("DELE {aside}")).await;
+            if !deleted.as_ref().is_ok_and(|r| r.is_positive()) {
+                warn!(old = %aside, "the replaced file could not be deleted; it stays under its hidden name");
             }
+            Ok(())
+        }
+        Ok(Renamed::ToRefused(e)) | Err(e) => {
+            if !matches!(rename_once(conn, step, &aside, to).await, Ok(Renamed::Done)) {
+                warn!(old = %aside, target = to, "the existing file could not be put back; it stays under its hidden name");
+            }
+            Err(e)
         }
     }
 }

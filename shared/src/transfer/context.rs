@@ -9,7 +9,7 @@ use tracing::warn;
 
 use super::plan::FlowPlan;
 use super::pool::SessionPool;
-use super::report::FileError;
+use super::report::{FileError, FileErrorKind};
 use crate::ftps::{FtpsError, FtpsErrorKind};
 use crate::idempotency::{Claim, DeliveryRecord, IdempotencyError, Store};
 
@@ -42,7 +42,7 @@ impl RunContext<'_> {
     /// Why a file was not done when the run's time limit came.
     pub fn timed_out(&self) -> FileError {
         FileError::retryable(
-            "run_timeout",
+            FileErrorKind::RunTimeout,
             format!(
                 "the run reached its time limit ({:?}) before this file was done; it stays \
                  where it was for the next run",
@@ -142,17 +142,17 @@ impl RunContext<'_> {
 /// A partner error as a report row's error.
 pub(crate) fn partner_failure(err: &FtpsError) -> FileError {
     if err.is_transient() {
-        FileError::retryable(err.kind().as_str(), err.to_string())
+        FileError::retryable(FileErrorKind::Partner(err.kind()), err.to_string())
     } else {
-        FileError::permanent(err.kind().as_str(), err.to_string())
+        FileError::permanent(FileErrorKind::Partner(err.kind()), err.to_string())
     }
 }
 
 /// A store error as a report row's error: `lease_lost` or `store_unavailable`.
 pub(crate) fn store_failure(err: IdempotencyError) -> FileError {
     let kind = match err.kind() {
-        crate::idempotency::ErrorKind::LeaseLost => "lease_lost",
-        _ => "store_unavailable",
+        crate::idempotency::ErrorKind::LeaseLost => FileErrorKind::LeaseLost,
+        _ => FileErrorKind::StoreUnavailable,
     };
     FileError::retryable(kind, err.to_string())
 }

@@ -16,9 +16,9 @@ use chrono::{DateTime, Utc};
 use tracing::{Instrument, field::Empty, info, info_span};
 
 use super::context::{RunContext, partner_failure, store_failure};
-use super::report::{FileError, FileReport, RowDraft};
+use super::report::{FileError, FileErrorKind, FileReport, RowDraft};
 use crate::config::IdempotencyMode;
-use crate::ftps::RemoteEntry;
+use crate::ftps::{RemoteEntry, printable};
 use crate::idempotency::{ClaimOutcome, DeliveryKey};
 
 /// Runs one remote file through the download steps; always ends with its report row.
@@ -27,7 +27,7 @@ pub(crate) async fn download_file(ctx: &RunContext<'_>, entry: RemoteEntry) -> F
         "file",
         flow.id = %ctx.plan.flow_id,
         run.id = %ctx.run_id,
-        file.name = %entry.name,
+        file.name = %printable(&entry.name),
         file.bytes = entry.size,
         file.sha256 = Empty,
         outcome = Empty,
@@ -39,12 +39,13 @@ pub(crate) async fn download_file(ctx: &RunContext<'_>, entry: RemoteEntry) -> F
 
 async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport {
     let size = entry.size.unwrap_or(0);
-    let mut row = RowDraft::new(&entry.name, size);
+    let flow_id = ctx.plan.flow_id.as_str();
+    let remote_dir = ctx.plan.remote_dir.as_str();
+    let remote_path = remote_path(remote_dir, &entry.name);
+    let mut row = RowDraft::download(&entry.name, size, remote_path.clone());
     if ctx.out_of_time() {
         return row.failed(ctx.timed_out());
     }
-    let flow_id = ctx.plan.flow_id.as_str();
-    let remote_dir = ctx.plan.remote_dir.as_str();
 
     // 1. Claim.
     let claim = if ctx.plan.idempotency == IdempotencyMode::None {
@@ -62,11 +63,12 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
                 return row.left_to_other_worker();
             }
             Ok(ClaimOutcome::AlreadyDelivered(record)) => {
-                info!(delivered_to = %record.remote_path, by_run = %record.flow_run_id, "already fetched");
+                info!(delivered_to = %printable(&record.remote_path), by_run = %record.flow_run_id, "already fetched");
                 row.sha256 = Some(record.sha256);
-                return match delete_source(ctx, &entry.name).await {
-                    Ok(()) => row.duplicate(record.remote_path),
-                    Err(err) => row.failed_after_delivery(record.remote_path, err),
+                let row = row.delivered_to(record.remote_path);
+                return match delete_source(ctx, &remote_path).await {
+                    Ok(()) => row.duplicate(),
+                    Err(err) => row.failed_after_delivery(err),
                 };
             }
         }
@@ -77,7 +79,7 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
     let fetch = ctx.with_retries(&mut attempts, || async {
         let mut session = ctx.pool.get().await?;
         let fetched = session
-            .download(remote_dir, &entry.name, &ctx.plan.local_dir)
+            .download_expecting(remote_dir, &entry.name, &ctx.plan.local_dir, entry.size)
             .await;
         session.keep_if_ok(fetched)
     });
@@ -107,7 +109,7 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
         };
         if let (Some(previous), Some(claim)) = (known, &claim) {
             drop(downloaded);
-            info!(delivered_to = %previous.remote_path, "same content fetched before; discarded");
+            info!(delivered_to = %printable(&previous.remote_path), "same content fetched before; discarded");
             let record = ctx.record(&entry.name, row.size, &sha256, &previous.remote_path);
             if let Err(err) = ctx
                 .store
@@ -116,16 +118,25 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
             {
                 return row.failed(store_failure(err));
             }
-            return match delete_source(ctx, &entry.name).await {
-                Ok(()) => row.duplicate(previous.remote_path),
-                Err(err) => row.failed_after_delivery(previous.remote_path, err),
+            let row = row.delivered_to(previous.remote_path);
+            return match delete_source(ctx, &remote_path).await {
+                Ok(()) => row.duplicate(),
+                Err(err) => row.failed_after_delivery(err),
             };
         }
     }
 
     // 4. Put in place.
     let final_name = entry.name.clone();
-    let persisted = tokio::task::spawn_blocking(move || downloaded.persist(&final_name)).await;
+    let replace = ctx.plan.overwrite;
+    let persisted = tokio::task::spawn_blocking(move || {
+        if replace {
+            downloaded.persist(&final_name)
+        } else {
+            downloaded.persist_new(&final_name)
+        }
+    })
+    .await;
     let local_path = match persisted {
         Ok(Ok(path)) => path,
         Ok(Err(err)) => {
@@ -135,12 +146,13 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
         Err(join) => {
             ctx.release(claim).await;
             return row.failed(FileError::retryable(
-                "local_io",
+                FileErrorKind::LocalIo,
                 format!("saving the file: {join}"),
             ));
         }
     };
     let delivered_to = local_path.display().to_string();
+    let row = row.delivered_to(delivered_to.clone());
 
     // 5. Record.
     if let Some(claim) = claim {
@@ -156,36 +168,41 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
                  the remote file is kept",
                 error.message
             );
-            return row.failed_after_delivery(delivered_to, error);
+            return row.failed_after_delivery(error);
         }
     }
-    info!(local_path = %delivered_to, bytes = row.size, "fetched");
+    info!(local_path = %printable(&delivered_to), bytes = row.size, "fetched");
 
     // 6. Tidy up.
-    match delete_source(ctx, &entry.name).await {
-        Ok(()) => row.transferred(delivered_to),
-        Err(err) => row.failed_after_delivery(delivered_to, err),
+    match delete_source(ctx, &remote_path).await {
+        Ok(()) => row.transferred(),
+        Err(err) => row.failed_after_delivery(err),
     }
 }
 
+/// The remote file's path: the flow's remote folder and the listed name.
+fn remote_path(remote_dir: &str, name: &str) -> String {
+    format!("{}/{name}", remote_dir.trim_end_matches('/'))
+}
+
 /// Deletes the remote source when the flow says so (`delete_after_download`).
-async fn delete_source(ctx: &RunContext<'_>, name: &str) -> Result<(), FileError> {
+async fn delete_source(ctx: &RunContext<'_>, path: &str) -> Result<(), FileError> {
     if !ctx.plan.delete_after_transfer {
         return Ok(());
     }
-    let path = format!("{}/{name}", ctx.plan.remote_dir.trim_end_matches('/'));
     let mut attempts = 0;
     ctx.with_retries(&mut attempts, || async {
         let mut session = ctx.pool.get().await?;
-        let deleted = session.delete(&path).await;
+        let deleted = session.delete(path).await;
         session.keep_if_ok(deleted)
     })
     .await
     .map_err(|err| {
         let mut error = partner_failure(&err);
-        error.kind = "delete_source_failed".to_owned();
+        error.kind = FileErrorKind::DeleteSourceFailed;
         error.message = format!(
-            "fetched, but the remote file {path} could not be deleted: {}",
+            "fetched, but the remote file {} could not be deleted: {}",
+            printable(path),
             error.message
         );
         error

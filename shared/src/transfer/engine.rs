@@ -17,11 +17,11 @@ use super::error::TransferError;
 use super::partner::partner_session_config;
 use super::plan::FlowPlan;
 use super::pool::SessionPool;
-use super::report::{Direction, FileError, FileReport, RunInfo, RunReport};
+use super::report::{Direction, FileError, FileErrorKind, FileReport, RunInfo, RunReport};
 use super::selection::{Walk, is_stable, select_local};
 use super::upload::upload_file;
 use crate::config::Config;
-use crate::ftps::{RemoteEntry, SessionConfig};
+use crate::ftps::{FtpsError, FtpsErrorKind, RemoteEntry, SessionConfig};
 use crate::idempotency::{LockWait, Store};
 use crate::secrets::{Resolver, Secret};
 
@@ -294,9 +294,11 @@ impl Engine {
                 (with_missing(rows, missing), not_yet_stable)
             }
         };
-        let timed_out = rows
-            .iter()
-            .any(|r| r.error.as_ref().is_some_and(|e| e.kind == "run_timeout"));
+        let timed_out = rows.iter().any(|r| {
+            r.error
+                .as_ref()
+                .is_some_and(|e| e.kind == FileErrorKind::RunTimeout)
+        });
         Ok(RunReport::new(
             info,
             started.elapsed(),
@@ -313,13 +315,25 @@ impl Engine {
     ) -> Result<(Vec<RemoteEntry>, Vec<String>), TransferError> {
         let plan = ctx.plan;
         let mut attempts = 0;
-        let listing = ctx
-            .with_retries(&mut attempts, || async {
-                let mut session = ctx.pool.get().await?;
-                let listing = session.list(&plan.remote_dir).await;
-                session.keep_if_ok(listing)
-            })
+        let listing = ctx.with_retries(&mut attempts, || async {
+            let mut session = ctx.pool.get().await?;
+            let listing = session.list(&plan.remote_dir).await;
+            session.keep_if_ok(listing)
+        });
+        // A partner that trickles its listing must not hold the flow lock and a worker slot
+        // past the run's time limit.
+        let listing = tokio::time::timeout_at(ctx.deadline, listing)
             .await
+            .unwrap_or_else(|_| {
+                Err(FtpsError::new(
+                    FtpsErrorKind::Timeout,
+                    format!("listing of {}", plan.remote_dir),
+                    format!(
+                        "the run reached its time limit ({:?}) before the partner finished the                          listing",
+                        plan.run_timeout
+                    ),
+                ))
+            })
             .map_err(|source| TransferError::Partner {
                 flow_id: plan.flow_id.clone(),
                 partner: plan.partner_id.clone(),
@@ -434,7 +448,7 @@ fn with_missing(mut rows: Vec<FileReport>, missing: Vec<String>) -> Vec<FileRepo
     rows.extend(missing.into_iter().map(|name| {
         // Retryable: a file named by an upstream event may not be stable yet.
         let error = FileError::retryable(
-            "not_found",
+            FileErrorKind::NotFound,
             format!("{name} was asked for but is not among the flow's matching, stable files"),
         );
         FileReport::failed(name, 0, error)

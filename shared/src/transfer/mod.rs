@@ -100,7 +100,9 @@ pub use local::hash_file;
 pub use partner::partner_session_config;
 pub use plan::FlowPlan;
 pub use pool::{SessionLease, SessionPool};
-pub use report::{Direction, FileError, FileReport, Outcome, RunInfo, RunReport, Totals};
+pub use report::{
+    Direction, FileError, FileErrorKind, FileReport, Outcome, RunInfo, RunReport, Totals,
+};
 pub use retry::RetryPolicy;
 pub use selection::{LocalFile, Selection, Walk, is_stable, select_local};
 

@@ -4,7 +4,7 @@
 
 use super::error::TransferError;
 use crate::config::{Partner, TlsVersion as ConfiguredTlsVersion};
-use crate::ftps::{SessionConfig, Timeouts, TlsSettings, TlsVersion};
+use crate::ftps::{ListingLimits, SessionConfig, Timeouts, TlsSettings, TlsVersion};
 use crate::secrets::{Resolver, Secret, SecretRef};
 
 /// Resolves one of the partner's secret references, naming the field in the error.
@@ -94,6 +94,11 @@ pub async fn partner_session_config(
         ..TlsSettings::default()
     };
     session.nat_workaround = c.nat_workaround;
+    session.allowed_data_addresses = c.allowed_data_addresses.clone();
+    session.listing_limits = ListingLimits {
+        max_bytes: c.max_listing_bytes,
+        max_entries: c.max_listing_entries as usize,
+    };
     session.timeouts = Timeouts {
         connect: c.connect_timeout,
         reply: c.command_timeout,

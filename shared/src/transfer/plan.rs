@@ -34,6 +34,8 @@ pub struct FlowPlan {
     /// Delete the source (local file for uploads, remote file for downloads) once the
     /// delivery is recorded.
     pub delete_after_transfer: bool,
+    /// Replace a file already under the same name at the destination.
+    pub overwrite: bool,
     /// Per-file retries of transient errors.
     pub retry: RetryPolicy,
     /// The run's time limit.
@@ -89,6 +91,7 @@ impl FlowPlan {
             min_file_age: flow.min_file_age,
             idempotency: flow.idempotency_mode,
             delete_after_transfer: flow.delete_after_transfer,
+            overwrite: flow.overwrite,
             retry: RetryPolicy {
                 max_attempts: flow.max_attempts,
                 base_delay: retry.base_delay,

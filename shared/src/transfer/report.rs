@@ -4,10 +4,13 @@
 //! The report is the operator's answer to "what happened to my files?": every file the run
 //! looked at has exactly one row, and a row that is not a success says why.
 
+use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
+
+use crate::ftps::{FtpsErrorKind, printable};
 
 /// Which way a flow moves files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -56,15 +59,70 @@ impl Outcome {
     }
 }
 
+/// What kind of failure a report row has: a stable word to branch or alert on.
+///
+/// Serialised (and displayed) as the snake_case words of the FTPS error kinds
+/// (`connection_refused`, `certificate_validation`, `local_file_changed`...) and the
+/// engine's own (`store_unavailable`, `lease_lost`, `run_timeout`, `delete_source_failed`,
+/// `not_found`, `local_io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FileErrorKind {
+    /// The partner's server, or the way to it: the FTPS error's kind.
+    Partner(FtpsErrorKind),
+    /// The idempotency store (Redis) did not answer: nothing was moved without it.
+    StoreUnavailable,
+    /// The file's claim expired or was taken over while it was being worked on.
+    LeaseLost,
+    /// The run reached its time limit before the file was done.
+    RunTimeout,
+    /// Delivered, but the source could not be deleted afterwards.
+    DeleteSourceFailed,
+    /// A file asked for by name is not among the flow's matching, stable files.
+    NotFound,
+    /// A local file could not be read or written.
+    LocalIo,
+}
+
+impl FileErrorKind {
+    /// The stable word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileErrorKind::Partner(kind) => kind.as_str(),
+            FileErrorKind::StoreUnavailable => "store_unavailable",
+            FileErrorKind::LeaseLost => "lease_lost",
+            FileErrorKind::RunTimeout => "run_timeout",
+            FileErrorKind::DeleteSourceFailed => "delete_source_failed",
+            FileErrorKind::NotFound => "not_found",
+            FileErrorKind::LocalIo => "local_io",
+        }
+    }
+}
+
+impl fmt::Display for FileErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for FileErrorKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for FileErrorKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// Why a file failed: a stable kind to branch or alert on, and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileError {
-    /// A short, stable snake_case word: the FTPS error kinds (`connection_refused`,
-    /// `certificate_validation`, `local_file_changed`...) and the engine's own
-    /// (`store_unavailable`, `lease_lost`, `run_timeout`, `delete_source_failed`,
-    /// `not_found`, `local_io`).
-    pub kind: String,
-    /// What went wrong, without secrets.
+    /// What kind of failure this is.
+    pub kind: FileErrorKind,
+    /// What went wrong, without secrets, printable (no control or bidi characters).
     pub message: String,
     /// Whether running the flow again later may succeed without anyone changing anything
     /// (the partner back, the file stable, Redis reachable); false when it needs a person
@@ -73,20 +131,20 @@ pub struct FileError {
 }
 
 impl FileError {
-    /// An error that a later run may not meet again (`kind` is a short snake_case word).
-    pub fn retryable(kind: &str, message: impl Into<String>) -> Self {
+    /// An error that a later run may not meet again.
+    pub fn retryable(kind: FileErrorKind, message: impl Into<String>) -> Self {
         FileError {
-            kind: kind.to_owned(),
-            message: message.into(),
+            kind,
+            message: printable(&message.into()).into_owned(),
             transient: true,
         }
     }
 
     /// An error that stays until someone fixes its cause.
-    pub fn permanent(kind: &str, message: impl Into<String>) -> Self {
+    pub fn permanent(kind: FileErrorKind, message: impl Into<String>) -> Self {
         FileError {
-            kind: kind.to_owned(),
-            message: message.into(),
+            kind,
+            message: printable(&message.into()).into_owned(),
             transient: false,
         }
     }
@@ -104,9 +162,12 @@ pub struct FileReport {
     pub sha256: Option<String>,
     /// What happened.
     pub outcome: Outcome,
-    /// Where the file is (or already was) delivered: the remote path for uploads, the local
-    /// path for downloads.
+    /// The file's path on the partner: where an upload is (or already was) delivered, where
+    /// a download came from.
     pub remote_path: Option<String>,
+    /// The file's local path: the source of an upload, where a download is (or already was)
+    /// delivered.
+    pub local_path: Option<String>,
     /// How many transfer attempts this run made for the file.
     pub attempts: u32,
     /// Why the file failed; `None` unless `outcome` is `failed`.
@@ -122,6 +183,7 @@ impl FileReport {
             sha256: None,
             outcome: Outcome::Failed,
             remote_path: None,
+            local_path: None,
             attempts: 0,
             error: Some(error),
         }
@@ -136,59 +198,84 @@ pub(crate) struct RowDraft {
     pub size: u64,
     pub sha256: Option<String>,
     pub attempts: u32,
+    /// The source's path (local for an upload, remote for a download).
+    source: String,
+    /// Where the file is delivered, once it is.
+    delivered_to: Option<String>,
+    direction: Direction,
 }
 
 impl RowDraft {
-    /// A draft for a file of `size` bytes.
-    pub fn new(name: &str, size: u64) -> Self {
+    /// A draft for an upload of `name` (`size` bytes) from `local_path`.
+    pub fn upload(name: &str, size: u64, local_path: String) -> Self {
+        Self::new(name, size, local_path, Direction::Upload)
+    }
+
+    /// A draft for a download of `name` (`size` bytes) from `remote_path`.
+    pub fn download(name: &str, size: u64, remote_path: String) -> Self {
+        Self::new(name, size, remote_path, Direction::Download)
+    }
+
+    fn new(name: &str, size: u64, source: String, direction: Direction) -> Self {
         RowDraft {
             name: name.to_owned(),
             size,
             sha256: None,
             attempts: 0,
+            source,
+            delivered_to: None,
+            direction,
         }
     }
 
-    fn finish(
-        self,
-        outcome: Outcome,
-        remote_path: Option<String>,
-        error: Option<FileError>,
-    ) -> FileReport {
+    /// The file is (or already was) delivered to `path`: the partner's path for an upload,
+    /// the local one for a download.
+    pub fn delivered_to(mut self, path: impl Into<String>) -> Self {
+        self.delivered_to = Some(path.into());
+        self
+    }
+
+    fn finish(self, outcome: Outcome, error: Option<FileError>) -> FileReport {
+        let (remote_path, local_path) = match self.direction {
+            Direction::Upload => (self.delivered_to, Some(self.source)),
+            Direction::Download => (Some(self.source), self.delivered_to),
+        };
         FileReport {
             name: self.name,
             size: self.size,
             sha256: self.sha256,
             outcome,
             remote_path,
+            local_path,
             attempts: self.attempts,
             error,
         }
     }
 
-    /// Delivered by this run to `delivered_to`.
-    pub fn transferred(self, delivered_to: String) -> FileReport {
-        self.finish(Outcome::Transferred, Some(delivered_to), None)
+    /// Delivered by this run.
+    pub fn transferred(self) -> FileReport {
+        self.finish(Outcome::Transferred, None)
     }
 
-    /// Already delivered to `delivered_to`.
-    pub fn duplicate(self, delivered_to: String) -> FileReport {
-        self.finish(Outcome::Duplicate, Some(delivered_to), None)
+    /// Already delivered.
+    pub fn duplicate(self) -> FileReport {
+        self.finish(Outcome::Duplicate, None)
     }
 
     /// Claimed by another worker.
     pub fn left_to_other_worker(self) -> FileReport {
-        self.finish(Outcome::LeftToOtherWorker, None, None)
+        self.finish(Outcome::LeftToOtherWorker, None)
     }
 
-    /// Not delivered.
-    pub fn failed(self, error: FileError) -> FileReport {
-        self.finish(Outcome::Failed, None, Some(error))
+    /// Not delivered (no destination is reported).
+    pub fn failed(mut self, error: FileError) -> FileReport {
+        self.delivered_to = None;
+        self.finish(Outcome::Failed, Some(error))
     }
 
-    /// Delivered (or already delivered) to `delivered_to`, but a later step failed.
-    pub fn failed_after_delivery(self, delivered_to: String, error: FileError) -> FileReport {
-        self.finish(Outcome::Failed, Some(delivered_to), Some(error))
+    /// Delivered (or already delivered), but a later step failed.
+    pub fn failed_after_delivery(self, error: FileError) -> FileReport {
+        self.finish(Outcome::Failed, Some(error))
     }
 }
 
@@ -352,6 +439,7 @@ mod tests {
             sha256: Some("ab".repeat(32)),
             outcome,
             remote_path: Some(format!("/in/{name}")),
+            local_path: Some(format!("local/{name}")),
             attempts: 1,
             error: None,
         }
@@ -365,7 +453,10 @@ mod tests {
             FileReport::failed(
                 "c",
                 7,
-                FileError::retryable("connection_refused", "refused"),
+                FileError::retryable(
+                    FileErrorKind::Partner(FtpsErrorKind::ConnectionRefused),
+                    "refused",
+                ),
             ),
             row("d", 5, Outcome::LeftToOtherWorker),
         ];

@@ -17,9 +17,10 @@ use tracing::{Instrument, field::Empty, info, info_span};
 
 use super::context::{RunContext, store_failure};
 use super::local::{hash_file, remove_file};
-use super::report::{FileError, FileReport, RowDraft};
+use super::report::{FileError, FileErrorKind, FileReport, RowDraft};
 use super::selection::LocalFile;
 use crate::config::IdempotencyMode;
+use crate::ftps::{UploadOptions, printable};
 use crate::idempotency::{ClaimOutcome, DeliveryKey, IdempotencyError};
 
 /// Runs one local file through the upload steps; always ends with its report row.
@@ -28,7 +29,7 @@ pub(crate) async fn upload_file(ctx: &RunContext<'_>, file: LocalFile) -> FileRe
         "file",
         flow.id = %ctx.plan.flow_id,
         run.id = %ctx.run_id,
-        file.name = %file.name,
+        file.name = %printable(&file.name),
         file.bytes = file.size,
         file.sha256 = Empty,
         outcome = Empty,
@@ -39,7 +40,7 @@ pub(crate) async fn upload_file(ctx: &RunContext<'_>, file: LocalFile) -> FileRe
 }
 
 async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
-    let mut row = RowDraft::new(&file.name, file.size);
+    let mut row = RowDraft::upload(&file.name, file.size, file.path.display().to_string());
     if ctx.out_of_time() {
         return row.failed(ctx.timed_out());
     }
@@ -59,7 +60,7 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
             }
             Err(err) => {
                 return row.failed(FileError::retryable(
-                    "local_io",
+                    FileErrorKind::LocalIo,
                     format!("reading {} to hash it: {err}", file.path.display()),
                 ));
             }
@@ -84,10 +85,11 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
                 return row.left_to_other_worker();
             }
             Ok(ClaimOutcome::AlreadyDelivered(record)) => {
-                info!(delivered_to = %record.remote_path, by_run = %record.flow_run_id, "already delivered");
+                info!(delivered_to = %printable(&record.remote_path), by_run = %record.flow_run_id, "already delivered");
+                let row = row.delivered_to(record.remote_path);
                 return match delete_source(ctx, file).await {
-                    Ok(()) => row.duplicate(record.remote_path),
-                    Err(err) => row.failed_after_delivery(record.remote_path, err),
+                    Ok(()) => row.duplicate(),
+                    Err(err) => row.failed_after_delivery(err),
                 };
             }
         },
@@ -96,10 +98,14 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
     // 3. Send.
     let (remote_dir, remote_name) = remote_location(&ctx.plan.remote_dir, &file.name);
     let mut attempts = 0;
+    let options = UploadOptions {
+        expected_sha256,
+        replace_existing: ctx.plan.overwrite,
+    };
     let send = ctx.with_retries(&mut attempts, || async {
         let mut session = ctx.pool.get().await?;
         let sent = session
-            .upload(&file.path, &remote_dir, remote_name, expected_sha256)
+            .upload_with(&file.path, &remote_dir, remote_name, &options)
             .await;
         session.keep_if_ok(sent)
     });
@@ -115,6 +121,7 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
     let sha256 = hex::encode(uploaded.sha256);
     row.size = uploaded.bytes;
     row.sha256 = Some(sha256.clone());
+    let row = row.delivered_to(uploaded.remote_path.clone());
 
     // 4. Record.
     if let Some(claim) = claim {
@@ -130,15 +137,15 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
                  file is kept, and a run after the claim expires may send it again",
                 uploaded.remote_path, error.message
             );
-            return row.failed_after_delivery(uploaded.remote_path, error);
+            return row.failed_after_delivery(error);
         }
     }
-    info!(remote_path = %uploaded.remote_path, bytes = uploaded.bytes, "delivered");
+    info!(remote_path = %printable(&uploaded.remote_path), bytes = uploaded.bytes, "delivered");
 
     // 5. Tidy up.
     match delete_source(ctx, file).await {
-        Ok(()) => row.transferred(uploaded.remote_path),
-        Err(err) => row.failed_after_delivery(uploaded.remote_path, err),
+        Ok(()) => row.transferred(),
+        Err(err) => row.failed_after_delivery(err),
     }
 }
 
@@ -149,7 +156,7 @@ async fn delete_source(ctx: &RunContext<'_>, file: &LocalFile) -> Result<(), Fil
     }
     remove_file(&file.path).await.map_err(|err| {
         FileError::permanent(
-            "delete_source_failed",
+            FileErrorKind::DeleteSourceFailed,
             format!(
                 "delivered, but the local file {} could not be deleted: {err}",
                 file.path.display()

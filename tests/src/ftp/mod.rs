@@ -71,6 +71,44 @@ pub enum TlsCap {
     Max12,
 }
 
+/// A way a partner's server misbehaves, played by pyftpdlib (`--quirk` of
+/// `infra/dev-servers/pyftpdlib_server.py`, where each is implemented).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quirk {
+    /// `RNFR` always answers 550, as if a partner-side hook had taken the file.
+    RnfrRefused,
+    /// `RNTO` answers 553 when the target exists (no rename over an existing file).
+    RntoNoOverwrite,
+    /// `RNTO` always answers 553.
+    RntoRefused,
+    /// Data connections go to a socket that never answers TLS; `STOR`/`RETR`/`LIST`/`MLSD`
+    /// answer `150` then `425` on the control connection.
+    ReplyDuringDataHandshake,
+    /// `FEAT` lists `MLST`, `MLSD` answers 500.
+    MlsdRefused,
+    /// Listings send one line every `trickle_seconds`.
+    ListTrickle,
+    /// Listings never end.
+    ListEndless,
+    /// `RETR` sends half the file, closes without TLS `close_notify`, then answers 226.
+    CutDownloads,
+}
+
+impl Quirk {
+    pub(super) fn flag(self) -> &'static str {
+        match self {
+            Quirk::RnfrRefused => "rnfr-550",
+            Quirk::RntoNoOverwrite => "rnto-no-overwrite",
+            Quirk::RntoRefused => "rnto-553",
+            Quirk::ReplyDuringDataHandshake => "reply-during-data-handshake",
+            Quirk::MlsdRefused => "mlsd-refused",
+            Quirk::ListTrickle => "list-trickle",
+            Quirk::ListEndless => "list-endless",
+            Quirk::CutDownloads => "cut-downloads",
+        }
+    }
+}
+
 /// How to start an [`FtpServer`]; `new(kind)` gives the defaults.
 #[derive(Debug, Clone)]
 pub struct FtpServerOptions {
@@ -90,6 +128,10 @@ pub struct FtpServerOptions {
     pub passive_ports_unreachable: bool,
     /// pyftpdlib only: plain FTP without TLS (AUTH TLS answered with 500).
     pub plaintext_only: bool,
+    /// pyftpdlib only: the ways it misbehaves.
+    pub quirks: Vec<Quirk>,
+    /// pyftpdlib only: the pause between two listing lines under [`Quirk::ListTrickle`].
+    pub trickle: Duration,
 }
 
 impl FtpServerOptions {
@@ -103,16 +145,27 @@ impl FtpServerOptions {
             masquerade_address: None,
             passive_ports_unreachable: false,
             plaintext_only: false,
+            quirks: Vec::new(),
+            trickle: Duration::from_secs(100),
+        }
+    }
+
+    /// Defaults for pyftpdlib with `quirks`.
+    pub fn misbehaving(quirks: &[Quirk]) -> Self {
+        FtpServerOptions {
+            quirks: quirks.to_vec(),
+            ..FtpServerOptions::new(FtpServerKind::Pyftpdlib)
         }
     }
 
     fn check(&self) -> anyhow::Result<()> {
         let pyftpdlib_only = self.masquerade_address.is_some()
             || self.passive_ports_unreachable
-            || self.plaintext_only;
+            || self.plaintext_only
+            || !self.quirks.is_empty();
         if pyftpdlib_only && self.kind != FtpServerKind::Pyftpdlib {
             bail!(
-                "masquerade_address, passive_ports_unreachable and plaintext_only need pyftpdlib, not {:?}",
+                "masquerade_address, passive_ports_unreachable, plaintext_only and quirks need pyftpdlib, not {:?}",
                 self.kind
             );
         }

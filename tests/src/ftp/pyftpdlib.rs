@@ -57,6 +57,12 @@ pub(super) fn launch(inst: &Instance, opts: &FtpServerOptions) -> anyhow::Result
     if opts.plaintext_only {
         command.arg("--plaintext");
     }
+    for quirk in &opts.quirks {
+        command.arg(format!("--quirk={}", quirk.flag()));
+    }
+    if opts.quirks.contains(&super::Quirk::ListTrickle) {
+        command.arg(format!("--trickle-seconds={}", opts.trickle.as_secs_f64()));
+    }
     Ok(Launch {
         command,
         logs: vec![],

@@ -1,0 +1,224 @@
+//! A flow engine's world for one test: a partner server from the test bed, a configuration
+//! directory with a local folder, and a Redis key prefix deleted when the test ends, so that
+//! engine tests run in parallel against the real Redis at 127.0.0.1:6379 (or
+//! `FERRY_TEST_REDIS_URL`). Also the small readers the tests assert with: the files of a
+//! folder and their hashes, the rows of a report with an outcome.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_shared::config::Config;
+use ferry_shared::transfer::{Engine, EngineOptions, Outcome, RunReport, run_flow};
+use tempfile::TempDir;
+
+pub use crate::fleet::{redis_url, sha256_hex};
+use crate::ftp::{FtpServer, FtpServerKind, FtpServerOptions};
+
+/// A unique key prefix; every key under it is deleted when dropped.
+pub struct Prefix(pub String);
+
+impl Prefix {
+    pub fn new(test: &str) -> Self {
+        Prefix(format!(
+            "ferry-test-transfer-{test}-{:016x}",
+            rand::random::<u64>()
+        ))
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let pattern = format!("{}*", self.0);
+        let keys = Command::new("redis-cli")
+            .args(["-u", &redis_url(), "--scan", "--pattern", &pattern])
+            .output();
+        if let Ok(out) = keys {
+            for key in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = Command::new("redis-cli")
+                    .args(["-u", &redis_url(), "DEL", key])
+                    .output();
+            }
+        }
+    }
+}
+
+/// One test's world: a partner server, a configuration directory with a local folder, and
+/// a Redis prefix.
+pub struct Bed {
+    /// The partner's server.
+    pub server: FtpServer,
+    /// The configuration directory (`local/` is the flow's folder).
+    pub dir: TempDir,
+    /// The Redis key prefix of this test.
+    pub prefix: Prefix,
+}
+
+/// What a flow file says besides its partner and folders.
+pub struct FlowSpec<'a> {
+    /// `upload` or `download`.
+    pub direction: &'a str,
+    /// The remote folder.
+    pub remote: &'a str,
+    /// More flow fields, as YAML lines indented by four spaces.
+    pub extra: &'a str,
+}
+
+impl Bed {
+    pub async fn start(test: &str, kind: FtpServerKind) -> Bed {
+        Self::start_with(test, FtpServerOptions::new(kind)).await
+    }
+
+    /// [`Bed::start`] with a server started as `opts` say.
+    pub async fn start_with(test: &str, opts: FtpServerOptions) -> Bed {
+        let kind = opts.kind;
+        let server = FtpServer::start(opts)
+            .await
+            .unwrap_or_else(|e| panic!("starting {kind:?}: {e:#}"));
+        server.create_dir("in").expect("remote in/");
+        server.create_dir("out").expect("remote out/");
+        let dir = tempfile::tempdir().expect("config dir");
+        std::fs::create_dir(dir.path().join("local")).expect("local dir");
+        std::fs::write(dir.path().join("ca.pem"), &server.pki.ca_cert_pem).expect("ca");
+        Bed {
+            server,
+            dir,
+            prefix: Prefix::new(test),
+        }
+    }
+
+    pub fn local(&self) -> PathBuf {
+        self.dir.path().join("local")
+    }
+
+    /// Writes `ferry.yaml`, the partner (at `port`, the server's by default) and flow `f`,
+    /// and loads them.
+    pub fn config(&self, flow: &FlowSpec<'_>, port: Option<u16>) -> Arc<Config> {
+        let dir = self.dir.path();
+        std::fs::create_dir_all(dir.join("partners")).expect("partners/");
+        std::fs::create_dir_all(dir.join("flows")).expect("flows/");
+        let settings = format!(
+            "redis:\n  url: {}\n  key_prefix: \"{}\"\n  delivery_retention: 1h\n\
+             retry:\n  max_attempts: 3\n  base_delay: 50ms\n  max_delay: 500ms\n\
+             worker:\n  claim_lease: 3s\n",
+            redis_url(),
+            self.prefix.0
+        );
+        std::fs::write(dir.join("ferry.yaml"), settings).expect("ferry.yaml");
+        let partner = format!(
+            "id: partner\nprotocol: ftps\nftps:\n  connection:\n    host: {}\n    port: {}\n    \
+             passive: true\n    max_connections: 4\n  auth:\n    username: {}\n    \
+             password: \"literal:{}\"\n  tls:\n    ca_cert: file:{}\n",
+            self.server.host,
+            port.unwrap_or(self.server.port),
+            self.server.username,
+            self.server.password,
+            dir.join("ca.pem").display()
+        );
+        std::fs::write(dir.join("partners/partner.yaml"), partner).expect("partner");
+        let side = if flow.direction == "upload" {
+            "target"
+        } else {
+            "source"
+        };
+        let flows = format!(
+            "flows:\n  f:\n    direction: {}\n    {side}:\n      partner: partner\n      \
+             path: {}\n    local:\n      path: ./local\n    files:\n      - pattern: \"*.xml\"\n    \
+             min_file_age: 0s\n{}",
+            flow.direction, flow.remote, flow.extra
+        );
+        std::fs::write(dir.join("flows/f.yaml"), flows).expect("flow");
+        Arc::new(Config::load(dir).unwrap_or_else(|e| panic!("config: {e}")))
+    }
+
+    pub async fn engine(&self, config: Arc<Config>, options: EngineOptions) -> Engine {
+        Engine::connect(config, options)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n(start Redis on 127.0.0.1:6379)"))
+    }
+
+    /// Name -> SHA-256 (hex) of the regular, non-hidden files in a server folder.
+    pub fn remote_files(&self, dir: &str) -> BTreeMap<String, String> {
+        files_in(&self.server.path(dir))
+    }
+}
+
+pub fn upload(extra: &str) -> FlowSpec<'_> {
+    FlowSpec {
+        direction: "upload",
+        remote: "/in",
+        extra,
+    }
+}
+
+pub fn download(extra: &str) -> FlowSpec<'_> {
+    FlowSpec {
+        direction: "download",
+        remote: "/out",
+        extra,
+    }
+}
+
+pub fn options(worker: &str) -> EngineOptions {
+    EngineOptions {
+        worker_id: worker.to_owned(),
+        claim_lease: Duration::from_secs(10),
+        flow_lock_lease: Duration::from_secs(10),
+        flow_lock_wait: Duration::from_secs(120),
+    }
+}
+
+/// Name -> SHA-256 (hex) of the regular files in `dir` whose names do not start with `.`
+/// (temporary files are hidden).
+pub fn files_in(dir: &Path) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !entry.file_type().expect("type").is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path()).expect("read file");
+        files.insert(name, sha256_hex(&bytes));
+    }
+    files
+}
+
+/// Every entry of `dir`, hidden ones included.
+pub fn all_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Writes `count` files `f000.xml`... with distinct random content; returns name -> hash.
+pub fn write_files(dir: &Path, count: usize, size: usize) -> BTreeMap<String, String> {
+    (0..count)
+        .map(|i| {
+            let name = format!("f{i:03}.xml");
+            let bytes: Vec<u8> = (0..size).map(|_| rand::random::<u8>()).collect();
+            std::fs::write(dir.join(&name), &bytes).expect("write file");
+            (name, sha256_hex(&bytes))
+        })
+        .collect()
+}
+
+pub fn names_with(report: &RunReport, outcome: Outcome) -> Vec<&str> {
+    report
+        .files
+        .iter()
+        .filter(|r| r.outcome == outcome)
+        .map(|r| r.name.as_str())
+        .collect()
+}
+
+pub async fn run(engine: &Engine, run_id: &str) -> RunReport {
+    run_flow(engine, "f", None, run_id, None)
+        .await
+        .unwrap_or_else(|e| panic!("run {run_id}: {e}"))
+}
