@@ -125,14 +125,36 @@ def handler_class(args):
     base = FTPHandler if args.plaintext else TLS_FTPHandler
     commands = open(args.commands_log, "a", buffering=1, encoding="utf-8")
 
+    # Outside the class body: methods cannot see names bound in it.
+    quirks = set(args.quirk)
+    hole = black_hole() if "reply-during-data-handshake" in quirks else None
+
+    def listing(self, path, mlsd):
+        """A listing that trickles or never ends, as the quirks say."""
+        if not self.fs.isdir(path):
+            self.respond("550 No such directory.")
+            return
+        if "list-endless" in quirks:
+            lines = endless()
+        else:
+            names = sorted(self.run_as_current_user(self.fs.listdir, path))
+            if mlsd:
+                perms = self.authorizer.get_perms(self.username)
+                lines = self.fs.format_mlsx(path, names, perms, self._current_facts)
+            else:
+                lines = self.fs.format_list(path, names)
+            lines = trickle(list(lines), args.trickle_seconds)
+        producer = BufferedIteratorProducer(lines)
+        producer.loops = 1
+        self.push_dtp_data(producer, isproducer=True, cmd="MLSD" if mlsd else "LIST")
+        return path
+
     class Handler(base):
         def pre_process_command(self, line, cmd, arg):
             # Recorded before any check, so a test sees what a client sent, even a USER
             # it should never have sent in clear text.
             commands.write(line + "\n")
             super().pre_process_command(line, cmd, arg)
-
-        quirks = set(args.quirk)
 
         if "rnfr-550" in quirks:
 
@@ -149,7 +171,6 @@ def handler_class(args):
                 return base.ftp_RNTO(self, path)
 
         if "reply-during-data-handshake" in quirks:
-            hole = black_hole()
 
             def ftp_EPSV(self, line):
                 self.respond(f"229 Entering extended passive mode (|||{hole}|).")
@@ -169,25 +190,6 @@ def handler_class(args):
                 self.respond('500 Command "MLSD" not understood.')
 
         if "list-trickle" in quirks or "list-endless" in quirks:
-
-            def listing(self, path, mlsd):
-                if not self.fs.isdir(path):
-                    self.respond("550 No such directory.")
-                    return
-                if "list-endless" in quirks:
-                    lines = endless()
-                else:
-                    names = sorted(self.run_as_current_user(self.fs.listdir, path))
-                    if mlsd:
-                        perms = self.authorizer.get_perms(self.username)
-                        lines = self.fs.format_mlsx(path, names, perms, self._current_facts)
-                    else:
-                        lines = self.fs.format_list(path, names)
-                    lines = trickle(list(lines), args.trickle_seconds)
-                producer = BufferedIteratorProducer(lines)
-                producer.loops = 1
-                self.push_dtp_data(producer, isproducer=True, cmd="MLSD" if mlsd else "LIST")
-                return path
 
             def ftp_MLSD(self, path):
                 return listing(self, path, True)

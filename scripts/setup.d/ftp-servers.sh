@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The four FTPS servers the test bed starts (tests/src/ftp.rs), installed idempotently:
+# The FTPS servers the test bed starts (tests/src/ftp/), installed idempotently:
 #   - vsftpd from apt (it logs in local users through PAM, so it needs a real system user);
 #   - ProFTPD (+ mod_tls from proftpd-mod-crypto) and Pure-FTPd unpacked from their .debs
 #     into $FERRY_TESTBED_HOME: Debian's FTP servers all provide `ftp-server` and conflict,
 #     so only one of them can be installed as a package;
-#   - pyftpdlib + pyopenssl in the test bed's Python venv (shared with secret-stores.sh).
+#   - pyftpdlib + pyopenssl in the test bed's Python venv (shared with secret-stores.sh);
+#   - Debian's ftpd-ssl (an old OpenSSL BSD ftpd) unpacked into $FERRY_TESTBED_HOME, run under
+#     socat with a small LD_PRELOAD shim that loads its certificate (its build never does).
 # Every step checks first, so a second run takes about a second.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -21,7 +23,7 @@ apt_update_once() {
 
 # Debian packages: vsftpd, the clients the smoke tests use, and the shared libraries the
 # unpacked ProFTPD/Pure-FTPd binaries link against (dpkg -x does not pull dependencies).
-packages=(vsftpd curl lftp openssl
+packages=(vsftpd curl lftp openssl socat libssl-dev gcc
   libhiredis0.14 libmemcached11 libmemcachedutil2 libsodium23 libpcre2-posix3 libidn2-0
   libcap2 libacl1)
 missing=()
@@ -62,6 +64,16 @@ unpack() { # unpack DIR PACKAGE...
 }
 unpack "$home/proftpd" proftpd-core proftpd-mod-crypto
 unpack "$home/pure-ftpd" pure-ftpd pure-ftpd-common
+unpack "$home/ftpd-ssl" ftpd-ssl
+# ftpd-ssl logs real users in through PAM service `ftp`.
+if [ ! -f /etc/pam.d/ftp ]; then cp "$home/ftpd-ssl/etc/pam.d/ftp" /etc/pam.d/ftp; fi
+shim_src="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/infra/dev-servers/ftpd-ssl-certshim.c"
+# World-readable: the server runs /bin/ls as the logged-in user with the shim preloaded.
+shim=/usr/local/lib/ferry-testbed/ftpd-ssl-certshim.so
+mkdir -p "$(dirname "$shim")"
+if [ ! -f "$shim" ] || [ "$shim_src" -nt "$shim" ]; then
+  gcc -O2 -shared -fPIC -o "$shim" "$shim_src" -ldl -lssl
+fi
 "$home/proftpd/usr/sbin/proftpd" -v >/dev/null
 "$home/pure-ftpd/usr/sbin/pure-ftpd" --help >/dev/null 2>&1 || [ $? -le 1 ]
 
@@ -90,4 +102,4 @@ fi
 if ! "$venv/bin/python" -c 'import pyftpdlib, OpenSSL' 2>/dev/null; then
   "$venv/bin/pip" install -q 'pyftpdlib>=2,<3' 'pyopenssl'
 fi
-echo "ftp servers: vsftpd $(dpkg-query -W -f='${Version}' vsftpd), proftpd and pure-ftpd in $home, pyftpdlib in $venv"
+echo "ftp servers: vsftpd $(dpkg-query -W -f='${Version}' vsftpd), proftpd, pure-ftpd and ftpd-ssl in $home, pyftpdlib in $venv"

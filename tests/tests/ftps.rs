@@ -21,7 +21,7 @@ async fn round_trip(server: &FtpServer, session: &mut Session, work: &Path, name
     let local = work.join(format!("src-{len}"));
     let sha = make_file(&local, len, len as u8).await;
     let up = session
-        .upload(&local, "/", name, Some(sha))
+        .upload(&local, &server.remote_root, name, Some(sha))
         .await
         .unwrap_or_else(|e| {
             panic!(
@@ -32,7 +32,7 @@ async fn round_trip(server: &FtpServer, session: &mut Session, work: &Path, name
         });
     assert_eq!(up.bytes, len);
     assert_eq!(up.sha256, sha);
-    assert_eq!(up.remote_path, format!("/{name}"));
+    assert_eq!(up.remote_path, server.remote(name));
     let on_server = server.path(name);
     assert_eq!(std::fs::metadata(&on_server).unwrap().len(), len);
     assert_eq!(hash_file(&on_server), sha, "bytes on the server differ");
@@ -45,7 +45,7 @@ async fn round_trip(server: &FtpServer, session: &mut Session, work: &Path, name
     let down_dir = work.join("down");
     std::fs::create_dir_all(&down_dir).unwrap();
     let d = session
-        .download("/", name, &down_dir)
+        .download(&server.remote_root, name, &down_dir)
         .await
         .unwrap_or_else(|e| {
             panic!(
@@ -321,6 +321,73 @@ async fn upload_to_missing_directory_is_an_error_not_a_file() {
     assert!(!e.is_transient(), "{e}");
     let e = s.upload(&local, "/", "../escape", None).await.unwrap_err();
     assert_eq!(e.kind(), FtpsErrorKind::InvalidPath);
+}
+
+/// Debian's ftpd-ssl (OpenSSL 3.0, no FEAT) refuses every data connection of a client whose
+/// control ClientHello carries the `supported_versions` extension, which rustls always sends:
+/// OpenSSL then gives the control connection its TLS 1.2 *client* method, and ftpd-ssl copies
+/// that onto each data connection (`SSL_copy_session_id`), whose `SSL_accept` fails at once
+/// ("425 ftpd: Verify ok"). curl and lftp only pass when capped at TLS 1.2, because OpenSSL
+/// clients then leave the extension out. What ferry must do with such a server: log in,
+/// report every step, and turn the refusal into a clear error at once instead of waiting
+/// out the data timeout for a handshake that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ftpd_ssl_refusing_data_connections_is_reported_at_once_with_its_reply() {
+    let server = server(FtpServerKind::FtpdSsl).await;
+    server.write_file("in/listed.xml", b"<listed/>").unwrap();
+    let mut cfg = config(&server);
+    cfg.tls.max_version = TlsVersion::Tls12;
+
+    let mut steps: Vec<ProbeStep> = Vec::new();
+    let started = std::time::Instant::now();
+    let e = probe(&cfg, Some(&server.remote("in")), &mut |s| steps.push(s))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+
+    let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
+    assert_eq!(
+        names,
+        [
+            "tcp",
+            "greeting",
+            "auth-tls",
+            "certificate",
+            "pbsz-prot",
+            "login",
+            "type",
+            "feat"
+        ],
+        "{steps:#?}"
+    );
+    assert!(steps[7].detail.contains("FEAT not supported"), "{steps:#?}");
+    assert_eq!(e.kind(), FtpsErrorKind::PassiveMode, "{e}");
+    assert_eq!(e.reply().map(|r| r.code), Some(425), "{e}");
+    assert!(e.to_string().contains("Verify ok"), "{e}");
+    // The data timeout is 60 s: the refusal on the control connection ended the wait.
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+}
+
+/// Offered TLS 1.3, the same server refuses the data connection too; the session tries TLS
+/// 1.2 once on its own, and the file never appears under its final name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ftpd_ssl_under_tls13_tries_tls12_once_and_publishes_nothing() {
+    let server = server(FtpServerKind::FtpdSsl).await;
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("a.xml");
+    make_file(&local, 4097, 9).await;
+    let mut s = connect(&server, &config(&server)).await;
+    assert_eq!(s.control_tls().unwrap().version, TlsVersion::Tls13);
+
+    let e = s
+        .upload(&local, &server.remote_root, "a.xml", None)
+        .await
+        .unwrap_err();
+
+    assert!(s.fell_back_to_tls12(), "{e}");
+    assert_eq!(e.reply().map(|r| r.code), Some(425), "{e}");
+    assert!(!server.path("a.xml").exists());
+    assert!(leftovers(&server.root).is_empty());
 }
 
 // ---- trust -------------------------------------------------------------------------------

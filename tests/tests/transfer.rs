@@ -377,9 +377,11 @@ async fn downloads_each_file_once_across_engines_and_recognises_known_content() 
         .find(|r| r.name == "copy.xml")
         .expect("row");
     assert_eq!(row.outcome, Outcome::Duplicate, "{row:?}");
+    assert_eq!(row.remote_path.as_deref(), Some("/out/copy.xml"));
     assert_eq!(
-        row.remote_path.as_deref(),
-        Some(bed.local().join("d00.xml").to_str().expect("utf-8"))
+        row.local_path.as_deref(),
+        Some(bed.local().join("d00.xml").to_str().expect("utf-8")),
+        "the row names where the same content was delivered before"
     );
     assert!(!bed.local().join("copy.xml").exists());
     assert_eq!(
@@ -837,4 +839,45 @@ async fn kill_9_mid_download_then_a_new_process_fetches_the_file_once() {
         !bed.server.path("out/big.xml").exists(),
         "deleted after delivery"
     );
+}
+
+#[tokio::test]
+async fn overwrite_false_never_replaces_a_file_at_the_destination() {
+    let bed = Bed::start("no-overwrite", FtpServerKind::Vsftpd).await;
+    let partners = b"<the partner's own/>";
+    bed.server.write_file("in/a.xml", partners).expect("remote");
+    std::fs::write(bed.local().join("a.xml"), b"<new/>").expect("local");
+    let flow = upload("    overwrite: false\n    delete_after_upload: true\n");
+    let engine = bed.engine(bed.config(&flow, None), options("w1")).await;
+
+    let report = run(&engine, "run-1").await;
+
+    let row = &report.files[0];
+    assert_eq!(row.outcome, Outcome::Failed, "{row:?}");
+    assert_eq!(row.error.as_ref().expect("error").kind, "target_exists");
+    assert_eq!(
+        std::fs::read(bed.server.path("in/a.xml")).expect("remote"),
+        partners
+    );
+    assert!(bed.local().join("a.xml").exists(), "the source is kept");
+
+    // Downloads: a local file under the same name stays as it is.
+    let bed = Bed::start("no-overwrite-down", FtpServerKind::Vsftpd).await;
+    bed.server
+        .write_file("out/b.xml", b"<remote/>")
+        .expect("remote");
+    std::fs::write(bed.local().join("b.xml"), b"<local, kept/>").expect("local");
+    let flow = download("    overwrite: false\n    delete_after_download: true\n");
+    let engine = bed.engine(bed.config(&flow, None), options("w1")).await;
+
+    let report = run(&engine, "run-2").await;
+
+    let row = &report.files[0];
+    assert_eq!(row.error.as_ref().expect("error").kind, "target_exists");
+    assert_eq!(
+        std::fs::read(bed.local().join("b.xml")).expect("local"),
+        b"<local, kept/>"
+    );
+    assert!(bed.server.path("out/b.xml").exists(), "the remote is kept");
+    assert_eq!(all_names(&bed.local()), ["b.xml"], "no temporary file left");
 }

@@ -106,9 +106,14 @@ impl Operation for Upload<'_> {
             {
                 debug!(temp = %temp_path, reply = ?e.reply(), "STOR refused; replacing a stale part");
                 let _ = discard(conn, &temp_path, e).await;
-                conn.open_data(&step, &stor, ReplyTo::NewPath).await?
+                match conn.open_data(&step, &stor, ReplyTo::NewPath).await {
+                    Ok(data) => data,
+                    Err(e) => return Err(discard(conn, &temp_path, e).await),
+                }
             }
-            Err(e) => return Err(e),
+            // The server may have created the temporary file before the data connection
+            // failed (a refused handshake, a 425): remove it.
+            Err(e) => return Err(discard(conn, &temp_path, e).await),
         };
         // From here on a temporary file may exist on the server: every failure removes it.
         let idle = conn.data_idle();

@@ -7,6 +7,7 @@
 //! parallel. The binaries come from `scripts/setup.d/ftp-servers.sh`; the configs live in
 //! `infra/dev-servers/`.
 
+mod ftpd_ssl;
 mod proftpd;
 mod pureftpd;
 mod pyftpdlib;
@@ -49,10 +50,13 @@ pub enum FtpServerKind {
     PureFtpd,
     /// pyftpdlib 2.x: the one that can fake NAT, unreachable passive ports and plain FTP.
     Pyftpdlib,
+    /// Debian's ftpd-ssl 0.17 (old OpenSSL BSD ftpd): no FEAT, no chroot (paths are absolute
+    /// local paths, see [`FtpServer::remote_root`]). Not in [`FtpServerKind::ALL`].
+    FtpdSsl,
 }
 
 impl FtpServerKind {
-    /// Every kind, for tests that run against all of them.
+    /// The chrooted kinds, for tests that run against all of them.
     pub const ALL: [FtpServerKind; 4] = [
         FtpServerKind::Vsftpd,
         FtpServerKind::Proftpd,
@@ -169,8 +173,13 @@ impl FtpServerOptions {
                 self.kind
             );
         }
-        if self.require_client_cert && self.kind == FtpServerKind::PureFtpd {
-            bail!("Pure-FTPd cannot verify client certificates: use another server kind");
+        if self.require_client_cert
+            && matches!(self.kind, FtpServerKind::PureFtpd | FtpServerKind::FtpdSsl)
+        {
+            bail!(
+                "{:?} cannot verify client certificates here: use another server kind",
+                self.kind
+            );
         }
         Ok(())
     }
@@ -188,8 +197,11 @@ pub struct FtpServer {
     pub username: String,
     /// The login password.
     pub password: String,
-    /// The local folder that is the user's FTP root "/": tests read and write files here.
+    /// The local folder that is the user's FTP root: tests read and write files here.
     pub root: PathBuf,
+    /// The FTP path of [`Self::root`]: `/` for the chrooted servers, the folder's absolute
+    /// path for ftpd-ssl.
+    pub remote_root: String,
     /// The certificates the server uses (and the client identity it accepts).
     pub pki: Pki,
     /// The passive port range the server uses (inclusive).
@@ -257,6 +269,11 @@ impl FtpServer {
             FtpServerKind::Proftpd => proftpd::launch(&inst, &opts)?,
             FtpServerKind::PureFtpd => pureftpd::launch(&inst, &opts)?,
             FtpServerKind::Pyftpdlib => pyftpdlib::launch(&inst, &opts)?,
+            FtpServerKind::FtpdSsl => ftpd_ssl::launch(&inst, &opts)?,
+        };
+        let remote_root = match opts.kind {
+            FtpServerKind::FtpdSsl => root.display().to_string(),
+            _ => "/".to_string(),
         };
         let name = format!("{:?}", opts.kind);
         let process = ServerProcess::spawn(
@@ -273,6 +290,7 @@ impl FtpServer {
             username: FTP_USER.to_string(),
             password: FTP_PASSWORD.to_string(),
             root,
+            remote_root,
             pki,
             passive_ports: inst.passive_ports,
             process,
@@ -300,6 +318,12 @@ impl FtpServer {
         std::fs::read_to_string(self.dir.path().join(pyftpdlib::COMMANDS_LOG))
             .map(|text| text.lines().map(str::to_string).collect())
             .unwrap_or_default()
+    }
+
+    /// The FTP path of `relative` (such as "in/a.txt"): under [`Self::remote_root`].
+    pub fn remote(&self, relative: &str) -> String {
+        let relative = relative.trim_start_matches('/');
+        format!("{}/{relative}", self.remote_root.trim_end_matches('/'))
     }
 
     /// The local path of `relative` (an FTP path such as "in/a.txt") inside [`Self::root`].
