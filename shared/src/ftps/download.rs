@@ -20,11 +20,10 @@ use tokio::time::timeout;
 use super::classify::{ReplyTo, from_net_io};
 use super::commands::size;
 use super::connection::{Connection, Operation};
-use super::control::check_line;
 use super::data::DataChannel;
 use super::error::{FtpsError, FtpsErrorKind};
 use super::listing::check_name;
-use super::paths::{join_remote, temp_name};
+use super::paths::{remote_file, temp_name};
 use super::pipeline::FileWriter;
 
 /// A downloaded file, still under its temporary name in the destination folder.
@@ -124,11 +123,7 @@ impl Operation for Download<'_> {
     type Output = DownloadedFile;
 
     async fn run(&mut self, conn: &mut Connection) -> Result<DownloadedFile, FtpsError> {
-        let remote_path = join_remote(self.remote_dir, self.remote_name);
-        let step = format!("download of {remote_path}");
-        check_name(self.remote_name)
-            .map_err(|e| FtpsError::new(FtpsErrorKind::InvalidPath, &step, e.to_string()))?;
-        check_line(&step, self.remote_dir)?;
+        let (remote_path, step) = remote_file("download", self.remote_dir, self.remote_name)?;
         let announced = size(conn, &step, &remote_path).await?.or(self.listed_size);
         // Named after the remote path: a download retried after a crash overwrites the part
         // the dead attempt left, instead of leaving it behind (claims keep two transfers of

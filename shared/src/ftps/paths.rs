@@ -7,6 +7,26 @@
 //! part behind; only the holder of the transfer's claim moves it, so no two transfers share
 //! the name. Without a key, TAG is random.
 
+use super::control::check_line;
+use super::error::{FtpsError, FtpsErrorKind};
+use super::listing::check_name;
+
+/// The path of a file to transfer, `dir/name`, and the step that names it (`"{what} of
+/// {path}"`). Refuses a name that is not one path component and a directory that cannot
+/// travel on one command line.
+pub(crate) fn remote_file(
+    what: &str,
+    dir: &str,
+    name: &str,
+) -> Result<(String, String), FtpsError> {
+    let path = join_remote(dir, name);
+    let step = format!("{what} of {path}");
+    check_name(name)
+        .map_err(|e| FtpsError::new(FtpsErrorKind::InvalidPath, &step, e.to_string()))?;
+    check_line(&step, dir)?;
+    Ok((path, step))
+}
+
 /// Joins a remote directory and a name with exactly one `/`.
 pub(crate) fn join_remote(dir: &str, name: &str) -> String {
     if dir.is_empty() || dir == "." {

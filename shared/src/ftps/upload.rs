@@ -18,11 +18,9 @@ use tracing::debug;
 use super::classify::{ReplyTo, from_net_io};
 use super::commands::size;
 use super::connection::{Connection, Operation};
-use super::control::check_line;
 use super::data::DataChannel;
 use super::error::{FtpsError, FtpsErrorKind};
-use super::listing::check_name;
-use super::paths::{join_remote, temp_name};
+use super::paths::{join_remote, remote_file, temp_name};
 use super::pipeline::FileReader;
 use super::rename::{RenamePolicy, rename};
 
@@ -75,11 +73,7 @@ impl Operation for Upload<'_> {
     type Output = Uploaded;
 
     async fn run(&mut self, conn: &mut Connection) -> Result<Uploaded, FtpsError> {
-        let final_path = join_remote(self.remote_dir, self.remote_name);
-        let step = format!("upload of {final_path}");
-        check_name(self.remote_name)
-            .map_err(|e| FtpsError::new(FtpsErrorKind::InvalidPath, &step, e.to_string()))?;
-        check_line(&step, self.remote_dir)?;
+        let (final_path, step) = remote_file("upload", self.remote_dir, self.remote_name)?;
         let local = self.local;
         let file = tokio::fs::File::open(local)
             .await
