@@ -526,6 +526,13 @@ fn hardened_mode_refuses_literals_and_insecure_tls() {
             ("ferry.yaml", 11, 5, "vault.auth.role_id", LITERAL),
             ("ferry.yaml", 12, 5, "vault.auth.secret_id", LITERAL),
             (
+                "flows/links.yaml",
+                8,
+                5,
+                "flows.links.follow_links",
+                "hardened mode forbids follow_links: true",
+            ),
+            (
                 "partners/literals.yaml",
                 7,
                 5,

@@ -735,3 +735,22 @@ async fn probe_reports_every_step() {
     assert_eq!(e.step(), "login");
     assert!(steps.iter().any(|s| s.name == "pbsz-prot"));
 }
+
+/// A local path that is (or became, after it was selected) a symbolic link is refused when
+/// it is opened for the upload: the link's target never reaches the partner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_never_opens_a_symbolic_link() {
+    let server = server(FtpServerKind::Vsftpd).await;
+    let work = tempfile::tempdir().unwrap();
+    let target = work.path().join("target");
+    make_file(&target, 100, 1).await;
+    let link = work.path().join("link.xml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let mut s = connect(&server, &config(&server)).await;
+
+    let e = s.upload(&link, "/", "link.xml", None).await.unwrap_err();
+
+    assert_eq!(e.kind(), FtpsErrorKind::LocalIo, "{e}");
+    assert!(!server.path("link.xml").exists());
+    assert!(leftovers(&server.root).is_empty());
+}

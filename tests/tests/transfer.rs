@@ -881,3 +881,60 @@ async fn overwrite_false_never_replaces_a_file_at_the_destination() {
     assert!(bed.server.path("out/b.xml").exists(), "the remote is kept");
     assert_eq!(all_names(&bed.local()), ["b.xml"], "no temporary file left");
 }
+
+#[tokio::test]
+async fn a_symbolic_link_in_the_outgoing_folder_is_never_followed_outside_it() {
+    let bed = Bed::start("links", FtpServerKind::Vsftpd).await;
+    let secret_dir = tempfile::tempdir().expect("outside");
+    let secret = secret_dir.path().join("secret.xml");
+    std::fs::write(&secret, b"<secret>not for the partner</secret>").expect("secret");
+    std::fs::write(bed.local().join("real.xml"), b"<real/>").expect("real");
+    // Inside the folder, under a name the flow's pattern does not take by itself.
+    std::fs::write(bed.local().join("aliased.dat"), b"<aliased/>").expect("aliased");
+    std::os::unix::fs::symlink(&secret, bed.local().join("leak.xml")).expect("link out");
+    std::os::unix::fs::symlink(
+        bed.local().join("aliased.dat"),
+        bed.local().join("alias.xml"),
+    )
+    .expect("link in");
+
+    let engine = bed
+        .engine(bed.config(&upload(""), None), options("w1"))
+        .await;
+    let report = run(&engine, "run-1").await;
+
+    assert!(report.is_success(), "{}", report.summary_line());
+    assert_eq!(names_with(&report, Outcome::Transferred), ["real.xml"]);
+    assert_eq!(
+        names_with(&report, Outcome::Skipped),
+        ["alias.xml", "leak.xml"]
+    );
+    for row in report
+        .files
+        .iter()
+        .filter(|r| r.outcome == Outcome::Skipped)
+    {
+        assert_eq!(
+            row.error.as_ref().expect("reason").kind,
+            "link_not_followed"
+        );
+    }
+    assert_eq!(
+        bed.remote_files("in").keys().collect::<Vec<_>>(),
+        ["real.xml"],
+        "the link's target never reached the partner"
+    );
+
+    // follow_links: true takes the link inside the folder, never the one leaving it.
+    let engine = bed
+        .engine(
+            bed.config(&upload("    follow_links: true\n"), None),
+            options("w1"),
+        )
+        .await;
+    let report = run(&engine, "run-2").await;
+    assert_eq!(names_with(&report, Outcome::Skipped), ["leak.xml"]);
+    let remote = bed.remote_files("in");
+    assert_eq!(remote.keys().collect::<Vec<_>>(), ["alias.xml", "real.xml"]);
+    assert_eq!(remote["alias.xml"], sha256_hex(b"<aliased/>"));
+}

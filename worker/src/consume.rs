@@ -168,6 +168,7 @@ fn verdict(outcome: Result<RunReport, TransferError>) -> Verdict {
             let failures: Vec<_> = report
                 .files
                 .iter()
+                .filter(|row| row.outcome == ferry_shared::transfer::Outcome::Failed)
                 .filter_map(|row| row.error.as_ref().map(|error| (row, error)))
                 .collect();
             let retry_may_help = failures.iter().any(|(_, error)| error.transient);

@@ -66,7 +66,12 @@ pub async fn run(config: Arc<Config>, args: RunArgs) -> ExitCode {
                 for row in report.files.iter().filter(|row| row.error.is_some()) {
                     if let Some(error) = &row.error {
                         let name = ferry_shared::ftps::printable(&row.name);
-                        println!("  failed: {name} [{}] {}", error.kind, error.message);
+                        println!(
+                            "  {}: {name} [{}] {}",
+                            row.outcome.as_str(),
+                            error.kind,
+                            error.message
+                        );
                     }
                 }
             }

@@ -44,6 +44,10 @@ pub struct Flow {
     /// true): the partner's file for uploads, the local file for downloads. With `false` such
     /// a file fails with `target_exists` and nothing is replaced.
     pub overwrite: bool,
+    /// Take symbolic links in the local folder that point to a regular file inside it
+    /// (`follow_links`, default false; refused in hardened mode). Links that leave the folder
+    /// are never followed.
+    pub follow_links: bool,
     /// When the scheduler starts this flow; `None` means manual or event-triggered only.
     pub schedule: Option<Schedule>,
     /// Attempts per file, the first included (default `retry.max_attempts`).
@@ -171,6 +175,7 @@ const FLOW_KEYS: &[&str] = &[
     "delete_after_upload",
     "delete_after_download",
     "overwrite",
+    "follow_links",
     "schedule_cron",
     "schedule_timezone",
     "max_attempts",
@@ -252,6 +257,17 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
         });
     let delete_after_transfer = direction.and_then(|d| read_delete(cx, map, d));
     let overwrite = map.get("overwrite").map_or(Some(true), |f| f.bool(cx));
+    let follow_links = map.get("follow_links").map_or(Some(false), |f| {
+        let follow = f.bool(cx)?;
+        if follow && context.settings.hardened_mode {
+            f.error(
+                cx,
+                "hardened mode forbids follow_links: true; ferry never follows a symbolic link there",
+            );
+            return None;
+        }
+        Some(follow)
+    });
     let schedule = read_schedule(cx, map);
     let max_attempts = map
         .get("max_attempts")
@@ -275,6 +291,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
         idempotency_mode: idempotency_mode?,
         delete_after_transfer: delete_after_transfer?,
         overwrite: overwrite?,
+        follow_links: follow_links?,
         schedule: schedule?,
         max_attempts: max_attempts?,
         min_file_age: min_file_age?,

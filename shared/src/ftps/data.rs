@@ -151,10 +151,15 @@ impl DataSetup {
                         if handshaken.is_none() {
                             tls.record_data(DataHandshake::Failed);
                         }
-                        return Err(from_response(step, &reply, to).context(
-                            " (the server answered on the control connection while the data \
-                             connection was being set up)",
-                        ));
+                        let err = from_response(step, &reply, to);
+                        return Err(if started {
+                            err.context(
+                                " (after accepting the command, the server refused the data \
+                                 connection on the control connection)",
+                            )
+                        } else {
+                            err
+                        });
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {

@@ -81,7 +81,7 @@ pub use connect::ProbeStep;
 pub use download::DownloadedFile;
 pub use error::{FtpsError, FtpsErrorKind};
 pub use listing::{NameError, RemoteEntry, check_name};
-pub use pipeline::BUF_SIZE;
+pub use pipeline::{BUF_SIZE, open_no_follow};
 pub use printable::printable;
 pub use probe::probe;
 pub use rename::RenamePolicy;

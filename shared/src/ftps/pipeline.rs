@@ -7,6 +7,9 @@
 //! [`BUF_SIZE`] go back and forth on two bounded channels and are reused, so memory stays at
 //! `(DEPTH + 1) * BUF_SIZE` whatever the file size, and no buffer is allocated per chunk.
 //!
+//! The local file is opened with `O_NOFOLLOW` ([`open_no_follow`]): a file that was replaced by
+//! a symbolic link after it was selected fails to open rather than sending the link's target.
+//!
 //! Each side notices when the other is gone (a closed channel): a network error or a
 //! cancelled transfer ends the disk thread, and a disk error ends the network loop.
 
@@ -19,6 +22,15 @@ use tokio::sync::mpsc::{Receiver, Sender, channel};
 /// Copy buffer size: large enough for full TLS records and few system calls, small enough
 /// that memory stays flat whatever the file size.
 pub const BUF_SIZE: usize = 256 * 1024;
+
+/// Opens `path` for reading, refusing a symbolic link as the last component (`ELOOP`).
+pub fn open_no_follow(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
 
 /// Buffers in flight between the network and the disk thread.
 const DEPTH: usize = 4;

@@ -21,7 +21,7 @@ use super::connection::{Connection, Operation};
 use super::data::DataChannel;
 use super::error::{FtpsError, FtpsErrorKind};
 use super::paths::{join_remote, remote_file, temp_name};
-use super::pipeline::FileReader;
+use super::pipeline::{FileReader, open_no_follow};
 use super::rename::{RenamePolicy, rename};
 
 /// How an upload treats the content and an existing file.
@@ -74,16 +74,20 @@ impl Operation for Upload<'_> {
 
     async fn run(&mut self, conn: &mut Connection) -> Result<Uploaded, FtpsError> {
         let (final_path, step) = remote_file("upload", self.remote_dir, self.remote_name)?;
-        let local = self.local;
-        let file = tokio::fs::File::open(local)
-            .await
-            .map_err(|e| FtpsError::local_io(format!("{step}: opening {}", local.display()), e))?;
-        let expected_len = file
-            .metadata()
-            .await
-            .map_err(|e| FtpsError::local_io(format!("{step}: reading {}", local.display()), e))?
-            .len();
-        let file = file.into_std().await;
+        let local = self.local.to_path_buf();
+        let opened = tokio::task::spawn_blocking(move || {
+            let file =
+                open_no_follow(&local).map_err(|e| (format!("opening {}", local.display()), e))?;
+            let len = file
+                .metadata()
+                .map_err(|e| (format!("reading {}", local.display()), e))?
+                .len();
+            Ok::<_, (String, std::io::Error)>((file, len))
+        })
+        .await
+        .map_err(|e| FtpsError::local_io(&step, std::io::Error::other(e)))?;
+        let (file, expected_len) =
+            opened.map_err(|(what, e)| FtpsError::local_io(format!("{step}: {what}"), e))?;
         let expected_sha256 = self.options.expected_sha256;
         let temp_path = join_remote(
             self.remote_dir,

@@ -267,6 +267,7 @@ impl Engine {
                     recursive: plan.is_recursive(),
                     min_age: plan.min_file_age,
                     now: SystemTime::now(),
+                    follow_links: plan.follow_links,
                 };
                 let selectors = plan.clone();
                 let selection =
@@ -277,11 +278,21 @@ impl Engine {
                             path: plan.local_dir.clone(),
                             source,
                         })?;
-                let (files, missing) = only_named(selection.ready, only_files, |f| &f.name);
-                let rows = in_parallel(files, parallel, progress, |file| {
+                let (files, mut missing) = only_named(selection.ready, only_files, |f| &f.name);
+                let (links, _) = only_named(selection.links, only_files, |(name, _)| name);
+                missing.retain(|name| !links.iter().any(|(link, _)| link == name));
+                let mut rows = in_parallel(files, parallel, progress, |file| {
                     Box::pin(upload_file(&ctx, file))
                 })
                 .await;
+                rows.extend(links.into_iter().map(|(name, reason)| {
+                    let path = plan.local_dir.join(&name).display().to_string();
+                    FileReport::skipped(
+                        name,
+                        path,
+                        FileError::permanent(FileErrorKind::LinkNotFollowed, reason),
+                    )
+                }));
                 (with_missing(rows, missing), selection.not_yet_stable)
             }
             Direction::Download => {

@@ -15,7 +15,7 @@ const CHUNK: usize = 256 * 1024;
 pub async fn hash_file(path: &Path) -> io::Result<([u8; 32], u64)> {
     let path: PathBuf = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(&path)?;
+        let mut file = crate::ftps::open_no_follow(&path)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; CHUNK];
         let mut size = 0u64;

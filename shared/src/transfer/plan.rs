@@ -36,6 +36,8 @@ pub struct FlowPlan {
     pub delete_after_transfer: bool,
     /// Replace a file already under the same name at the destination.
     pub overwrite: bool,
+    /// Take links to regular files inside the local folder.
+    pub follow_links: bool,
     /// Per-file retries of transient errors.
     pub retry: RetryPolicy,
     /// The run's time limit.
@@ -92,6 +94,7 @@ impl FlowPlan {
             idempotency: flow.idempotency_mode,
             delete_after_transfer: flow.delete_after_transfer,
             overwrite: flow.overwrite,
+            follow_links: flow.follow_links,
             retry: RetryPolicy {
                 max_attempts: flow.max_attempts,
                 base_delay: retry.base_delay,

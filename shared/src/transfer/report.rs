@@ -45,6 +45,9 @@ pub enum Outcome {
     Failed,
     /// Another worker holds the claim on this file right now and will deliver it.
     LeftToOtherWorker,
+    /// Not taken, on purpose (a symbolic link ferry does not follow); the row's error says
+    /// why. It stays where it is and does not fail the run.
+    Skipped,
 }
 
 impl Outcome {
@@ -55,6 +58,7 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::Failed => "failed",
             Outcome::LeftToOtherWorker => "left-to-other-worker",
+            Outcome::Skipped => "skipped",
         }
     }
 }
@@ -82,6 +86,8 @@ pub enum FileErrorKind {
     NotFound,
     /// A local file could not be read or written.
     LocalIo,
+    /// A symbolic link in the local folder that the flow does not follow.
+    LinkNotFollowed,
 }
 
 impl FileErrorKind {
@@ -95,6 +101,7 @@ impl FileErrorKind {
             FileErrorKind::DeleteSourceFailed => "delete_source_failed",
             FileErrorKind::NotFound => "not_found",
             FileErrorKind::LocalIo => "local_io",
+            FileErrorKind::LinkNotFollowed => "link_not_followed",
         }
     }
 }
@@ -170,11 +177,25 @@ pub struct FileReport {
     pub local_path: Option<String>,
     /// How many transfer attempts this run made for the file.
     pub attempts: u32,
-    /// Why the file failed; `None` unless `outcome` is `failed`.
+    /// Why the file failed or was skipped; `None` unless `outcome` is `failed` or `skipped`.
     pub error: Option<FileError>,
 }
 
 impl FileReport {
+    /// A row for a local file not taken on purpose (a link not followed).
+    pub fn skipped(name: impl Into<String>, local_path: String, reason: FileError) -> Self {
+        FileReport {
+            name: name.into(),
+            size: 0,
+            sha256: None,
+            outcome: Outcome::Skipped,
+            remote_path: None,
+            local_path: Some(local_path),
+            attempts: 0,
+            error: Some(reason),
+        }
+    }
+
     /// A row for a file that failed before or during its transfer.
     pub fn failed(name: impl Into<String>, size: u64, error: FileError) -> Self {
         FileReport {
@@ -290,6 +311,8 @@ pub struct Totals {
     pub failed: usize,
     /// Files another worker was delivering.
     pub left_to_other_workers: usize,
+    /// Files not taken on purpose (links not followed).
+    pub skipped: usize,
     /// Bytes moved by this run (transferred files only).
     pub bytes: u64,
     /// Wall-clock time of the run.
@@ -351,6 +374,7 @@ impl RunReport {
                 Outcome::Duplicate => totals.skipped_duplicates += 1,
                 Outcome::Failed => totals.failed += 1,
                 Outcome::LeftToOtherWorker => totals.left_to_other_workers += 1,
+                Outcome::Skipped => totals.skipped += 1,
             }
         }
         RunReport {
@@ -386,6 +410,9 @@ impl RunReport {
             human_bytes(t.bytes),
             t.duration.as_secs_f64(),
         );
+        if t.skipped > 0 {
+            line.push_str(&format!("; {} skipped (links not followed)", t.skipped));
+        }
         if !self.not_yet_stable.is_empty() {
             line.push_str(&format!(
                 "; {} not yet stable (left for the next run)",
