@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ferry_shared::idempotency::keys::FlowKeys;
 use ferry_shared::idempotency::{
-    ClaimOutcome, DeliveryKey, DeliveryRecord, ErrorKind, LockWait, Store, StoreConfig,
+    ClaimOutcome, DeliveryKey, DeliveryRecord, ErrorKind, LockWait, Recorded, Store, StoreConfig,
 };
 use ferry_shared::secrets::Secret;
 
@@ -148,7 +148,10 @@ async fn recorded_delivery_is_never_claimed_again() {
     };
     let rec = record("report 2026-11.csv");
     let retention = Duration::from_secs(3600);
-    assert!(a.record_delivery(&claim, &rec, retention).await.unwrap());
+    assert_eq!(
+        a.record_delivery(&claim, &rec, retention).await.unwrap(),
+        Recorded::ClaimHeld
+    );
 
     match b.claim(&key, "worker-b", LONG).await.unwrap() {
         ClaimOutcome::AlreadyDelivered(found) => assert_eq!(found, rec),
@@ -180,11 +183,12 @@ async fn records_expire_after_retention_and_aliases_are_written() {
     };
     let rec = record("INV_001.xml");
     let also = std::slice::from_ref(&content);
-    assert!(
+    assert_eq!(
         store
             .record_delivery_also(&claim, also, &rec, Duration::from_secs(1))
             .await
-            .unwrap()
+            .unwrap(),
+        Recorded::ClaimHeld
     );
     assert_eq!(store.delivery(&content).await.unwrap(), Some(rec.clone()));
     assert_eq!(store.delivery(&listing).await.unwrap(), Some(rec));
@@ -256,10 +260,17 @@ async fn record_after_lost_lease_still_records_but_reports_it() {
     };
     // a's transfer did complete: the record is written, but a is told it had lost the claim,
     // and b's claim is left alone.
-    assert!(!a.record_delivery(&stale, &record("f"), LONG).await.unwrap());
+    assert_eq!(
+        a.record_delivery(&stale, &record("f"), LONG).await.unwrap(),
+        Recorded::ClaimLost,
+        "the stale claim is not ours any more"
+    );
     let keys = FlowKeys::new(&prefix.0, "flow-late");
     assert_eq!(redis_cli(&["GET", &keys.claim(&key)]), fresh.owner());
-    assert!(b.record_delivery(&fresh, &record("f"), LONG).await.unwrap());
+    assert_eq!(
+        b.record_delivery(&fresh, &record("f"), LONG).await.unwrap(),
+        Recorded::ClaimHeld
+    );
 }
 
 #[tokio::test]
@@ -615,11 +626,12 @@ async fn rediss_with_a_private_ca_and_a_password_from_a_secret() {
     let ClaimOutcome::Claimed(claim) = store.claim(&key, "w", LONG).await.unwrap() else {
         panic!("a fresh key must be claimable");
     };
-    assert!(
+    assert_eq!(
         store
             .record_delivery(&claim, &record("f"), LONG)
             .await
-            .unwrap()
+            .unwrap(),
+        Recorded::ClaimHeld
     );
     assert!(matches!(
         store.claim(&key, "w", LONG).await.unwrap(),

@@ -938,3 +938,50 @@ async fn a_symbolic_link_in_the_outgoing_folder_is_never_followed_outside_it() {
     assert_eq!(remote.keys().collect::<Vec<_>>(), ["alias.xml", "real.xml"]);
     assert_eq!(remote["alias.xml"], sha256_hex(b"<aliased/>"));
 }
+
+/// Another worker takes the claim over while the upload runs (as after an expired lease):
+/// the transfer stops, the file is reported `lease_lost`, and its source stays in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_taken_over_mid_upload_keeps_the_source_and_says_so() {
+    let bed = Bed::start("takeover", FtpServerKind::Vsftpd).await;
+    let big = bed.local().join("big.xml");
+    {
+        let chunk = vec![b'x'; 1 << 20];
+        let mut f = std::fs::File::create(&big).expect("create");
+        for _ in 0..400 {
+            std::io::Write::write_all(&mut f, &chunk).expect("write");
+        }
+    }
+    let flow = upload("    delete_after_upload: true\n    max_attempts: 1\n");
+    let mut opts = options("w1");
+    opts.claim_lease = Duration::from_secs(1);
+    let engine = bed.engine(bed.config(&flow, None), opts).await;
+
+    // Once the claim exists, overwrite it with another worker's token.
+    let pattern = format!("{}*:claim:*", bed.prefix.0);
+    let thief = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let out = Command::new("redis-cli")
+                .args(["-u", &redis_url(), "--scan", "--pattern", &pattern])
+                .output()
+                .expect("redis-cli");
+            if let Some(key) = String::from_utf8_lossy(&out.stdout).lines().next() {
+                let set = Command::new("redis-cli")
+                    .args(["-u", &redis_url(), "SET", key, "other-worker/stolen", "PX", "60000"])
+                    .output()
+                    .expect("redis-cli SET");
+                return set.status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    });
+    let report = run(&engine, "run-1").await;
+    assert!(thief.await.expect("thief"), "the claim was never seen");
+
+    let row = &report.files[0];
+    assert_eq!(row.outcome, Outcome::Failed, "{row:?}");
+    assert_eq!(row.error.as_ref().expect("error").kind, "lease_lost", "{row:?}");
+    assert!(big.exists(), "the source is kept when the claim is lost");
+}

@@ -61,4 +61,4 @@ pub use error::{ErrorKind, IdempotencyError};
 pub use keys::DeliveryKey;
 pub use lease::{Claim, FlowLock};
 pub use record::DeliveryRecord;
-pub use store::{ClaimOutcome, LockWait, Store, StoreConfig};
+pub use store::{ClaimOutcome, LockWait, Recorded, Store, StoreConfig};

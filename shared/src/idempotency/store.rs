@@ -78,6 +78,17 @@ return 0
 });
 
 /// The Redis client's settings that the store needs; built by the binaries from
+/// What recording a delivery found of the claim it was made under.
+#[must_use = "a lost claim means another worker may have sent the file too: report it"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The claim was still this worker's: recorded, and the claim released.
+    ClaimHeld,
+    /// The claim had expired or been taken over during the transfer: recorded anyway (the
+    /// delivery happened), but another worker may have sent the same file.
+    ClaimLost,
+}
+
 /// `ferry.yaml`.
 #[derive(Clone)]
 pub struct StoreConfig {
@@ -277,15 +288,16 @@ impl Store {
     /// Records that `claim`'s file was delivered: writes `record` under the claim's
     /// delivery key for `retention`, and deletes the claim if it is still ours, in one step.
     ///
-    /// Returns whether the claim was still held. `false` means the lease ran out during
-    /// the transfer (another worker may have started the same file): the record is written
-    /// anyway, because the delivery did happen, but the engine should report it.
+    /// Says whether the claim was still held. [`Recorded::ClaimLost`] means the lease ran
+    /// out during the transfer (another worker may have started the same file): the record
+    /// is written anyway, because the delivery did happen, but the file must be reported
+    /// `lease_lost` and its source kept.
     pub async fn record_delivery(
         &self,
         claim: &Claim,
         record: &DeliveryRecord,
         retention: Duration,
-    ) -> Result<bool, IdempotencyError> {
+    ) -> Result<Recorded, IdempotencyError> {
         self.record_delivery_also(claim, &[], record, retention)
             .await
     }
@@ -310,7 +322,7 @@ impl Store {
         also: &[DeliveryKey],
         record: &DeliveryRecord,
         retention: Duration,
-    ) -> Result<bool, IdempotencyError> {
+    ) -> Result<Recorded, IdempotencyError> {
         let flow_id = claim.key().flow_id();
         if let Some(stray) = also.iter().find(|k| k.flow_id() != flow_id) {
             return Err(IdempotencyError::Config {
@@ -341,10 +353,11 @@ impl Store {
         tracing::Span::current().record("still_held", held);
         if held {
             debug!("delivery recorded, claim released");
+            Ok(Recorded::ClaimHeld)
         } else {
             warn!("delivery recorded, but the claim's lease had been lost during the transfer");
+            Ok(Recorded::ClaimLost)
         }
-        Ok(held)
     }
 
     /// Gives `claim` up (after a failed transfer) so another attempt can take the file at

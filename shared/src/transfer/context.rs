@@ -118,6 +118,18 @@ impl RunContext<'_> {
         }
     }
 
+    /// Why a delivered file is not reported `transferred`: its claim was lost during the
+    /// transfer, so another worker may have sent it too. The source is kept (`kept` says
+    /// which), so nothing is lost either way.
+    pub fn claim_lost(&self, delivered_to: &str, kept: &str) -> FileError {
+        FileError::retryable(
+            FileErrorKind::LeaseLost,
+            format!(
+                "delivered to {delivered_to}, but this worker's claim on the file expired during                  the transfer: another worker may have delivered it too (a duplicate at the                  destination is possible); {kept}"
+            ),
+        )
+    }
+
     /// A delivery record for this run.
     pub fn record(
         &self,

@@ -19,7 +19,7 @@ use super::context::{RunContext, partner_failure, store_failure};
 use super::report::{FileError, FileErrorKind, FileReport, RowDraft};
 use crate::config::IdempotencyMode;
 use crate::ftps::{RemoteEntry, printable};
-use crate::idempotency::{ClaimOutcome, DeliveryKey};
+use crate::idempotency::{ClaimOutcome, DeliveryKey, Recorded};
 
 /// Runs one remote file through the download steps; always ends with its report row.
 pub(crate) async fn download_file(ctx: &RunContext<'_>, entry: RemoteEntry) -> FileReport {
@@ -111,12 +111,20 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
             drop(downloaded);
             info!(delivered_to = %printable(&previous.remote_path), "same content fetched before; discarded");
             let record = ctx.record(&entry.name, row.size, &sha256, &previous.remote_path);
-            if let Err(err) = ctx
+            match ctx
                 .store
                 .record_delivery(claim, &record, ctx.plan.retention)
                 .await
             {
-                return row.failed(store_failure(err));
+                Ok(Recorded::ClaimHeld) => {}
+                Ok(Recorded::ClaimLost) => {
+                    let kept = "the remote file is kept";
+                    let error = ctx.claim_lost(&previous.remote_path, kept);
+                    return row
+                        .delivered_to(previous.remote_path)
+                        .failed_after_delivery(error);
+                }
+                Err(err) => return row.failed(store_failure(err)),
             }
             let row = row.delivered_to(previous.remote_path);
             return match delete_source(ctx, &remote_path).await {
@@ -161,14 +169,21 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
             .store
             .record_delivery_also(&claim, &[content_key], &record, ctx.plan.retention)
             .await;
-        if let Err(err) = recorded {
-            let mut error = store_failure(err);
-            error.message = format!(
-                "fetched to {delivered_to} but the delivery record could not be written ({}); \
-                 the remote file is kept",
-                error.message
-            );
-            return row.failed_after_delivery(error);
+        match recorded {
+            Ok(Recorded::ClaimHeld) => {}
+            Ok(Recorded::ClaimLost) => {
+                let error = ctx.claim_lost(&delivered_to, "the remote file is kept");
+                return row.failed_after_delivery(error);
+            }
+            Err(err) => {
+                let mut error = store_failure(err);
+                error.message = format!(
+                    "fetched to {delivered_to} but the delivery record could not be written \
+                     ({}); the remote file is kept",
+                    error.message
+                );
+                return row.failed_after_delivery(error);
+            }
         }
     }
     info!(local_path = %printable(&delivered_to), bytes = row.size, "fetched");

@@ -21,7 +21,7 @@ use super::report::{FileError, FileErrorKind, FileReport, RowDraft};
 use super::selection::LocalFile;
 use crate::config::IdempotencyMode;
 use crate::ftps::{UploadOptions, printable};
-use crate::idempotency::{ClaimOutcome, DeliveryKey, IdempotencyError};
+use crate::idempotency::{ClaimOutcome, DeliveryKey, IdempotencyError, Recorded};
 
 /// Runs one local file through the upload steps; always ends with its report row.
 pub(crate) async fn upload_file(ctx: &RunContext<'_>, file: LocalFile) -> FileReport {
@@ -130,14 +130,21 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
             .store
             .record_delivery(&claim, &record, ctx.plan.retention)
             .await;
-        if let Err(err) = recorded {
-            let mut error = store_failure(err);
-            error.message = format!(
-                "delivered to {} but the delivery record could not be written ({}); the local \
-                 file is kept, and a run after the claim expires may send it again",
-                uploaded.remote_path, error.message
-            );
-            return row.failed_after_delivery(error);
+        match recorded {
+            Ok(Recorded::ClaimHeld) => {}
+            Ok(Recorded::ClaimLost) => {
+                let kept = "the local file is kept";
+                return row.failed_after_delivery(ctx.claim_lost(&uploaded.remote_path, kept));
+            }
+            Err(err) => {
+                let mut error = store_failure(err);
+                error.message = format!(
+                    "delivered to {} but the delivery record could not be written ({}); the \
+                     local file is kept, and a run after the claim expires may send it again",
+                    uploaded.remote_path, error.message
+                );
+                return row.failed_after_delivery(error);
+            }
         }
     }
     info!(remote_path = %printable(&uploaded.remote_path), bytes = uploaded.bytes, "delivered");
