@@ -968,7 +968,15 @@ async fn a_claim_taken_over_mid_upload_keeps_the_source_and_says_so() {
                 .expect("redis-cli");
             if let Some(key) = String::from_utf8_lossy(&out.stdout).lines().next() {
                 let set = Command::new("redis-cli")
-                    .args(["-u", &redis_url(), "SET", key, "other-worker/stolen", "PX", "60000"])
+                    .args([
+                        "-u",
+                        &redis_url(),
+                        "SET",
+                        key,
+                        "other-worker/stolen",
+                        "PX",
+                        "60000",
+                    ])
                     .output()
                     .expect("redis-cli SET");
                 return set.status.success();
@@ -982,6 +990,95 @@ async fn a_claim_taken_over_mid_upload_keeps_the_source_and_says_so() {
 
     let row = &report.files[0];
     assert_eq!(row.outcome, Outcome::Failed, "{row:?}");
-    assert_eq!(row.error.as_ref().expect("error").kind, "lease_lost", "{row:?}");
+    assert_eq!(
+        row.error.as_ref().expect("error").kind,
+        "lease_lost",
+        "{row:?}"
+    );
     assert!(big.exists(), "the source is kept when the claim is lost");
+}
+
+/// Two download flows fetch files of the same name into one folder: their temporary files
+/// never meet, and the second never replaces what the first delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_download_flows_into_one_folder_never_replace_each_other() {
+    let bed = Bed::start("two-flows", FtpServerKind::Vsftpd).await;
+    let first: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let second: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+    bed.server.write_file("out/a.xml", &first).expect("out");
+    bed.server
+        .write_file("other/a.xml", &second)
+        .expect("other");
+    std::fs::create_dir_all(bed.dir.path().join("flows")).expect("flows/");
+    std::fs::write(
+        bed.dir.path().join("flows/g.yaml"),
+        "flows:\n  g:\n    direction: download\n    source: { partner: partner, path: /other }\n    \
+         local: { path: ./local }\n    files:\n      - pattern: \"*.xml\"\n    min_file_age: 0s\n",
+    )
+    .expect("flow g");
+    let engine = bed
+        .engine(bed.config(&download(""), None), options("w1"))
+        .await;
+
+    let (f, g) = tokio::join!(
+        run_flow(&engine, "f", None, "run-f", None),
+        run_flow(&engine, "g", None, "run-g", None)
+    );
+    let (f, g) = (f.expect("run f"), g.expect("run g"));
+
+    let rows = [&f.files[0], &g.files[0]];
+    let delivered: Vec<_> = rows
+        .iter()
+        .filter(|r| r.outcome == Outcome::Transferred)
+        .collect();
+    let refused: Vec<_> = rows
+        .iter()
+        .filter(|r| r.error.as_ref().is_some_and(|e| e.kind == "target_exists"))
+        .collect();
+    assert_eq!((delivered.len(), refused.len()), (1, 1), "{rows:#?}");
+    let winner = if f.files[0].outcome == Outcome::Transferred {
+        &first
+    } else {
+        &second
+    };
+    assert_eq!(files_in(&bed.local())["a.xml"], sha256_hex(winner));
+    assert_eq!(all_names(&bed.local()), ["a.xml"], "no part left behind");
+}
+
+/// A link planted under a download's final name never sends the data through it.
+#[tokio::test]
+async fn a_link_planted_at_a_downloads_final_name_is_not_written_through() {
+    let bed = Bed::start("planted", FtpServerKind::Vsftpd).await;
+    bed.server
+        .write_file("out/b.xml", b"<from the partner/>")
+        .expect("out");
+    let outside = tempfile::tempdir().expect("outside");
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, b"precious").expect("victim");
+    std::os::unix::fs::symlink(&victim, bed.local().join("b.xml")).expect("plant");
+
+    // Default (overwrite: false for downloads): refused, nothing written anywhere.
+    let engine = bed
+        .engine(bed.config(&download(""), None), options("w1"))
+        .await;
+    let report = run(&engine, "run-1").await;
+    assert_eq!(
+        report.files[0].error.as_ref().expect("error").kind,
+        "target_exists"
+    );
+    assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
+
+    // overwrite: true replaces the link itself, never its target.
+    let engine = bed
+        .engine(
+            bed.config(&download("    overwrite: true\n"), None),
+            options("w1"),
+        )
+        .await;
+    let report = run(&engine, "run-2").await;
+    assert_eq!(names_with(&report, Outcome::Transferred), ["b.xml"]);
+    assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
+    let b = bed.local().join("b.xml");
+    assert!(!b.symlink_metadata().expect("b").file_type().is_symlink());
+    assert_eq!(std::fs::read(b).expect("b"), b"<from the partner/>");
 }

@@ -40,9 +40,9 @@ pub struct Flow {
     /// Delete the source file once transferred (`delete_after_upload` of an upload,
     /// `delete_after_download` of a download); default false.
     pub delete_after_transfer: bool,
-    /// Replace a file already under the same name at the destination (`overwrite`, default
-    /// true): the partner's file for uploads, the local file for downloads. With `false` such
-    /// a file fails with `target_exists` and nothing is replaced.
+    /// Replace a file already under the same name at the destination (`overwrite`): the
+    /// partner's file for uploads (default true), the local file for downloads (default
+    /// false). Otherwise such a file fails with `target_exists` and nothing is replaced.
     pub overwrite: bool,
     /// Take symbolic links in the local folder that point to a regular file inside it
     /// (`follow_links`, default false; refused in hardened mode). Links that leave the folder
@@ -256,7 +256,12 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
             )
         });
     let delete_after_transfer = direction.and_then(|d| read_delete(cx, map, d));
-    let overwrite = map.get("overwrite").map_or(Some(true), |f| f.bool(cx));
+    // Uploads replace the partner's older file by default (what partners expect); downloads
+    // never replace a local file by default (another flow may have delivered it).
+    let overwrite_by_default = direction.is_none_or(|d| d == Direction::Upload);
+    let overwrite = map
+        .get("overwrite")
+        .map_or(Some(overwrite_by_default), |f| f.bool(cx));
     let follow_links = map.get("follow_links").map_or(Some(false), |f| {
         let follow = f.bool(cx)?;
         if follow && context.settings.hardened_mode {

@@ -1,6 +1,7 @@
 //! Streaming download into a temporary file that becomes the final file only when asked.
 //!
-//! The data is streamed into a temporary file created in the destination folder, written and
+//! The data is streamed into a temporary file created exclusively in the destination folder
+//! (`paths.rs` names it: per flow, random, a dead attempt's part removed first), written and
 //! hashed on the disk thread (`pipeline.rs`), `fsync`ed, and its length checked: against
 //! `SIZE` where the server offers it, else against the size the listing gave. A data stream
 //! that ends without TLS `close_notify` may be a cut connection, and the server's `226`
@@ -14,8 +15,8 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use tokio::time::timeout;
+use tracing::debug;
 
 use super::classify::{ReplyTo, from_net_io};
 use super::commands::size;
@@ -23,7 +24,7 @@ use super::connection::{Connection, Operation};
 use super::data::DataChannel;
 use super::error::{FtpsError, FtpsErrorKind};
 use super::listing::check_name;
-use super::paths::{remote_file, temp_name};
+use super::paths::{download_part_name, download_part_prefix, remote_file};
 use super::pipeline::FileWriter;
 
 /// A downloaded file, still under its temporary name in the destination folder.
@@ -110,13 +111,22 @@ impl Drop for TempGuard {
     }
 }
 
+/// What a download knows besides the file's name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DownloadOptions {
+    /// The size the listing gave: checked when the server has no `SIZE`, and what a data
+    /// stream that ends without `close_notify` must reach.
+    pub listed_size: Option<u64>,
+    /// Who downloads (the flow id): parts of one owner never touch another's.
+    pub part_owner: String,
+}
+
 /// One download.
 pub(crate) struct Download<'a> {
     pub(crate) remote_dir: &'a str,
     pub(crate) remote_name: &'a str,
     pub(crate) local_dir: &'a Path,
-    /// The size the listing gave, if any.
-    pub(crate) listed_size: Option<u64>,
+    pub(crate) options: &'a DownloadOptions,
 }
 
 impl Operation for Download<'_> {
@@ -124,20 +134,16 @@ impl Operation for Download<'_> {
 
     async fn run(&mut self, conn: &mut Connection) -> Result<DownloadedFile, FtpsError> {
         let (remote_path, step) = remote_file("download", self.remote_dir, self.remote_name)?;
-        let announced = size(conn, &step, &remote_path).await?.or(self.listed_size);
-        // Named after the remote path: a download retried after a crash overwrites the part
-        // the dead attempt left, instead of leaving it behind (claims keep two transfers of
-        // one remote file apart).
-        let tag: [u8; 32] = Sha256::digest(remote_path.as_bytes()).into();
-        let path = self.local_dir.join(temp_name(self.remote_name, Some(&tag)));
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
+        let announced = size(conn, &step, &remote_path)
+            .await?
+            .or(self.options.listed_size);
+        let prefix = download_part_prefix(self.remote_name, &self.options.part_owner, &remote_path);
+        let dir = self.local_dir.to_path_buf();
+        let created = tokio::task::spawn_blocking(move || create_part(&dir, &prefix))
             .await
-            .map_err(|e| FtpsError::local_io(format!("{step}: creating {}", path.display()), e))?;
-        let file = file.into_std().await;
+            .map_err(|e| FtpsError::local_io(&step, std::io::Error::other(e)))?;
+        let (file, path) = created
+            .map_err(|(path, e)| FtpsError::local_io(format!("{step}: creating {path}"), e))?;
         let guard = TempGuard { path, armed: true };
         let retr = format!("RETR {remote_path}");
         let mut data = conn.open_data(&step, &retr, ReplyTo::ExistingPath).await?;
@@ -168,6 +174,33 @@ impl Operation for Download<'_> {
             dir: self.local_dir.to_path_buf(),
         })
     }
+}
+
+/// Removes this owner's dead parts of the file, then creates a new part exclusively
+/// (`O_CREAT|O_EXCL|O_NOFOLLOW`: nothing already there, a planted link included, is
+/// opened).
+fn create_part(
+    dir: &Path,
+    prefix: &str,
+) -> Result<(std::fs::File, PathBuf), (String, std::io::Error)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let listing = std::fs::read_dir(dir).map_err(|e| (dir.display().to_string(), e))?;
+    for entry in listing.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(prefix) && name.ends_with(".ferry-part") {
+            debug!(part = %name, "removing a dead attempt's part");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let path = dir.join(download_part_name(prefix));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| (path.display().to_string(), e))?;
+    Ok((file, path))
 }
 
 /// The length rule of the module docs.

@@ -78,7 +78,7 @@ pub use config::{
     ListingLimits, ParseTlsSettingError, SessionConfig, Timeouts, TlsMode, TlsSettings, TlsVersion,
 };
 pub use connect::ProbeStep;
-pub use download::DownloadedFile;
+pub use download::{DownloadOptions, DownloadedFile};
 pub use error::{FtpsError, FtpsErrorKind};
 pub use listing::{NameError, RemoteEntry, check_name};
 pub use pipeline::{BUF_SIZE, open_no_follow};

@@ -6,6 +6,14 @@
 //! connection) writes over the same temporary file instead of leaving the first attempt's
 //! part behind; only the holder of the transfer's claim moves it, so no two transfers share
 //! the name. Without a key, TAG is random.
+//!
+//! A download's part is `.NAME.OWNER-RANDOM.ferry-part`: OWNER is a hash of the flow and the
+//! remote path (two flows fetching into one folder never touch each other's parts), RANDOM
+//! makes the name unguessable, so nobody can plant a link under it in advance. A part with
+//! the same OWNER is a dead attempt of this same transfer (the claim keeps live ones apart)
+//! and is removed before a new one is created.
+
+use sha2::{Digest, Sha256};
 
 use super::control::check_line;
 use super::error::{FtpsError, FtpsErrorKind};
@@ -40,15 +48,37 @@ pub(crate) fn join_remote(dir: &str, name: &str) -> String {
 
 /// The temporary name for `name` (see the module docs).
 pub(crate) fn temp_name(name: &str, key: Option<&[u8; 32]>) -> String {
-    let mut cut = name.len().min(160);
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
     let tag = match key {
         Some(key) => hex::encode(&key[..6]),
         None => uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
     };
-    format!(".{}.{tag}.ferry-part", &name[..cut])
+    format!(".{}.{tag}.ferry-part", bounded(name))
+}
+
+/// The start of every download part name for `name` fetched from `remote_path` by `owner`
+/// (a flow id; empty outside a flow): `.NAME.OWNER-`.
+pub(crate) fn download_part_prefix(name: &str, owner: &str, remote_path: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(owner.as_bytes());
+    hasher.update(b"\0");
+    hasher.update(remote_path.as_bytes());
+    let digest: [u8; 32] = hasher.finalize().into();
+    format!(".{}.{}-", bounded(name), hex::encode(&digest[..4]))
+}
+
+/// A fresh download part name under `prefix` (see [`download_part_prefix`]).
+pub(crate) fn download_part_name(prefix: &str) -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}{}.ferry-part", &random[..12])
+}
+
+/// `name` cut to at most 160 bytes on a character boundary.
+fn bounded(name: &str) -> &str {
+    let mut cut = name.len().min(160);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &name[..cut]
 }
 
 /// Where a file about to be replaced waits, hidden, until its successor is in place:
@@ -85,6 +115,18 @@ mod tests {
         assert!(a.starts_with("/in/.a.xml."), "{a}");
         assert!(a.ends_with(".ferry-old"), "{a}");
         assert!(aside_path("a.xml").starts_with(".a.xml."));
+    }
+
+    #[test]
+    fn download_parts_are_per_owner_and_unguessable() {
+        let a = download_part_prefix("r.xml", "flow-a", "/out/r.xml");
+        let b = download_part_prefix("r.xml", "flow-b", "/out/r.xml");
+        assert_ne!(a, b, "two flows never share a part");
+        assert!(a.starts_with(".r.xml."));
+        let one = download_part_name(&a);
+        assert!(one.starts_with(&a) && one.ends_with(".ferry-part"), "{one}");
+        assert_ne!(one, download_part_name(&a));
+        assert!(check_name(&one).is_ok());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::commands::Delete;
 use super::config::SessionConfig;
 use super::connect::{self, Learned, ProbeStep};
 use super::connection::{Connection, Operation};
-use super::download::{Download, DownloadedFile};
+use super::download::{Download, DownloadOptions, DownloadedFile};
 use super::error::{FtpsError, FtpsErrorKind};
 use super::list::List;
 use super::listing::RemoteEntry;
@@ -188,25 +188,29 @@ impl Session {
         remote_name: &str,
         local_dir: &Path,
     ) -> Result<DownloadedFile, FtpsError> {
-        self.download_expecting(remote_dir, remote_name, local_dir, None)
-            .await
+        self.download_with(
+            remote_dir,
+            remote_name,
+            local_dir,
+            &DownloadOptions::default(),
+        )
+        .await
     }
 
-    /// [`Session::download`], with the size the listing gave: checked when the server has no
-    /// `SIZE`, and what a data stream that ends without `close_notify` must reach.
-    pub async fn download_expecting(
+    /// [`Session::download`] with every option (see [`DownloadOptions`]).
+    pub async fn download_with(
         &mut self,
         remote_dir: &str,
         remote_name: &str,
         local_dir: &Path,
-        listed_size: Option<u64>,
+        options: &DownloadOptions,
     ) -> Result<DownloadedFile, FtpsError> {
         let span = tracing::info_span!("ftps_download", remote_dir, remote_name, local_dir = %local_dir.display());
         let mut op = Download {
             remote_dir,
             remote_name,
             local_dir,
-            listed_size,
+            options,
         };
         let downloaded = self.run(&mut op).instrument(span.clone()).await?;
         span.in_scope(|| info!(bytes = downloaded.bytes, sha256 = %hex::encode(downloaded.sha256), "downloaded"));

@@ -18,7 +18,7 @@ use tracing::{Instrument, field::Empty, info, info_span};
 use super::context::{RunContext, partner_failure, store_failure};
 use super::report::{FileError, FileErrorKind, FileReport, RowDraft};
 use crate::config::IdempotencyMode;
-use crate::ftps::{RemoteEntry, printable};
+use crate::ftps::{DownloadOptions, RemoteEntry, printable};
 use crate::idempotency::{ClaimOutcome, DeliveryKey, Recorded};
 
 /// Runs one remote file through the download steps; always ends with its report row.
@@ -76,10 +76,14 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
 
     // 2. Fetch.
     let mut attempts = 0;
+    let options = DownloadOptions {
+        listed_size: entry.size,
+        part_owner: flow_id.to_owned(),
+    };
     let fetch = ctx.with_retries(&mut attempts, || async {
         let mut session = ctx.pool.get().await?;
         let fetched = session
-            .download_expecting(remote_dir, &entry.name, &ctx.plan.local_dir, entry.size)
+            .download_with(remote_dir, &entry.name, &ctx.plan.local_dir, &options)
             .await;
         session.keep_if_ok(fetched)
     });
