@@ -21,12 +21,16 @@ use ferry_tests::bed::{
     write_files,
 };
 use ferry_tests::ftp::FtpServerKind;
+use sha2::{Digest, Sha256};
 
 #[tokio::test]
 async fn uploads_each_content_once_and_skips_duplicates() {
     let bed = Bed::start("dup", FtpServerKind::Vsftpd).await;
     let engine = bed
-        .engine(bed.config(&upload(""), None), options("w1"))
+        .engine(
+            bed.config(&upload("    idempotency_mode: content\n"), None),
+            options("w1"),
+        )
         .await;
     let sent = write_files(&bed.local(), 50, 4096);
 
@@ -343,7 +347,7 @@ async fn downloads_each_file_once_across_engines_and_recognises_known_content() 
             .expect("remote");
         offered.insert(name, sha256_hex(&bytes));
     }
-    let config = bed.config(&download(""), None);
+    let config = bed.config(&download("    idempotency_mode: content\n"), None);
     let a = bed.engine(config.clone(), options("worker-a")).await;
     let b = bed.engine(config, options("worker-b")).await;
 
@@ -435,7 +439,7 @@ async fn a_file_claimed_by_another_worker_is_left_to_it() {
         .await;
     let (name, sha) = sent.iter().next().expect("a file");
     let digest: [u8; 32] = hex::decode(sha).expect("hex").try_into().expect("32");
-    let key = DeliveryKey::content("f", &digest);
+    let key = DeliveryKey::named_content("f", name, &digest);
     let claim = match engine
         .store()
         .claim(&key, "other-worker", Duration::from_secs(60))
@@ -746,7 +750,10 @@ async fn a_file_changed_during_its_upload_fails_and_stays() {
 async fn copies_in_one_run_are_one_transfer_and_duplicates() {
     let bed = Bed::start("copies", FtpServerKind::Vsftpd).await;
     let engine = bed
-        .engine(bed.config(&upload(""), None), options("w1"))
+        .engine(
+            bed.config(&upload("    idempotency_mode: content\n"), None),
+            options("w1"),
+        )
         .await;
     let content = vec![7u8; 512 * 1024];
     for name in ["a.xml", "b.xml", "c.xml"] {
@@ -1081,4 +1088,107 @@ async fn a_link_planted_at_a_downloads_final_name_is_not_written_through() {
     let b = bed.local().join("b.xml");
     assert!(!b.symlink_metadata().expect("b").file_type().is_symlink());
     assert_eq!(std::fs::read(b).expect("b"), b"<from the partner/>");
+}
+
+/// A run of 20 files, 4 of them empty (the everyday "no records today" file): in `hash`
+/// mode (the default) every file reaches the partner under its own name, and a rerun names
+/// the earlier delivery of each. `content` mode deduplicates across names, as documented.
+#[tokio::test]
+async fn empty_files_under_their_own_names_are_all_delivered() {
+    let bed = Bed::start("empties", FtpServerKind::Vsftpd).await;
+    let mut sent = write_files(&bed.local(), 16, 300);
+    for i in 0..4 {
+        let name = format!("empty{i}.xml");
+        std::fs::write(bed.local().join(&name), b"").expect("empty");
+        sent.insert(name, sha256_hex(b""));
+    }
+    let engine = bed
+        .engine(
+            bed.config(&upload("    delete_after_upload: true\n"), None),
+            options("w1"),
+        )
+        .await;
+
+    let first = run(&engine, "run-1").await;
+    assert_eq!(first.totals.transferred, 20, "{}", first.summary_line());
+    assert_eq!(
+        bed.remote_files("in"),
+        sent,
+        "every file, empty ones included"
+    );
+    assert!(
+        files_in(&bed.local()).is_empty(),
+        "sources deleted after delivery"
+    );
+
+    // The same files again: duplicates of their own earlier deliveries.
+    for (name, _) in sent.iter().filter(|(n, _)| n.starts_with("empty")) {
+        std::fs::write(bed.local().join(name), b"").expect("again");
+    }
+    let again = run(&engine, "run-2").await;
+    assert_eq!(
+        again.totals.skipped_duplicates,
+        4,
+        "{}",
+        again.summary_line()
+    );
+    for row in &again.files {
+        let earlier = row.earlier.as_ref().expect("the earlier delivery");
+        assert_eq!(
+            (earlier.file_name.as_str(), earlier.flow_run_id.as_str()),
+            (row.name.as_str(), "run-1")
+        );
+    }
+}
+
+#[tokio::test]
+async fn content_mode_deduplicates_across_names_as_documented() {
+    let bed = Bed::start("content-mode", FtpServerKind::Vsftpd).await;
+    for i in 0..4 {
+        std::fs::write(bed.local().join(format!("empty{i}.xml")), b"").expect("empty");
+    }
+    let flow = upload("    idempotency_mode: content\n");
+    let engine = bed.engine(bed.config(&flow, None), options("w1")).await;
+
+    let report = run(&engine, "run-1").await;
+
+    assert_eq!(report.totals.transferred, 1, "{}", report.summary_line());
+    assert_eq!(report.totals.skipped_duplicates, 3);
+    assert_eq!(bed.remote_files("in").len(), 1);
+}
+
+/// Records written by earlier versions (hash mode keyed on content alone) still prove a
+/// delivery for the file name they carry, and only for it.
+#[tokio::test]
+async fn records_of_the_content_only_layout_still_count_for_their_own_name() {
+    let bed = Bed::start("legacy", FtpServerKind::Vsftpd).await;
+    let bytes = b"<invoice n='1'/>";
+    std::fs::write(bed.local().join("a.xml"), bytes).expect("a");
+    std::fs::write(bed.local().join("b.xml"), bytes).expect("b");
+    let engine = bed
+        .engine(bed.config(&upload(""), None), options("w1"))
+        .await;
+    let digest: [u8; 32] = Sha256::digest(bytes).into();
+    let legacy = serde_json::json!({
+        "file_name": "a.xml", "size": bytes.len(), "sha256": hex::encode(digest),
+        "remote_path": "/in/a.xml", "delivered_at": "2026-11-01T08:00:00Z",
+        "flow_run_id": "old-run", "trace_id": null, "direction": "upload"
+    });
+    let key = format!(
+        "{}:{{flow:f}}:delivered:sha256:{}",
+        bed.prefix.0,
+        hex::encode(digest)
+    );
+    let set = Command::new("redis-cli")
+        .args(["-u", &redis_url(), "SET", &key, &legacy.to_string()])
+        .output()
+        .expect("redis-cli");
+    assert!(set.status.success());
+
+    let report = run(&engine, "run-1").await;
+
+    assert_eq!(names_with(&report, Outcome::Duplicate), ["a.xml"]);
+    assert_eq!(names_with(&report, Outcome::Transferred), ["b.xml"]);
+    let a = report.files.iter().find(|r| r.name == "a.xml").expect("a");
+    assert_eq!(a.earlier.as_ref().expect("earlier").flow_run_id, "old-run");
 }

@@ -240,6 +240,7 @@ mod tests {
             outcome,
             remote_path: None,
             local_path: None,
+            earlier: None,
             attempts: 1,
             error,
         }

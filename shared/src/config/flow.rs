@@ -99,9 +99,14 @@ pub struct RemoteEndpoint {
 /// How a flow recognises a file it has already delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdempotencyMode {
-    /// By the flow and the SHA-256 of the content (default): a changed file is sent again,
-    /// and a copy of a delivered file under another name is a duplicate.
+    /// By the flow, the file's name and the SHA-256 of its content (default): a rerun of
+    /// the same file is a duplicate, changed content is new, and so is a new name.
     Hash,
+    /// By the flow and the SHA-256 of the content alone: a file whose bytes equal any file
+    /// delivered within the retention is a duplicate, whatever its name. Beware: empty files
+    /// and identical daily "no records" files are then never delivered under their own
+    /// names (and deleted with `delete_after_upload`).
+    Content,
     /// By the flow, the file name, its size and its modification time (no extra read).
     Name,
     /// No record: every run transfers every selected file.
@@ -112,6 +117,7 @@ impl std::fmt::Display for IdempotencyMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             IdempotencyMode::Hash => "hash",
+            IdempotencyMode::Content => "content",
             IdempotencyMode::Name => "name",
             IdempotencyMode::None => "none",
         })
@@ -250,6 +256,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
                 cx,
                 &[
                     ("hash", IdempotencyMode::Hash),
+                    ("content", IdempotencyMode::Content),
                     ("name", IdempotencyMode::Name),
                     ("none", IdempotencyMode::None),
                 ],

@@ -40,6 +40,11 @@ impl FlowKeys {
         format!("{}:delivered:{}", self.base, key.id)
     }
 
+    /// The delivery record key of an older layout's id (see [`DeliveryKey::named_content`]).
+    pub(crate) fn delivered_id(&self, id: &str) -> String {
+        format!("{}:delivered:{id}", self.base)
+    }
+
     /// `<prefix>:{flow:<flow>}:lock`: the flow-wide lock.
     pub fn lock(&self) -> String {
         format!("{}:lock", self.base)
@@ -77,16 +82,47 @@ pub fn check_prefix(prefix: &str) -> Result<(), IdempotencyError> {
 pub struct DeliveryKey {
     flow_id: String,
     id: String,
+    /// Records written before this key's layout that also prove the delivery: the old
+    /// content key, valid only for a record of the same file name.
+    legacy: Option<Legacy>,
+}
+
+/// A record under an older key that counts for this one when its file name matches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Legacy {
+    pub(crate) id: String,
+    pub(crate) file_name: String,
 }
 
 impl DeliveryKey {
-    /// Content mode (`idempotency_mode: hash`): the same bytes are delivered once per flow,
-    /// whatever their name. `sha256` is the file's digest.
+    /// Content mode (`idempotency_mode: content`): the same bytes are delivered once per
+    /// flow, whatever their name. `sha256` is the file's digest.
     pub fn content(flow_id: impl Into<String>, sha256: &[u8; 32]) -> Self {
         DeliveryKey {
             flow_id: flow_id.into(),
             id: format!("sha256:{}", hex::encode(sha256)),
+            legacy: None,
         }
+    }
+
+    /// Hash mode (`idempotency_mode: hash`, the default): a file is identified by its name
+    /// and the SHA-256 of its content. Records of the earlier content-only layout (before
+    /// this mode keyed on names) still count when they name the same file.
+    pub fn named_content(flow_id: impl Into<String>, file_name: &str, sha256: &[u8; 32]) -> Self {
+        let hex = hex::encode(sha256);
+        DeliveryKey {
+            flow_id: flow_id.into(),
+            id: format!("file:{}:sha256:{hex}", name_digest(file_name)),
+            legacy: Some(Legacy {
+                id: format!("sha256:{hex}"),
+                file_name: file_name.to_owned(),
+            }),
+        }
+    }
+
+    /// The older record this key also accepts, if any.
+    pub(crate) fn legacy(&self) -> Option<&Legacy> {
+        self.legacy.as_ref()
     }
 
     /// Name mode: a file is identified by its name, size and modification time (whole
@@ -104,6 +140,7 @@ impl DeliveryKey {
                 name_digest(file_name),
                 modified.timestamp()
             ),
+            legacy: None,
         }
     }
 
@@ -124,6 +161,7 @@ impl DeliveryKey {
                 name_digest(remote_name),
                 modified.timestamp()
             ),
+            legacy: None,
         }
     }
 

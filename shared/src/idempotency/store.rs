@@ -35,12 +35,20 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// successful claim" of a multi-command design unnecessary). A claim already held with
 /// this very token (our own earlier attempt whose reply was lost) counts as claimed.
 ///
-/// KEYS: delivered, claim. ARGV: token, lease ms. Reply: {status, value}.
+/// KEYS: delivered, claim[, legacy delivered]. ARGV: token, lease ms[, file name the legacy
+/// record must carry]. Reply: {status, value}.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local record = redis.call('GET', KEYS[1])
 if record then return {'delivered', record} end
+if KEYS[3] then
+  local legacy = redis.call('GET', KEYS[3])
+  if legacy then
+    local ok, decoded = pcall(cjson.decode, legacy)
+    if ok and decoded['file_name'] == ARGV[3] then return {'delivered', legacy} end
+  end
+end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {'claimed', ARGV[1]}
 end
@@ -267,6 +275,10 @@ impl Store {
             .key(&claim_key)
             .arg(&token)
             .arg(millis(lease));
+        if let Some(legacy) = key.legacy() {
+            inv.key(flow.delivered_id(&legacy.id))
+                .arg(&legacy.file_name);
+        }
         let (status, value): (String, String) = self.run("claim", &Request::Script(inv)).await?;
         let outcome = match status.as_str() {
             "claimed" => ClaimOutcome::Claimed(Claim::new(

@@ -6,8 +6,8 @@
 //!    when the flow says so).
 //! 2. **Fetch** it into a temporary file in the destination directory, hashing in the
 //!    same pass, over a pooled session, retried on transient errors.
-//! 3. **Recognise** content delivered before under another name or time (`hash` mode):
-//!    the temporary file is discarded and the file is a duplicate.
+//! 3. **Recognise** content delivered before under another name or time (`content` mode
+//!    only): the temporary file is discarded and the file is a duplicate.
 //! 4. **Put in place**: fsync and rename the temporary file to its final name.
 //! 5. **Record** under both keys (claim and content), which releases the claim.
 //! 6. **Tidy up**: only now, delete the remote file if the flow says so.
@@ -64,8 +64,8 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
             }
             Ok(ClaimOutcome::AlreadyDelivered(record)) => {
                 info!(delivered_to = %printable(&record.remote_path), by_run = %record.flow_run_id, "already fetched");
-                row.sha256 = Some(record.sha256);
-                let row = row.delivered_to(record.remote_path);
+                row.sha256 = Some(record.sha256.clone());
+                let row = row.earlier(&record).delivered_to(record.remote_path);
                 return match delete_source(ctx, &remote_path).await {
                     Ok(()) => row.duplicate(),
                     Err(err) => row.failed_after_delivery(err),
@@ -102,7 +102,7 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
     let content_key = DeliveryKey::content(flow_id, &downloaded.sha256);
 
     // 3. Recognise known content.
-    if ctx.plan.idempotency == IdempotencyMode::Hash && claim.is_some() {
+    if ctx.plan.idempotency == IdempotencyMode::Content && claim.is_some() {
         let known = match ctx.store.delivery(&content_key).await {
             Ok(known) => known,
             Err(err) => {
@@ -130,7 +130,7 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
                 }
                 Err(err) => return row.failed(store_failure(err)),
             }
-            let row = row.delivered_to(previous.remote_path);
+            let row = row.earlier(&previous).delivered_to(previous.remote_path);
             return match delete_source(ctx, &remote_path).await {
                 Ok(()) => row.duplicate(),
                 Err(err) => row.failed_after_delivery(err),

@@ -157,6 +157,17 @@ impl FileError {
     }
 }
 
+/// The earlier delivery a duplicate is a duplicate of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EarlierDelivery {
+    /// The name it was delivered under.
+    pub file_name: String,
+    /// When.
+    pub delivered_at: DateTime<Utc>,
+    /// By which flow-run.
+    pub flow_run_id: String,
+}
+
 /// One row of the report: one file the run looked at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileReport {
@@ -175,6 +186,8 @@ pub struct FileReport {
     /// The file's local path: the source of an upload, where a download is (or already was)
     /// delivered.
     pub local_path: Option<String>,
+    /// For a duplicate: the delivery it duplicates.
+    pub earlier: Option<EarlierDelivery>,
     /// How many transfer attempts this run made for the file.
     pub attempts: u32,
     /// Why the file failed or was skipped; `None` unless `outcome` is `failed` or `skipped`.
@@ -191,6 +204,7 @@ impl FileReport {
             outcome: Outcome::Skipped,
             remote_path: None,
             local_path: Some(local_path),
+            earlier: None,
             attempts: 0,
             error: Some(reason),
         }
@@ -205,6 +219,7 @@ impl FileReport {
             outcome: Outcome::Failed,
             remote_path: None,
             local_path: None,
+            earlier: None,
             attempts: 0,
             error: Some(error),
         }
@@ -224,6 +239,7 @@ pub(crate) struct RowDraft {
     /// Where the file is delivered, once it is.
     delivered_to: Option<String>,
     direction: Direction,
+    earlier: Option<EarlierDelivery>,
 }
 
 impl RowDraft {
@@ -246,7 +262,18 @@ impl RowDraft {
             source,
             delivered_to: None,
             direction,
+            earlier: None,
         }
+    }
+
+    /// The file was delivered before, as `record` says.
+    pub fn earlier(mut self, record: &crate::idempotency::DeliveryRecord) -> Self {
+        self.earlier = Some(EarlierDelivery {
+            file_name: record.file_name.clone(),
+            delivered_at: record.delivered_at,
+            flow_run_id: record.flow_run_id.clone(),
+        });
+        self
     }
 
     /// The file is (or already was) delivered to `path`: the partner's path for an upload,
@@ -268,6 +295,7 @@ impl RowDraft {
             outcome,
             remote_path,
             local_path,
+            earlier: self.earlier,
             attempts: self.attempts,
             error,
         }
@@ -467,6 +495,7 @@ mod tests {
             outcome,
             remote_path: Some(format!("/in/{name}")),
             local_path: Some(format!("local/{name}")),
+            earlier: None,
             attempts: 1,
             error: None,
         }

@@ -1,7 +1,8 @@
 //! Uploading one local file: identify it, claim it, send it, record it, tidy up.
 //!
-//! 1. **Identify.** `hash` mode reads the file once for its SHA-256; `name` mode uses name,
-//!    size and modification time; `none` skips this and the claim.
+//! 1. **Identify.** `hash` mode reads the file once for its SHA-256 and keys on name and
+//!    hash; `content` mode on the hash alone (a copy under another name is a duplicate);
+//!    `name` mode uses name, size and modification time; `none` skips this and the claim.
 //! 2. **Claim.** Already delivered: a duplicate (the source is still deleted when the flow
 //!    says so). Claimed by another worker: left to it.
 //! 3. **Send** under the claim, over a pooled session, retried on transient errors. The
@@ -49,22 +50,28 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
     let flow_id = ctx.plan.flow_id.as_str();
     let mut expected_sha256 = None;
     let key = match ctx.plan.idempotency {
-        IdempotencyMode::Hash => match hash_file(&file.path).await {
-            Ok((sha256, size)) => {
-                row.size = size;
-                let hex = hex::encode(sha256);
-                tracing::Span::current().record("file.sha256", hex.as_str());
-                row.sha256 = Some(hex);
-                expected_sha256 = Some(sha256);
-                Some(DeliveryKey::content(flow_id, &sha256))
+        mode @ (IdempotencyMode::Hash | IdempotencyMode::Content) => {
+            match hash_file(&file.path).await {
+                Ok((sha256, size)) => {
+                    row.size = size;
+                    let hex = hex::encode(sha256);
+                    tracing::Span::current().record("file.sha256", hex.as_str());
+                    row.sha256 = Some(hex);
+                    expected_sha256 = Some(sha256);
+                    Some(if mode == IdempotencyMode::Hash {
+                        DeliveryKey::named_content(flow_id, &file.name, &sha256)
+                    } else {
+                        DeliveryKey::content(flow_id, &sha256)
+                    })
+                }
+                Err(err) => {
+                    return row.failed(FileError::retryable(
+                        FileErrorKind::LocalIo,
+                        format!("reading {} to hash it: {err}", file.path.display()),
+                    ));
+                }
             }
-            Err(err) => {
-                return row.failed(FileError::retryable(
-                    FileErrorKind::LocalIo,
-                    format!("reading {} to hash it: {err}", file.path.display()),
-                ));
-            }
-        },
+        }
         IdempotencyMode::Name => Some(DeliveryKey::name(
             flow_id,
             &file.name,
@@ -86,7 +93,7 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
             }
             Ok(ClaimOutcome::AlreadyDelivered(record)) => {
                 info!(delivered_to = %printable(&record.remote_path), by_run = %record.flow_run_id, "already delivered");
-                let row = row.delivered_to(record.remote_path);
+                let row = row.earlier(&record).delivered_to(record.remote_path);
                 return match delete_source(ctx, file).await {
                     Ok(()) => row.duplicate(),
                     Err(err) => row.failed_after_delivery(err),
