@@ -54,6 +54,8 @@ pub struct Bed {
     pub dir: TempDir,
     /// The Redis key prefix of this test.
     pub prefix: Prefix,
+    /// The Redis the configuration names (the machine's unless a test sets its own).
+    pub redis: String,
 }
 
 /// What a flow file says besides its partner and folders.
@@ -86,6 +88,7 @@ impl Bed {
             server,
             dir,
             prefix: Prefix::new(test),
+            redis: redis_url(),
         }
     }
 
@@ -103,8 +106,7 @@ impl Bed {
             "redis:\n  url: {}\n  key_prefix: \"{}\"\n  delivery_retention: 1h\n\
              retry:\n  max_attempts: 3\n  base_delay: 50ms\n  max_delay: 500ms\n\
              worker:\n  claim_lease: 3s\n",
-            redis_url(),
-            self.prefix.0
+            self.redis, self.prefix.0
         );
         std::fs::write(dir.join("ferry.yaml"), settings).expect("ferry.yaml");
         let partner = format!(

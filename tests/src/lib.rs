@@ -14,5 +14,6 @@ pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod rabbitmq;
+pub mod redis;
 pub mod tools;
 pub mod vault;

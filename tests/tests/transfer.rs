@@ -1192,3 +1192,74 @@ async fn records_of_the_content_only_layout_still_count_for_their_own_name() {
     let a = report.files.iter().find(|r| r.name == "a.xml").expect("a");
     assert_eq!(a.earlier.as_ref().expect("earlier").flow_run_id, "old-run");
 }
+
+/// The lease-loss drill: Redis freezes mid-upload for longer than half the claim's lease.
+/// The transfer stops (ferry can no longer prove it holds the file), the file is reported
+/// `lease_lost` with its source kept, and a later run delivers it exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_frozen_mid_upload_stops_the_transfer_and_a_later_run_delivers_once() {
+    let redis = ferry_tests::redis::RedisServer::start().expect("private redis");
+    let mut bed = Bed::start("frozen", FtpServerKind::Vsftpd).await;
+    bed.redis = redis.url();
+    let big = bed.local().join("big.xml");
+    let expected = {
+        let mut hasher = Sha256::new();
+        let mut f = std::fs::File::create(&big).expect("create");
+        for i in 0..500u32 {
+            let chunk = vec![(i % 251) as u8; 1 << 20];
+            hasher.update(&chunk);
+            std::io::Write::write_all(&mut f, &chunk).expect("write");
+        }
+        hex::encode(hasher.finalize())
+    };
+    let flow = upload("    delete_after_upload: true\n    max_attempts: 1\n");
+    let mut opts = options("w1");
+    opts.claim_lease = Duration::from_secs(2);
+    opts.flow_lock_lease = Duration::from_secs(2);
+    let engine = bed.engine(bed.config(&flow, None), opts).await;
+
+    let url = redis.url();
+    let freezer = tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let out = Command::new("redis-cli")
+                .args(["-u", &url, "--scan", "--pattern", "*:claim:*"])
+                .output()
+                .expect("redis-cli");
+            if !out.stdout.is_empty() {
+                redis.freeze();
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                redis.thaw();
+                return redis;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the claim never appeared");
+    });
+    let report = run(&engine, "run-1").await;
+    let _redis = freezer.await.expect("freezer");
+
+    let row = &report.files[0];
+    assert_eq!(row.outcome, Outcome::Failed, "{row:?}");
+    assert_eq!(
+        row.error.as_ref().expect("error").kind,
+        "lease_lost",
+        "{row:?}"
+    );
+    assert!(big.exists(), "the source is kept");
+    assert!(
+        !bed.server.path("in/big.xml").exists(),
+        "the stopped transfer published nothing"
+    );
+
+    // Once the dead claim has expired, a run delivers the file once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let next = run(&engine, "run-2").await;
+    assert_eq!(
+        names_with(&next, Outcome::Transferred),
+        ["big.xml"],
+        "{next:#?}"
+    );
+    assert_eq!(bed.remote_files("in").get("big.xml"), Some(&expected));
+    assert!(!big.exists(), "deleted after the recorded delivery");
+}

@@ -50,40 +50,54 @@ impl Lease {
         Ok(released)
     }
 
-    /// Runs `work` while renewing the lease every `lease / 3`. Ends with
-    /// [`IdempotencyError::LeaseLost`] (dropping `work`) as soon as the key no longer holds
-    /// our token, or when no renewal has succeeded for a whole lease (Redis unreachable:
-    /// the key may have expired and been taken by then, so we cannot claim to hold it).
+    /// Renews the lease every `lease / 3` until it is lost, and says why: the key no
+    /// longer holds our token, or no renewal succeeded for half a lease. Half, not a whole
+    /// one: when Redis has been unreachable that long the key may expire before we could
+    /// tell, and work must stop while the lease is still surely ours. Each renewal is
+    /// bounded to a quarter of the lease (the store's own retries could take longer).
+    pub(crate) async fn keep_alive(&self, lease: Duration) -> String {
+        let every = (lease / 3).max(Duration::from_millis(10));
+        let bound = (lease / 4).max(Duration::from_millis(10));
+        let give_up = lease / 2;
+        let retry = (every / 4).max(Duration::from_millis(10));
+        let mut last_renewed = Instant::now();
+        let mut next = last_renewed + every;
+        loop {
+            tokio::time::sleep_until(next).await;
+            let renewed = tokio::time::timeout(bound, self.renew(lease)).await;
+            let failure = match renewed {
+                Ok(Ok(true)) => {
+                    last_renewed = Instant::now();
+                    next = last_renewed + every;
+                    continue;
+                }
+                Ok(Ok(false)) => {
+                    return "the key no longer holds this owner's token (expired or taken over)"
+                        .to_owned();
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("timed out after {bound:?}"),
+            };
+            if last_renewed.elapsed() >= give_up {
+                return format!("no renewal succeeded for half a lease ({failure})");
+            }
+            warn!(key = %self.key, error = %failure, "lease renewal failed; will retry");
+            next = (Instant::now() + retry).min(last_renewed + give_up);
+        }
+    }
+
+    /// Runs `work` while the lease is kept alive ([`Lease::keep_alive`]). Ends with
+    /// [`IdempotencyError::LeaseLost`] (dropping `work`) as soon as the lease is lost.
     async fn hold_while<F: Future>(
         &self,
         lease: Duration,
         work: F,
     ) -> Result<F::Output, IdempotencyError> {
         let started = Instant::now();
-        let keep_alive = async {
-            let every = (lease / 3).max(Duration::from_millis(10));
-            let mut last_renewed = Instant::now();
-            loop {
-                tokio::time::sleep(every).await;
-                match self.renew(lease).await {
-                    Ok(true) => last_renewed = Instant::now(),
-                    Ok(false) => {
-                        break "the key no longer holds this owner's token (expired or taken over)"
-                            .to_owned();
-                    }
-                    Err(e) if last_renewed.elapsed() >= lease => {
-                        break format!("no renewal succeeded for a whole lease ({e})");
-                    }
-                    Err(e) => {
-                        warn!(key = %self.key, error = %e, "lease renewal failed; will retry")
-                    }
-                }
-            }
-        };
         tokio::select! {
             biased;
             out = work => Ok(out),
-            reason = keep_alive => {
+            reason = self.keep_alive(lease) => {
                 warn!(key = %self.key, %reason, "lease lost while work was running; stopping it");
                 Err(IdempotencyError::LeaseLost {
                     key: self.key.clone(),
@@ -199,6 +213,13 @@ impl FlowLock {
     /// [`Claim::hold_while`].
     pub async fn hold_while<F: Future>(&self, work: F) -> Result<F::Output, IdempotencyError> {
         self.lease.hold_while(self.duration, work).await
+    }
+
+    /// Keeps the lock alive until it is lost, then says why; unlike
+    /// [`FlowLock::hold_while`] it stops nothing, so the caller can let work under way
+    /// finish (each file has its own claim) and take no new work.
+    pub async fn keep_alive(&self) -> String {
+        self.lease.keep_alive(self.duration).await
     }
 }
 

@@ -2,6 +2,7 @@
 //! partner's session pool, the deadline), and the retry loop every partner operation runs
 //! in.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -31,9 +32,23 @@ pub(crate) struct RunContext<'a> {
     pub claim_lease: Duration,
     /// When the run must stop.
     pub deadline: Instant,
+    /// Set once the run lost its flow lock: no new file may start.
+    pub lock_lost: &'a AtomicBool,
 }
 
 impl RunContext<'_> {
+    /// Why a file is not started: the run lost its flow lock (see `engine.rs`), or `None`.
+    pub fn stopped(&self) -> Option<FileError> {
+        if self.lock_lost.load(Ordering::SeqCst) {
+            return Some(FileError::retryable(
+                FileErrorKind::StoreUnavailable,
+                "not started: the run lost its flow lock (Redis unreachable or the lock taken \
+                 over), so it takes no new file; the file stays where it was for the next run",
+            ));
+        }
+        self.out_of_time().then(|| self.timed_out())
+    }
+
     /// Whether the run's time limit has passed.
     pub fn out_of_time(&self) -> bool {
         Instant::now() >= self.deadline

@@ -43,8 +43,8 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
     let remote_dir = ctx.plan.remote_dir.as_str();
     let remote_path = remote_path(remote_dir, &entry.name);
     let mut row = RowDraft::download(&entry.name, size, remote_path.clone());
-    if ctx.out_of_time() {
-        return row.failed(ctx.timed_out());
+    if let Some(stopped) = ctx.stopped() {
+        return row.failed(stopped);
     }
 
     // 1. Claim.

@@ -2,6 +2,7 @@
 //! idempotency store, one session pool per partner), and the flow-run itself.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -224,13 +225,24 @@ impl Engine {
                 });
             }
         };
-        let outcome = lock
-            .hold_while(Box::pin(self.run(plan, only_files, run_id, progress)))
-            .await;
+        // A run that loses its flow lock (Redis unreachable, the lease taken over) stops
+        // taking new files; files under way finish under their own claims, and the report
+        // still has a row for every file the run touched.
+        let lock_lost = AtomicBool::new(false);
+        let mut run = Box::pin(self.run(plan, only_files, run_id, progress, &lock_lost));
+        let outcome = tokio::select! {
+            biased;
+            outcome = &mut run => outcome,
+            reason = lock.keep_alive() => {
+                warn!(%reason, "the flow lock was lost; no new file is started in this run");
+                lock_lost.store(true, Ordering::SeqCst);
+                run.await
+            }
+        };
         if let Err(err) = self.store.unlock_flow(lock).await {
             warn!(error = %err, "could not release the flow lock; it expires with its lease");
         }
-        outcome.map_err(store_error)?
+        outcome
     }
 
     /// The run itself: select, then move the files in parallel over the partner's pool.
@@ -240,6 +252,7 @@ impl Engine {
         only_files: Option<&[String]>,
         run_id: &str,
         progress: Option<Progress<'_>>,
+        lock_lost: &AtomicBool,
     ) -> Result<RunReport, TransferError> {
         let started = Instant::now();
         let info = RunInfo {
@@ -258,6 +271,7 @@ impl Engine {
             trace_id: crate::telemetry::current_trace_id(),
             claim_lease: self.options.claim_lease,
             deadline: started + plan.run_timeout,
+            lock_lost,
         };
         let parallel = plan.max_connections.max(1);
 

@@ -42,8 +42,8 @@ pub(crate) async fn upload_file(ctx: &RunContext<'_>, file: LocalFile) -> FileRe
 
 async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
     let mut row = RowDraft::upload(&file.name, file.size, file.path.display().to_string());
-    if ctx.out_of_time() {
-        return row.failed(ctx.timed_out());
+    if let Some(stopped) = ctx.stopped() {
+        return row.failed(stopped);
     }
 
     // 1. Identify.
