@@ -108,11 +108,11 @@ async fn claim_duplicate_and_claimed_by_other() {
 
     // The same worker claiming again (e.g. a redelivered message) must not get it twice.
     match a.claim(&key, "worker-a", LONG).await.unwrap() {
-        ClaimOutcome::ClaimedByOther { owner } => assert_eq!(owner, claim.owner()),
+        ClaimOutcome::ClaimedByOther { owner, .. } => assert_eq!(owner, claim.owner()),
         other => panic!("duplicate claim by the same worker: {other:?}"),
     }
     match b.claim(&key, "worker-b", LONG).await.unwrap() {
-        ClaimOutcome::ClaimedByOther { owner } => assert_eq!(owner, claim.owner()),
+        ClaimOutcome::ClaimedByOther { owner, .. } => assert_eq!(owner, claim.owner()),
         other => panic!("claim by another worker: {other:?}"),
     }
     // Another key of the same flow is independent.
@@ -236,7 +236,7 @@ async fn expired_lease_lets_another_worker_claim_and_the_loser_cannot_interfere(
     assert!(!stale.renew(LONG).await.unwrap());
     assert!(!a.release(stale).await.unwrap());
     match a.claim(&key, "worker-c", LONG).await.unwrap() {
-        ClaimOutcome::ClaimedByOther { owner } => assert_eq!(owner, fresh.owner()),
+        ClaimOutcome::ClaimedByOther { owner, .. } => assert_eq!(owner, fresh.owner()),
         other => panic!("the fresh claim must survive the stale owner: {other:?}"),
     }
     assert!(fresh.renew(LONG).await.unwrap());

@@ -461,6 +461,22 @@ async fn a_file_claimed_by_another_worker_is_left_to_it() {
         "a file left to its owner is not a failure"
     );
     assert!(!bed.server.path(&format!("in/{name}")).exists());
+    let row = report.files.iter().find(|r| &r.name == name).expect("row");
+    let holder = row.holder.as_ref().expect("the row names the holder");
+    assert_eq!(holder.owner, claim.owner());
+    let left = holder.expires_in_ms.expect("the claim's time left");
+    assert!(left > 0 && left <= 60_000, "{left}");
+
+    // `ferry-worker run` says so too, and does not exit 0: the file is not done.
+    let output = worker_run(&bed).output().await.expect("run");
+    let (code, json) = parse_run(&output);
+    assert_eq!(code, Some(3), "{json}");
+    let rows = json["files"].as_array().expect("rows");
+    let held = rows
+        .iter()
+        .find(|r| r["name"] == name.as_str())
+        .expect("row");
+    assert_eq!(held["holder"]["owner"], claim.owner());
 
     // The other worker gives up: the next run sends the file.
     engine.store().release(claim).await.expect("release");
@@ -582,11 +598,13 @@ async fn two_runs_at_once(bed: &Bed) -> u64 {
     let (a, b) = tokio::join!(worker_run(bed).output(), worker_run(bed).output());
     let (code_a, report_a) = parse_run(&a.expect("worker a"));
     let (code_b, report_b) = parse_run(&b.expect("worker b"));
-    assert_eq!(
-        (code_a, code_b),
-        (Some(0), Some(0)),
-        "{report_a}\n{report_b}"
-    );
+    // 3: a file was still held by the other process's claim when this one looked at it.
+    for code in [code_a, code_b] {
+        assert!(
+            matches!(code, Some(0) | Some(3)),
+            "{code:?}\n{report_a}\n{report_b}"
+        );
+    }
     let transferred = |r: &serde_json::Value| r["totals"]["transferred"].as_u64().expect("count");
     transferred(&report_a) + transferred(&report_b)
 }

@@ -241,6 +241,7 @@ mod tests {
             remote_path: None,
             local_path: None,
             earlier: None,
+            holder: None,
             attempts: 1,
             error,
         }

@@ -63,6 +63,24 @@ pub async fn run(config: Arc<Config>, args: RunArgs) -> ExitCode {
                 }
             } else {
                 println!("{}", report.summary_line());
+                for row in &report.files {
+                    if let Some(holder) = &row.holder {
+                        let name = ferry_shared::ftps::printable(&row.name);
+                        let expires = holder
+                            .expires_in_ms
+                            .map(|ms| {
+                                format!(
+                                    ", which expires in {:.1}s unless renewed",
+                                    ms as f64 / 1000.0
+                                )
+                            })
+                            .unwrap_or_default();
+                        println!(
+                            "  left-to-other-worker: {name} (claimed by {}{expires})",
+                            holder.owner
+                        );
+                    }
+                }
                 for row in report.files.iter().filter(|row| row.error.is_some()) {
                     if let Some(error) = &row.error {
                         let name = ferry_shared::ftps::printable(&row.name);
@@ -75,8 +93,12 @@ pub async fn run(config: Arc<Config>, args: RunArgs) -> ExitCode {
                     }
                 }
             }
-            if report.is_success() {
+            if report.all_settled() {
                 ExitCode::SUCCESS
+            } else if report.is_success() {
+                // Nothing failed, but files were left to another worker's claim: they are
+                // not done yet, and a script must not take the run for finished.
+                ExitCode::from(EXIT_LEFT_UNDONE)
             } else {
                 ExitCode::FAILURE
             }
@@ -84,6 +106,10 @@ pub async fn run(config: Arc<Config>, args: RunArgs) -> ExitCode {
         Err(error) => report_error(&error, args.json),
     }
 }
+
+/// Exit code of a run in which nothing failed but some files were held by another
+/// worker's claim (not done yet).
+const EXIT_LEFT_UNDONE: u8 = 3;
 
 /// Prints a run that could not run at all; exit 2 for configuration, 1 otherwise.
 fn report_error(error: &transfer::TransferError, json: bool) -> ExitCode {

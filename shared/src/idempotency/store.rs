@@ -36,7 +36,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// this very token (our own earlier attempt whose reply was lost) counts as claimed.
 ///
 /// KEYS: delivered, claim[, legacy delivered]. ARGV: token, lease ms[, file name the legacy
-/// record must carry]. Reply: {status, value}.
+/// record must carry]. Reply: {status, value[, the other owner's claim: ms left]}.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -57,7 +57,7 @@ if owner == ARGV[1] then
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
   return {'claimed', ARGV[1]}
 end
-return {'other', owner or ''}
+return {'other', owner or '', tostring(redis.call('PTTL', KEYS[2]))}
 ",
     )
 });
@@ -154,6 +154,8 @@ pub enum ClaimOutcome {
     ClaimedByOther {
         /// The other claim's owner token (`<owner>/<uuid>`).
         owner: String,
+        /// How long that claim lasts unless renewed (`None` when Redis did not say).
+        expires_in: Option<Duration>,
     },
 }
 
@@ -279,7 +281,18 @@ impl Store {
             inv.key(flow.delivered_id(&legacy.id))
                 .arg(&legacy.file_name);
         }
-        let (status, value): (String, String) = self.run("claim", &Request::Script(inv)).await?;
+        let reply: Vec<String> = self.run("claim", &Request::Script(inv)).await?;
+        let (status, value) = match reply.as_slice() {
+            [status, value, ..] => (status.clone(), value.clone()),
+            _ => {
+                return Err(self.unexpected("claim", format!("claim script answered {reply:?}")));
+            }
+        };
+        // PTTL: -1 no expiry, -2 gone since; either way no time left to report.
+        let expires_in = reply
+            .get(2)
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map(Duration::from_millis);
         let outcome = match status.as_str() {
             "claimed" => ClaimOutcome::Claimed(Claim::new(
                 Lease::new(self.clone(), claim_key, token),
@@ -287,7 +300,10 @@ impl Store {
                 lease,
             )),
             "delivered" => ClaimOutcome::AlreadyDelivered(decode(&delivered_key, &value)?),
-            "other" => ClaimOutcome::ClaimedByOther { owner: value },
+            "other" => ClaimOutcome::ClaimedByOther {
+                owner: value,
+                expires_in,
+            },
             other => {
                 return Err(self.unexpected("claim", format!("claim script answered {other:?}")));
             }

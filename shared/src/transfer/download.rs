@@ -58,9 +58,9 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
         match ctx.store.claim(&key, ctx.owner, ctx.claim_lease).await {
             Err(err) => return row.failed(store_failure(err)),
             Ok(ClaimOutcome::Claimed(claim)) => Some(claim),
-            Ok(ClaimOutcome::ClaimedByOther { owner }) => {
+            Ok(ClaimOutcome::ClaimedByOther { owner, expires_in }) => {
                 info!(%owner, "another worker is fetching this file");
-                return row.left_to_other_worker();
+                return row.left_to_other_worker(owner, expires_in);
             }
             Ok(ClaimOutcome::AlreadyDelivered(record)) => {
                 info!(delivered_to = %printable(&record.remote_path), by_run = %record.flow_run_id, "already fetched");

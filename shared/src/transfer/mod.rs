@@ -101,8 +101,8 @@ pub use partner::partner_session_config;
 pub use plan::FlowPlan;
 pub use pool::{SessionLease, SessionPool};
 pub use report::{
-    Direction, EarlierDelivery, FileError, FileErrorKind, FileReport, Outcome, RunInfo, RunReport,
-    Totals,
+    ClaimHolder, Direction, EarlierDelivery, FileError, FileErrorKind, FileReport, Outcome,
+    RunInfo, RunReport, Totals,
 };
 pub use retry::RetryPolicy;
 pub use selection::{LocalFile, Selection, Walk, is_stable, select_local};

@@ -168,6 +168,15 @@ pub struct EarlierDelivery {
     pub flow_run_id: String,
 }
 
+/// Who holds a file this run left alone, and for how long unless renewed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaimHolder {
+    /// The other claim's owner token (`<host>-<pid>/<uuid>`).
+    pub owner: String,
+    /// Milliseconds until that claim expires unless its owner renews it.
+    pub expires_in_ms: Option<u64>,
+}
+
 /// One row of the report: one file the run looked at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileReport {
@@ -188,6 +197,8 @@ pub struct FileReport {
     pub local_path: Option<String>,
     /// For a duplicate: the delivery it duplicates.
     pub earlier: Option<EarlierDelivery>,
+    /// For a file left to another worker: who holds it.
+    pub holder: Option<ClaimHolder>,
     /// How many transfer attempts this run made for the file.
     pub attempts: u32,
     /// Why the file failed or was skipped; `None` unless `outcome` is `failed` or `skipped`.
@@ -205,6 +216,7 @@ impl FileReport {
             remote_path: None,
             local_path: Some(local_path),
             earlier: None,
+            holder: None,
             attempts: 0,
             error: Some(reason),
         }
@@ -220,6 +232,7 @@ impl FileReport {
             remote_path: None,
             local_path: None,
             earlier: None,
+            holder: None,
             attempts: 0,
             error: Some(error),
         }
@@ -240,6 +253,7 @@ pub(crate) struct RowDraft {
     delivered_to: Option<String>,
     direction: Direction,
     earlier: Option<EarlierDelivery>,
+    holder: Option<ClaimHolder>,
 }
 
 impl RowDraft {
@@ -263,6 +277,7 @@ impl RowDraft {
             delivered_to: None,
             direction,
             earlier: None,
+            holder: None,
         }
     }
 
@@ -296,6 +311,7 @@ impl RowDraft {
             remote_path,
             local_path,
             earlier: self.earlier,
+            holder: self.holder,
             attempts: self.attempts,
             error,
         }
@@ -311,8 +327,16 @@ impl RowDraft {
         self.finish(Outcome::Duplicate, None)
     }
 
-    /// Claimed by another worker.
-    pub fn left_to_other_worker(self) -> FileReport {
+    /// Claimed by another worker, `owner`, for `expires_in` more unless renewed.
+    pub fn left_to_other_worker(
+        mut self,
+        owner: String,
+        expires_in: Option<std::time::Duration>,
+    ) -> FileReport {
+        self.holder = Some(ClaimHolder {
+            owner,
+            expires_in_ms: expires_in.map(|d| d.as_millis() as u64),
+        });
         self.finish(Outcome::LeftToOtherWorker, None)
     }
 
@@ -415,9 +439,15 @@ impl RunReport {
     }
 
     /// True when no file failed (every file was transferred, skipped or left to the worker
-    /// that holds it): the CLI's exit code 0.
+    /// that holds it).
     pub fn is_success(&self) -> bool {
         self.totals.failed == 0
+    }
+
+    /// True when no file failed and none was left to another worker: every file the run
+    /// took is settled (the CLI's exit code 0).
+    pub fn all_settled(&self) -> bool {
+        self.is_success() && self.totals.left_to_other_workers == 0
     }
 
     /// One line for logs and the terminal, e.g.
@@ -496,6 +526,7 @@ mod tests {
             remote_path: Some(format!("/in/{name}")),
             local_path: Some(format!("local/{name}")),
             earlier: None,
+            holder: None,
             attempts: 1,
             error: None,
         }

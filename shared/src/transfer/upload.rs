@@ -87,9 +87,9 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
         Some(key) => match claim_unless_mine_in_flight(ctx, &key).await {
             Err(err) => return row.failed(store_failure(err)),
             Ok(ClaimOutcome::Claimed(claim)) => Some(claim),
-            Ok(ClaimOutcome::ClaimedByOther { owner }) => {
+            Ok(ClaimOutcome::ClaimedByOther { owner, expires_in }) => {
                 info!(%owner, "another worker is sending this file");
-                return row.left_to_other_worker();
+                return row.left_to_other_worker(owner, expires_in);
             }
             Ok(ClaimOutcome::AlreadyDelivered(record)) => {
                 info!(delivered_to = %printable(&record.remote_path), by_run = %record.flow_run_id, "already delivered");
@@ -205,7 +205,7 @@ async fn claim_unless_mine_in_flight(
     loop {
         let outcome = ctx.store.claim(key, ctx.owner, ctx.claim_lease).await?;
         match &outcome {
-            ClaimOutcome::ClaimedByOther { owner }
+            ClaimOutcome::ClaimedByOther { owner, .. }
                 if owner.starts_with(&mine) && Instant::now() < deadline =>
             {
                 tokio::time::sleep(pause).await;
