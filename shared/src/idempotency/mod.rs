@@ -8,9 +8,11 @@
 //! ```text
 //! store.claim(key, worker, lease)
 //!   AlreadyDelivered(record) -> skip (the record says when and by which run)
-//!   ClaimedByOther { owner } -> leave it to that worker
-//!   Claimed(claim)           -> claim.hold_while(transfer)   (renews every lease/3)
+//!   ClaimedByOther { owner, expires_in } -> leave it to that worker
+//!   Claimed(claim)           -> claim.hold_while(transfer)   (renews every lease/3; stops
+//!                                                             after lease/2 without renewal)
 //!                                 ok  -> store.record_delivery(&claim, &record, retention)
+//!                                          -> Recorded::ClaimHeld | Recorded::ClaimLost
 //!                                 err -> store.release(claim)
 //! ```
 //!
@@ -35,7 +37,8 @@
 //!
 //! | mode                          | `<key>`                                   |
 //! |-------------------------------|-------------------------------------------|
-//! | content (`idempotency_mode: hash`) | `sha256:<content sha-256 hex>`        |
+//! | name and content (`idempotency_mode: hash`) | `file:<sha-256 hex of the file name>:sha256:<content sha-256 hex>`; a record under the older `sha256:<hex>` key counts when its `file_name` is the same |
+//! | content (`idempotency_mode: content`) | `sha256:<content sha-256 hex>`     |
 //! | name (`idempotency_mode: name`)    | `name:<sha-256 hex of the file name>:<size>:<mtime unix s>` |
 //! | download claim (before fetching)   | `download:<sha-256 hex of the remote name>:<size>:<mtime unix s>` |
 //!

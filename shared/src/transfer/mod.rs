@@ -50,15 +50,20 @@
 //!
 //! | `idempotency_mode` | a file is "the same" when...           | cost                  |
 //! |--------------------|----------------------------------------|-----------------------|
-//! | `hash` (default)   | same flow and same SHA-256 content     | the file is read twice (hash, then send) |
+//! | `hash` (default)   | same flow, name and SHA-256 content    | the file is read twice (hash, then send) |
+//! | `content`          | same flow and SHA-256 content, any name | the same             |
 //! | `name`             | same flow, name, size and mtime (s)    | no extra read         |
 //! | `none`             | never: every run sends every file      | no Redis per file (the flow lock stays) |
 //!
-//! In `hash` mode a copy of a delivered file under a new name is a duplicate, and a file
-//! whose content changed is new. Downloads claim each remote file by (flow, name, size,
-//! mtime) before fetching it, and in `hash` mode also record its content hash, so an
-//! identical file that re-appears under another name is recognised after the fetch and
-//! its temporary copy discarded. Records are kept for `redis.delivery_retention`.
+//! In `hash` mode a rerun of a delivered file is a duplicate, and a changed content or a new
+//! name is new: every file reaches the partner under its own name (empty files and identical
+//! "no records today" files included). `content` mode also counts a copy under another name
+//! as a duplicate; with `delete_after_upload` such copies are deleted unsent, which is why it
+//! is never the default. Downloads claim each remote file by (flow, name, size, mtime)
+//! before fetching it and record its content hash too; in `content` mode an identical file
+//! that re-appears under another name is recognised after the fetch and its temporary copy
+//! discarded. A duplicate's row names the earlier delivery. Records are kept for
+//! `redis.delivery_retention`.
 //!
 //! # Why each file is delivered exactly once
 //!
