@@ -12,20 +12,20 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::connection::Connection;
 use super::error::IdempotencyError;
 use super::keys::DeliveryKey;
-use super::store::Store;
 
 /// A Redis key held with a unique token: the part claims and locks share.
 pub(crate) struct Lease {
-    store: Store,
+    conn: Connection,
     key: String,
     token: String,
 }
 
 impl Lease {
-    pub(crate) fn new(store: Store, key: String, token: String) -> Self {
-        Lease { store, key, token }
+    pub(crate) fn new(conn: Connection, key: String, token: String) -> Self {
+        Lease { conn, key, token }
     }
 
     pub(crate) fn key(&self) -> &str {
@@ -37,13 +37,13 @@ impl Lease {
     }
 
     pub(crate) async fn renew(&self, lease: Duration) -> Result<bool, IdempotencyError> {
-        self.store
+        self.conn
             .renew_if_owner(&self.key, &self.token, lease)
             .await
     }
 
     pub(crate) async fn release(&self) -> Result<bool, IdempotencyError> {
-        let released = self.store.delete_if_owner(&self.key, &self.token).await?;
+        let released = self.conn.delete_if_owner(&self.key, &self.token).await?;
         if !released {
             debug!(key = %self.key, "nothing to release: the lease had expired or was taken over");
         }

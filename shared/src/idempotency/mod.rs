@@ -54,14 +54,17 @@
 //!   [`Claim::hold_while`] stop the transfer when the lease is lost.
 //! - Commands are retried twice after a connection error; all of them are safe to repeat.
 
+mod config;
+mod connection;
 mod error;
 pub mod keys;
 mod lease;
 mod record;
 mod store;
 
+pub use config::StoreConfig;
 pub use error::{ErrorKind, IdempotencyError};
 pub use keys::DeliveryKey;
 pub use lease::{Claim, FlowLock};
 pub use record::DeliveryRecord;
-pub use store::{ClaimOutcome, LockWait, Recorded, Store, StoreConfig};
+pub use store::{ClaimOutcome, LockWait, Recorded, Store};

@@ -12,22 +12,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue, IntoConnectionInfo, Script, ScriptInvocation};
+use redis::{FromRedisValue, Script};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 
-use super::error::{IdempotencyError, is_unavailable};
+use super::config::StoreConfig;
+use super::connection::{Connection, Request, millis};
+use super::error::IdempotencyError;
 use super::keys::{self, DeliveryKey, FlowKeys};
 use super::lease::{Claim, FlowLock, Lease};
 use super::record::DeliveryRecord;
-use crate::secrets::Secret;
 use crate::secrets::redact_url;
-
-/// How many times a command is retried after a connection error (so `1 + RETRIES` tries).
-const RETRIES: u32 = 2;
-/// Pause before the first retry; doubled for the next.
-const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// Claim a delivery key: check the record, `SET claim owner NX PX lease`, and report the
 /// owner when someone else holds it. One script, so the check and the claim are atomic:
@@ -97,51 +92,6 @@ pub enum Recorded {
     ClaimLost,
 }
 
-/// `ferry.yaml`.
-#[derive(Clone)]
-pub struct StoreConfig {
-    /// `redis://host:port/db` or `rediss://host:port/db` (TLS). May carry a password, which
-    /// is never logged; [`StoreConfig::password`] overrides it.
-    pub url: String,
-    /// The password, when it comes from a secret store rather than the URL.
-    pub password: Option<Secret>,
-    /// First part of every key (see the key layout); letters, digits, `-_.:` only.
-    pub key_prefix: String,
-    /// PEM CA certificate(s) to trust for `rediss://` instead of the system's roots.
-    pub ca_pem: Option<Vec<u8>>,
-    /// Time allowed for one connection attempt (TCP, TLS, AUTH).
-    pub connect_timeout: Duration,
-    /// Time allowed for Redis to answer one command.
-    pub response_timeout: Duration,
-}
-
-impl StoreConfig {
-    /// Settings for `url` with the default prefix and timeouts (5 s connect, 5 s response).
-    pub fn new(url: impl Into<String>) -> Self {
-        StoreConfig {
-            url: url.into(),
-            password: None,
-            key_prefix: keys::DEFAULT_PREFIX.to_owned(),
-            ca_pem: None,
-            connect_timeout: Duration::from_secs(5),
-            response_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-impl fmt::Debug for StoreConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoreConfig")
-            .field("url", &redact_url(&self.url))
-            .field("password", &self.password)
-            .field("key_prefix", &self.key_prefix)
-            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "set"))
-            .field("connect_timeout", &self.connect_timeout)
-            .field("response_timeout", &self.response_timeout)
-            .finish()
-    }
-}
-
 /// What [`Store::claim`] found for a delivery key.
 #[derive(Debug)]
 pub enum ClaimOutcome {
@@ -173,12 +123,6 @@ pub enum LockWait {
     },
 }
 
-/// A command or a script invocation, so that one retry loop serves both.
-enum Request<'a> {
-    Cmd(Cmd),
-    Script(ScriptInvocation<'a>),
-}
-
 /// The idempotency store: claims, delivery records, flow locks and scheduler ticks in
 /// Redis. Cheap to clone (one shared, self-healing connection).
 #[derive(Clone)]
@@ -187,7 +131,7 @@ pub struct Store {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: Connection,
     /// The URL with its password redacted: safe for messages and spans.
     url: String,
     prefix: String,
@@ -213,16 +157,7 @@ impl Store {
         keys::check_prefix(&config.key_prefix)?;
         let span = info_span!("idempotency.connect", redis.url = %url);
         async {
-            let client = client(config, &url)?;
-            let manager_config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(config.connect_timeout))
-                .set_response_timeout(Some(config.response_timeout))
-                .set_number_of_retries(2)
-                .set_min_delay(Duration::from_millis(100))
-                .set_max_delay(Duration::from_secs(1));
-            let conn = ConnectionManager::new_with_config(client, manager_config)
-                .await
-                .map_err(|e| IdempotencyError::from_redis(&url, "connect", e))?;
+            let conn = Connection::open(config, &url).await?;
             let store = Store {
                 inner: Arc::new(Inner {
                     conn,
@@ -295,7 +230,7 @@ impl Store {
             .map(Duration::from_millis);
         let outcome = match status.as_str() {
             "claimed" => ClaimOutcome::Claimed(Claim::new(
-                Lease::new(self.clone(), claim_key, token),
+                Lease::new(self.inner.conn.clone(), claim_key, token),
                 key.clone(),
                 lease,
             )),
@@ -440,7 +375,7 @@ impl Store {
         tracing::Span::current().record("acquired", acquired);
         Ok(acquired.then(|| {
             FlowLock::new(
-                Lease::new(self.clone(), lock_key, token),
+                Lease::new(self.inner.conn.clone(), lock_key, token),
                 flow_id.to_owned(),
                 lease,
             )
@@ -521,51 +456,6 @@ impl Store {
         FlowKeys::new(&self.inner.prefix, flow_id)
     }
 
-    /// Compare-and-`PEXPIRE`: renews `key` for `lease` if it still holds `token`.
-    pub(crate) async fn renew_if_owner(
-        &self,
-        key: &str,
-        token: &str,
-        lease: Duration,
-    ) -> Result<bool, IdempotencyError> {
-        static RENEW: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(
-                r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-",
-            )
-        });
-        let mut inv = RENEW.prepare_invoke();
-        inv.key(key).arg(token).arg(millis(lease));
-        let renewed: i64 = self.run("renew", &Request::Script(inv)).await?;
-        Ok(renewed == 1)
-    }
-
-    /// Compare-and-`DEL`: deletes `key` if it still holds `token`.
-    pub(crate) async fn delete_if_owner(
-        &self,
-        key: &str,
-        token: &str,
-    ) -> Result<bool, IdempotencyError> {
-        static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(
-                r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-",
-            )
-        });
-        let mut inv = RELEASE.prepare_invoke();
-        inv.key(key).arg(token);
-        let deleted: i64 = self.run("release", &Request::Script(inv)).await?;
-        Ok(deleted == 1)
-    }
-
     /// `GET key` as an optional string.
     async fn get(&self, key: &str, op: &'static str) -> Result<Option<String>, IdempotencyError> {
         let mut cmd = redis::cmd("GET");
@@ -573,89 +463,23 @@ return 0
         self.run(op, &Request::Cmd(cmd)).await
     }
 
-    /// Sends `req`, retrying up to [`RETRIES`] times after a connection error (the
-    /// connection manager reconnects meanwhile). Every request the store sends is safe
-    /// to repeat: scripts and `SET NX` recognise their own earlier effect by the token.
+    fn unexpected(&self, op: &'static str, detail: String) -> IdempotencyError {
+        IdempotencyError::unexpected(&self.inner.url, op, detail)
+    }
+
+    /// Sends `req` over the store's connection (with its retries).
     async fn run<T: FromRedisValue>(
         &self,
         op: &'static str,
         req: &Request<'_>,
     ) -> Result<T, IdempotencyError> {
-        let mut pause = RETRY_PAUSE;
-        let mut attempt = 0;
-        loop {
-            let mut conn = self.inner.conn.clone();
-            let result = match req {
-                Request::Cmd(cmd) => cmd.query_async(&mut conn).await,
-                Request::Script(inv) => inv.invoke_async(&mut conn).await,
-            };
-            match result {
-                Ok(value) => return Ok(value),
-                Err(e) if attempt < RETRIES && is_unavailable(&e) => {
-                    attempt += 1;
-                    warn!(op, attempt, error = %e, "Redis command failed; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                Err(e) => return Err(IdempotencyError::from_redis(&self.inner.url, op, e)),
-            }
-        }
+        self.inner.conn.run(op, req).await
     }
-
-    fn unexpected(&self, op: &'static str, detail: String) -> IdempotencyError {
-        IdempotencyError::unexpected(&self.inner.url, op, detail)
-    }
-}
-
-/// Builds the client: URL, password override, optional CA for TLS.
-fn client(config: &StoreConfig, redacted: &str) -> Result<redis::Client, IdempotencyError> {
-    let invalid = |reason: String| IdempotencyError::Config {
-        reason: format!("Redis URL {redacted}: {reason}"),
-    };
-    let tls = config.url.starts_with("rediss://");
-    if !tls && !config.url.starts_with("redis://") {
-        return Err(invalid(
-            "must start with redis:// or rediss:// (TLS)".to_owned(),
-        ));
-    }
-    let mut info = config
-        .url
-        .as_str()
-        .into_connection_info()
-        .map_err(|e| invalid(e.to_string()))?;
-    if let Some(password) = &config.password {
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_password(password.expose());
-        info = info.set_redis_settings(settings);
-    }
-    let built = match &config.ca_pem {
-        Some(ca) if tls => redis::Client::build_with_tls(
-            info,
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(ca.clone()),
-            },
-        ),
-        Some(_) => {
-            return Err(invalid(
-                "a CA certificate is configured but the URL is not rediss://".to_owned(),
-            ));
-        }
-        None => redis::Client::open(info),
-    };
-    built.map_err(|e| invalid(e.to_string()))
 }
 
 /// A unique owner token: the caller's readable id plus a random suffix.
 fn token(owner: &str) -> String {
     format!("{owner}/{}", uuid::Uuid::new_v4())
-}
-
-/// A duration as whole milliseconds for `PX`/`PEXPIRE`, at least 1 (Redis rejects 0).
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 fn decode(key: &str, json: &str) -> Result<DeliveryRecord, IdempotencyError> {

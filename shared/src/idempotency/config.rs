@@ -1,0 +1,54 @@
+//! [`StoreConfig`]: how to reach the idempotency store (Redis), already resolved (the
+//! password is a value, not a reference). Built by the binaries' start-up from `ferry.yaml`.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::keys;
+use crate::secrets::Secret;
+use crate::secrets::redact_url;
+
+/// `ferry.yaml`.
+#[derive(Clone)]
+pub struct StoreConfig {
+    /// `redis://host:port/db` or `rediss://host:port/db` (TLS). May carry a password, which
+    /// is never logged; [`StoreConfig::password`] overrides it.
+    pub url: String,
+    /// The password, when it comes from a secret store rather than the URL.
+    pub password: Option<Secret>,
+    /// First part of every key (see the key layout); letters, digits, `-_.:` only.
+    pub key_prefix: String,
+    /// PEM CA certificate(s) to trust for `rediss://` instead of the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Time allowed for one connection attempt (TCP, TLS, AUTH).
+    pub connect_timeout: Duration,
+    /// Time allowed for Redis to answer one command.
+    pub response_timeout: Duration,
+}
+
+impl StoreConfig {
+    /// Settings for `url` with the default prefix and timeouts (5 s connect, 5 s response).
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreConfig {
+            url: url.into(),
+            password: None,
+            key_prefix: keys::DEFAULT_PREFIX.to_owned(),
+            ca_pem: None,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &redact_url(&self.url))
+            .field("password", &self.password)
+            .field("key_prefix", &self.key_prefix)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "set"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
+}
