@@ -103,24 +103,9 @@ pub async fn broker(config: &Config) -> Result<Broker, StartupError> {
     Ok(retry("RabbitMQ", || Broker::connect(&url, &topology)).await?)
 }
 
-/// The Redis client's settings from the configuration, its password resolved from its
-/// reference: shared by [`store`] and the engine's own immediate connect.
-pub async fn store_config(
-    config: &Config,
-    resolver: &Resolver,
-) -> Result<StoreConfig, SecretError> {
-    let redis = &config.settings.redis;
-    let mut store_config = StoreConfig::new(redis.url.clone());
-    store_config.key_prefix = redis.key_prefix.clone();
-    if let Some(reference) = &redis.password {
-        store_config.password = Some(resolver.resolve(reference).await?);
-    }
-    Ok(store_config)
-}
-
 /// Connects to Redis, retrying at start.
 pub async fn store(config: &Config, resolver: &Resolver) -> Result<Store, StartupError> {
-    let store_config = store_config(config, resolver).await?;
+    let store_config = StoreConfig::from_config(config, resolver).await?;
     Ok(retry("Redis", || Store::connect(&store_config)).await?)
 }
 

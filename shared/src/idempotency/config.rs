@@ -5,7 +5,8 @@ use std::fmt;
 use std::time::Duration;
 
 use super::keys;
-use crate::secrets::Secret;
+use crate::config::Config;
+use crate::secrets::{Resolver, Secret, SecretError};
 use crate::secrets::redact_url;
 
 /// `ferry.yaml`.
@@ -50,5 +51,19 @@ impl fmt::Debug for StoreConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .finish()
+    }
+}
+
+impl StoreConfig {
+    /// The settings of `ferry.yaml`'s `redis` section, the password resolved from its
+    /// reference: what the binaries' start-up and the flow engine both connect with.
+    pub async fn from_config(config: &Config, resolver: &Resolver) -> Result<Self, SecretError> {
+        let redis = &config.settings.redis;
+        let mut store_config = StoreConfig::new(redis.url.clone());
+        store_config.key_prefix = redis.key_prefix.clone();
+        if let Some(reference) = &redis.password {
+            store_config.password = Some(resolver.resolve(reference).await?);
+        }
+        Ok(store_config)
     }
 }

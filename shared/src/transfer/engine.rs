@@ -23,7 +23,7 @@ use super::selection::{Walk, is_stable, select_local};
 use super::upload::upload_file;
 use crate::config::Config;
 use crate::ftps::{FtpsError, FtpsErrorKind, RemoteEntry, SessionConfig};
-use crate::idempotency::{LockWait, Store};
+use crate::idempotency::{LockWait, Store, StoreConfig};
 use crate::secrets::{Resolver, Secret};
 
 /// Called with each file's row as soon as the file is done (for progress output).
@@ -106,13 +106,13 @@ impl Engine {
 
     /// Builds the resolver and connects the store from the configuration's settings, at
     /// once: it fails (closed) when Redis cannot be reached (`ferry-worker run`; the worker's
-    /// consume loop waits for Redis at start instead, through [`crate::startup::store`]).
+    /// consume loop waits for Redis at start instead, retrying the connect).
     pub async fn connect(
         config: Arc<Config>,
         options: EngineOptions,
     ) -> Result<Self, TransferError> {
         let resolver = Resolver::new(config.settings.resolver.clone());
-        let store_config = crate::startup::store_config(&config, &resolver)
+        let store_config = StoreConfig::from_config(&config, &resolver)
             .await
             .map_err(|source| TransferError::Secret {
                 flow_id: String::new(),
