@@ -106,7 +106,11 @@ pub async fn broker(config: &Config) -> Result<Broker, StartupError> {
 /// Connects to Redis, retrying at start.
 pub async fn store(config: &Config, resolver: &Resolver) -> Result<Store, StartupError> {
     let store_config = StoreConfig::from_config(config, resolver).await?;
-    Ok(retry("Redis", || Store::connect(&store_config)).await?)
+    let store = retry("Redis", || Store::connect(&store_config)).await?;
+    for warning in store.durability_warnings().await.unwrap_or_default() {
+        tracing::warn!(%warning, "Redis is not set up for ferry's guarantees");
+    }
+    Ok(store)
 }
 
 /// Calls `connect` until it succeeds or [`START_PATIENCE`] has passed; the last error

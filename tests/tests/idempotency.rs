@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use ferry_shared::idempotency::keys::FlowKeys;
 use ferry_shared::idempotency::{
-    ClaimOutcome, DeliveryKey, DeliveryRecord, ErrorKind, LockWait, Recorded, Store, StoreConfig,
+    ClaimOutcome, DeliveryKey, DeliveryRecord, DurabilityWarning, ErrorKind, LockWait, Recorded,
+    Store, StoreConfig,
 };
 use ferry_shared::secrets::Secret;
 
@@ -705,4 +706,39 @@ async fn redis_going_away_fails_closed_and_the_store_reconnects() {
         store.claim(&key, "w", LONG).await.unwrap(),
         ClaimOutcome::Claimed(_)
     ));
+}
+
+/// ferry says when Redis is not set up for its guarantees: no persistence, eviction.
+#[tokio::test]
+async fn redis_settings_that_weaken_the_guarantees_are_reported() {
+    let redis = ferry_tests::redis::RedisServer::start().expect("private redis");
+    let store = Store::connect(&StoreConfig::new(redis.url()))
+        .await
+        .expect("connect");
+
+    // The test bed's Redis keeps nothing on disk.
+    let warnings = store.durability_warnings().await.expect("check");
+    assert_eq!(warnings, [DurabilityWarning::NoPersistence]);
+
+    for args in [
+        ["CONFIG", "SET", "appendonly", "yes"],
+        ["CONFIG", "SET", "appendfsync", "no"],
+        ["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"],
+    ] {
+        let out = std::process::Command::new("redis-cli")
+            .arg("-u")
+            .arg(redis.url())
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success());
+    }
+    let warnings = store.durability_warnings().await.expect("check");
+    assert_eq!(
+        warnings,
+        [
+            DurabilityWarning::AofNotSynced,
+            DurabilityWarning::Eviction("allkeys-lru".into())
+        ]
+    );
 }

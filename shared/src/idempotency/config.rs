@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::keys;
 use crate::config::Config;
-use crate::secrets::{Resolver, Secret, SecretError};
 use crate::secrets::redact_url;
+use crate::secrets::{Resolver, Secret, SecretError};
 
 /// `ferry.yaml`.
 #[derive(Clone)]

@@ -56,6 +56,7 @@
 
 mod config;
 mod connection;
+mod durability;
 mod error;
 pub mod keys;
 mod lease;
@@ -63,6 +64,7 @@ mod record;
 mod store;
 
 pub use config::StoreConfig;
+pub use durability::DurabilityWarning;
 pub use error::{ErrorKind, IdempotencyError};
 pub use keys::DeliveryKey;
 pub use lease::{Claim, FlowLock};

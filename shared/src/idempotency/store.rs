@@ -183,6 +183,13 @@ impl Store {
         }
     }
 
+    /// The server settings that weaken ferry's guarantees (see `durability.rs`).
+    pub async fn durability_warnings(
+        &self,
+    ) -> Result<Vec<super::DurabilityWarning>, IdempotencyError> {
+        super::durability::check(&self.inner.conn).await
+    }
+
     /// The key prefix this store writes under.
     pub fn key_prefix(&self) -> &str {
         &self.inner.prefix

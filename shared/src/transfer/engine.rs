@@ -112,14 +112,15 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Self, TransferError> {
         let resolver = Resolver::new(config.settings.resolver.clone());
-        let store_config = StoreConfig::from_config(&config, &resolver)
-            .await
-            .map_err(|source| TransferError::Secret {
-                flow_id: String::new(),
-                partner: "redis".to_owned(),
-                field: "redis.password",
-                source: Box::new(source),
-            })?;
+        let store_config =
+            StoreConfig::from_config(&config, &resolver)
+                .await
+                .map_err(|source| TransferError::Secret {
+                    flow_id: String::new(),
+                    partner: "redis".to_owned(),
+                    field: "redis.password",
+                    source: Box::new(source),
+                })?;
         let store = Store::connect(&store_config)
             .await
             .map_err(|source| TransferError::Store {
