@@ -14,7 +14,8 @@
 //!   endpoint is configured, through a batch OTLP exporter;
 //! - the W3C TraceContext propagator used by [`inject_current_context`] and [`set_parent_from`].
 //!
-//! Records of the `log` crate (suppaftp logs through it) are forwarded into the same pipeline.
+//! Records of the `log` crate (some dependencies log through it) are forwarded into the same
+//! pipeline.
 //!
 //! # Export protocol
 //!
