@@ -689,7 +689,7 @@ fn many_errors_are_reported_at_once() {
                 8,
                 5,
                 "flows.everything-wrong.idempotency_mode",
-                "use one of `hash`, `name`, `none`",
+                "use one of `hash`, `content`, `name`, `none`",
             ),
             (
                 "flows/everything-wrong.yaml",

@@ -81,7 +81,7 @@ fn write_batch(fleet: &Fleet, stem: &str, from: usize, count: usize) -> BTreeMap
         .collect()
 }
 
-/// Every file in `sent` has a delivery record (content key) that points at `/in/<name>`;
+/// Every file in `sent` has a delivery record (name and content key) that points at `/in/<name>`;
 /// returns name -> (flow-run id, trace id) of the records.
 async fn delivery_records(
     store: &Store,
@@ -91,7 +91,7 @@ async fn delivery_records(
     for (name, sha) in sent {
         let digest: [u8; 32] = hex::decode(sha).expect("hex").try_into().expect("32 bytes");
         let record = store
-            .delivery(&DeliveryKey::content("f", &digest))
+            .delivery(&DeliveryKey::named_content("f", name, &digest))
             .await
             .expect("redis")
             .unwrap_or_else(|| panic!("no delivery record in Redis for {name}"));
@@ -476,9 +476,10 @@ async fn a_worker_killed_mid_run_hands_the_run_to_the_other_and_files_arrive_onc
             .iter()
             .any(|(_, size)| *size > 1 << 20);
         let mut smalls_recorded = true;
-        for (_, sha) in sent.iter().filter(|(name, _)| name.starts_with("small")) {
+        for (name, sha) in sent.iter().filter(|(name, _)| name.starts_with("small")) {
             let digest: [u8; 32] = hex::decode(sha).expect("hex").try_into().expect("32");
-            let record = store.delivery(&DeliveryKey::content("f", &digest)).await;
+            let key = DeliveryKey::named_content("f", name, &digest);
+            let record = store.delivery(&key).await;
             if record.expect("redis").is_none() {
                 smalls_recorded = false;
                 break;
