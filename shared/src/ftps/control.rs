@@ -208,6 +208,18 @@ impl Control {
         }
     }
 
+    /// Reads and drops replies that arrive within `wait`: some servers answer a failed data
+    /// connection twice (Debian's ftpd-ssl sends two refusals), and the second must not be
+    /// taken for the answer to the next command.
+    pub(crate) async fn discard_stray_replies(&mut self, step: &str, wait: Duration) {
+        while let Ok(reply) = tokio::time::timeout(wait, self.read_reply(step)).await {
+            match reply {
+                Ok(reply) => trace!(reply = %reply.to_reply(), "stray reply dropped"),
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Sends `line` and reads its reply (whatever its code).
     pub(crate) async fn command(&mut self, step: &str, line: &str) -> Result<Response, FtpsError> {
         self.send(step, line).await?;

@@ -39,6 +39,8 @@ use super::tls_stream::TlsStream;
 
 /// After a final reply has come, how long an upload's data connection may take to close.
 const DRAIN_AFTER_REPLY: Duration = Duration::from_millis(250);
+/// After a refused data connection, how long further replies of the same refusal may take.
+const STRAY_AFTER_REFUSAL: Duration = Duration::from_millis(300);
 /// How long to wait for the server's word on a data connection that failed.
 const STRAY_REPLY_WAIT: Duration = Duration::from_secs(5);
 
@@ -152,6 +154,9 @@ impl DataSetup {
                             tls.record_data(DataHandshake::Failed);
                         }
                         let err = from_response(step, &reply, to);
+                        if started {
+                            control.discard_stray_replies(step, STRAY_AFTER_REFUSAL).await;
+                        }
                         return Err(if started {
                             err.context(
                                 " (after accepting the command, the server refused the data \
@@ -253,6 +258,9 @@ async fn handshake_failed(control: &mut Control, step: &str, e: io::Error) -> Ft
         err = err
             .context("; the server said")
             .with_reply(reply.to_reply());
+        control
+            .discard_stray_replies(step, STRAY_AFTER_REFUSAL)
+            .await;
     }
     err
 }
