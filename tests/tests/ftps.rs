@@ -369,9 +369,9 @@ async fn ftpd_ssl_refusing_data_connections_is_reported_at_once_with_its_reply()
 }
 
 /// Offered TLS 1.3, the same server refuses the data connection too; the session tries TLS
-/// 1.2 once on its own, and the file never appears under its final name. (The removal of
-/// the refused temporary files is best effort; one CI run saw one left behind, see the
-/// closing note of the session that wrote this.)
+/// 1.2 once on its own, and the file never appears under its final name. (Removing the
+/// refused temporary file is best effort, asserted against the other servers; with this
+/// one a loaded CI run once left one behind.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ftpd_ssl_under_tls13_tries_tls12_once_and_publishes_nothing() {
     let server = server(FtpServerKind::FtpdSsl).await;
