@@ -1,7 +1,7 @@
 //! Streaming download into a temporary file that becomes the final file only when asked.
 //!
 //! The data is streamed into a temporary file created exclusively in the destination folder
-//! (`paths.rs` names it: per flow, random, a dead attempt's part removed first), written and
+//! (`paths.rs` names it per flow and remote path; a dead attempt's part is removed first), written and
 //! hashed on the disk thread (`pipeline.rs`), `fsync`ed, and its length checked: against
 //! `SIZE` where the server offers it, else against the size the listing gave. A data stream
 //! that ends without TLS `close_notify` may be a cut connection, and the server's `226`
@@ -24,7 +24,9 @@ use super::connection::{Connection, Operation};
 use super::data::DataChannel;
 use super::error::{FtpsError, FtpsErrorKind};
 use super::listing::check_name;
-use super::paths::{download_part_name, download_part_prefix, remote_file};
+use super::paths::{
+    download_part_name, download_part_prefix, random_download_part_name, remote_file,
+};
 use super::pipeline::FileWriter;
 
 /// A downloaded file, still under its temporary name in the destination folder.
@@ -176,31 +178,39 @@ impl Operation for Download<'_> {
     }
 }
 
-/// Removes this owner's dead parts of the file, then creates a new part exclusively
-/// (`O_CREAT|O_EXCL|O_NOFOLLOW`: nothing already there, a planted link included, is
-/// opened).
+/// Creates this transfer's part exclusively (`O_CREAT|O_EXCL|O_NOFOLLOW`: nothing already
+/// there, a planted link included, is ever opened). The part's name is fixed per owner and
+/// remote path, so a dead attempt's part is removed by name first (the claim keeps live
+/// attempts apart): one `unlink`, never a scan of the folder. If something reappears under
+/// that name in between, a random name is used instead.
 fn create_part(
     dir: &Path,
     prefix: &str,
 ) -> Result<(std::fs::File, PathBuf), (String, std::io::Error)> {
     use std::os::unix::fs::OpenOptionsExt;
-    let listing = std::fs::read_dir(dir).map_err(|e| (dir.display().to_string(), e))?;
-    for entry in listing.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(prefix) && name.ends_with(".ferry-part") {
-            debug!(part = %name, "removing a dead attempt's part");
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
+    let create = |path: &Path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+    };
     let path = dir.join(download_part_name(prefix));
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(|e| (path.display().to_string(), e))?;
-    Ok((file, path))
+    match std::fs::remove_file(&path) {
+        Ok(()) => debug!(part = %path.display(), "removed a dead attempt's part"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err((path.display().to_string(), e)),
+    }
+    match create(&path) {
+        Ok(file) => Ok((file, path)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let path = dir.join(random_download_part_name(prefix));
+            create(&path)
+                .map(|file| (file, path.clone()))
+                .map_err(|e| (path.display().to_string(), e))
+        }
+        Err(e) => Err((path.display().to_string(), e)),
+    }
 }
 
 /// The length rule of the module docs.

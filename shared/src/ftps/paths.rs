@@ -7,11 +7,12 @@
 //! part behind; only the holder of the transfer's claim moves it, so no two transfers share
 //! the name. Without a key, TAG is random.
 //!
-//! A download's part is `.NAME.OWNER-RANDOM.ferry-part`: OWNER is a hash of the flow and the
-//! remote path (two flows fetching into one folder never touch each other's parts), RANDOM
-//! makes the name unguessable, so nobody can plant a link under it in advance. A part with
-//! the same OWNER is a dead attempt of this same transfer (the claim keeps live ones apart)
-//! and is removed before a new one is created.
+//! A download's part is `.NAME.OWNER-p.ferry-part`: OWNER is a hash of the flow and the
+//! remote path, so two flows fetching into one folder never touch each other's parts, and a
+//! part under that name is a dead attempt of this same transfer (the claim keeps live ones
+//! apart), removed before the new one is created. The part is created exclusively and never
+//! through a link, so a file planted under the name can block a download but never redirect
+//! it; should one reappear in that instant, a random name (`OWNER-RANDOM`) is used.
 
 use sha2::{Digest, Sha256};
 
@@ -66,8 +67,13 @@ pub(crate) fn download_part_prefix(name: &str, owner: &str, remote_path: &str) -
     format!(".{}.{}-", bounded(name), hex::encode(&digest[..4]))
 }
 
-/// A fresh download part name under `prefix` (see [`download_part_prefix`]).
+/// The download part name under `prefix` (see [`download_part_prefix`]).
 pub(crate) fn download_part_name(prefix: &str) -> String {
+    format!("{prefix}p.ferry-part")
+}
+
+/// An unguessable download part name under `prefix`, for when the fixed one is taken.
+pub(crate) fn random_download_part_name(prefix: &str) -> String {
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{prefix}{}.ferry-part", &random[..12])
 }
@@ -118,15 +124,20 @@ mod tests {
     }
 
     #[test]
-    fn download_parts_are_per_owner_and_unguessable() {
+    fn download_parts_are_per_owner() {
         let a = download_part_prefix("r.xml", "flow-a", "/out/r.xml");
         let b = download_part_prefix("r.xml", "flow-b", "/out/r.xml");
         assert_ne!(a, b, "two flows never share a part");
         assert!(a.starts_with(".r.xml."));
-        let one = download_part_name(&a);
-        assert!(one.starts_with(&a) && one.ends_with(".ferry-part"), "{one}");
-        assert_ne!(one, download_part_name(&a));
-        assert!(check_name(&one).is_ok());
+        let fixed = download_part_name(&a);
+        assert!(
+            fixed.starts_with(&a) && fixed.ends_with(".ferry-part"),
+            "{fixed}"
+        );
+        assert_eq!(fixed, download_part_name(&a));
+        let random = random_download_part_name(&a);
+        assert_ne!(random, random_download_part_name(&a));
+        assert!(check_name(&fixed).is_ok() && check_name(&random).is_ok());
     }
 
     #[test]
