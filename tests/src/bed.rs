@@ -135,6 +135,12 @@ impl Bed {
         Arc::new(Config::load(dir).unwrap_or_else(|e| panic!("config: {e}")))
     }
 
+    /// An engine for `flow` (written with [`Bed::config`]) as worker `w1`, with the
+    /// test options of [`options`].
+    pub async fn engine_for(&self, flow: &FlowSpec<'_>) -> Engine {
+        self.engine(self.config(flow, None), options("w1")).await
+    }
+
     pub async fn engine(&self, config: Arc<Config>, options: EngineOptions) -> Engine {
         Engine::connect(config, options)
             .await

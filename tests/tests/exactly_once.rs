@@ -21,7 +21,7 @@ async fn overwrite_false_never_replaces_a_file_at_the_destination() {
     bed.server.write_file("in/a.xml", partners).expect("remote");
     std::fs::write(bed.local().join("a.xml"), b"<new/>").expect("local");
     let flow = upload("    overwrite: false\n    delete_after_upload: true\n");
-    let engine = bed.engine(bed.config(&flow, None), options("w1")).await;
+    let engine = bed.engine_for(&flow).await;
 
     let report = run(&engine, "run-1").await;
 
@@ -41,7 +41,7 @@ async fn overwrite_false_never_replaces_a_file_at_the_destination() {
         .expect("remote");
     std::fs::write(bed.local().join("b.xml"), b"<local, kept/>").expect("local");
     let flow = download("    overwrite: false\n    delete_after_download: true\n");
-    let engine = bed.engine(bed.config(&flow, None), options("w1")).await;
+    let engine = bed.engine_for(&flow).await;
 
     let report = run(&engine, "run-2").await;
 
@@ -71,9 +71,7 @@ async fn a_symbolic_link_in_the_outgoing_folder_is_never_followed_outside_it() {
     )
     .expect("link in");
 
-    let engine = bed
-        .engine(bed.config(&upload(""), None), options("w1"))
-        .await;
+    let engine = bed.engine_for(&upload("")).await;
     let report = run(&engine, "run-1").await;
 
     assert!(report.is_success(), "{}", report.summary_line());
@@ -99,12 +97,7 @@ async fn a_symbolic_link_in_the_outgoing_folder_is_never_followed_outside_it() {
     );
 
     // follow_links: true takes the link inside the folder, never the one leaving it.
-    let engine = bed
-        .engine(
-            bed.config(&upload("    follow_links: true\n"), None),
-            options("w1"),
-        )
-        .await;
+    let engine = bed.engine_for(&upload("    follow_links: true\n")).await;
     let report = run(&engine, "run-2").await;
     assert_eq!(names_with(&report, Outcome::Skipped), ["leak.xml"]);
     let remote = bed.remote_files("in");
@@ -189,9 +182,7 @@ async fn two_download_flows_into_one_folder_never_replace_each_other() {
          local: { path: ./local }\n    files:\n      - pattern: \"*.xml\"\n    min_file_age: 0s\n",
     )
     .expect("flow g");
-    let engine = bed
-        .engine(bed.config(&download(""), None), options("w1"))
-        .await;
+    let engine = bed.engine_for(&download("")).await;
 
     let (f, g) = tokio::join!(
         run_flow(&engine, "f", None, "run-f", None),
@@ -231,9 +222,7 @@ async fn a_link_planted_at_a_downloads_final_name_is_not_written_through() {
     std::os::unix::fs::symlink(&victim, bed.local().join("b.xml")).expect("plant");
 
     // Default (overwrite: false for downloads): refused, nothing written anywhere.
-    let engine = bed
-        .engine(bed.config(&download(""), None), options("w1"))
-        .await;
+    let engine = bed.engine_for(&download("")).await;
     let report = run(&engine, "run-1").await;
     assert_eq!(
         report.files[0].error.as_ref().expect("error").kind,
@@ -242,12 +231,7 @@ async fn a_link_planted_at_a_downloads_final_name_is_not_written_through() {
     assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
 
     // overwrite: true replaces the link itself, never its target.
-    let engine = bed
-        .engine(
-            bed.config(&download("    overwrite: true\n"), None),
-            options("w1"),
-        )
-        .await;
+    let engine = bed.engine_for(&download("    overwrite: true\n")).await;
     let report = run(&engine, "run-2").await;
     assert_eq!(names_with(&report, Outcome::Transferred), ["b.xml"]);
     assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
@@ -269,10 +253,7 @@ async fn empty_files_under_their_own_names_are_all_delivered() {
         sent.insert(name, sha256_hex(b""));
     }
     let engine = bed
-        .engine(
-            bed.config(&upload("    delete_after_upload: true\n"), None),
-            options("w1"),
-        )
+        .engine_for(&upload("    delete_after_upload: true\n"))
         .await;
 
     let first = run(&engine, "run-1").await;
@@ -314,7 +295,7 @@ async fn content_mode_deduplicates_across_names_as_documented() {
         std::fs::write(bed.local().join(format!("empty{i}.xml")), b"").expect("empty");
     }
     let flow = upload("    idempotency_mode: content\n");
-    let engine = bed.engine(bed.config(&flow, None), options("w1")).await;
+    let engine = bed.engine_for(&flow).await;
 
     let report = run(&engine, "run-1").await;
 
@@ -331,9 +312,7 @@ async fn records_of_the_content_only_layout_still_count_for_their_own_name() {
     let bytes = b"<invoice n='1'/>";
     std::fs::write(bed.local().join("a.xml"), bytes).expect("a");
     std::fs::write(bed.local().join("b.xml"), bytes).expect("b");
-    let engine = bed
-        .engine(bed.config(&upload(""), None), options("w1"))
-        .await;
+    let engine = bed.engine_for(&upload("")).await;
     let digest: [u8; 32] = Sha256::digest(bytes).into();
     let legacy = serde_json::json!({
         "file_name": "a.xml", "size": bytes.len(), "sha256": hex::encode(digest),

@@ -353,7 +353,7 @@ async fn a_cut_download_is_a_failed_row_and_nothing_under_its_final_name() {
         .write_file("out/a.xml", &vec![b'a'; 50_000])
         .unwrap();
     let flow = download_flow("    delete_after_download: true\n    max_attempts: 1\n");
-    let engine = bed.engine(bed.config(&flow, None), options("w1")).await;
+    let engine = bed.engine_for(&flow).await;
 
     let report = run_flow(&engine, "f", None, "run-1", None).await.unwrap();
 

@@ -26,10 +26,7 @@ use ferry_tests::ftp::FtpServerKind;
 async fn uploads_each_content_once_and_skips_duplicates() {
     let bed = Bed::start("dup", FtpServerKind::Vsftpd).await;
     let engine = bed
-        .engine(
-            bed.config(&upload("    idempotency_mode: content\n"), None),
-            options("w1"),
-        )
+        .engine_for(&upload("    idempotency_mode: content\n"))
         .await;
     let sent = write_files(&bed.local(), 50, 4096);
 
@@ -239,10 +236,7 @@ async fn a_local_delete_that_fails_is_reported() {
     let sent = write_files(&bed.local(), 2, 100);
     let _stuck = Immutable::set(bed.local().join("f000.xml"));
     let engine = bed
-        .engine(
-            bed.config(&upload("    delete_after_upload: true\n"), None),
-            options("w1"),
-        )
+        .engine_for(&upload("    delete_after_upload: true\n"))
         .await;
 
     let report = run(&engine, "run-1").await;
@@ -433,9 +427,7 @@ async fn downloads_delete_the_remote_file_only_after_it_is_in_place() {
 async fn a_file_claimed_by_another_worker_is_left_to_it() {
     let bed = Bed::start("claimed", FtpServerKind::PureFtpd).await;
     let sent = write_files(&bed.local(), 3, 500);
-    let engine = bed
-        .engine(bed.config(&upload(""), None), options("w1"))
-        .await;
+    let engine = bed.engine_for(&upload("")).await;
     let (name, sha) = sent.iter().next().expect("a file");
     let digest: [u8; 32] = hex::decode(sha).expect("hex").try_into().expect("32");
     let key = DeliveryKey::named_content("f", name, &digest);
@@ -489,7 +481,7 @@ async fn a_run_out_of_time_stops_cleanly() {
     let bed = Bed::start("timeout", FtpServerKind::Vsftpd).await;
     let sent = write_files(&bed.local(), 3, 500);
     let flow = upload("    delete_after_upload: true\n    run_timeout: 1ms\n");
-    let engine = bed.engine(bed.config(&flow, None), options("w1")).await;
+    let engine = bed.engine_for(&flow).await;
 
     let report = run(&engine, "run-1").await;
     assert!(report.timed_out, "{report:#?}");
@@ -501,7 +493,7 @@ async fn a_run_out_of_time_stops_cleanly() {
     assert!(bed.remote_files("in").is_empty());
 
     let flow = upload("    delete_after_upload: true\n");
-    let engine = bed.engine(bed.config(&flow, None), options("w1")).await;
+    let engine = bed.engine_for(&flow).await;
     let next = run(&engine, "run-2").await;
     assert_eq!(
         next.totals.transferred, 3,
@@ -703,7 +695,7 @@ async fn a_file_changed_during_its_upload_fails_and_stays() {
         }
     }
     let flow = upload("    delete_after_upload: true\n");
-    let engine = Arc::new(bed.engine(bed.config(&flow, None), options("w1")).await);
+    let engine = Arc::new(bed.engine_for(&flow).await);
     let original = files_in(&bed.local())["big.xml"].clone();
 
     let task = {
@@ -767,10 +759,7 @@ async fn a_file_changed_during_its_upload_fails_and_stays() {
 async fn copies_in_one_run_are_one_transfer_and_duplicates() {
     let bed = Bed::start("copies", FtpServerKind::Vsftpd).await;
     let engine = bed
-        .engine(
-            bed.config(&upload("    idempotency_mode: content\n"), None),
-            options("w1"),
-        )
+        .engine_for(&upload("    idempotency_mode: content\n"))
         .await;
     let content = vec![7u8; 512 * 1024];
     for name in ["a.xml", "b.xml", "c.xml"] {
