@@ -13,9 +13,11 @@
 //! | [`telemetry`] | tracing subscriber, OpenTelemetry export, propagation          |
 //! | [`startup`]   | a binary's connections at start, built from the configuration  |
 //! | [`transfer`]  | the flow-run engine that composes the modules above           |
+//! | [`crash_point`] | named places where the kill drills crash the process         |
 
 pub mod broker;
 pub mod config;
+pub mod crash_point;
 pub mod ftps;
 pub mod idempotency;
 pub mod message;

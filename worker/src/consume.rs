@@ -243,6 +243,7 @@ mod tests {
             earlier: None,
             holder: None,
             attempts: 1,
+            recovery: None,
             error,
         }
     }

@@ -1,4 +1,5 @@
-//! The simple commands: `DELE`, `SIZE`, and asking whether a file exists (`SIZE`, or `MLST`).
+//! The simple commands: `DELE`, `SIZE`, and asking whether a file exists and how large it
+//! is (`SIZE`, or `MLST`).
 //!
 //! Paths are checked before they travel (no NUL, CR or LF: one path is one command line).
 
@@ -63,4 +64,47 @@ pub(crate) async fn exists(
         550 => Some(false),
         _ => None,
     })
+}
+
+/// What the server shows of one path (see [`Stat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteFile {
+    /// The file is there; its size where the server tells it (`SIZE`).
+    Present {
+        /// Its size in bytes, when the server offers `SIZE`.
+        size: Option<u64>,
+    },
+    /// The server says there is no such file.
+    Absent,
+    /// The server offers neither `SIZE` nor `MLST`: nobody can tell.
+    Unknown,
+}
+
+/// Asks whether `path` exists and how large it is: `SIZE`, else `MLST`.
+pub(crate) struct Stat<'a> {
+    pub(crate) path: &'a str,
+}
+
+impl Operation for Stat<'_> {
+    type Output = RemoteFile;
+
+    async fn run(&mut self, conn: &mut Connection) -> Result<RemoteFile, FtpsError> {
+        let step = format!("looking up {}", self.path);
+        check_line(&step, self.path)?;
+        if conn.features().size {
+            let reply = conn.command(&step, &format!("SIZE {}", self.path)).await?;
+            return Ok(match reply.code {
+                213 => RemoteFile::Present {
+                    size: reply.first_text().trim().parse().ok(),
+                },
+                550 => RemoteFile::Absent,
+                _ => RemoteFile::Unknown,
+            });
+        }
+        Ok(match exists(conn, &step, self.path).await? {
+            Some(true) => RemoteFile::Present { size: None },
+            Some(false) => RemoteFile::Absent,
+            None => RemoteFile::Unknown,
+        })
+    }
 }

@@ -28,6 +28,7 @@ use super::paths::{
     download_part_name, download_part_prefix, random_download_part_name, remote_file,
 };
 use super::pipeline::FileWriter;
+use crate::crash_point::{self, CrashPoint};
 
 /// A downloaded file, still under its temporary name in the destination folder.
 ///
@@ -43,6 +44,23 @@ pub struct DownloadedFile {
 }
 
 impl DownloadedFile {
+    /// Takes over a part file a crashed attempt left complete, so it can be persisted like
+    /// a fresh download. The caller has checked its size and hash against what that
+    /// attempt recorded in its commit intent (`idempotency/intent.rs`). `None` when `part`
+    /// names no folder.
+    pub fn adopt(part: PathBuf, bytes: u64, sha256: [u8; 32]) -> Option<DownloadedFile> {
+        let dir = part.parent()?.to_path_buf();
+        Some(DownloadedFile {
+            bytes,
+            sha256,
+            guard: TempGuard {
+                path: part,
+                armed: true,
+            },
+            dir,
+        })
+    }
+
     /// Where the data is now (a hidden temporary name in the destination folder).
     pub fn temp_path(&self) -> &Path {
         &self.guard.path
@@ -253,6 +271,7 @@ async fn receive(
 ) -> Result<(u64, [u8; 32], std::fs::File), FtpsError> {
     let mut writer = FileWriter::start(file);
     let mut received: Result<(), FtpsError> = Ok(());
+    let mut first = true;
     'outer: while let Some(mut buf) = writer.buffer().await {
         // Fill the buffer (rustls hands out one record at a time) to keep disk writes large.
         let mut n = 0;
@@ -278,6 +297,10 @@ async fn receive(
         }
         if !writer.write(buf).await {
             break;
+        }
+        if first {
+            first = false;
+            crash_point::reached(CrashPoint::MidStream);
         }
     }
     let written = writer.finish().await;

@@ -74,6 +74,7 @@ mod tls_stream;
 mod trust;
 mod upload;
 
+pub use commands::RemoteFile;
 pub use config::{
     ListingLimits, ParseTlsSettingError, SessionConfig, Timeouts, TlsMode, TlsSettings, TlsVersion,
 };
@@ -92,4 +93,4 @@ pub use trust::{
     CertificateSummary, FingerprintMismatch, InvalidFingerprint, format_fingerprint,
     parse_fingerprint, sha256_fingerprint,
 };
-pub use upload::{UploadOptions, Uploaded};
+pub use upload::{StagedUpload, UploadOptions, Uploaded};

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use tracing::{Instrument, info};
 
-use super::commands::Delete;
+use super::commands::{Delete, RemoteFile, Stat};
 use super::config::SessionConfig;
 use super::connect::{self, Learned, ProbeStep};
 use super::connection::{Connection, Operation};
@@ -29,7 +29,7 @@ use super::listing::RemoteEntry;
 use super::rename::{Rename, RenamePolicy};
 use super::tls_session_reuse::{ControlTls, DataTlsStats};
 use super::tls12_fallback::Tls12Fallback;
-use super::upload::{Upload, UploadOptions, Uploaded};
+use super::upload::{CommitUpload, DiscardUpload, StagedUpload, Upload, UploadOptions, Uploaded};
 
 /// One FTPS session to a partner, reused for many files.
 pub struct Session {
@@ -163,7 +163,8 @@ impl Session {
             .await
     }
 
-    /// [`Session::upload`] with every option (see [`UploadOptions`]).
+    /// [`Session::upload`] with every option (see [`UploadOptions`]): [`Session::stage_upload`]
+    /// then [`Session::commit_upload`] (the temporary file removed if the rename fails).
     pub async fn upload_with(
         &mut self,
         local: &Path,
@@ -171,12 +172,65 @@ impl Session {
         remote_name: &str,
         options: &UploadOptions,
     ) -> Result<Uploaded, FtpsError> {
+        let staged = self
+            .stage_upload(local, remote_dir, remote_name, options)
+            .await?;
+        let policy = RenamePolicy {
+            replace_existing: options.replace_existing,
+        };
+        match self.commit_upload(&staged, policy).await {
+            Ok(uploaded) => Ok(uploaded),
+            Err(e) if e.kind() == FtpsErrorKind::TemporaryFileVanished => Err(e),
+            Err(e) => {
+                self.discard_upload(&staged.temp_path).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The first half of an upload: streams `local` to a temporary name beside
+    /// `remote_dir/remote_name`, hashing in the same pass, and checks what the server
+    /// stored (see `upload.rs`). Nothing carries the final name yet.
+    pub async fn stage_upload(
+        &mut self,
+        local: &Path,
+        remote_dir: &str,
+        remote_name: &str,
+        options: &UploadOptions,
+    ) -> Result<StagedUpload, FtpsError> {
         let span =
             tracing::info_span!("ftps_upload", remote_dir, remote_name, local = %local.display());
         let mut op = Upload::new(local, remote_dir, remote_name, options);
-        let uploaded = self.run(&mut op).instrument(span.clone()).await?;
-        span.in_scope(|| info!(bytes = uploaded.bytes, sha256 = %hex::encode(uploaded.sha256), remote = %uploaded.remote_path, "uploaded"));
+        let staged = self.run(&mut op).instrument(span.clone()).await?;
+        span.in_scope(|| info!(bytes = staged.bytes, sha256 = %hex::encode(staged.sha256), temp = %staged.temp_path, "uploaded under a temporary name"));
+        Ok(staged)
+    }
+
+    /// The second half: renames `staged` to its final name under `policy` (`rename.rs`).
+    /// A failure leaves the temporary file in place ([`Session::discard_upload`]).
+    pub async fn commit_upload(
+        &mut self,
+        staged: &StagedUpload,
+        policy: RenamePolicy,
+    ) -> Result<Uploaded, FtpsError> {
+        let span =
+            tracing::info_span!("ftps_rename", from = %staged.temp_path, to = %staged.final_path);
+        let uploaded = self
+            .run(&mut CommitUpload { staged, policy })
+            .instrument(span)
+            .await?;
+        info!(remote = %uploaded.remote_path, "renamed into place");
         Ok(uploaded)
+    }
+
+    /// Removes an upload's temporary file, best effort (a failure is logged, not returned).
+    pub async fn discard_upload(&mut self, temp_path: &str) {
+        let _ = self.run(&mut DiscardUpload { temp_path }).await;
+    }
+
+    /// Whether `path` is on the server, and its size where the server tells it.
+    pub async fn stat(&mut self, path: &str) -> Result<RemoteFile, FtpsError> {
+        self.run(&mut Stat { path }).await
     }
 
     /// Streams `remote_dir/remote_name` into a temporary file in `local_dir`, `fsync`s it and

@@ -9,6 +9,12 @@
 //! stored size equals the bytes sent, is it renamed to its final name (`rename.rs`). Any
 //! failure deletes the temporary file (best effort). The hash returned is the hash of the
 //! bytes sent: it is the one the flow records.
+//!
+//! The two halves are separate operations, so that the flow engine can write its commit
+//! intent between them (`idempotency/intent.rs`): [`Upload`] leaves a complete, checked
+//! [`StagedUpload`] under the temporary name, and [`CommitUpload`] renames it. A refused
+//! commit does not remove the temporary file: the engine first gives its intent up, then
+//! calls [`DiscardUpload`].
 
 use std::path::Path;
 
@@ -18,11 +24,13 @@ use tracing::debug;
 use super::classify::{ReplyTo, from_net_io};
 use super::commands::size;
 use super::connection::{Connection, Operation};
+use super::control::check_line;
 use super::data::DataChannel;
 use super::error::{FtpsError, FtpsErrorKind};
 use super::paths::{join_remote, remote_file, temp_name};
 use super::pipeline::{FileReader, open_no_follow};
 use super::rename::{RenamePolicy, rename};
+use crate::crash_point::{self, CrashPoint};
 
 /// How an upload treats the content and an existing file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +40,20 @@ pub struct UploadOptions {
     pub expected_sha256: Option<[u8; 32]>,
     /// Replace a file already under the final name (the flow's `overwrite`).
     pub replace_existing: bool,
+}
+
+/// A complete upload still under its temporary name on the partner: every byte confirmed,
+/// size and hash checked, not yet renamed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedUpload {
+    /// Bytes sent (and confirmed).
+    pub bytes: u64,
+    /// SHA-256 of the bytes sent.
+    pub sha256: [u8; 32],
+    /// The temporary remote path the data is under.
+    pub temp_path: String,
+    /// The final remote path it is to get.
+    pub final_path: String,
 }
 
 /// The outcome of an upload.
@@ -45,7 +67,7 @@ pub struct Uploaded {
     pub remote_path: String,
 }
 
-/// One upload.
+/// The first half of an upload: the data under its temporary name, checked.
 pub(crate) struct Upload<'a> {
     local: &'a Path,
     remote_dir: &'a str,
@@ -70,9 +92,9 @@ impl<'a> Upload<'a> {
 }
 
 impl Operation for Upload<'_> {
-    type Output = Uploaded;
+    type Output = StagedUpload;
 
-    async fn run(&mut self, conn: &mut Connection) -> Result<Uploaded, FtpsError> {
+    async fn run(&mut self, conn: &mut Connection) -> Result<StagedUpload, FtpsError> {
         let (final_path, step) = remote_file("upload", self.remote_dir, self.remote_name)?;
         let local = self.local.to_path_buf();
         let opened = tokio::task::spawn_blocking(move || {
@@ -130,6 +152,7 @@ impl Operation for Upload<'_> {
             }
             (Err(e), _) => return Err(discard(conn, &temp_path, e).await),
         };
+        crash_point::reached(CrashPoint::AfterTransferReply);
         if let Some(expected) = expected_sha256
             && expected != sha256
         {
@@ -168,19 +191,57 @@ impl Operation for Upload<'_> {
             Ok(_) => {}
             Err(e) => return Err(discard(conn, &temp_path, e).await),
         }
-        let policy = RenamePolicy {
-            replace_existing: self.options.replace_existing,
-        };
-        match rename(conn, &step, &temp_path, &final_path, policy).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == FtpsErrorKind::TemporaryFileVanished => return Err(e),
-            Err(e) => return Err(discard(conn, &temp_path, e).await),
-        }
-        Ok(Uploaded {
+        Ok(StagedUpload {
             bytes,
             sha256,
-            remote_path: final_path,
+            temp_path,
+            final_path,
         })
+    }
+}
+
+/// The second half of an upload: the rename of a [`StagedUpload`] to its final name under
+/// a [`RenamePolicy`]. A failure leaves the temporary file where it is (see the module docs).
+pub(crate) struct CommitUpload<'a> {
+    pub(crate) staged: &'a StagedUpload,
+    pub(crate) policy: RenamePolicy,
+}
+
+impl Operation for CommitUpload<'_> {
+    type Output = Uploaded;
+
+    async fn run(&mut self, conn: &mut Connection) -> Result<Uploaded, FtpsError> {
+        let staged = self.staged;
+        let step = format!("upload of {}", staged.final_path);
+        rename(
+            conn,
+            &step,
+            &staged.temp_path,
+            &staged.final_path,
+            self.policy,
+        )
+        .await?;
+        Ok(Uploaded {
+            bytes: staged.bytes,
+            sha256: staged.sha256,
+            remote_path: staged.final_path.clone(),
+        })
+    }
+}
+
+/// Removes a [`StagedUpload`]'s temporary file (best effort: a failure is only logged).
+pub(crate) struct DiscardUpload<'a> {
+    pub(crate) temp_path: &'a str,
+}
+
+impl Operation for DiscardUpload<'_> {
+    type Output = ();
+
+    async fn run(&mut self, conn: &mut Connection) -> Result<(), FtpsError> {
+        check_line("discard", self.temp_path)?;
+        let reason = FtpsError::new(FtpsErrorKind::Protocol, "discard", "not renamed");
+        let _ = discard(conn, self.temp_path, reason).await;
+        Ok(())
     }
 }
 
@@ -205,12 +266,18 @@ async fn send(
 ) -> Result<(u64, [u8; 32]), FtpsError> {
     let mut reader = FileReader::start(file);
     let mut sent: Result<(), FtpsError> = Ok(());
+    let mut first = true;
     while let Some(buf) = reader.next().await {
         sent = match tokio::time::timeout(idle, data.stream().write_all(&buf)).await {
             Ok(r) => r.map_err(|e| from_net_io(step, e)),
             Err(_) => Err(FtpsError::timeout(step, "data connection (upload)", idle)),
         };
         reader.recycle(buf);
+        if first {
+            first = false;
+            let _ = data.stream().flush().await;
+            crash_point::reached(CrashPoint::MidStream);
+        }
         if sent.is_err() {
             break;
         }

@@ -40,6 +40,12 @@ impl FlowKeys {
         format!("{}:delivered:{}", self.base, key.id)
     }
 
+    /// `<prefix>:{flow:<flow>}:intent:<key>`: a delivery between its rename and its record
+    /// (see [`CommitIntent`](super::CommitIntent)).
+    pub fn intent(&self, key: &DeliveryKey) -> String {
+        format!("{}:intent:{}", self.base, key.id)
+    }
+
     /// The delivery record key of an older layout's id (see [`DeliveryKey::named_content`]).
     pub(crate) fn delivered_id(&self, id: &str) -> String {
         format!("{}:delivered:{id}", self.base)
@@ -263,6 +269,7 @@ mod tests {
                 k.delivered(&DeliveryKey::name(flow, "{x}.csv", 1, at(1))),
                 k.claim(&DeliveryKey::download(flow, "y", 2, at(2))),
                 k.tick(at(1_700_000_000)),
+                k.intent(&DeliveryKey::content(flow, &[3; 32])),
             ];
             for key in keys {
                 assert_eq!(Slot::for_key(&key), slot, "{key}");

@@ -58,14 +58,17 @@ mod config;
 mod connection;
 mod durability;
 mod error;
+mod intent;
 pub mod keys;
 mod lease;
+mod liveness;
 mod record;
 mod store;
 
 pub use config::StoreConfig;
 pub use durability::DurabilityWarning;
 pub use error::{ErrorKind, IdempotencyError};
+pub use intent::{CommitIntent, CommitStart};
 pub use keys::DeliveryKey;
 pub use lease::{Claim, FlowLock};
 pub use record::DeliveryRecord;

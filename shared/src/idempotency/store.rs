@@ -19,8 +19,10 @@ use tracing::{Instrument, debug, info_span, warn};
 use super::config::StoreConfig;
 use super::connection::{Connection, Request, millis};
 use super::error::IdempotencyError;
+use super::intent::{CommitIntent, CommitStart};
 use super::keys::{self, DeliveryKey, FlowKeys};
 use super::lease::{Claim, FlowLock, Lease};
+use super::liveness;
 use super::record::DeliveryRecord;
 use crate::secrets::redact_url;
 
@@ -28,47 +30,73 @@ use crate::secrets::redact_url;
 /// owner when someone else holds it. One script, so the check and the claim are atomic:
 /// no worker can record the delivery between them (which makes the "re-check after a
 /// successful claim" of a multi-command design unnecessary). A claim already held with
-/// this very token (our own earlier attempt whose reply was lost) counts as claimed.
+/// this very token (our own earlier attempt whose reply was lost) counts as claimed. A
+/// claim taken returns the commit intent an earlier holder left (see `intent.rs`).
 ///
-/// KEYS: delivered, claim[, legacy delivered]. ARGV: token, lease ms[, file name the legacy
-/// record must carry]. Reply: {status, value[, the other owner's claim: ms left]}.
+/// With `recheck` set, a delivered key is claimed all the same (status `recheck`): the
+/// caller fetches the file again to compare it with the record before deleting it.
+///
+/// KEYS: delivered, claim, intent[, legacy delivered]. ARGV: token, lease ms, recheck
+/// (`0`/`1`)[, file name the legacy record must carry]. Reply: {status, value[, intent |
+/// the other owner's claim: ms left]}.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local record = redis.call('GET', KEYS[1])
-if record then return {'delivered', record} end
-if KEYS[3] then
-  local legacy = redis.call('GET', KEYS[3])
+if not record and KEYS[4] then
+  local legacy = redis.call('GET', KEYS[4])
   if legacy then
     local ok, decoded = pcall(cjson.decode, legacy)
-    if ok and decoded['file_name'] == ARGV[3] then return {'delivered', legacy} end
+    if ok and decoded['file_name'] == ARGV[4] then record = legacy end
   end
 end
+if record and ARGV[3] ~= '1' then return {'delivered', record} end
+local status = 'claimed'
+local value = ARGV[1]
+if record then
+  status = 'recheck'
+  value = record
+end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {'claimed', ARGV[1]}
+  return {status, value, redis.call('GET', KEYS[3]) or ''}
 end
 local owner = redis.call('GET', KEYS[2])
 if owner == ARGV[1] then
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  return {'claimed', ARGV[1]}
+  return {status, value, redis.call('GET', KEYS[3]) or ''}
 end
 return {'other', owner or '', tostring(redis.call('PTTL', KEYS[2]))}
 ",
     )
 });
 
-/// Write the delivery record(s) with the retention TTL, then delete the claim if it is
-/// still ours. Returns 1 when the claim was ours (or when this is a retry of our own
-/// write), 0 when the lease had been lost meanwhile.
+/// Begin a commit: if the claim still holds our token, write the intent (for the
+/// retention) and answer 1; else answer 0 and write nothing.
 ///
-/// KEYS: claim, delivered... ARGV: token, record JSON, retention ms.
+/// KEYS: claim, intent. ARGV: token, intent JSON, retention ms.
+static BEGIN_COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1
+",
+    )
+});
+
+/// Write the delivery record(s) with the retention TTL, remove the commit intent, then
+/// delete the claim if it is still ours. Returns 1 when the claim was ours (or when this is
+/// a retry of our own write), 0 when the lease had been lost meanwhile.
+///
+/// KEYS: claim, intent, delivered... ARGV: token, record JSON, retention ms.
 static RECORD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local prior = redis.call('GET', KEYS[2])
-for i = 2, #KEYS do
+local prior = redis.call('GET', KEYS[3])
+for i = 3, #KEYS do
   redis.call('SET', KEYS[i], ARGV[2], 'PX', ARGV[3])
 end
+redis.call('DEL', KEYS[2])
 local owner = redis.call('GET', KEYS[1])
 if owner == ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -80,7 +108,19 @@ return 0
     )
 });
 
-/// The Redis client's settings that the store needs; built by the binaries from
+/// Give a commit up: delete the intent if the claim still holds our token (1), else
+/// leave it for the claim's new holder (0).
+///
+/// KEYS: claim, intent. ARGV: token.
+static ABANDON_COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[2])
+",
+    )
+});
+
 /// What recording a delivery found of the claim it was made under.
 #[must_use = "a lost claim means another worker may have sent the file too: report it"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,8 +138,25 @@ pub enum ClaimOutcome {
     /// The key is ours for the lease: transfer, then [`Store::record_delivery`] or
     /// [`Store::release`].
     Claimed(Claim),
+    /// The key is ours for the lease, and an earlier holder crashed between its commit
+    /// intent and its delivery record: look at the destination (see `intent.rs`) before
+    /// sending anything, then record or send as it shows.
+    Unfinished {
+        /// The claim.
+        claim: Claim,
+        /// What the earlier holder was about to rename.
+        intent: CommitIntent,
+    },
     /// The file was delivered already (within the retention period): skip it.
     AlreadyDelivered(DeliveryRecord),
+    /// Only from [`Store::claim_to_recheck`]: the key was delivered already, and is now
+    /// claimed so that the file can be fetched again and compared with its record.
+    Recheck {
+        /// The claim.
+        claim: Claim,
+        /// The earlier delivery.
+        earlier: DeliveryRecord,
+    },
     /// Another worker is transferring it right now: leave it to them.
     ClaimedByOther {
         /// The other claim's owner token (`<owner>/<uuid>`).
@@ -198,61 +255,170 @@ impl Store {
     /// Tries to claim `key` for `lease` on behalf of `owner` (a worker id; a unique
     /// token is appended, so two claims by the same worker never mistake each other).
     ///
-    /// Checks the delivery record first: a delivered file is never claimed again.
-    #[tracing::instrument(
-        name = "idempotency.claim",
-        skip_all,
-        fields(flow = key.flow_id(), key = key.as_str(), lease_ms = millis(lease), outcome)
-    )]
+    /// Checks the delivery record first: a delivered file is never claimed again. A claim
+    /// whose holder is a process of this host that is known dead (see `liveness.rs`) is
+    /// taken over at once rather than after its lease.
     pub async fn claim(
         &self,
         key: &DeliveryKey,
         owner: &str,
         lease: Duration,
     ) -> Result<ClaimOutcome, IdempotencyError> {
+        self.claim_as(key, owner, lease, false).await
+    }
+
+    /// Like [`Store::claim`], but a delivered key is claimed too
+    /// ([`ClaimOutcome::Recheck`]): for a download that must fetch a remote file again and
+    /// compare it with its record before deleting it.
+    pub async fn claim_to_recheck(
+        &self,
+        key: &DeliveryKey,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, IdempotencyError> {
+        self.claim_as(key, owner, lease, true).await
+    }
+
+    #[tracing::instrument(
+        name = "idempotency.claim",
+        skip_all,
+        fields(flow = key.flow_id(), key = key.as_str(), lease_ms = millis(lease), recheck, outcome)
+    )]
+    async fn claim_as(
+        &self,
+        key: &DeliveryKey,
+        owner: &str,
+        lease: Duration,
+        recheck: bool,
+    ) -> Result<ClaimOutcome, IdempotencyError> {
         let flow = self.flow_keys(key.flow_id());
         let claim_key = flow.claim(key);
         let delivered_key = flow.delivered(key);
         let token = token(owner);
-        let mut inv = CLAIM.prepare_invoke();
-        inv.key(&delivered_key)
-            .key(&claim_key)
-            .arg(&token)
-            .arg(millis(lease));
-        if let Some(legacy) = key.legacy() {
-            inv.key(flow.delivered_id(&legacy.id))
-                .arg(&legacy.file_name);
-        }
-        let reply: Vec<String> = self.run("claim", &Request::Script(inv)).await?;
-        let (status, value) = match reply.as_slice() {
-            [status, value, ..] => (status.clone(), value.clone()),
-            _ => {
-                return Err(self.unexpected("claim", format!("claim script answered {reply:?}")));
+        let mut took_over = false;
+        let reply = loop {
+            let mut inv = CLAIM.prepare_invoke();
+            inv.key(&delivered_key)
+                .key(&claim_key)
+                .key(flow.intent(key))
+                .arg(&token)
+                .arg(millis(lease))
+                .arg(if recheck { "1" } else { "0" });
+            if let Some(legacy) = key.legacy() {
+                inv.key(flow.delivered_id(&legacy.id))
+                    .arg(&legacy.file_name);
+            }
+            let reply: Vec<String> = self.run("claim", &Request::Script(inv)).await?;
+            match reply.as_slice() {
+                [status, holder, ..]
+                    if status == "other" && !took_over && liveness::holder_is_dead(holder) =>
+                {
+                    // Compare-and-delete: if the dead holder's token is still there, it goes;
+                    // if anyone else took the key meanwhile, the next claim sees them.
+                    took_over = true;
+                    let gone = self.inner.conn.delete_if_owner(&claim_key, holder).await?;
+                    warn!(holder = %holder, removed = gone, "the claim's holder is a dead process of this host: taking it over");
+                }
+                _ => break reply,
             }
         };
-        // PTTL: -1 no expiry, -2 gone since; either way no time left to report.
-        let expires_in = reply
-            .get(2)
-            .and_then(|ms| ms.parse::<u64>().ok())
-            .map(Duration::from_millis);
-        let outcome = match status.as_str() {
-            "claimed" => ClaimOutcome::Claimed(Claim::new(
-                Lease::new(self.inner.conn.clone(), claim_key, token),
+        let [status, value, rest @ ..] = reply.as_slice() else {
+            return Err(self.unexpected("claim", format!("claim script answered {reply:?}")));
+        };
+        let claim = || {
+            Claim::new(
+                Lease::new(self.inner.conn.clone(), claim_key.clone(), token.clone()),
                 key.clone(),
                 lease,
-            )),
-            "delivered" => ClaimOutcome::AlreadyDelivered(decode(&delivered_key, &value)?),
-            "other" => ClaimOutcome::ClaimedByOther {
-                owner: value,
-                expires_in,
+            )
+        };
+        let intent = match rest.first().map(String::as_str) {
+            Some(json) if !json.is_empty() && status != "other" => {
+                Some(decode_json::<CommitIntent>(&flow.intent(key), json)?)
+            }
+            _ => None,
+        };
+        let outcome = match (status.as_str(), intent) {
+            ("claimed", None) => ClaimOutcome::Claimed(claim()),
+            ("claimed", Some(intent)) => ClaimOutcome::Unfinished {
+                claim: claim(),
+                intent,
             },
-            other => {
+            ("recheck", _) => ClaimOutcome::Recheck {
+                claim: claim(),
+                earlier: decode(&delivered_key, value)?,
+            },
+            ("delivered", _) => ClaimOutcome::AlreadyDelivered(decode(&delivered_key, value)?),
+            ("other", _) => ClaimOutcome::ClaimedByOther {
+                owner: value.clone(),
+                // PTTL: -1 no expiry, -2 gone since; either way no time left to report.
+                expires_in: rest
+                    .first()
+                    .and_then(|ms| ms.parse::<u64>().ok())
+                    .map(Duration::from_millis),
+            },
+            (other, _) => {
                 return Err(self.unexpected("claim", format!("claim script answered {other:?}")));
             }
         };
-        tracing::Span::current().record("outcome", status.as_str());
+        let span = tracing::Span::current();
+        span.record("recheck", recheck);
+        span.record("outcome", status.as_str());
         debug!(outcome = status.as_str(), "claim checked");
         Ok(outcome)
+    }
+
+    /// Writes `intent` under `claim`'s key if the claim is still ours, in one step: the
+    /// last check before a file is renamed into place (see `intent.rs`).
+    #[tracing::instrument(
+        name = "idempotency.begin_commit",
+        skip_all,
+        fields(flow = claim.key().flow_id(), key = claim.key().as_str(), held)
+    )]
+    pub async fn begin_commit(
+        &self,
+        claim: &Claim,
+        intent: &CommitIntent,
+        retention: Duration,
+    ) -> Result<CommitStart, IdempotencyError> {
+        let intent_key = self.flow_keys(claim.key().flow_id()).intent(claim.key());
+        let json =
+            serde_json::to_string(intent).map_err(|source| IdempotencyError::Serialization {
+                key: intent_key.clone(),
+                action: "encoded",
+                source,
+            })?;
+        let mut inv = BEGIN_COMMIT.prepare_invoke();
+        inv.key(claim.lease().key())
+            .key(&intent_key)
+            .arg(claim.lease().token())
+            .arg(&json)
+            .arg(millis(retention));
+        let held: i64 = self.run("begin_commit", &Request::Script(inv)).await?;
+        tracing::Span::current().record("held", held == 1);
+        Ok(if held == 1 {
+            CommitStart::ClaimHeld
+        } else {
+            warn!("the claim was lost before the rename: not renaming");
+            CommitStart::ClaimLost
+        })
+    }
+
+    /// Removes `claim`'s commit intent if the claim is still ours (the rename was refused
+    /// and the temporary file is about to be removed). Returns whether it was.
+    #[tracing::instrument(
+        name = "idempotency.abandon_commit",
+        skip_all,
+        fields(flow = claim.key().flow_id(), key = claim.key().as_str())
+    )]
+    pub async fn abandon_commit(&self, claim: &Claim) -> Result<bool, IdempotencyError> {
+        let intent_key = self.flow_keys(claim.key().flow_id()).intent(claim.key());
+        let mut inv = ABANDON_COMMIT.prepare_invoke();
+        inv.key(claim.lease().key())
+            .key(&intent_key)
+            .arg(claim.lease().token());
+        let held: i64 = self.run("abandon_commit", &Request::Script(inv)).await?;
+        Ok(held == 1)
     }
 
     /// Records that `claim`'s file was delivered: writes `record` under the claim's
@@ -311,7 +477,9 @@ impl Store {
                 source,
             })?;
         let mut inv = RECORD.prepare_invoke();
-        inv.key(claim.lease().key()).key(&main_key);
+        inv.key(claim.lease().key())
+            .key(flow.intent(claim.key()))
+            .key(&main_key);
         for k in also {
             inv.key(flow.delivered(k));
         }
@@ -484,12 +652,24 @@ impl Store {
     }
 }
 
-/// A unique owner token: the caller's readable id plus a random suffix.
+/// A unique owner token: the caller's readable id, a random part, and the stamp of this
+/// process (see `liveness.rs`).
 fn token(owner: &str) -> String {
-    format!("{owner}/{}", uuid::Uuid::new_v4())
+    format!(
+        "{owner}/{}{}",
+        uuid::Uuid::new_v4(),
+        liveness::token_suffix()
+    )
 }
 
 fn decode(key: &str, json: &str) -> Result<DeliveryRecord, IdempotencyError> {
+    decode_json(key, json)
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(
+    key: &str,
+    json: &str,
+) -> Result<T, IdempotencyError> {
     serde_json::from_str(json).map_err(|source| IdempotencyError::Serialization {
         key: key.to_owned(),
         action: "decoded",

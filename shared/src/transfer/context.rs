@@ -140,7 +140,21 @@ impl RunContext<'_> {
         FileError::retryable(
             FileErrorKind::LeaseLost,
             format!(
-                "delivered to {delivered_to}, but this worker's claim on the file expired during                  the transfer: another worker may have delivered it too (a duplicate at the                  destination is possible); {kept}"
+                "delivered to {delivered_to}, but this worker's claim on the file expired during \
+                 the transfer: another worker may have delivered it too (a duplicate at the \
+                 destination is possible); {kept}"
+            ),
+        )
+    }
+
+    /// Why a complete file was not renamed into place: its claim was found lost right
+    /// before the rename, so the file now belongs to whichever worker holds it.
+    pub fn claim_lost_before_rename(&self, kept: &str) -> FileError {
+        FileError::retryable(
+            FileErrorKind::LeaseLost,
+            format!(
+                "this worker's claim on the file expired before it was renamed into place: \
+                 nothing was given the final name (another worker may deliver it); {kept}"
             ),
         )
     }

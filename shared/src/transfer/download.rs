@@ -12,14 +12,19 @@
 //! 5. **Record** under both keys (claim and content), which releases the claim.
 //! 6. **Tidy up**: only now, delete the remote file if the flow says so.
 
+use std::path::{Path, PathBuf};
+
 use chrono::{DateTime, Utc};
 use tracing::{Instrument, field::Empty, info, info_span};
 
+use super::commit::{self, Located};
 use super::context::{RunContext, partner_failure, store_failure};
+use super::local::hash_file;
 use super::report::{FileError, FileErrorKind, FileReport, RowDraft};
 use crate::config::IdempotencyMode;
-use crate::ftps::{DownloadOptions, RemoteEntry, printable};
-use crate::idempotency::{ClaimOutcome, DeliveryKey, Recorded};
+use crate::crash_point::{self, CrashPoint};
+use crate::ftps::{DownloadOptions, DownloadedFile, RemoteEntry, printable};
+use crate::idempotency::{Claim, ClaimOutcome, CommitIntent, DeliveryKey, DeliveryRecord};
 
 /// Runs one remote file through the download steps; always ends with its report row.
 pub(crate) async fn download_file(ctx: &RunContext<'_>, entry: RemoteEntry) -> FileReport {
@@ -46,18 +51,39 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
     if let Some(stopped) = ctx.stopped() {
         return row.failed(stopped);
     }
+    let kept = "the remote file is kept";
 
-    // 1. Claim.
+    // 1. Claim. A flow that deletes remote files claims even a recorded file, to fetch it
+    //    again and compare: a file replaced under the same name, size and listed time is
+    //    never deleted unfetched.
+    let mut prior = Prior::Nothing;
     let claim = if ctx.plan.idempotency == IdempotencyMode::None {
         None
     } else {
         // Servers that give no time make the key (name, size): a new file with the same
-        // name and size is then taken for the old one until its record expires.
+        // name and size is then taken for the old one until its record expires (unless the
+        // flow deletes remote files: then it is fetched and compared, above).
         let modified = entry.modified.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
         let key = DeliveryKey::download(flow_id, &entry.name, size, modified);
-        match ctx.store.claim(&key, ctx.owner, ctx.claim_lease).await {
+        let claimed = if ctx.plan.delete_after_transfer {
+            let store = ctx.store;
+            store
+                .claim_to_recheck(&key, ctx.owner, ctx.claim_lease)
+                .await
+        } else {
+            ctx.store.claim(&key, ctx.owner, ctx.claim_lease).await
+        };
+        match claimed {
             Err(err) => return row.failed(store_failure(err)),
             Ok(ClaimOutcome::Claimed(claim)) => Some(claim),
+            Ok(ClaimOutcome::Unfinished { claim, intent }) => {
+                prior = Prior::Unfinished(intent);
+                Some(claim)
+            }
+            Ok(ClaimOutcome::Recheck { claim, earlier }) => {
+                prior = Prior::Recheck(earlier);
+                Some(claim)
+            }
             Ok(ClaimOutcome::ClaimedByOther { owner, expires_in }) => {
                 info!(%owner, "another worker is fetching this file");
                 return row.left_to_other_worker(owner, expires_in);
@@ -66,137 +92,235 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
                 info!(delivered_to = %printable(&record.remote_path), by_run = %record.flow_run_id, "already fetched");
                 row.sha256 = Some(record.sha256.clone());
                 let row = row.earlier(&record).delivered_to(record.remote_path);
-                return match delete_source(ctx, &remote_path).await {
-                    Ok(()) => row.duplicate(),
-                    Err(err) => row.failed_after_delivery(err),
-                };
+                return row.duplicate();
             }
         }
     };
+    crash_point::reached(CrashPoint::Claimed);
 
-    // 2. Fetch.
-    let mut attempts = 0;
-    let options = DownloadOptions {
-        listed_size: entry.size,
-        part_owner: flow_id.to_owned(),
+    // 2. Fetch, or take what a crashed attempt left (see `commit.rs`).
+    let placed = match prior.resume(&mut row).await {
+        Some(placed) => placed,
+        None => {
+            let mut attempts = 0;
+            let options = DownloadOptions {
+                listed_size: entry.size,
+                part_owner: flow_id.to_owned(),
+            };
+            let fetch = ctx.with_retries(&mut attempts, || async {
+                let mut session = ctx.pool.get().await?;
+                let fetched = session
+                    .download_with(remote_dir, &entry.name, &ctx.plan.local_dir, &options)
+                    .await;
+                session.keep_if_ok(fetched)
+            });
+            let fetched = ctx.under_claim(claim.as_ref(), fetch).await;
+            row.attempts = attempts;
+            match fetched {
+                Ok(downloaded) => {
+                    row.size = downloaded.bytes;
+                    row.sha256 = Some(hex::encode(downloaded.sha256));
+                    Placed::Part(downloaded)
+                }
+                Err(err) => {
+                    ctx.release(claim).await;
+                    return row.failed(err);
+                }
+            }
+        }
     };
-    let fetch = ctx.with_retries(&mut attempts, || async {
-        let mut session = ctx.pool.get().await?;
-        let fetched = session
-            .download_with(remote_dir, &entry.name, &ctx.plan.local_dir, &options)
-            .await;
-        session.keep_if_ok(fetched)
-    });
-    let fetched = ctx.under_claim(claim.as_ref(), fetch).await;
-    row.attempts = attempts;
-    let downloaded = match fetched {
-        Ok(downloaded) => downloaded,
+    let sha256 = row.sha256.clone().unwrap_or_default();
+    crash_point::reached(CrashPoint::Staged);
+
+    // 3. Recognise known content: the bytes of the delivery being rechecked, or (`content`
+    //    mode) of any earlier delivery of the flow.
+    let known = match (&prior, &claim) {
+        (Prior::Recheck(earlier), _) if earlier.sha256 == sha256 => Some(earlier.clone()),
+        (Prior::Recheck(_), _) => {
+            info!("the remote file changed since its recorded delivery: taking the new content");
+            None
+        }
+        (_, Some(_)) if ctx.plan.idempotency == IdempotencyMode::Content => {
+            let content_key = DeliveryKey::content(flow_id, &hex_digest(&sha256));
+            match ctx.store.delivery(&content_key).await {
+                Ok(known) => known,
+                Err(err) => {
+                    drop(placed);
+                    ctx.release(claim).await;
+                    return row.failed(store_failure(err));
+                }
+            }
+        }
+        _ => None,
+    };
+    if let Some(previous) = known {
+        // Only a fresh part can be a known content; drop it (its guard removes it).
+        drop(placed);
+        info!(delivered_to = %printable(&previous.remote_path), "same content fetched before; discarded");
+        if let Some(claim) = &claim {
+            let record = ctx.record(&entry.name, row.size, &sha256, &previous.remote_path);
+            if let Err(err) = commit::record(ctx, claim, &[], &record, kept).await {
+                return row
+                    .delivered_to(previous.remote_path)
+                    .failed_after_delivery(err);
+            }
+        }
+        let row = row.earlier(&previous).delivered_to(previous.remote_path);
+        return match delete_source(ctx, &remote_path).await {
+            Ok(()) => row.duplicate(),
+            Err(err) => row.failed_after_delivery(err),
+        };
+    }
+
+    // 4. Put in place: the intent under the claim, then the rename.
+    let final_path = ctx.plan.local_dir.join(&entry.name);
+    let local_path = match place(ctx, claim.as_ref(), placed, &entry.name, &final_path).await {
+        Ok(path) => path,
         Err(err) => {
             ctx.release(claim).await;
             return row.failed(err);
         }
     };
-    let sha256 = hex::encode(downloaded.sha256);
-    row.size = downloaded.bytes;
-    row.sha256 = Some(sha256.clone());
-    let content_key = DeliveryKey::content(flow_id, &downloaded.sha256);
-
-    // 3. Recognise known content.
-    if ctx.plan.idempotency == IdempotencyMode::Content && claim.is_some() {
-        let known = match ctx.store.delivery(&content_key).await {
-            Ok(known) => known,
-            Err(err) => {
-                drop(downloaded);
-                ctx.release(claim).await;
-                return row.failed(store_failure(err));
-            }
-        };
-        if let (Some(previous), Some(claim)) = (known, &claim) {
-            drop(downloaded);
-            info!(delivered_to = %printable(&previous.remote_path), "same content fetched before; discarded");
-            let record = ctx.record(&entry.name, row.size, &sha256, &previous.remote_path);
-            match ctx
-                .store
-                .record_delivery(claim, &record, ctx.plan.retention)
-                .await
-            {
-                Ok(Recorded::ClaimHeld) => {}
-                Ok(Recorded::ClaimLost) => {
-                    let kept = "the remote file is kept";
-                    let error = ctx.claim_lost(&previous.remote_path, kept);
-                    return row
-                        .delivered_to(previous.remote_path)
-                        .failed_after_delivery(error);
-                }
-                Err(err) => return row.failed(store_failure(err)),
-            }
-            let row = row.earlier(&previous).delivered_to(previous.remote_path);
-            return match delete_source(ctx, &remote_path).await {
-                Ok(()) => row.duplicate(),
-                Err(err) => row.failed_after_delivery(err),
-            };
-        }
-    }
-
-    // 4. Put in place.
-    let final_name = entry.name.clone();
-    let replace = ctx.plan.overwrite;
-    let persisted = tokio::task::spawn_blocking(move || {
-        if replace {
-            downloaded.persist(&final_name)
-        } else {
-            downloaded.persist_new(&final_name)
-        }
-    })
-    .await;
-    let local_path = match persisted {
-        Ok(Ok(path)) => path,
-        Ok(Err(err)) => {
-            ctx.release(claim).await;
-            return row.failed(partner_failure(&err));
-        }
-        Err(join) => {
-            ctx.release(claim).await;
-            return row.failed(FileError::retryable(
-                FileErrorKind::LocalIo,
-                format!("saving the file: {join}"),
-            ));
-        }
-    };
     let delivered_to = local_path.display().to_string();
     let row = row.delivered_to(delivered_to.clone());
+    crash_point::reached(CrashPoint::Renamed);
 
-    // 5. Record.
-    if let Some(claim) = claim {
+    // 5. Record under both keys (claim and content), which releases the claim.
+    if let Some(claim) = &claim {
+        let content_key = DeliveryKey::content(flow_id, &hex_digest(&sha256));
         let record = ctx.record(&entry.name, row.size, &sha256, &delivered_to);
-        let recorded = ctx
-            .store
-            .record_delivery_also(&claim, &[content_key], &record, ctx.plan.retention)
-            .await;
-        match recorded {
-            Ok(Recorded::ClaimHeld) => {}
-            Ok(Recorded::ClaimLost) => {
-                let error = ctx.claim_lost(&delivered_to, "the remote file is kept");
-                return row.failed_after_delivery(error);
-            }
-            Err(err) => {
-                let mut error = store_failure(err);
-                error.message = format!(
-                    "fetched to {delivered_to} but the delivery record could not be written \
-                     ({}); the remote file is kept",
-                    error.message
-                );
-                return row.failed_after_delivery(error);
-            }
+        if let Err(err) = commit::record(ctx, claim, &[content_key], &record, kept).await {
+            return row.failed_after_delivery(err);
         }
     }
     info!(local_path = %printable(&delivered_to), bytes = row.size, "fetched");
+    crash_point::reached(CrashPoint::Recorded);
 
     // 6. Tidy up.
-    match delete_source(ctx, &remote_path).await {
+    let row = match delete_source(ctx, &remote_path).await {
         Ok(()) => row.transferred(),
         Err(err) => row.failed_after_delivery(err),
+    };
+    crash_point::reached(CrashPoint::SourceDeleted);
+    row
+}
+
+/// What the claim found besides the right to fetch.
+enum Prior {
+    /// A plain claim.
+    Nothing,
+    /// A crashed attempt's commit intent.
+    Unfinished(CommitIntent),
+    /// The file's recorded delivery, to compare the fetched bytes with.
+    Recheck(DeliveryRecord),
+}
+
+impl Prior {
+    /// For an unfinished attempt: what it left in the destination folder, if usable
+    /// (`None`: fetch again). Notes the recovery on the row.
+    async fn resume(&self, row: &mut RowDraft) -> Option<Placed> {
+        let Prior::Unfinished(intent) = self else {
+            return None;
+        };
+        let located = locate(intent).await;
+        info!(part = %printable(&intent.temp_path), ?located, "an earlier attempt crashed before recording its delivery");
+        row.recovery = Some(located.recovery());
+        let placed = match located {
+            Located::Staged => {
+                let part = DownloadedFile::adopt(
+                    PathBuf::from(&intent.temp_path),
+                    intent.size,
+                    hex_digest(&intent.sha256),
+                )?;
+                Placed::Part(part)
+            }
+            Located::InPlace => Placed::InPlace(PathBuf::from(&intent.final_path)),
+            Located::Neither => return None,
+        };
+        row.size = intent.size;
+        row.sha256 = Some(intent.sha256.clone());
+        Some(placed)
     }
+}
+
+/// A complete download in the destination folder: under its part name, or already renamed
+/// by a crashed attempt.
+enum Placed {
+    Part(DownloadedFile),
+    InPlace(PathBuf),
+}
+
+/// Writes the commit intent (when the file is claimed) and renames the part into place; a
+/// file already in place is only returned. A part that cannot be renamed is removed with its
+/// intent (a later attempt fetches again: the remote file is still there).
+async fn place(
+    ctx: &RunContext<'_>,
+    claim: Option<&Claim>,
+    placed: Placed,
+    name: &str,
+    final_path: &Path,
+) -> Result<PathBuf, FileError> {
+    let part = match placed {
+        Placed::InPlace(path) => return Ok(path),
+        Placed::Part(part) => part,
+    };
+    if let Some(claim) = claim {
+        let intent = commit::intent(
+            ctx,
+            part.temp_path().display().to_string(),
+            final_path.display().to_string(),
+            part.bytes,
+            &part.sha256,
+        );
+        commit::begin(ctx, claim, &intent, "the remote file is kept").await?;
+    }
+    crash_point::reached(CrashPoint::IntentWritten);
+    let final_name = name.to_owned();
+    let replace = ctx.plan.overwrite;
+    let persisted = tokio::task::spawn_blocking(move || {
+        if replace {
+            part.persist(&final_name)
+        } else {
+            part.persist_new(&final_name)
+        }
+    })
+    .await;
+    let failure = match persisted {
+        Ok(Ok(path)) => return Ok(path),
+        Ok(Err(err)) => partner_failure(&err),
+        Err(join) => {
+            FileError::retryable(FileErrorKind::LocalIo, format!("saving the file: {join}"))
+        }
+    };
+    if let Some(claim) = claim {
+        let _ = commit::abandon(ctx, claim).await;
+    }
+    Err(failure)
+}
+
+/// Looks at the destination folder for an intent's file: the part, complete, or the final
+/// name with the intent's content. Both are hashed: a local check costs one read and leaves
+/// no doubt.
+async fn locate(intent: &CommitIntent) -> Located {
+    let matches = |path: String| async move {
+        matches!(hash_file(Path::new(&path)).await, Ok((sha, size))
+            if size == intent.size && hex::encode(sha) == intent.sha256)
+    };
+    if matches(intent.temp_path.clone()).await {
+        Located::Staged
+    } else if matches(intent.final_path.clone()).await {
+        Located::InPlace
+    } else {
+        Located::Neither
+    }
+}
+
+/// A SHA-256 from its lowercase hex (all zeros if it is not one: never the case for hashes
+/// ferry wrote itself).
+fn hex_digest(hex: &str) -> [u8; 32] {
+    let mut digest = [0u8; 32];
+    let _ = hex::decode_to_slice(hex, &mut digest);
+    digest
 }
 
 /// The remote file's path: the flow's remote folder and the listed name.

@@ -86,6 +86,7 @@
 //!   fails with a store error (or the file with `store_unavailable`). A claim whose lease
 //!   cannot be renewed stops its transfer (`lease_lost`) rather than risk a second sender.
 
+mod commit;
 mod context;
 mod download;
 mod engine;
@@ -107,7 +108,7 @@ pub use plan::FlowPlan;
 pub use pool::{SessionLease, SessionPool};
 pub use report::{
     ClaimHolder, Direction, EarlierDelivery, FileError, FileErrorKind, FileReport, Outcome,
-    RunInfo, RunReport, Totals,
+    Recovery, RunInfo, RunReport, Totals,
 };
 pub use retry::RetryPolicy;
 pub use selection::{LocalFile, Selection, Walk, is_stable, select_local};

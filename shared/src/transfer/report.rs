@@ -168,6 +168,21 @@ pub struct EarlierDelivery {
     pub flow_run_id: String,
 }
 
+/// How a file whose earlier attempt crashed between its rename and its record was
+/// finished (see `idempotency/intent.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovery {
+    /// The earlier attempt's complete temporary file was renamed into place: nothing was
+    /// sent again.
+    RenamedLeftover,
+    /// The earlier attempt had renamed the file already: only the record was written.
+    FoundInPlace,
+    /// Neither was found (never put in place, or taken away by the partner since): sent
+    /// again, so the partner may have seen it before.
+    SentAgain,
+}
+
 /// Who holds a file this run left alone, and for how long unless renewed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClaimHolder {
@@ -201,6 +216,9 @@ pub struct FileReport {
     pub holder: Option<ClaimHolder>,
     /// How many transfer attempts this run made for the file.
     pub attempts: u32,
+    /// Set when this run finished a crashed attempt's delivery of the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
     /// Why the file failed or was skipped; `None` unless `outcome` is `failed` or `skipped`.
     pub error: Option<FileError>,
 }
@@ -218,6 +236,7 @@ impl FileReport {
             earlier: None,
             holder: None,
             attempts: 0,
+            recovery: None,
             error: Some(reason),
         }
     }
@@ -234,6 +253,7 @@ impl FileReport {
             earlier: None,
             holder: None,
             attempts: 0,
+            recovery: None,
             error: Some(error),
         }
     }
@@ -247,6 +267,7 @@ pub(crate) struct RowDraft {
     pub size: u64,
     pub sha256: Option<String>,
     pub attempts: u32,
+    pub recovery: Option<Recovery>,
     /// The source's path (local for an upload, remote for a download).
     source: String,
     /// Where the file is delivered, once it is.
@@ -273,6 +294,7 @@ impl RowDraft {
             size,
             sha256: None,
             attempts: 0,
+            recovery: None,
             source,
             delivered_to: None,
             direction,
@@ -313,6 +335,7 @@ impl RowDraft {
             earlier: self.earlier,
             holder: self.holder,
             attempts: self.attempts,
+            recovery: self.recovery,
             error,
         }
     }
@@ -528,6 +551,7 @@ mod tests {
             earlier: None,
             holder: None,
             attempts: 1,
+            recovery: None,
             error: None,
         }
     }

@@ -16,13 +16,17 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{Instrument, field::Empty, info, info_span};
 
+use super::commit::{self, Located};
 use super::context::{RunContext, store_failure};
 use super::local::{hash_file, remove_file};
 use super::report::{FileError, FileErrorKind, FileReport, RowDraft};
 use super::selection::LocalFile;
 use crate::config::IdempotencyMode;
-use crate::ftps::{UploadOptions, printable};
-use crate::idempotency::{ClaimOutcome, DeliveryKey, IdempotencyError, Recorded};
+use crate::crash_point::{self, CrashPoint};
+use crate::ftps::{
+    FtpsError, RemoteFile, RenamePolicy, StagedUpload, UploadOptions, Uploaded, printable,
+};
+use crate::idempotency::{Claim, ClaimOutcome, CommitIntent, DeliveryKey, IdempotencyError};
 
 /// Runs one local file through the upload steps; always ends with its report row.
 pub(crate) async fn upload_file(ctx: &RunContext<'_>, file: LocalFile) -> FileReport {
@@ -82,16 +86,26 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
     };
 
     // 2. Claim.
+    let mut unfinished = None;
     let claim = match key {
         None => None,
         Some(key) => match claim_unless_mine_in_flight(ctx, &key).await {
             Err(err) => return row.failed(store_failure(err)),
             Ok(ClaimOutcome::Claimed(claim)) => Some(claim),
+            Ok(ClaimOutcome::Unfinished { claim, intent }) => {
+                unfinished = Some(intent);
+                Some(claim)
+            }
             Ok(ClaimOutcome::ClaimedByOther { owner, expires_in }) => {
                 info!(%owner, "another worker is sending this file");
                 return row.left_to_other_worker(owner, expires_in);
             }
-            Ok(ClaimOutcome::AlreadyDelivered(record)) => {
+            Ok(
+                ClaimOutcome::AlreadyDelivered(record)
+                | ClaimOutcome::Recheck {
+                    earlier: record, ..
+                },
+            ) => {
                 info!(delivered_to = %printable(&record.remote_path), by_run = %record.flow_run_id, "already delivered");
                 let row = row.earlier(&record).delivered_to(record.remote_path);
                 return match delete_source(ctx, file).await {
@@ -101,24 +115,69 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
             }
         },
     };
+    crash_point::reached(CrashPoint::Claimed);
 
-    // 3. Send.
-    let (remote_dir, remote_name) = remote_location(&ctx.plan.remote_dir, &file.name);
-    let mut attempts = 0;
-    let options = UploadOptions {
-        expected_sha256,
+    // 3. Send, or finish what a crashed attempt left (see `commit.rs`).
+    let policy = RenamePolicy {
         replace_existing: ctx.plan.overwrite,
     };
-    let send = ctx.with_retries(&mut attempts, || async {
-        let mut session = ctx.pool.get().await?;
-        let sent = session
-            .upload_with(&file.path, &remote_dir, remote_name, &options)
-            .await;
-        session.keep_if_ok(sent)
-    });
-    let sent = ctx.under_claim(claim.as_ref(), send).await;
-    row.attempts = attempts;
-    let uploaded = match sent {
+    let mut resumed = None;
+    if let Some(intent) = unfinished {
+        let located = ctx.under_claim(claim.as_ref(), locate(ctx, &intent)).await;
+        match located {
+            Ok(located) => {
+                info!(temp = %printable(&intent.temp_path), ?located, "an earlier attempt crashed before recording its delivery");
+                row.recovery = Some(located.recovery());
+                if located != Located::Neither {
+                    resumed = Some((located, intent));
+                }
+            }
+            Err(err) => {
+                ctx.release(claim).await;
+                return row.failed(err);
+            }
+        }
+    }
+    let (remote_dir, remote_name) = remote_location(&ctx.plan.remote_dir, &file.name);
+    let staged = match resumed {
+        Some((located, intent)) => Resumed {
+            located,
+            staged: staged_of(&intent),
+        },
+        None => {
+            let options = UploadOptions {
+                expected_sha256,
+                replace_existing: ctx.plan.overwrite,
+            };
+            let mut attempts = 0;
+            let send = ctx.with_retries(&mut attempts, || async {
+                let mut session = ctx.pool.get().await?;
+                let staged = session
+                    .stage_upload(&file.path, &remote_dir, remote_name, &options)
+                    .await;
+                session.keep_if_ok(staged)
+            });
+            let sent = ctx.under_claim(claim.as_ref(), send).await;
+            row.attempts = attempts;
+            match sent {
+                Ok(staged) => Resumed {
+                    located: Located::Staged,
+                    staged,
+                },
+                Err(err) => {
+                    ctx.release(claim).await;
+                    return row.failed(err);
+                }
+            }
+        }
+    };
+    row.size = staged.staged.bytes;
+    row.sha256 = Some(hex::encode(staged.staged.sha256));
+    crash_point::reached(CrashPoint::Staged);
+
+    // 4. Put in place: the intent under the claim, then the rename.
+    let kept = "the local file is kept";
+    let uploaded = match commit_upload(ctx, claim.as_ref(), staged, policy, kept).await {
         Ok(uploaded) => uploaded,
         Err(err) => {
             ctx.release(claim).await;
@@ -126,40 +185,135 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
         }
     };
     let sha256 = hex::encode(uploaded.sha256);
-    row.size = uploaded.bytes;
-    row.sha256 = Some(sha256.clone());
     let row = row.delivered_to(uploaded.remote_path.clone());
+    crash_point::reached(CrashPoint::Renamed);
 
-    // 4. Record.
-    if let Some(claim) = claim {
+    // 5. Record.
+    if let Some(claim) = &claim {
         let record = ctx.record(&file.name, uploaded.bytes, &sha256, &uploaded.remote_path);
-        let recorded = ctx
-            .store
-            .record_delivery(&claim, &record, ctx.plan.retention)
-            .await;
-        match recorded {
-            Ok(Recorded::ClaimHeld) => {}
-            Ok(Recorded::ClaimLost) => {
-                let kept = "the local file is kept";
-                return row.failed_after_delivery(ctx.claim_lost(&uploaded.remote_path, kept));
-            }
-            Err(err) => {
-                let mut error = store_failure(err);
-                error.message = format!(
-                    "delivered to {} but the delivery record could not be written ({}); the \
-                     local file is kept, and a run after the claim expires may send it again",
-                    uploaded.remote_path, error.message
-                );
-                return row.failed_after_delivery(error);
-            }
+        if let Err(err) = commit::record(ctx, claim, &[], &record, kept).await {
+            return row.failed_after_delivery(err);
         }
     }
     info!(remote_path = %printable(&uploaded.remote_path), bytes = uploaded.bytes, "delivered");
+    crash_point::reached(CrashPoint::Recorded);
 
-    // 5. Tidy up.
-    match delete_source(ctx, file).await {
+    // 6. Tidy up.
+    let row = match delete_source(ctx, file).await {
         Ok(()) => row.transferred(),
         Err(err) => row.failed_after_delivery(err),
+    };
+    crash_point::reached(CrashPoint::SourceDeleted);
+    row
+}
+
+/// A complete upload on the partner and where it stands: under its temporary name
+/// ([`Located::Staged`]), or already renamed by a crashed attempt ([`Located::InPlace`]).
+struct Resumed {
+    located: Located,
+    staged: StagedUpload,
+}
+
+/// Writes the commit intent (when the file is claimed) and renames the staged file into
+/// place; a file already in place is only checked. A rename that fails is looked at once
+/// more (its reply may have been lost after the server did it); when the file is not in
+/// place, the intent is given up and only then the temporary file removed.
+async fn commit_upload(
+    ctx: &RunContext<'_>,
+    claim: Option<&Claim>,
+    resumed: Resumed,
+    policy: RenamePolicy,
+    kept: &str,
+) -> Result<Uploaded, FileError> {
+    let Resumed { located, staged } = resumed;
+    let uploaded = Uploaded {
+        bytes: staged.bytes,
+        sha256: staged.sha256,
+        remote_path: staged.final_path.clone(),
+    };
+    if located == Located::InPlace {
+        return Ok(uploaded);
+    }
+    let intent = commit::intent(
+        ctx,
+        staged.temp_path.clone(),
+        staged.final_path.clone(),
+        staged.bytes,
+        &staged.sha256,
+    );
+    if let Some(claim) = claim
+        && let Err(err) = commit::begin(ctx, claim, &intent, kept).await
+    {
+        discard(ctx, &staged.temp_path).await;
+        return Err(err);
+    }
+    crash_point::reached(CrashPoint::IntentWritten);
+    let mut attempts = 0;
+    let rename = ctx.with_retries(&mut attempts, || async {
+        let mut session = ctx.pool.get().await?;
+        let renamed = session.commit_upload(&staged, policy).await;
+        session.keep_if_ok(renamed)
+    });
+    let refused = match ctx.under_claim(claim, rename).await {
+        Ok(uploaded) => return Ok(uploaded),
+        Err(refused) => refused,
+    };
+    if let Ok(Located::InPlace) = ctx.under_claim(claim, locate(ctx, &intent)).await {
+        info!("the rename was done although its reply said otherwise");
+        return Ok(uploaded);
+    }
+    let may_discard = match claim {
+        Some(claim) => commit::abandon(ctx, claim).await,
+        None => true,
+    };
+    if may_discard {
+        discard(ctx, &staged.temp_path).await;
+    }
+    Err(refused)
+}
+
+/// Looks at the partner for an intent's file (see [`Located`]).
+async fn locate(ctx: &RunContext<'_>, intent: &CommitIntent) -> Result<Located, FtpsError> {
+    let mut attempts = 0;
+    ctx.with_retries(&mut attempts, || async {
+        let mut session = ctx.pool.get().await?;
+        let located = async {
+            let complete = |found: RemoteFile| match found {
+                RemoteFile::Present { size } => size.is_none_or(|s| s == intent.size),
+                RemoteFile::Absent | RemoteFile::Unknown => false,
+            };
+            if complete(session.stat(&intent.temp_path).await?) {
+                return Ok(Located::Staged);
+            }
+            Ok(if complete(session.stat(&intent.final_path).await?) {
+                Located::InPlace
+            } else {
+                Located::Neither
+            })
+        }
+        .await;
+        session.keep_if_ok(located)
+    })
+    .await
+}
+
+/// Removes a temporary file on the partner, best effort.
+async fn discard(ctx: &RunContext<'_>, temp_path: &str) {
+    if let Ok(mut session) = ctx.pool.get().await {
+        session.discard_upload(temp_path).await;
+        session.done();
+    }
+}
+
+/// The staged upload an intent describes.
+fn staged_of(intent: &CommitIntent) -> StagedUpload {
+    let mut sha256 = [0u8; 32];
+    let _ = hex::decode_to_slice(&intent.sha256, &mut sha256);
+    StagedUpload {
+        bytes: intent.size,
+        sha256,
+        temp_path: intent.temp_path.clone(),
+        final_path: intent.final_path.clone(),
     }
 }
 
