@@ -147,6 +147,61 @@ impl Bed {
             .unwrap_or_else(|e| panic!("{e}\n(start Redis on 127.0.0.1:6379)"))
     }
 
+    /// `ferry-worker run --flow f --json` on this bed's configuration, as a child process
+    /// whose output is collected (`.output()` drains both pipes while it runs).
+    pub fn worker_run(&self) -> tokio::process::Command {
+        let binary =
+            crate::tools::workspace_binary("ferry-worker").unwrap_or_else(|e| panic!("{e:#}"));
+        let mut cmd = tokio::process::Command::new(binary);
+        cmd.arg("--config")
+            .arg(self.dir.path())
+            .args(["run", "--flow", "f", "--json"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// A store on this bed's Redis and key prefix (to look at or set up its records).
+    pub async fn store(&self) -> ferry_shared::idempotency::Store {
+        let mut config = ferry_shared::idempotency::StoreConfig::new(self.redis.clone());
+        config.key_prefix = self.prefix.0.clone();
+        ferry_shared::idempotency::Store::connect(&config)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The Redis keys of flow `f` of kind `kind` (`claim`, `delivered`, `intent`, `lock`).
+    pub fn flow_keys(&self, kind: &str) -> Vec<String> {
+        let pattern = format!("{}:{{flow:f}}:{kind}*", self.prefix.0);
+        let out = Command::new("redis-cli")
+            .args(["-u", &self.redis, "--scan", "--pattern", &pattern])
+            .output()
+            .expect("redis-cli");
+        let mut keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// The file names of flow `f`'s delivery records.
+    pub fn recorded_names(&self) -> std::collections::BTreeSet<String> {
+        self.flow_keys("delivered")
+            .iter()
+            .filter_map(|key| {
+                let out = Command::new("redis-cli")
+                    .args(["-u", &self.redis, "GET", key])
+                    .output()
+                    .expect("redis-cli");
+                let record: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+                record["file_name"].as_str().map(str::to_owned)
+            })
+            .collect()
+    }
+
     /// Name -> SHA-256 (hex) of the regular, non-hidden files in a server folder.
     pub fn remote_files(&self, dir: &str) -> BTreeMap<String, String> {
         files_in(&self.server.path(dir))
@@ -223,6 +278,18 @@ pub fn names_with(report: &RunReport, outcome: Outcome) -> Vec<&str> {
         .filter(|r| r.outcome == outcome)
         .map(|r| r.name.as_str())
         .collect()
+}
+
+/// The exit code and the JSON report of a finished `ferry-worker run --json`.
+pub fn parse_run(output: &std::process::Output) -> (Option<i32>, serde_json::Value) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}):\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code(), report)
 }
 
 pub async fn run(engine: &Engine, run_id: &str) -> RunReport {

@@ -17,8 +17,8 @@ use ferry_shared::config::Config;
 use ferry_shared::idempotency::{ClaimOutcome, DeliveryKey, LockWait};
 use ferry_shared::transfer::{Engine, FileReport, Outcome, TransferErrorKind, run_flow};
 use ferry_tests::bed::{
-    Bed, all_names, download, files_in, names_with, options, redis_url, run, sha256_hex, upload,
-    write_files,
+    Bed, all_names, download, files_in, names_with, options, parse_run, redis_url, run, sha256_hex,
+    upload, write_files,
 };
 use ferry_tests::ftp::FtpServerKind;
 
@@ -459,7 +459,7 @@ async fn a_file_claimed_by_another_worker_is_left_to_it() {
     assert!(left > 0 && left <= 60_000, "{left}");
 
     // `ferry-worker run` says so too, and does not exit 0: the file is not done.
-    let output = worker_run(&bed).output().await.expect("run");
+    let output = bed.worker_run().output().await.expect("run");
     let (code, json) = parse_run(&output);
     assert_eq!(code, Some(3), "{json}");
     let rows = json["files"].as_array().expect("rows");
@@ -533,20 +533,6 @@ async fn name_mode_and_none_mode() {
 }
 
 /// `ferry-worker --config DIR run --flow f --json`, output captured.
-fn worker_run(bed: &Bed) -> tokio::process::Command {
-    let binary =
-        ferry_tests::tools::workspace_binary("ferry-worker").unwrap_or_else(|e| panic!("{e:#}"));
-    let mut cmd = tokio::process::Command::new(binary);
-    cmd.arg("--config")
-        .arg(bed.dir.path())
-        .args(["run", "--flow", "f", "--json"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
 /// Waits until a file in `dir` passes 1 MiB (a transfer under way), then kills `victim`
 /// with SIGKILL; returns that file's name. Panics if the transfer ends first.
 async fn kill_mid_transfer(victim: &mut tokio::process::Child, dir: &Path) -> String {
@@ -573,7 +559,7 @@ async fn kill_mid_transfer(victim: &mut tokio::process::Child, dir: &Path) -> St
 /// and claim expire) until one run transfers one file; whether one did.
 async fn run_until_one_transferred(bed: &Bed) -> bool {
     for _ in 0..6 {
-        let output = worker_run(bed).output().await.expect("run");
+        let output = bed.worker_run().output().await.expect("run");
         let (code, report) = parse_run(&output);
         if code == Some(0) && report["totals"]["transferred"] == 1 {
             return true;
@@ -586,7 +572,7 @@ async fn run_until_one_transferred(bed: &Bed) -> bool {
 /// Starts two `ferry-worker run` processes on the flow at once; both must succeed.
 /// Returns how many files they transferred between them.
 async fn two_runs_at_once(bed: &Bed) -> u64 {
-    let (a, b) = tokio::join!(worker_run(bed).output(), worker_run(bed).output());
+    let (a, b) = tokio::join!(bed.worker_run().output(), bed.worker_run().output());
     let (code_a, report_a) = parse_run(&a.expect("worker a"));
     let (code_b, report_b) = parse_run(&b.expect("worker b"));
     // 3: a file was still held by the other process's claim when this one looked at it.
@@ -598,18 +584,6 @@ async fn two_runs_at_once(bed: &Bed) -> u64 {
     }
     let transferred = |r: &serde_json::Value| r["totals"]["transferred"].as_u64().expect("count");
     transferred(&report_a) + transferred(&report_b)
-}
-
-/// The exit code and the JSON report of a finished `ferry-worker run`.
-fn parse_run(output: &std::process::Output) -> (Option<i32>, serde_json::Value) {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "no JSON report ({e}):\nstdout: {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output.status.code(), report)
 }
 
 #[tokio::test]
@@ -646,7 +620,7 @@ async fn kill_9_mid_upload_then_a_new_process_delivers_the_file_once() {
     }
     let expected = files_in(&bed.local());
 
-    let mut victim = worker_run(&bed).spawn().expect("spawn ferry-worker");
+    let mut victim = bed.worker_run().spawn().expect("spawn ferry-worker");
     let partial = kill_mid_transfer(&mut victim, &bed.server.path("in")).await;
     assert!(
         partial.starts_with('.'),
@@ -672,7 +646,7 @@ async fn kill_9_mid_upload_then_a_new_process_delivers_the_file_once() {
         "arrived whole, exactly once"
     );
     assert!(!big.exists(), "deleted after delivery");
-    let output = worker_run(&bed).output().await.expect("run");
+    let output = bed.worker_run().output().await.expect("run");
     let (code, report) = parse_run(&output);
     assert_eq!(code, Some(0));
     assert_eq!(
@@ -818,7 +792,7 @@ async fn kill_9_mid_download_then_a_new_process_fetches_the_file_once() {
     let expected = sha256_hex(&big);
     drop(big);
 
-    let mut victim = worker_run(&bed).spawn().expect("spawn ferry-worker");
+    let mut victim = bed.worker_run().spawn().expect("spawn ferry-worker");
     let partial = kill_mid_transfer(&mut victim, &bed.local()).await;
     assert!(
         partial.starts_with('.'),

@@ -541,11 +541,24 @@ impl Store {
             .arg("NX")
             .arg("PX")
             .arg(millis(lease));
-        let set: Option<String> = self.run("lock_flow", &Request::Cmd(cmd)).await?;
-        let acquired = match set {
-            Some(_) => true,
-            // A retry after a lost reply finds our own token: that is ours too.
-            None => self.get(&lock_key, "lock_flow").await?.as_deref() == Some(token.as_str()),
+        let mut took_over = false;
+        let acquired = loop {
+            let set: Option<String> = self.run("lock_flow", &Request::Cmd(cmd.clone())).await?;
+            if set.is_some() {
+                break true;
+            }
+            match self.get(&lock_key, "lock_flow").await? {
+                // A retry after a lost reply finds our own token: that is ours too.
+                Some(holder) if holder == token => break true,
+                // The holder is a dead process of this host (see `liveness.rs`): its lock
+                // goes now, not after its lease.
+                Some(holder) if !took_over && liveness::holder_is_dead(&holder) => {
+                    took_over = true;
+                    let gone = self.inner.conn.delete_if_owner(&lock_key, &holder).await?;
+                    warn!(holder = %holder, removed = gone, "the flow lock's holder is a dead process of this host: taking it over");
+                }
+                _ => break false,
+            }
         };
         tracing::Span::current().record("acquired", acquired);
         Ok(acquired.then(|| {

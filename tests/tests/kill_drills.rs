@@ -1,0 +1,220 @@
+//! Kill drills: a real `ferry-worker run` is killed (`SIGKILL`, as `kill -9` would) at each
+//! crash point of the transfer path (`ferry_shared::crash_point`), at the first file to reach
+//! it and at a later one, in both directions; then a new process runs the flow again.
+//!
+//! After every crash: nothing partial carries a final name, and a source is gone only if
+//! its delivery is recorded (uploads) or in place (downloads). After the rerun: every file
+//! at its destination exactly once with its bytes, no temporary file left, no file renamed
+//! a second time (the inode under a final name is the one the crashed run gave it), no
+//! commit intent left, every source tidied, and a further run finds nothing to do. The
+//! rerun does not wait for the dead process's leases: its claims and flow lock are taken
+//! over at once, being a dead process's of this host.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+
+use ferry_shared::crash_point::CrashPoint;
+use ferry_tests::bed::{Bed, all_names, download, files_in, parse_run, upload, write_files};
+use ferry_tests::ftp::FtpServerKind;
+
+/// Files per drill: enough that a later file can be the one killed while others are done.
+const FILES: usize = 4;
+/// Large enough for several buffers per file (a crash mid-stream is mid-stream).
+const SIZE: usize = 300 * 1024;
+
+/// Inode of each non-hidden file of `dir`.
+fn inodes(dir: &Path) -> BTreeMap<String, u64> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, e.metadata().expect("metadata").ino())
+        })
+        .collect()
+}
+
+/// Runs the flow in a process that kills itself at the `nth` time it reaches `point`;
+/// panics unless it died of `SIGKILL` (the drill must really have crashed there).
+async fn crash_at(bed: &Bed, point: CrashPoint, nth: u32) {
+    let output = bed
+        .worker_run()
+        .env("FERRY_CRASH_AT", format!("{}#{nth}", point.as_str()))
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(
+        output.status.signal(),
+        Some(9),
+        "the run did not crash at {}#{nth}: {:?}\n{}",
+        point.as_str(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A run after the crash: it must succeed at once and account for every file it saw.
+async fn rerun(bed: &Bed) -> serde_json::Value {
+    let output = bed.worker_run().output().await.expect("run");
+    let (code, report) = parse_run(&output);
+    assert_eq!(
+        code,
+        Some(0),
+        "{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    report
+}
+
+/// Every name in `found` maps to the hash `expected` gives it: nothing partial, nothing
+/// foreign under a final name.
+fn only_whole_files(found: &BTreeMap<String, String>, expected: &BTreeMap<String, String>) {
+    for (name, hash) in found {
+        assert_eq!(Some(hash), expected.get(name), "{name} is not whole");
+    }
+}
+
+async fn upload_drill(point: CrashPoint, nth: u32) {
+    let bed = Bed::start(
+        &format!("kill-up-{}", point.as_str()),
+        FtpServerKind::Vsftpd,
+    )
+    .await;
+    bed.config(&upload("    delete_after_upload: true\n"), None);
+    let expected = write_files(&bed.local(), FILES, SIZE);
+
+    crash_at(&bed, point, nth).await;
+
+    let remote = bed.remote_files("in");
+    only_whole_files(&remote, &expected);
+    let recorded = bed.recorded_names();
+    for name in expected.keys() {
+        if !bed.local().join(name).exists() {
+            assert!(
+                recorded.contains(name),
+                "{name}: source deleted before its delivery was recorded"
+            );
+            assert!(
+                remote.contains_key(name),
+                "{name}: source deleted, not delivered"
+            );
+        }
+    }
+    let placed = inodes(&bed.server.path("in"));
+
+    let report = rerun(&bed).await;
+
+    assert_eq!(
+        bed.remote_files("in"),
+        expected,
+        "every file once, whole\n{report}"
+    );
+    assert_eq!(
+        all_names(&bed.server.path("in")),
+        expected.keys().cloned().collect::<Vec<_>>(),
+        "no temporary file left on the partner"
+    );
+    let after = inodes(&bed.server.path("in"));
+    for (name, inode) in &placed {
+        assert_eq!(
+            after.get(name),
+            Some(inode),
+            "{name} was renamed into place twice"
+        );
+    }
+    assert!(all_names(&bed.local()).is_empty(), "every source tidied");
+    assert!(bed.flow_keys("intent").is_empty(), "no commit intent left");
+    assert!(bed.flow_keys("claim").is_empty(), "no claim left");
+    let again = rerun(&bed).await;
+    assert_eq!(again["files"].as_array().map(Vec::len), Some(0), "{again}");
+}
+
+async fn download_drill(point: CrashPoint, nth: u32) {
+    let bed = Bed::start(
+        &format!("kill-down-{}", point.as_str()),
+        FtpServerKind::Vsftpd,
+    )
+    .await;
+    bed.config(&download("    delete_after_download: true\n"), None);
+    let expected = write_files(&bed.server.path("out"), FILES, SIZE);
+
+    crash_at(&bed, point, nth).await;
+
+    let local = files_in(&bed.local());
+    only_whole_files(&local, &expected);
+    let remote = bed.remote_files("out");
+    for name in expected.keys() {
+        if !remote.contains_key(name) {
+            assert!(
+                local.contains_key(name),
+                "{name}: remote deleted, not in place"
+            );
+            assert!(
+                bed.recorded_names().contains(name),
+                "{name}: remote deleted before its delivery was recorded"
+            );
+        }
+    }
+    let placed = inodes(&bed.local());
+
+    let report = rerun(&bed).await;
+
+    assert_eq!(
+        files_in(&bed.local()),
+        expected,
+        "every file once, whole\n{report}"
+    );
+    assert_eq!(
+        all_names(&bed.local()),
+        expected.keys().cloned().collect::<Vec<_>>(),
+        "no part file left"
+    );
+    let after = inodes(&bed.local());
+    for (name, inode) in &placed {
+        assert_eq!(
+            after.get(name),
+            Some(inode),
+            "{name} was put in place twice"
+        );
+    }
+    assert!(
+        all_names(&bed.server.path("out")).is_empty(),
+        "every remote file tidied"
+    );
+    assert!(bed.flow_keys("intent").is_empty(), "no commit intent left");
+    let again = rerun(&bed).await;
+    assert_eq!(again["files"].as_array().map(Vec::len), Some(0), "{again}");
+}
+
+/// One test per crash point and direction, each killing the first file to get there and
+/// then, on a fresh bed, the third.
+macro_rules! drills {
+    ($($name:ident: $drill:ident($point:expr);)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            $drill($point, 1).await;
+            $drill($point, 3).await;
+        }
+    )*};
+}
+
+drills! {
+    upload_killed_once_claimed: upload_drill(CrashPoint::Claimed);
+    upload_killed_mid_stream: upload_drill(CrashPoint::MidStream);
+    upload_killed_after_the_servers_226: upload_drill(CrashPoint::AfterTransferReply);
+    upload_killed_once_staged: upload_drill(CrashPoint::Staged);
+    upload_killed_between_intent_and_rename: upload_drill(CrashPoint::IntentWritten);
+    upload_killed_between_rename_and_record: upload_drill(CrashPoint::Renamed);
+    upload_killed_after_the_record: upload_drill(CrashPoint::Recorded);
+    upload_killed_after_deleting_the_source: upload_drill(CrashPoint::SourceDeleted);
+    download_killed_once_claimed: download_drill(CrashPoint::Claimed);
+    download_killed_mid_stream: download_drill(CrashPoint::MidStream);
+    download_killed_once_fsynced: download_drill(CrashPoint::Staged);
+    download_killed_between_intent_and_rename: download_drill(CrashPoint::IntentWritten);
+    download_killed_between_rename_and_record: download_drill(CrashPoint::Renamed);
+    download_killed_after_the_record: download_drill(CrashPoint::Recorded);
+    download_killed_after_deleting_the_remote_file: download_drill(CrashPoint::SourceDeleted);
+}
