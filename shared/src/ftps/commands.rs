@@ -66,7 +66,7 @@ pub(crate) async fn exists(
     })
 }
 
-/// What the server shows of one path (see [`Stat`]).
+/// What the server shows of one path ([`Session::stat`](super::Session::stat)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemoteFile {
     /// The file is there; its size where the server tells it (`SIZE`).

@@ -9,12 +9,19 @@
 //! store.claim(key, worker, lease)
 //!   AlreadyDelivered(record) -> skip (the record says when and by which run)
 //!   ClaimedByOther { owner, expires_in } -> leave it to that worker
+//!   Unfinished { claim, intent } -> a crashed commit: look at the destination first
 //!   Claimed(claim)           -> claim.hold_while(transfer)   (renews every lease/3; stops
 //!                                                             after lease/2 without renewal)
-//!                                 ok  -> store.record_delivery(&claim, &record, retention)
-//!                                          -> Recorded::ClaimHeld | Recorded::ClaimLost
+//!                                 ok  -> store.begin_commit(&claim, &intent)  (token checked)
+//!                                          -> CommitStart::ClaimHeld: rename, then
+//!                                             store.record_delivery(&claim, &record, retention)
+//!                                             -> Recorded::ClaimHeld | Recorded::ClaimLost
+//!                                          -> CommitStart::ClaimLost: no rename
 //!                                 err -> store.release(claim)
 //! ```
+//!
+//! The commit protocol and what a later worker does with an intent are in [`intent`]'s
+//! module docs; when a claim's holder is known dead (`liveness.rs`), the claim is taken over.
 //!
 //! The engine fails closed: an [`ErrorKind::Unavailable`] error means "no answer", and no
 //! file is transferred without one.
@@ -29,6 +36,7 @@
 //! |----------------------------------------------|-----------------------------|----------------------------|------------|
 //! | `<prefix>:{flow:<flow>}:claim:<key>`         | owner token `<owner>/<uuid>`| lease (`PX`), renewed      | [`Store::claim`], [`Claim::renew`]; deleted by [`Store::record_delivery`], [`Store::release`] |
 //! | `<prefix>:{flow:<flow>}:delivered:<key>`     | [`DeliveryRecord`] as JSON  | retention (`PX`)           | [`Store::record_delivery`] |
+//! | `<prefix>:{flow:<flow>}:intent:<key>`        | [`CommitIntent`] as JSON    | retention (`PX`)           | [`Store::begin_commit`]; deleted by [`Store::record_delivery`], [`Store::abandon_commit`] |
 //! | `<prefix>:{flow:<flow>}:lock`                | owner token                 | lease (`PX`), renewed      | [`Store::lock_flow`]; deleted by [`Store::unlock_flow`] |
 //! | `<prefix>:{flow:<flow>}:tick:<unix-seconds>` | time of the claim (RFC 3339)| tick TTL (`EX`)            | [`Store::claim_tick`] (scheduler) |
 //!
@@ -58,7 +66,7 @@ mod config;
 mod connection;
 mod durability;
 mod error;
-mod intent;
+pub mod intent;
 pub mod keys;
 mod lease;
 mod liveness;

@@ -76,12 +76,17 @@
 //!   name and renamed only after the whole file arrived, its size checked and its SHA-256
 //!   (computed in the same pass) found equal to the one claimed. Downloads are written to
 //!   a temporary file, fsynced, then renamed.
-//! - **A crash anywhere is safe.** Before the rename: nothing under the final name, the
-//!   claim expires after its lease, the next run sends the file again. Between the rename
-//!   and the record: the claim expires and the file is sent again, the one window where a
-//!   partner can see a file twice (same name, same bytes). After the record: the next run
-//!   sees a duplicate. The source is deleted only after the record is written, so a crash
-//!   never loses a file.
+//! - **A crash anywhere is safe.** Before the commit: nothing under the final name, the
+//!   claim expires after its lease (at once when its holder is a dead process of this host),
+//!   the next run sends the file again. At the commit, the claim's token is checked and a
+//!   commit intent written in one script, then the file renamed, then the delivery recorded
+//!   (which removes the intent): a later claim of the file finds the intent and finishes the
+//!   commit from what the destination shows instead of sending again (`commit.rs`,
+//!   `idempotency/intent.rs`). After the record: the next run sees a duplicate. The source
+//!   is deleted only after the record is written, so a crash never loses a file; a remote
+//!   file already recorded is fetched again and compared before a download flow deletes it.
+//!   `tests/tests/kill_drills.rs` kills a real process at each step
+//!   ([`crate::crash_point`]).
 //! - **Fail closed.** Without Redis nothing is claimed, so nothing is transferred: the run
 //!   fails with a store error (or the file with `store_unavailable`). A claim whose lease
 //!   cannot be renewed stops its transfer (`lease_lost`) rather than risk a second sender.
