@@ -4,6 +4,7 @@
 //!
 //! | module        | concern                                                        |
 //! |---------------|----------------------------------------------------------------|
+//! | [`backoff`]   | exponential backoff with jitter for reconnects                 |
 //! | [`config`]    | load and validate `ferry.yaml`, `partners/`, `flows/`          |
 //! | [`secrets`]   | secret references and their resolution (env, file, Vault, AWS) |
 //! | [`ftps`]      | the FTPS client: sessions, trust, streaming transfers          |
@@ -15,6 +16,7 @@
 //! | [`transfer`]  | the flow-run engine that composes the modules above           |
 //! | [`crash_point`] | named places where the kill drills crash the process         |
 
+pub mod backoff;
 pub mod broker;
 pub mod config;
 pub mod crash_point;

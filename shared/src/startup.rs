@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::broker::{AmqpUrl, Backoff, Broker, BrokerError, Topology};
+use crate::backoff::Backoff;
+use crate::broker::{AmqpUrl, Broker, BrokerError, Topology};
 use crate::config::{Config, render_summary};
 use crate::idempotency::{IdempotencyError, Store, StoreConfig};
 use crate::secrets::{Resolver, SecretError};

@@ -25,9 +25,10 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::amqp::{self, from_field_table, header_text, publish_confirmed, without_broker_headers};
 use super::{
-    AmqpUrl, Backoff, BrokerError, DEATH_CODE_HEADER, DEATH_REASON_HEADER, Headers,
-    RETRY_REASON_HEADER, Topology,
+    AmqpUrl, BrokerError, DEATH_CODE_HEADER, DEATH_REASON_HEADER, Headers, RETRY_REASON_HEADER,
+    Topology,
 };
+use crate::backoff::Backoff;
 use crate::message::{DecodeError, FlowRunMessage};
 
 /// How often the supervisor checks that its connection is still alive, in case the

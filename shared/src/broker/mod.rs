@@ -19,7 +19,6 @@
 //! W3C trace context through them without knowing about AMQP.
 
 mod amqp;
-mod backoff;
 mod consumer;
 mod publisher;
 mod topology;
@@ -34,7 +33,6 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use tracing::info;
 
-pub use backoff::Backoff;
 pub use consumer::{Consumer, ConsumerOptions, DeadLetter, Delivery, Settled};
 pub use publisher::{Publisher, PublisherOptions};
 pub use topology::Topology;

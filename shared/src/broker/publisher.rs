@@ -12,7 +12,8 @@ use tokio::sync::Mutex;
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::amqp::{self, message_properties, publish_confirmed};
-use super::{AmqpUrl, Backoff, BrokerError, Headers, Topology};
+use super::{AmqpUrl, BrokerError, Headers, Topology};
+use crate::backoff::Backoff;
 use crate::message::FlowRunMessage;
 
 /// How a [`Publisher`] waits and retries.

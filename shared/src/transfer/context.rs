@@ -11,7 +11,7 @@ use tracing::warn;
 use super::plan::FlowPlan;
 use super::pool::SessionPool;
 use super::report::{FileError, FileErrorKind};
-use crate::ftps::{FtpsError, FtpsErrorKind};
+use crate::ftps::FtpsError;
 use crate::idempotency::{Claim, DeliveryRecord, IdempotencyError, Store};
 
 /// The shared state of one flow-run.
@@ -97,40 +97,20 @@ impl RunContext<'_> {
     }
 
     /// Runs `attempt` (one try of a partner operation, see [`SessionLease::keep_if_ok`])
-    /// until it succeeds, retrying transient failures with the plan's backoff while the
-    /// run has time left. `attempts` counts every try.
-    ///
-    /// `local_file_changed` is never retried: the claim was taken for the old content.
+    /// under the plan's retry policy and within the run's time limit (`retry.rs`).
+    /// `attempts` counts every try.
     ///
     /// [`SessionLease::keep_if_ok`]: super::pool::SessionLease::keep_if_ok
     pub async fn with_retries<T, F, Fut>(
         &self,
         attempts: &mut u32,
-        mut attempt: F,
+        attempt: F,
     ) -> Result<T, FtpsError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, FtpsError>>,
     {
-        loop {
-            *attempts += 1;
-            let err = match attempt().await {
-                Ok(out) => return Ok(out),
-                Err(err) => err,
-            };
-            let retryable = err.is_transient()
-                && err.kind() != FtpsErrorKind::LocalFileChanged
-                && self.plan.retry.allows_another(*attempts);
-            if !retryable {
-                return Err(err);
-            }
-            let delay = self.plan.retry.delay(*attempts, &mut rand::rng());
-            if Instant::now() + delay >= self.deadline {
-                return Err(err);
-            }
-            warn!(attempt = *attempts, error = %err, retry_in = ?delay, "transient partner error; retrying");
-            tokio::time::sleep(delay).await;
-        }
+        self.plan.retry.run(self.deadline, attempts, attempt).await
     }
 
     /// Why a delivered file is not reported `transferred`: its claim was lost during the

@@ -3,10 +3,17 @@
 //!
 //! Waits grow exponentially and use "full jitter" (a uniform draw between zero and the
 //! exponential cap), so a fleet of workers that failed together does not retry together.
+//! [`RetryPolicy::run`] is the loop every partner operation of a file runs in. Reconnects
+//! to services use [`crate::backoff::Backoff`] instead.
 
+use std::future::Future;
 use std::time::Duration;
 
 use rand::Rng;
+use tokio::time::Instant;
+use tracing::warn;
+
+use crate::ftps::{FtpsError, FtpsErrorKind};
 
 /// How a failing file is retried within one flow-run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +50,41 @@ impl RetryPolicy {
         self.base_delay
             .saturating_mul(1u32 << exponent)
             .min(self.max_delay)
+    }
+
+    /// Runs `attempt` until it succeeds, retrying transient failures with this policy's
+    /// waits while `deadline` leaves time for the wait. `attempts` counts every try.
+    ///
+    /// `local_file_changed` is never retried: the claim was taken for the old content.
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        attempts: &mut u32,
+        mut attempt: F,
+    ) -> Result<T, FtpsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, FtpsError>>,
+    {
+        loop {
+            *attempts += 1;
+            let err = match attempt().await {
+                Ok(out) => return Ok(out),
+                Err(err) => err,
+            };
+            let retryable = err.is_transient()
+                && err.kind() != FtpsErrorKind::LocalFileChanged
+                && self.allows_another(*attempts);
+            if !retryable {
+                return Err(err);
+            }
+            let delay = self.delay(*attempts, &mut rand::rng());
+            if Instant::now() + delay >= deadline {
+                return Err(err);
+            }
+            warn!(attempt = *attempts, error = %err, retry_in = ?delay, "transient partner error; retrying");
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// The wait after failed attempt `attempt`: uniform in `[0, ceiling(attempt)]`.

@@ -1,5 +1,9 @@
-//! Exponential backoff with jitter, for reconnecting to the broker: a fleet of workers
-//! that lost the broker at the same moment must not all come back at the same moment.
+//! Exponential backoff with jitter, for reconnecting to a service (the broker at start and
+//! while consuming or publishing): a fleet of workers that lost a service at the same moment
+//! must not all come back at the same moment.
+//!
+//! The one other retry loop, a file's transfer attempts within a run, has its own policy
+//! (full jitter, a bounded number of attempts, the run's deadline) in `transfer/retry.rs`.
 
 use std::time::Duration;
 
