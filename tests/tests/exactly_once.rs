@@ -408,3 +408,45 @@ async fn redis_frozen_mid_upload_stops_the_transfer_and_a_later_run_delivers_onc
     assert_eq!(bed.remote_files("in").get("big.xml"), Some(&expected));
     assert!(!big.exists(), "deleted after the recorded delivery");
 }
+
+/// Gives the server's file `path` a modification time `age` ago.
+fn age_file(path: &std::path::Path, age: Duration) {
+    let file = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open");
+    file.set_modified(std::time::SystemTime::now() - age)
+        .expect("set mtime");
+}
+
+/// `name` and `none` modes give upload parts random names, so a crashed upload's part is
+/// never written over: a run removes the parts of ferry's own that are older than any live
+/// upload could be, and nothing else (vsftpd lists hidden files only for `LIST -a`).
+#[tokio::test]
+async fn stale_upload_parts_are_swept_in_name_and_none_mode() {
+    for mode in ["name", "none"] {
+        let bed = Bed::start(&format!("sweep-{mode}"), FtpServerKind::Vsftpd).await;
+        let stale = ".old.xml.0123456789ab.ferry-part";
+        let fresh = ".new.xml.abcdef012345.ferry-part";
+        let partners = ".partner-lock";
+        for name in [stale, fresh, partners] {
+            bed.server
+                .write_file(&format!("in/{name}"), b"partial")
+                .expect("remote");
+        }
+        let two_hours = Duration::from_secs(2 * 3600);
+        age_file(&bed.server.path(&format!("in/{stale}")), two_hours);
+        age_file(&bed.server.path(&format!("in/{partners}")), two_hours);
+        std::fs::write(bed.local().join("a.xml"), b"<a/>").expect("local");
+
+        let flow = format!("    idempotency_mode: {mode}\n");
+        let report = run(&bed.engine_for(&upload(&flow)).await, "run-1").await;
+
+        assert!(report.is_success(), "{}", report.summary_line());
+        assert_eq!(
+            all_names(&bed.server.path("in")),
+            [fresh, partners, "a.xml"],
+            "{mode}: only the stale part of ferry's own is gone"
+        );
+    }
+}

@@ -34,6 +34,8 @@ const MAX_LINE: usize = 16 * 1024;
 pub(crate) struct List<'a> {
     pub(crate) dir: &'a str,
     pub(crate) limits: ListingLimits,
+    /// Ask for hidden entries too (`LIST -a`; `MLSD` always lists them).
+    pub(crate) hidden: bool,
 }
 
 impl Operation for List<'_> {
@@ -43,7 +45,7 @@ impl Operation for List<'_> {
         let step = format!("listing of {}", self.dir);
         check_line(&step, self.dir)?;
         if !conn.features().mlsd {
-            return list(conn, &step, self.dir, Format::List, self.limits).await;
+            return list(conn, &step, self.dir, self.list_format(), self.limits).await;
         }
         match list(conn, &step, self.dir, Format::Mlsd, self.limits).await {
             Err(e)
@@ -52,9 +54,19 @@ impl Operation for List<'_> {
             {
                 info!(reply = ?e.reply(), "the server offers MLST in FEAT but refused MLSD; listing with LIST for this session");
                 conn.stop_using_mlsd();
-                list(conn, &step, self.dir, Format::List, self.limits).await
+                list(conn, &step, self.dir, self.list_format(), self.limits).await
             }
             r => r,
+        }
+    }
+}
+
+impl List<'_> {
+    fn list_format(&self) -> Format {
+        if self.hidden {
+            Format::ListAll
+        } else {
+            Format::List
         }
     }
 }
@@ -63,6 +75,8 @@ impl Operation for List<'_> {
 enum Format {
     Mlsd,
     List,
+    /// `LIST -a`: hidden entries too (Unix `ls` servers; parsed as `LIST`).
+    ListAll,
 }
 
 /// What a listing's lines came to.
@@ -85,6 +99,7 @@ async fn list(
     let line = match format {
         Format::Mlsd => format!("MLSD {dir}"),
         Format::List => format!("LIST {dir}"),
+        Format::ListAll => format!("LIST -a {dir}"),
     };
     let mut data = conn.open_data(step, &line, ReplyTo::ExistingPath).await?;
     let idle = conn.data_idle();
@@ -195,7 +210,7 @@ fn take_line(raw: &[u8], format: Format, now: chrono::DateTime<chrono::Utc>, tal
     };
     let parsed = match format {
         Format::Mlsd => listing::parse_mlsd(line),
-        Format::List => listing::parse_list(line, now),
+        Format::List | Format::ListAll => listing::parse_list(line, now),
     };
     match parsed {
         Parsed::Entry(e) => tally.entries.push(e),

@@ -82,6 +82,7 @@ pub use connect::ProbeStep;
 pub use download::{DownloadOptions, DownloadedFile};
 pub use error::{FtpsError, FtpsErrorKind};
 pub use listing::{NameError, RemoteEntry, check_name};
+pub use paths::is_upload_part;
 pub use pipeline::{BUF_SIZE, open_no_follow};
 pub use printable::printable;
 pub use probe::probe;

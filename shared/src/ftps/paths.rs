@@ -56,6 +56,23 @@ pub(crate) fn temp_name(name: &str, key: Option<&[u8; 32]>) -> String {
     format!(".{}.{tag}.ferry-part", bounded(name))
 }
 
+/// Whether `name` is an upload's temporary name ([`temp_name`]): `.NAME.TAG.ferry-part` with
+/// a 12-hex-digit TAG. Download parts (`OWNER-p`, `OWNER-RANDOM`) never match.
+pub fn is_upload_part(name: &str) -> bool {
+    let Some(stem) = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".ferry-part"))
+    else {
+        return false;
+    };
+    match stem.rsplit_once('.') {
+        Some((base, tag)) => {
+            !base.is_empty() && tag.len() == 12 && tag.bytes().all(|b| b.is_ascii_hexdigit())
+        }
+        None => false,
+    }
+}
+
 /// The start of every download part name for `name` fetched from `remote_path` by `owner`
 /// (a flow id; empty outside a flow): `.NAME.OWNER-`.
 pub(crate) fn download_part_prefix(name: &str, owner: &str, remote_path: &str) -> String {
@@ -105,6 +122,24 @@ pub(crate) fn aside_path(path: &str) -> String {
 mod tests {
     use super::*;
     use crate::ftps::check_name;
+
+    #[test]
+    fn upload_parts_are_recognised_and_nothing_else_is() {
+        assert!(is_upload_part(&temp_name("a.xml", None)));
+        assert!(is_upload_part(&temp_name("a.b c.xml", Some(&[7; 32]))));
+        let download = download_part_name(&download_part_prefix("a.xml", "f", "/out/a.xml"));
+        for other in [
+            "a.xml",
+            ".a.xml",
+            ".ferry-part",
+            "..0123456789ab.ferry-part",
+            ".a.xml.0123456789zz.ferry-part",
+            download.as_str(),
+            &aside_path("a.xml"),
+        ] {
+            assert!(!is_upload_part(other), "{other}");
+        }
+    }
 
     #[test]
     fn remote_paths_join_with_one_slash() {

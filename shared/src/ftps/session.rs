@@ -127,7 +127,27 @@ impl Session {
     pub async fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, FtpsError> {
         let span = tracing::debug_span!("ftps_list", dir);
         let limits = self.cfg.listing_limits;
-        self.run(&mut List { dir, limits }).instrument(span).await
+        self.run(&mut List {
+            dir,
+            limits,
+            hidden: false,
+        })
+        .instrument(span)
+        .await
+    }
+
+    /// Lists `dir` with its hidden entries (`LIST -a` where the server has no `MLSD`):
+    /// for finding ferry's own temporary files.
+    pub async fn list_hidden(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, FtpsError> {
+        let span = tracing::debug_span!("ftps_list", dir, hidden = true);
+        let limits = self.cfg.listing_limits;
+        self.run(&mut List {
+            dir,
+            limits,
+            hidden: true,
+        })
+        .instrument(span)
+        .await
     }
 
     /// Deletes a remote file.

@@ -20,8 +20,9 @@ use super::plan::FlowPlan;
 use super::pool::SessionPool;
 use super::report::{Direction, FileError, FileErrorKind, FileReport, RunInfo, RunReport};
 use super::selection::{Walk, is_stable, select_local};
-use super::upload::upload_file;
-use crate::config::Config;
+use super::sweep::sweep_stale_parts;
+use super::upload::{remote_location, upload_file};
+use crate::config::{Config, IdempotencyMode};
 use crate::ftps::{FtpsError, FtpsErrorKind, RemoteEntry, SessionConfig};
 use crate::idempotency::{LockWait, Store, StoreConfig};
 use crate::secrets::{Resolver, Secret};
@@ -295,6 +296,17 @@ impl Engine {
                         })?;
                 let (files, mut missing) = only_named(selection.ready, only_files, |f| &f.name);
                 let (links, _) = only_named(selection.links, only_files, |(name, _)| name);
+                if matches!(
+                    plan.idempotency,
+                    IdempotencyMode::Name | IdempotencyMode::None
+                ) && !files.is_empty()
+                {
+                    let dirs = files
+                        .iter()
+                        .map(|f| remote_location(&plan.remote_dir, &f.name).0)
+                        .collect();
+                    sweep_stale_parts(&ctx, &dirs).await;
+                }
                 missing.retain(|name| !links.iter().any(|(link, _)| link == name));
                 let mut rows = in_parallel(files, parallel, progress, |file| {
                     Box::pin(upload_file(&ctx, file))

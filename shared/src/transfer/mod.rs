@@ -103,6 +103,7 @@ mod pool;
 mod report;
 mod retry;
 mod selection;
+mod sweep;
 mod upload;
 
 pub use engine::{Engine, EngineOptions, Progress};

@@ -335,7 +335,7 @@ async fn delete_source(ctx: &RunContext<'_>, file: &LocalFile) -> Result<(), Fil
 
 /// Where a selected file goes on the partner: its subdirectories (from `**` patterns) are
 /// appended to the flow's remote directory, which must already hold them.
-fn remote_location<'a>(remote_dir: &str, relative_name: &'a str) -> (String, &'a str) {
+pub(crate) fn remote_location<'a>(remote_dir: &str, relative_name: &'a str) -> (String, &'a str) {
     match relative_name.rsplit_once('/') {
         Some((subdirs, name)) => (
             format!("{}/{subdirs}", remote_dir.trim_end_matches('/')),
