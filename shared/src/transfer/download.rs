@@ -1,15 +1,20 @@
-//! Downloading one remote file: claim it, fetch it, recognise known content, put it in
-//! place, record it, tidy up.
+//! Downloading one remote file: claim it, fetch it, recognise known content, commit it,
+//! record it, tidy up.
 //!
 //! 1. **Claim** the remote file by (flow, name, size, modification time), so two workers
-//!    never fetch the same file; already recorded: a duplicate (deleted on the partner
-//!    when the flow says so).
-//! 2. **Fetch** it into a temporary file in the destination directory, hashing in the
-//!    same pass, over a pooled session, retried on transient errors.
-//! 3. **Recognise** content delivered before under another name or time (`content` mode
-//!    only): the temporary file is discarded and the file is a duplicate.
-//! 4. **Put in place**: fsync and rename the temporary file to its final name.
-//! 5. **Record** under both keys (claim and content), which releases the claim.
+//!    never fetch the same file. Already recorded: a duplicate, unless the flow deletes
+//!    remote files: then it is claimed all the same and fetched again, so that nothing is
+//!    deleted that was not fetched and compared in this run. Claimed with a crashed
+//!    attempt's commit intent: the local folder is looked at first (`commit.rs`).
+//! 2. **Fetch** it into a part file in the destination directory, hashing in the same pass,
+//!    over a pooled session, retried on transient errors.
+//! 3. **Recognise** known content: the recorded delivery being rechecked (the same bytes:
+//!    a duplicate, deleted remotely; other bytes: new content, delivered), or in `content`
+//!    mode any earlier delivery of the flow. The part is discarded.
+//! 4. **Commit**: the intent, written only while the claim is still ours, then the rename
+//!    of the `fsync`ed part to its final name.
+//! 5. **Record** under both keys (claim and content), which removes the intent and releases
+//!    the claim.
 //! 6. **Tidy up**: only now, delete the remote file if the flow says so.
 
 use std::path::{Path, PathBuf};

@@ -1,15 +1,19 @@
-//! Uploading one local file: identify it, claim it, send it, record it, tidy up.
+//! Uploading one local file: identify it, claim it, send it, commit it, record it, tidy up.
 //!
 //! 1. **Identify.** `hash` mode reads the file once for its SHA-256 and keys on name and
 //!    hash; `content` mode on the hash alone (a copy under another name is a duplicate);
 //!    `name` mode uses name, size and modification time; `none` skips this and the claim.
 //! 2. **Claim.** Already delivered: a duplicate (the source is still deleted when the flow
-//!    says so). Claimed by another worker: left to it.
-//! 3. **Send** under the claim, over a pooled session, retried on transient errors. The
-//!    partner side writes a temporary name, hashes in the same pass and renames only if
-//!    the hash equals the one claimed: a file changed since step 1 fails here and stays.
-//! 4. **Record** the delivery (which also releases the claim).
-//! 5. **Tidy up**: delete the local file if the flow says so; a failure is reported.
+//!    says so). Claimed by another worker: left to it. Claimed with a crashed attempt's
+//!    commit intent: the partner is looked at first (`commit.rs`), and the file is sent only
+//!    if neither its temporary file nor its final name holds it.
+//! 3. **Send** under the claim to a temporary name, over a pooled session, retried on
+//!    transient errors. The partner side hashes in the same pass and keeps the file under
+//!    its temporary name only if the hash equals the one claimed: a file changed since
+//!    step 1 fails here and stays.
+//! 4. **Commit**: the intent, written only while the claim is still ours, then the rename.
+//! 5. **Record** the delivery (which also removes the intent and releases the claim).
+//! 6. **Tidy up**: delete the local file if the flow says so; a failure is reported.
 
 use std::time::Duration;
 
@@ -241,11 +245,11 @@ async fn commit_upload(
         staged.bytes,
         &staged.sha256,
     );
-    if let Some(claim) = claim
-        && let Err(err) = commit::begin(ctx, claim, &intent, kept).await
-    {
-        discard(ctx, &staged.temp_path).await;
-        return Err(err);
+    // No intent, no rename. The temporary file stays: the claim's new holder may be
+    // writing the very same name (it comes from the content), and otherwise it is swept
+    // or written over later.
+    if let Some(claim) = claim {
+        commit::begin(ctx, claim, &intent, kept).await?;
     }
     crash_point::reached(CrashPoint::IntentWritten);
     let mut attempts = 0;
