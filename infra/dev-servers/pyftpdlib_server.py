@@ -35,6 +35,8 @@ QUIRKS = {
     "list-endless": "listings never end (one more line as fast as the client reads)",
     "cut-downloads": "RETR sends half of the file and closes without TLS close_notify, "
     "then answers 226",
+    "mdtm-echoes-name": "MDTM answers 213 followed by the file's name, so that a test names "
+    "its files after the (hostile) replies it wants",
 }
 
 
@@ -196,6 +198,11 @@ def handler_class(args):
 
             def ftp_LIST(self, path):
                 return listing(self, path, False)
+
+        if "mdtm-echoes-name" in quirks:
+
+            def ftp_MDTM(self, path):
+                self.respond("213 " + os.path.basename(path))
 
         if "cut-downloads" in quirks:
             dtp_handler = CutDTPHandler

@@ -141,6 +141,8 @@ fn valid_config_is_typed_with_defaults() {
             Duration::from_secs(40)
         )
     );
+    assert_eq!(c.listing_timezone.name(), "Europe/Berlin");
+    assert_eq!(c.mdtm_timezone.name(), "UTC");
     let tls = &acme.ftps.tls;
     assert_eq!(tls.max_version, TlsVersion::Tls12);
     assert_eq!(tls.trust_mode(), TrustMode::CaAndPinned);
@@ -167,6 +169,10 @@ fn valid_config_is_typed_with_defaults() {
     assert_eq!(globex.display_name, "globex");
     let c = &globex.ftps.connection;
     assert_eq!((c.port, c.max_connections, c.nat_workaround), (21, 4, true));
+    assert_eq!(
+        (c.listing_timezone.name(), c.mdtm_timezone.name()),
+        ("UTC", "UTC")
+    );
     assert_eq!(
         (c.connect_timeout, c.command_timeout, c.data_timeout),
         (
@@ -504,6 +510,20 @@ fn every_rule_names_file_line_and_field() {
                 5,
                 "ftps.connection.max_listing_entries",
                 "",
+            ),
+            (
+                "partners/r-timezones.yaml",
+                7,
+                5,
+                "ftps.connection.listing_timezone",
+                "`CEST` is not a known time zone; use an IANA name such as `Europe/Paris`",
+            ),
+            (
+                "partners/r-timezones.yaml",
+                8,
+                5,
+                "ftps.connection.mdtm_timezone",
+                "`Europe/Berln` is not a known time zone",
             ),
         ],
     );

@@ -483,19 +483,9 @@ fn compile_glob(cx: &mut Cx<'_>, field: Field<'_>, text: &str) -> Option<Glob> {
 /// `schedule_cron` (six fields, seconds first) in `schedule_timezone` (default UTC).
 /// `Some(None)`: no schedule; `None`: an error was recorded.
 fn read_schedule(cx: &mut Cx<'_>, map: &Map<'_>) -> Option<Option<Schedule>> {
-    let timezone = map.get("schedule_timezone").map_or(Some(Tz::UTC), |f| {
-        let name = f.str(cx)?;
-        match name.parse::<Tz>() {
-            Ok(tz) => Some(tz),
-            Err(_) => {
-                f.error(
-                    cx,
-                    format!("`{name}` is not a known time zone; use an IANA name such as `Europe/Paris` or `UTC`"),
-                );
-                None
-            }
-        }
-    });
+    let timezone = map
+        .get("schedule_timezone")
+        .map_or(Some(Tz::UTC), |f| f.timezone(cx));
     let Some(field) = map.get("schedule_cron") else {
         return timezone.map(|_| None);
     };

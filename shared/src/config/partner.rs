@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono_tz::Tz;
+
 use super::settings::SecretRules;
 use super::yaml::{Cx, Field, Loc, Map, Node};
 use crate::secrets::SecretRef;
@@ -62,6 +64,11 @@ pub struct FtpsConnection {
     pub command_timeout: Duration,
     /// Idle time on a data connection before the transfer fails (default 120s).
     pub data_timeout: Duration,
+    /// The zone of the server's `LIST` times (default UTC): many servers list local time.
+    pub listing_timezone: Tz,
+    /// The zone of the server's `MDTM` replies (default UTC, as RFC 3659 says; vsftpd with
+    /// `use_localtime=YES` answers local time).
+    pub mdtm_timezone: Tz,
 }
 
 /// `ftps.auth`.
@@ -187,6 +194,8 @@ const CONNECTION_KEYS: &[&str] = &[
     "connect_timeout",
     "command_timeout",
     "data_timeout",
+    "listing_timezone",
+    "mdtm_timezone",
 ];
 const TLS_KEYS: &[&str] = &[
     "mode",
@@ -307,6 +316,9 @@ fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>, rules: SecretRules) -> Option<F
     let connect_timeout = timeout(cx, "connect_timeout", 30);
     let command_timeout = timeout(cx, "command_timeout", 60);
     let data_timeout = timeout(cx, "data_timeout", 120);
+    let zone = |cx: &mut Cx<'_>, key: &str| c.get(key).map_or(Some(Tz::UTC), |f| f.timezone(cx));
+    let listing_timezone = zone(cx, "listing_timezone");
+    let mdtm_timezone = zone(cx, "mdtm_timezone");
     passive?;
     Some(FtpsConnection {
         host: host?,
@@ -319,6 +331,8 @@ fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>, rules: SecretRules) -> Option<F
         connect_timeout: connect_timeout?,
         command_timeout: command_timeout?,
         data_timeout: data_timeout?,
+        listing_timezone: listing_timezone?,
+        mdtm_timezone: mdtm_timezone?,
     })
 }
 

@@ -522,6 +522,21 @@ impl<'n> Field<'n> {
         Some(d)
     }
 
+    /// Reads an IANA time zone name such as `Europe/Paris` or `UTC`.
+    pub(crate) fn timezone(&self, cx: &mut Cx<'_>) -> Option<chrono_tz::Tz> {
+        let name = self.str(cx)?;
+        match name.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                self.error(
+                    cx,
+                    format!("`{name}` is not a known time zone; use an IANA name such as `Europe/Paris` or `UTC`"),
+                );
+                None
+            }
+        }
+    }
+
     /// Reads a secret reference; in hardened mode a literal is an error.
     pub(crate) fn secret(&self, cx: &mut Cx<'_>, hardened: bool) -> Option<SecretRef> {
         // The value is never echoed: it may be the secret itself.

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono_tz::Tz;
+
 use crate::secrets::Secret;
 
 /// Everything needed to open one authenticated FTPS control connection.
@@ -35,13 +37,19 @@ pub struct SessionConfig {
     pub prefer_epsv: bool,
     /// How large a directory listing may be.
     pub listing_limits: ListingLimits,
+    /// The zone of the wall-clock times in `LIST` lines (default UTC): servers list their
+    /// local time. `MLSD` times are UTC by RFC 3659 and never converted.
+    pub listing_timezone: Tz,
+    /// The zone of `MDTM` replies: UTC (the default) by RFC 3659; vsftpd with
+    /// `use_localtime=YES` answers its local time.
+    pub mdtm_timezone: Tz,
     /// Connect, reply and data-idle timeouts.
     pub timeouts: Timeouts,
 }
 
 impl SessionConfig {
     /// A configuration with the defaults: explicit TLS up to 1.3 with system roots, NAT
-    /// workaround on, default timeouts, no password.
+    /// workaround on, default timeouts, times in UTC, no password.
     pub fn new(host: impl Into<String>, port: u16, username: impl Into<String>) -> Self {
         SessionConfig {
             host: host.into(),
@@ -53,6 +61,8 @@ impl SessionConfig {
             allowed_data_addresses: Vec::new(),
             prefer_epsv: true,
             listing_limits: ListingLimits::default(),
+            listing_timezone: Tz::UTC,
+            mdtm_timezone: Tz::UTC,
             timeouts: Timeouts::default(),
         }
     }

@@ -220,6 +220,7 @@ async fn steps(
         Features {
             mlsd: learned.mlsd && (has("MLSD") || has("MLST")),
             size: has("SIZE"),
+            mdtm: has("MDTM"),
         }
     } else {
         on_step(ProbeStep {
@@ -228,7 +229,12 @@ async fn steps(
         });
         Features::default()
     };
-    debug!(mlsd = features.mlsd, size = features.size, "session ready");
+    debug!(
+        mlsd = features.mlsd,
+        size = features.size,
+        mdtm = features.mdtm,
+        "session ready"
+    );
     Ok(conn.with_features(features))
 }
 

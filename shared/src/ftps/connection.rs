@@ -19,6 +19,8 @@ pub(crate) struct Features {
     pub(crate) mlsd: bool,
     /// `SIZE`.
     pub(crate) size: bool,
+    /// `MDTM` (a file's modification time to the second).
+    pub(crate) mdtm: bool,
 }
 
 /// One step of work over a connection: an upload, a download, a listing, a rename...

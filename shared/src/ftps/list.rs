@@ -15,7 +15,10 @@
 //! A server that offers `MLST` in `FEAT` but refuses `MLSD` (`500`/`501`/`502`/`504`, per
 //! user or per directory on some servers) gets `LIST` instead, for the rest of the session,
 //! said once at info level.
+//!
+//! `LIST` times are the server's wall-clock, read in the partner's `listing_timezone`.
 
+use chrono_tz::Tz;
 use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
@@ -34,6 +37,8 @@ const MAX_LINE: usize = 16 * 1024;
 pub(crate) struct List<'a> {
     pub(crate) dir: &'a str,
     pub(crate) limits: ListingLimits,
+    /// The zone of `LIST` times (`MLSD` times are UTC).
+    pub(crate) zone: Tz,
     /// Ask for hidden entries too (`LIST -a`; `MLSD` always lists them).
     pub(crate) hidden: bool,
 }
@@ -45,7 +50,14 @@ impl Operation for List<'_> {
         let step = format!("listing of {}", self.dir);
         check_line(&step, self.dir)?;
         if !conn.features().mlsd {
-            return list(conn, &step, self.dir, self.list_format(), self.limits).await;
+            return list(
+                conn,
+                &step,
+                self.dir,
+                Format::List(self.zone, self.hidden),
+                self.limits,
+            )
+            .await;
         }
         match list(conn, &step, self.dir, Format::Mlsd, self.limits).await {
             Err(e)
@@ -54,19 +66,16 @@ impl Operation for List<'_> {
             {
                 info!(reply = ?e.reply(), "the server offers MLST in FEAT but refused MLSD; listing with LIST for this session");
                 conn.stop_using_mlsd();
-                list(conn, &step, self.dir, self.list_format(), self.limits).await
+                list(
+                    conn,
+                    &step,
+                    self.dir,
+                    Format::List(self.zone, self.hidden),
+                    self.limits,
+                )
+                .await
             }
             r => r,
-        }
-    }
-}
-
-impl List<'_> {
-    fn list_format(&self) -> Format {
-        if self.hidden {
-            Format::ListAll
-        } else {
-            Format::List
         }
     }
 }
@@ -74,9 +83,8 @@ impl List<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
     Mlsd,
-    List,
-    /// `LIST -a`: hidden entries too (Unix `ls` servers; parsed as `LIST`).
-    ListAll,
+    /// `LIST`, its times in this zone; with hidden entries (`LIST -a`) when set.
+    List(Tz, bool),
 }
 
 /// What a listing's lines came to.
@@ -98,8 +106,8 @@ async fn list(
 ) -> Result<Vec<RemoteEntry>, FtpsError> {
     let line = match format {
         Format::Mlsd => format!("MLSD {dir}"),
-        Format::List => format!("LIST {dir}"),
-        Format::ListAll => format!("LIST -a {dir}"),
+        Format::List(_, false) => format!("LIST {dir}"),
+        Format::List(_, true) => format!("LIST -a {dir}"),
     };
     let mut data = conn.open_data(step, &line, ReplyTo::ExistingPath).await?;
     let idle = conn.data_idle();
@@ -209,8 +217,8 @@ fn take_line(raw: &[u8], format: Format, now: chrono::DateTime<chrono::Utc>, tal
         return;
     };
     let parsed = match format {
-        Format::Mlsd => listing::parse_mlsd(line),
-        Format::List | Format::ListAll => listing::parse_list(line, now),
+        Format::Mlsd => listing::parse_mlsd(line, now),
+        Format::List(zone, _) => listing::parse_list(line, now, zone),
     };
     match parsed {
         Parsed::Entry(e) => tally.entries.push(e),

@@ -27,6 +27,8 @@
 //! | `rename.rs`            | the rename protocol (`RNFR`/`RNTO`, when an existing target may be replaced) |
 //! | `list.rs`              | reading a listing: MLSD or LIST, streaming, bounded, the MLSD-refused fallback |
 //! | `listing.rs`           | parsing one MLSD/LIST line, and name safety                        |
+//! | `server_time.rs`       | [`TimePrecision`], the listing's time zone, daylight saving, absurd times |
+//! | `mdtm.rs`              | `MDTM`: one file's time to the second, and refining a listed entry's |
 //! | `commands.rs`          | `DELE`, `SIZE`, whether a file exists                              |
 //! | `paths.rs`             | joining remote paths; ferry's temporary names                      |
 //! | `pipeline.rs`          | the disk side of a transfer (read/write + SHA-256) on its own thread |
@@ -60,6 +62,7 @@ mod download;
 mod error;
 mod list;
 mod listing;
+mod mdtm;
 mod passive;
 mod paths;
 mod pipeline;
@@ -67,6 +70,7 @@ mod printable;
 mod probe;
 mod rename;
 mod reply;
+mod server_time;
 mod session;
 mod tls12_fallback;
 mod tls_session_reuse;
@@ -88,6 +92,7 @@ pub use printable::printable;
 pub use probe::probe;
 pub use rename::RenamePolicy;
 pub use reply::Reply;
+pub use server_time::TimePrecision;
 pub use session::Session;
 pub use tls_session_reuse::{ControlTls, DataTlsStats};
 pub use trust::{

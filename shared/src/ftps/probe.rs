@@ -9,6 +9,7 @@ use super::config::SessionConfig;
 use super::connect::ProbeStep;
 use super::data::describe;
 use super::error::FtpsError;
+use super::paths::join_remote;
 use super::printable::printable;
 use super::session::Session;
 
@@ -49,21 +50,42 @@ pub async fn probe(
         detail: format!(
             "{} entries in {dir} (via {})",
             entries.len(),
-            if session.uses_mlsd() { "MLSD" } else { "LIST" }
+            if session.uses_mlsd() {
+                "MLSD, times in UTC".to_string()
+            } else {
+                format!("LIST, times read in {}", cfg.listing_timezone)
+            }
         ),
     });
     for e in entries.iter().take(MAX_LISTED) {
         on_step(ProbeStep {
             name: "entry",
             detail: format!(
-                "{} {} {} {}",
+                "{} {} {} ({}) {}",
                 if e.is_file { "file" } else { "dir " },
                 e.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                 e.modified
                     .map(|m| m.to_rfc3339())
                     .unwrap_or_else(|| "-".into()),
+                e.precision,
                 printable(&e.name)
             ),
+        });
+    }
+    // One file's exact time beside its listed one, so the operator can check the zones.
+    if let Some(e) = entries
+        .iter()
+        .find(|e| e.is_file && !e.precision.is_exact())
+        && session.offers_mdtm()
+    {
+        let detail = match session.modified_time(&join_remote(dir, &e.name)).await {
+            Ok(Some(t)) => format!("{} (read in {})", t.to_rfc3339(), cfg.mdtm_timezone),
+            Ok(None) => "refused".to_string(),
+            Err(err) => format!("no time: {err}"),
+        };
+        on_step(ProbeStep {
+            name: "mdtm",
+            detail: format!("{}: {detail}", printable(&e.name)),
         });
     }
     session.quit().await;

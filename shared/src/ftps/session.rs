@@ -12,10 +12,11 @@
 //!
 //! What the session learns about the server (EPSV refused, MLSD refused, TLS capped at 1.2)
 //! outlives reconnects. The operations themselves live in their own files: `upload.rs`,
-//! `download.rs`, `list.rs`, `rename.rs`, `commands.rs`.
+//! `download.rs`, `list.rs`, `rename.rs`, `commands.rs`, `mdtm.rs`.
 
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use tracing::{Instrument, info};
 
 use super::commands::{Delete, RemoteFile, Stat};
@@ -26,6 +27,7 @@ use super::download::{Download, DownloadOptions, DownloadedFile};
 use super::error::{FtpsError, FtpsErrorKind};
 use super::list::List;
 use super::listing::RemoteEntry;
+use super::mdtm::{ModifiedTime, RefineModified};
 use super::rename::{Rename, RenamePolicy};
 use super::tls_session_reuse::{ControlTls, DataTlsStats};
 use super::tls12_fallback::Tls12Fallback;
@@ -127,9 +129,11 @@ impl Session {
     pub async fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, FtpsError> {
         let span = tracing::debug_span!("ftps_list", dir);
         let limits = self.cfg.listing_limits;
+        let zone = self.cfg.listing_timezone;
         self.run(&mut List {
             dir,
             limits,
+            zone,
             hidden: false,
         })
         .instrument(span)
@@ -141,13 +145,41 @@ impl Session {
     pub async fn list_hidden(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, FtpsError> {
         let span = tracing::debug_span!("ftps_list", dir, hidden = true);
         let limits = self.cfg.listing_limits;
+        let zone = self.cfg.listing_timezone;
         self.run(&mut List {
             dir,
             limits,
+            zone,
             hidden: true,
         })
         .instrument(span)
         .await
+    }
+
+    /// Whether the server offers `MDTM` (in `FEAT`), so that a time can be made exact.
+    pub fn offers_mdtm(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.features().mdtm)
+    }
+
+    /// `path`'s modification time to the second, from `MDTM` (one round trip; see
+    /// `mdtm.rs`). `Ok(None)` when the server does not offer `MDTM` or refuses it for this
+    /// file; a reply that is not a believable time is a [`FtpsErrorKind::Protocol`] error.
+    pub async fn modified_time(&mut self, path: &str) -> Result<Option<DateTime<Utc>>, FtpsError> {
+        let zone = self.cfg.mdtm_timezone;
+        self.run(&mut ModifiedTime { path, zone }).await
+    }
+
+    /// Makes `entry`'s time (listed in `dir`) exact with `MDTM` when it is a file whose time
+    /// is not ([`TimePrecision`](super::TimePrecision)): afterwards `entry.precision` says
+    /// whether it is. One round trip for such an entry, none otherwise; errors as
+    /// [`Session::modified_time`].
+    pub async fn refine_modified(
+        &mut self,
+        dir: &str,
+        entry: &mut RemoteEntry,
+    ) -> Result<(), FtpsError> {
+        let zone = self.cfg.mdtm_timezone;
+        self.run(&mut RefineModified { dir, entry, zone }).await
     }
 
     /// Deletes a remote file.

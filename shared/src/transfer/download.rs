@@ -65,10 +65,17 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
     let claim = if ctx.plan.idempotency == IdempotencyMode::None {
         None
     } else {
-        // Servers that give no time make the key (name, size): a new file with the same
-        // name and size is then taken for the old one until its record expires (unless the
-        // flow deletes remote files: then it is fetched and compared, above).
-        let modified = entry.modified.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        // A listing without a time: ask the server (MDTM). Servers that give none at all
+        // make the key (name, size): a new file with the same name and size is then taken
+        // for the old one until its record expires (unless the flow deletes remote files:
+        // then it is fetched and compared, above).
+        let modified = match entry.modified {
+            Some(listed) => listed,
+            None => match exact_time(ctx, &remote_path).await {
+                Ok(time) => time.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+                Err(err) => return row.failed(err),
+            },
+        };
         let key = DeliveryKey::download(flow_id, &entry.name, size, modified);
         let claimed = if ctx.plan.delete_after_transfer {
             let store = ctx.store;
@@ -318,6 +325,20 @@ async fn locate(intent: &CommitIntent) -> Located {
     } else {
         Located::Neither
     }
+}
+
+/// The server's `MDTM` time of `path` (`None` when it offers none), with the run's retries.
+async fn exact_time(ctx: &RunContext<'_>, path: &str) -> Result<Option<DateTime<Utc>>, FileError> {
+    let mut attempts = 0;
+    let asked = ctx.with_retries(&mut attempts, || async {
+        let mut session = ctx.pool.get().await?;
+        let time = session.modified_time(path).await;
+        session.keep_if_ok(time)
+    });
+    tokio::time::timeout_at(ctx.deadline, asked)
+        .await
+        .map_err(|_| ctx.timed_out())?
+        .map_err(|err| partner_failure(&err))
 }
 
 /// A SHA-256 from its lowercase hex (all zeros if it is not one: never the case for hashes

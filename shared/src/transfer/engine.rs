@@ -367,7 +367,8 @@ impl Engine {
                     FtpsErrorKind::Timeout,
                     format!("listing of {}", plan.remote_dir),
                     format!(
-                        "the run reached its time limit ({:?}) before the partner finished the                          listing",
+                        "the run reached its time limit ({:?}) before the partner finished the \
+                         listing",
                         plan.run_timeout
                     ),
                 ))
@@ -384,9 +385,18 @@ impl Engine {
             if !entry.is_file || !plan.selects(&entry.name) {
                 continue;
             }
-            let stable = entry
-                .modified
-                .is_none_or(|m| is_stable(m.into(), plan.min_file_age, now));
+            // A listed time says the file changed within its second, minute (`LIST`) or day:
+            // with a stability age, count it from the end of that span. A file is then taken
+            // only once no later change can carry the same listed time, which is what keeps
+            // a download's identity (name, size, listed time) unique on servers that list
+            // to the minute (see `download.rs`).
+            let stable = entry.modified.is_none_or(|m| {
+                let latest = match entry.precision.span() {
+                    Some(span) if !plan.min_file_age.is_zero() => m + span,
+                    _ => m,
+                };
+                is_stable(latest.into(), plan.min_file_age, now)
+            });
             if stable {
                 ready.push(entry);
             } else {

@@ -99,6 +99,8 @@ pub async fn partner_session_config(
         max_bytes: c.max_listing_bytes,
         max_entries: c.max_listing_entries as usize,
     };
+    session.listing_timezone = c.listing_timezone;
+    session.mdtm_timezone = c.mdtm_timezone;
     session.timeouts = Timeouts {
         connect: c.connect_timeout,
         reply: c.command_timeout,

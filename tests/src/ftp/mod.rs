@@ -16,7 +16,7 @@ mod vsftpd;
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use tempfile::TempDir;
@@ -96,6 +96,8 @@ pub enum Quirk {
     ListEndless,
     /// `RETR` sends half the file, closes without TLS `close_notify`, then answers 226.
     CutDownloads,
+    /// `MDTM name` answers `213 name`: a test names its files after the replies it wants.
+    MdtmEchoesName,
 }
 
 impl Quirk {
@@ -109,6 +111,7 @@ impl Quirk {
             Quirk::ListTrickle => "list-trickle",
             Quirk::ListEndless => "list-endless",
             Quirk::CutDownloads => "cut-downloads",
+            Quirk::MdtmEchoesName => "mdtm-echoes-name",
         }
     }
 }
@@ -136,6 +139,10 @@ pub struct FtpServerOptions {
     pub quirks: Vec<Quirk>,
     /// pyftpdlib only: the pause between two listing lines under [`Quirk::ListTrickle`].
     pub trickle: Duration,
+    /// vsftpd only: `LIST` and `MDTM` show the wall-clock time of this IANA zone
+    /// (`use_localtime=YES`, the server's `TZ`), as servers set up for local users do.
+    /// vsftpd fixes the zone's offset when it starts (no daylight-saving change after).
+    pub local_timezone: Option<String>,
 }
 
 impl FtpServerOptions {
@@ -151,6 +158,7 @@ impl FtpServerOptions {
             plaintext_only: false,
             quirks: Vec::new(),
             trickle: Duration::from_secs(100),
+            local_timezone: None,
         }
     }
 
@@ -172,6 +180,9 @@ impl FtpServerOptions {
                 "masquerade_address, passive_ports_unreachable, plaintext_only and quirks need pyftpdlib, not {:?}",
                 self.kind
             );
+        }
+        if self.local_timezone.is_some() && self.kind != FtpServerKind::Vsftpd {
+            bail!("local_timezone needs vsftpd, not {:?}", self.kind);
         }
         if self.require_client_cert
             && matches!(self.kind, FtpServerKind::PureFtpd | FtpServerKind::FtpdSsl)
@@ -341,6 +352,17 @@ impl FtpServer {
         std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
         chown(&path, Some(self.owner.0), Some(self.owner.1))?;
         Ok(path)
+    }
+
+    /// Sets the modification time of a file under the FTP root (as a partner's process that
+    /// wrote it at `at` would have left it).
+    pub fn set_modified(&self, relative: &str, at: SystemTime) -> anyhow::Result<()> {
+        let path = self.path(relative);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(at))
+            .with_context(|| format!("setting the modification time of {}", path.display()))
     }
 
     /// Creates a folder (and its parents) under the FTP root, owned by the FTP user.

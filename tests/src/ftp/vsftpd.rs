@@ -26,12 +26,16 @@ pub(super) fn launch(inst: &Instance, opts: &FtpServerOptions) -> anyhow::Result
             ("CA", &inst.client_ca.to_string_lossy()),
             ("CLIENT_CERT", yes_no(opts.require_client_cert)),
             ("DIR", &inst.dir.to_string_lossy()),
+            ("LOCALTIME", yes_no(opts.local_timezone.is_some())),
         ],
     )?;
     let conf_path = inst.dir.join("vsftpd.conf");
     std::fs::write(&conf_path, conf)?;
     let mut command = Command::new(binary);
     command.arg(&conf_path);
+    if let Some(zone) = &opts.local_timezone {
+        command.env("TZ", zone);
+    }
     if opts.tls_cap == TlsCap::Max12 {
         // vsftpd has no switch for the TLS version: cap OpenSSL's defaults instead.
         command.env("OPENSSL_CONF", dev_server_file("openssl-tls12.cnf"));
