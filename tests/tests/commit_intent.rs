@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use ferry_shared::idempotency::{ClaimOutcome, CommitIntent, CommitStart, DeliveryKey, Recorded};
 use ferry_shared::transfer::Outcome;
-use ferry_tests::bed::{Bed, download, files_in, run, sha256_hex};
+use ferry_tests::bed::{Bed, download, files_in, options, run, sha256_hex};
 use ferry_tests::ftp::FtpServerKind;
 
 fn intent() -> CommitIntent {
@@ -78,6 +78,42 @@ fn set_mtime(path: &std::path::Path, time: SystemTime) {
         .open(path)
         .expect("open");
     file.set_modified(time).expect("set mtime");
+}
+
+/// vsftpd lists times to the minute: a file is taken only once its listed minute and the
+/// stability age have passed, so no later replacement can share its (name, size, listed
+/// time) identity.
+#[tokio::test]
+async fn a_file_listed_to_the_minute_waits_for_the_end_of_its_minute() {
+    let bed = Bed::start("minute-stability", FtpServerKind::Vsftpd).await;
+    let remote = bed.server.path("out/a.xml");
+    std::fs::write(&remote, b"<a/>").expect("remote");
+    // Seconds within the current minute: with a 1 s stability age an exact time would be
+    // stable already, a listed minute is not.
+    let now = SystemTime::now();
+    let into_minute = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if into_minute < 3 || into_minute > 55 {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+    }
+    set_mtime(&remote, SystemTime::now() - Duration::from_secs(2));
+    bed.config(&download(""), None);
+    let flows = bed.dir.path().join("flows/f.yaml");
+    let text = std::fs::read_to_string(&flows).expect("flow");
+    std::fs::write(&flows, text.replace("min_file_age: 0s", "min_file_age: 1s")).expect("flow");
+    let config = ferry_shared::config::Config::load(bed.dir.path()).expect("config");
+    let engine = bed.engine(std::sync::Arc::new(config), options("w1")).await;
+
+    let early = run(&engine, "run-1").await;
+    assert_eq!(early.not_yet_stable, ["a.xml"], "{early:#?}");
+    assert!(files_in(&bed.local()).is_empty());
+
+    set_mtime(&remote, SystemTime::now() - Duration::from_secs(120));
+    let later = run(&engine, "run-2").await;
+    assert_eq!(later.totals.transferred, 1, "{later:#?}");
 }
 
 /// A download flow first fetches `a.xml` without deleting it; then the partner replaces it
