@@ -175,10 +175,21 @@ impl OpenBao {
     /// A new token carrying `policies` (plus `default`); with none it carries `default`
     /// only and can read no secret (a 403 on every KV read).
     pub async fn create_token(&self, policies: &[&str]) -> anyhow::Result<String> {
+        self.create_token_with_ttl(policies, "1h").await
+    }
+
+    /// [`OpenBao::create_token`] with a renewable lease of `ttl` (`"3s"`): it expires unless
+    /// renewed.
+    pub async fn create_token_with_ttl(
+        &self,
+        policies: &[&str],
+        ttl: &str,
+    ) -> anyhow::Result<String> {
         let mut request = CreateTokenRequest::builder();
         request
             .policies(policies.iter().map(|p| p.to_string()).collect::<Vec<_>>())
-            .ttl("1h");
+            .ttl(ttl)
+            .renewable(true);
         if policies.is_empty() {
             // With no policy a child token inherits its parent's (root): ask for `default` only.
             request.policies(vec!["default".to_string()]);

@@ -96,7 +96,7 @@ async fn a_file_listed_to_the_minute_waits_for_the_end_of_its_minute() {
         .unwrap()
         .as_secs()
         % 60;
-    if into_minute < 3 || into_minute > 55 {
+    if !(3..=55).contains(&into_minute) {
         tokio::time::sleep(Duration::from_secs(6)).await;
     }
     set_mtime(&remote, SystemTime::now() - Duration::from_secs(2));

@@ -72,6 +72,7 @@ fn assert_names_reference_only(error: &SecretError, reference: &str, values: &[&
 fn settings(vault: Option<VaultSettings>, aws: AwsSettings) -> ResolverSettings {
     ResolverSettings {
         cache_ttl: Duration::from_secs(300),
+        stale_grace: Duration::ZERO,
         vault,
         aws,
     }

@@ -344,10 +344,13 @@ pub(crate) fn read(
         endpoint_url: text_or_env(cx, aws.as_ref(), "endpoint_url", "AWS_ENDPOINT_URL", env),
     };
 
-    if let Some(secrets) = section(cx, "secrets", &["cache_ttl"])
-        && let Some(ttl) = secrets.get("cache_ttl").and_then(|f| f.duration(cx))
-    {
-        settings.resolver.cache_ttl = ttl;
+    if let Some(secrets) = section(cx, "secrets", &["cache_ttl", "stale_grace"]) {
+        if let Some(ttl) = secrets.get("cache_ttl").and_then(|f| f.duration(cx)) {
+            settings.resolver.cache_ttl = ttl;
+        }
+        if let Some(grace) = secrets.get("stale_grace").and_then(|f| f.duration(cx)) {
+            settings.resolver.stale_grace = grace;
+        }
     }
 
     if let Some(worker) = section(

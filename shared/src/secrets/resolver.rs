@@ -9,6 +9,14 @@
 //! the fetch and the others await the same shared future. A failure is handed to the
 //! callers waiting for it and then forgotten, never cached.
 //!
+//! **A store that is down.** When a refresh finds Vault or AWS unreachable (no answer, a
+//! refused connection, a 5xx or 429), the last good document is served for up to
+//! `stale_grace` past its `cache_ttl`, with a warning and a count
+//! ([`Resolver::stale_served`]), so a short outage of the secret store does not fail every
+//! transfer. The store is asked again every [`STALE_RETRY`] meanwhile. Only an outage is
+//! covered: a definite answer (permission denied, not found, login refused) ends the value
+//! at once, because a revoked secret must stop working.
+//!
 //! `env:`, `file:` and literals are cheap and local: they are read on every call.
 
 use std::collections::HashMap;
@@ -20,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use tracing::{Instrument, debug, debug_span, instrument};
+use tracing::{Instrument, debug, debug_span, instrument, warn};
 
 use super::aws::AwsBackend;
 use super::error::{Fault, Store};
@@ -31,6 +39,9 @@ use super::{Secret, SecretError, SecretRef, local};
 /// The longest one fetch (login and retries included) may take before its waiters get
 /// [`SecretError::Unavailable`].
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// While a stale document is served, how long until the store is asked again.
+const STALE_RETRY: Duration = Duration::from_secs(15);
 
 /// Resolves [`SecretRef`]s to [`Secret`]s. Cheap to clone: clones share one cache, one
 /// Vault session and one AWS client.
@@ -45,6 +56,7 @@ struct Inner {
     aws: AwsBackend,
     cache: Mutex<HashMap<DocumentKey, Slot>>,
     fetches: AtomicU64,
+    stale_served: AtomicU64,
 }
 
 /// What one request to a remote store returns, and the cache's unit.
@@ -63,13 +75,27 @@ enum Document {
 
 type Fetch = Shared<BoxFuture<'static, Result<Document, Fault>>>;
 
-/// A cache entry: a fetch under way, or its result until it expires.
+/// A cache entry: a fetch under way (with the last good document, if it may still stand in
+/// for a failed fetch), or a document until it expires.
 enum Slot {
-    InFlight(Fetch),
+    InFlight {
+        fetch: Fetch,
+        stale: Option<Stale>,
+    },
     Ready {
         document: Document,
+        /// Fresh until then.
         expires: Instant,
+        /// Served in place of an unreachable store until then.
+        usable_until: Instant,
     },
+}
+
+/// The last good document of a key, and until when it may be served during an outage.
+#[derive(Clone)]
+struct Stale {
+    document: Document,
+    until: Instant,
 }
 
 impl Resolver {
@@ -84,12 +110,13 @@ impl Resolver {
                 aws,
                 cache: Mutex::new(HashMap::new()),
                 fetches: AtomicU64::new(0),
+                stale_served: AtomicU64::new(0),
             }),
         }
     }
 
     /// The value `reference` points to now (or at most `cache_ttl` ago for a remote store).
-    #[instrument(name = "secret.resolve", skip_all, fields(reference = %reference))]
+    #[instrument(name = "secret.resolve", skip_all, fields(reference = %reference, stale))]
     pub async fn resolve(&self, reference: &SecretRef) -> Result<Secret, SecretError> {
         match reference {
             SecretRef::Env(variable) => local::read_env(reference, variable),
@@ -150,62 +177,124 @@ impl Resolver {
         }
     }
 
+    /// Vault logins so far (a configured token's first use counts as one): with renewal,
+    /// one for as long as the token may be renewed.
+    pub fn vault_logins(&self) -> u64 {
+        self.inner.vault.as_ref().map_or(0, VaultBackend::logins)
+    }
+
+    /// Vault token renewals (`renew-self`) so far.
+    pub fn vault_renewals(&self) -> u64 {
+        self.inner.vault.as_ref().map_or(0, VaultBackend::renewals)
+    }
+
+    /// How many resolutions were answered with a last good value because its store was
+    /// unreachable (see the module docs).
+    pub fn stale_served(&self) -> u64 {
+        self.inner.stale_served.load(Ordering::Relaxed)
+    }
+
     /// How many requests this resolver (and its clones) sent to the remote stores so far,
     /// one per document fetched: for tests and metrics of the cache and the single flight.
     pub fn backend_fetches(&self) -> u64 {
         self.inner.fetches.load(Ordering::Relaxed)
     }
 
-    /// The document for `key`: from the cache, from the fetch under way, or fetched now.
+    /// The document for `key`: from the cache, from the fetch under way, or fetched now;
+    /// during an outage, the last good one within its grace.
     async fn document(&self, key: DocumentKey) -> Result<Document, Fault> {
-        let fetch = {
+        let (fetch, stale) = {
             let mut cache = self.inner.cache();
+            let now = Instant::now();
             match cache.entry(key.clone()) {
                 Entry::Occupied(mut slot) => match slot.get() {
-                    Slot::Ready { document, expires } if Instant::now() < *expires => {
+                    Slot::Ready {
+                        document, expires, ..
+                    } if now < *expires => {
                         debug!("cache hit");
                         return Ok(document.clone());
                     }
-                    Slot::InFlight(fetch) => {
+                    Slot::InFlight { fetch, stale } => {
                         debug!("joining the fetch under way");
-                        fetch.clone()
+                        (fetch.clone(), stale.clone())
                     }
-                    Slot::Ready { .. } => {
+                    Slot::Ready {
+                        document,
+                        usable_until,
+                        ..
+                    } => {
                         debug!("cached value expired");
+                        let stale = (now < *usable_until).then(|| Stale {
+                            document: document.clone(),
+                            until: *usable_until,
+                        });
                         let fetch = self.start_fetch(key.clone());
-                        slot.insert(Slot::InFlight(fetch.clone()));
-                        fetch
+                        slot.insert(Slot::InFlight {
+                            fetch: fetch.clone(),
+                            stale: stale.clone(),
+                        });
+                        (fetch, stale)
                     }
                 },
                 Entry::Vacant(slot) => {
                     let fetch = self.start_fetch(key.clone());
-                    slot.insert(Slot::InFlight(fetch.clone()));
-                    fetch
+                    slot.insert(Slot::InFlight {
+                        fetch: fetch.clone(),
+                        stale: None,
+                    });
+                    (fetch, None)
                 }
             }
         };
         let result = fetch.clone().await;
+        let now = Instant::now();
+        let stand_in = match (&result, stale) {
+            (Err(Fault::Unavailable(_)), Some(stale)) if now < stale.until => Some(stale),
+            _ => None,
+        };
         // The first waiter to get here settles the slot; the others find it settled.
         let mut cache = self.inner.cache();
-        if let Some(Slot::InFlight(current)) = cache.get(&key)
+        if let Some(Slot::InFlight { fetch: current, .. }) = cache.get(&key)
             && current.ptr_eq(&fetch)
         {
-            match &result {
-                Ok(document) => {
+            let ttl = self.inner.settings.cache_ttl;
+            match (&result, &stand_in) {
+                (Ok(document), _) => {
                     cache.insert(
                         key,
                         Slot::Ready {
                             document: document.clone(),
-                            expires: Instant::now() + self.inner.settings.cache_ttl,
+                            expires: now + ttl,
+                            usable_until: now + ttl + self.inner.settings.stale_grace,
                         },
                     );
                 }
-                Err(_) => {
+                (Err(_), Some(stale)) => {
+                    cache.insert(
+                        key,
+                        Slot::Ready {
+                            document: stale.document.clone(),
+                            expires: (now + STALE_RETRY).min(stale.until),
+                            usable_until: stale.until,
+                        },
+                    );
+                }
+                (Err(_), None) => {
                     cache.remove(&key);
                 }
             }
         }
-        result
+        drop(cache);
+        match (result, stand_in) {
+            (Err(Fault::Unavailable(reason)), Some(stale)) => {
+                self.inner.stale_served.fetch_add(1, Ordering::Relaxed);
+                let left = stale.until.saturating_duration_since(now);
+                tracing::Span::current().record("stale", true);
+                warn!(%reason, grace_left_s = left.as_secs(), "the secret store is unreachable; serving the last good value");
+                Ok(stale.document)
+            }
+            (result, _) => result,
+        }
     }
 
     /// A shared future that fetches `key` once, whoever polls it.

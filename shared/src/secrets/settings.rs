@@ -11,6 +11,10 @@ use super::SecretRef;
 pub struct ResolverSettings {
     /// How long a resolved value is reused before it is fetched again (rotation delay).
     pub cache_ttl: Duration,
+    /// How long past `cache_ttl` the last good value of a remote store is still served
+    /// while that store is unreachable (`secrets.stale_grace`; zero: never). Only an outage
+    /// is covered: a definite answer (denied, not found) ends the value at once.
+    pub stale_grace: Duration,
     /// Vault or OpenBao, when any reference uses `vault:`.
     pub vault: Option<VaultSettings>,
     /// AWS Secrets Manager settings (region, endpoint); credentials come from the default chain.
@@ -21,6 +25,7 @@ impl Default for ResolverSettings {
     fn default() -> Self {
         ResolverSettings {
             cache_ttl: Duration::from_secs(300),
+            stale_grace: Duration::from_secs(15 * 60),
             vault: None,
             aws: AwsSettings::default(),
         }

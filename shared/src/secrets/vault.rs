@@ -4,13 +4,16 @@
 //! from the configured method: a token (itself an `env:`/`file:`/literal reference, read
 //! again at each login so an agent-rotated token file is picked up), AppRole (role id and
 //! secret id, exchanged for a token), or Kubernetes (the pod's service-account token
-//! exchanged for a token). A token obtained by login is replaced before its lease ends,
-//! and any 403 leads to one fresh login and one retry before it is reported as
-//! [`Fault::PermissionDenied`]: a revoked or expired token heals itself, a missing policy
-//! does not.
+//! exchanged for a token). A renewable token (from a login, or a configured one whose
+//! self-lookup says so) is renewed (`renew-self`) once three quarters of its lease have
+//! passed, rather than logging in again; a token that cannot be renewed (not renewable,
+//! at its maximum TTL, refused) is replaced by a new login. Any 403 leads to one fresh
+//! login and one retry before it is reported as [`Fault::PermissionDenied`]: a revoked or
+//! expired token heals itself, a missing policy does not.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
@@ -26,6 +29,10 @@ use super::{Secret, SecretRef, local};
 /// How long one HTTP request to Vault may take before it counts as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A renewal granting less than this (the token is near its maximum TTL) is not kept: a
+/// fresh login follows instead.
+const MIN_RENEWED_LEASE_S: u64 = 2;
+
 /// The fields of one KV v2 secret. Non-string values are kept as their JSON text.
 pub(crate) type Fields = Arc<HashMap<String, Secret>>;
 
@@ -34,13 +41,17 @@ pub(crate) struct VaultBackend {
     settings: VaultSettings,
     /// The current session; the lock also makes concurrent logins a single one.
     session: Mutex<Option<Arc<Session>>>,
+    logins: AtomicU64,
+    renewals: AtomicU64,
 }
 
 /// A client holding a valid token.
 struct Session {
-    client: VaultClient,
-    /// When to log in again (three quarters into the token's lease); `None`: never.
+    client: Arc<VaultClient>,
+    /// When to renew or log in again (three quarters into the token's lease); `None`: never.
     renew_at: Option<Instant>,
+    /// Whether Vault said the token can be renewed (`renew-self`).
+    renewable: bool,
 }
 
 /// Why one read failed: a 403 is kept apart, it may be healed by a fresh login.
@@ -55,7 +66,19 @@ impl VaultBackend {
         VaultBackend {
             settings,
             session: Mutex::new(None),
+            logins: AtomicU64::new(0),
+            renewals: AtomicU64::new(0),
         }
+    }
+
+    /// Logins so far (each configured-token session counts as one).
+    pub(crate) fn logins(&self) -> u64 {
+        self.logins.load(Ordering::Relaxed)
+    }
+
+    /// Successful `renew-self` calls so far.
+    pub(crate) fn renewals(&self) -> u64 {
+        self.renewals.load(Ordering::Relaxed)
     }
 
     /// The fields of the KV v2 secret `path` under `mount`.
@@ -79,17 +102,53 @@ impl VaultBackend {
         }
     }
 
-    /// The current session, after a login if there is none or its lease is ending.
+    /// The current session: renewed if its lease is ending and it can be, else after a
+    /// new login.
     async fn session(&self) -> Result<Arc<Session>, Fault> {
         let mut current = self.session.lock().await;
-        if let Some(session) = current.as_ref()
-            && session.renew_at.is_none_or(|at| Instant::now() < at)
-        {
-            return Ok(Arc::clone(session));
+        if let Some(session) = current.as_ref() {
+            if session.renew_at.is_none_or(|at| Instant::now() < at) {
+                return Ok(Arc::clone(session));
+            }
+            if session.renewable
+                && let Some(renewed) = self.renew(session).await
+            {
+                let renewed = Arc::new(renewed);
+                *current = Some(Arc::clone(&renewed));
+                return Ok(renewed);
+            }
         }
         let session = Arc::new(self.login().await?);
+        self.logins.fetch_add(1, Ordering::Relaxed);
         *current = Some(Arc::clone(&session));
         Ok(session)
+    }
+
+    /// `renew-self` for `session`'s token; `None` when Vault refuses it or grants too
+    /// short a lease to be worth keeping (a login follows).
+    async fn renew(&self, session: &Session) -> Option<Session> {
+        match vaultrs::token::renew_self(session.client.as_ref(), None).await {
+            Ok(auth) if auth.lease_duration >= MIN_RENEWED_LEASE_S => {
+                self.renewals.fetch_add(1, Ordering::Relaxed);
+                debug!(lease_seconds = auth.lease_duration, "Vault token renewed");
+                Some(Session {
+                    client: Arc::clone(&session.client),
+                    renew_at: renew_at(auth.lease_duration),
+                    renewable: auth.renewable,
+                })
+            }
+            Ok(auth) => {
+                info!(
+                    lease_seconds = auth.lease_duration,
+                    "the Vault token is at its maximum TTL; logging in again"
+                );
+                None
+            }
+            Err(e) => {
+                warn!(reason = %fault_words(&e), "Vault refused to renew the token; logging in again");
+                None
+            }
+        }
     }
 
     /// Forgets `stale` (unless another task already replaced it).
@@ -106,9 +165,17 @@ impl VaultBackend {
             VaultAuth::Token(token) => {
                 let token = credential(token, "token", "token").await?;
                 debug!("using the configured Vault token");
+                let client = self.client(token.expose())?;
+                // A token with a TTL is renewed like a login's; one whose lookup fails is
+                // used as it is (the 403 path still re-reads it when it stops working).
+                let (renew_at, renewable) = match vaultrs::token::lookup_self(&client).await {
+                    Ok(info) => (renew_at(info.ttl), info.renewable.unwrap_or(false)),
+                    Err(_) => (None, false),
+                };
                 Ok(Session {
-                    client: self.client(token.expose())?,
-                    renew_at: None,
+                    client: Arc::new(client),
+                    renew_at,
+                    renewable,
                 })
             }
             VaultAuth::AppRole {
@@ -197,7 +264,7 @@ impl VaultBackend {
 /// One read with one session.
 async fn read_with(session: &Session, mount: &str, path: &str) -> Result<Fields, ReadFailure> {
     let data: HashMap<String, serde_json::Value> =
-        match vaultrs::kv2::read(&session.client, mount, path).await {
+        match vaultrs::kv2::read(session.client.as_ref(), mount, path).await {
             Ok(data) => data,
             Err(ClientError::APIError { code: 403, errors }) => {
                 return Err(ReadFailure::Forbidden(server_words(403, &errors)));
@@ -249,8 +316,9 @@ fn logged_in(mut client: VaultClient, auth: &AuthInfo, method: &'static str) -> 
         "logged in to Vault"
     );
     Session {
-        client,
+        client: Arc::new(client),
         renew_at: renew_at(auth.lease_duration),
+        renewable: auth.renewable,
     }
 }
 
@@ -268,6 +336,18 @@ fn login_fault(method: &'static str, error: &ClientError) -> Fault {
             }
         }
         other => fault(other),
+    }
+}
+
+/// A failure in words that never quote a response body.
+fn fault_words(error: &ClientError) -> String {
+    match fault(error) {
+        Fault::PermissionDenied(words) | Fault::Unavailable(words) | Fault::Unexpected(words) => {
+            words
+        }
+        Fault::InvalidSettings(words) => words,
+        Fault::NotFound => "not found".to_owned(),
+        _ => "refused".to_owned(),
     }
 }
 
@@ -321,11 +401,17 @@ fn rejects_certificate(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Whether the error happened on the way to the server (connect, TLS, timeout).
+/// Whether the error happened on the way to the server (connect, TLS, timeout), or the
+/// server went away mid-request (a kept-alive connection closed under the request).
 fn is_network(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(e) = cause {
         if e.downcast_ref::<std::io::Error>().is_some() || e.to_string().contains("timed out") {
+            return true;
+        }
+        if let Some(http) = e.downcast_ref::<hyper::Error>()
+            && (http.is_closed() || http.is_incomplete_message() || http.is_canceled())
+        {
             return true;
         }
         cause = e.source();
