@@ -69,6 +69,7 @@ mod error;
 pub mod intent;
 pub mod keys;
 mod lease;
+mod link;
 mod liveness;
 mod record;
 mod store;
