@@ -39,7 +39,8 @@ pub(crate) enum Link {
 }
 
 impl Link {
-    /// Connects as `config.topology` says (`redacted` names the store in errors).
+    /// Connects as `config.topology` says (`redacted` names the store in errors). The
+    /// connect futures are boxed: the cluster client's is large, and callers nest this.
     pub(crate) async fn open(
         config: &StoreConfig,
         redacted: &str,
@@ -48,16 +49,21 @@ impl Link {
         match &config.topology {
             RedisTopology::Single => {
                 let client = single_client(config, redacted)?;
-                let manager = ConnectionManager::new_with_config(client, manager_config(config))
-                    .await
-                    .map_err(connect)?;
+                let manager = Box::pin(ConnectionManager::new_with_config(
+                    client,
+                    manager_config(config),
+                ))
+                .await
+                .map_err(connect)?;
                 Ok(Link::Single(manager))
             }
             RedisTopology::Cluster { nodes } => {
                 let client = cluster_builder(config, nodes, redacted)?
                     .build()
                     .map_err(|e| invalid(redacted, e.to_string()))?;
-                let conn = client.get_async_connection().await.map_err(connect)?;
+                let conn = Box::pin(client.get_async_connection())
+                    .await
+                    .map_err(connect)?;
                 Ok(Link::Cluster(conn))
             }
             RedisTopology::Sentinel { master_name, nodes } => {
@@ -68,7 +74,7 @@ impl Link {
                     manager_config: manager_config(config),
                 };
                 // Fails now (closed) when no sentinel names a reachable master.
-                link.master().await.map_err(connect)?;
+                Box::pin(link.master()).await.map_err(connect)?;
                 Ok(Link::Sentinel(Arc::new(link)))
             }
         }
@@ -89,9 +95,12 @@ impl SentinelLink {
         if let Some(manager) = master.as_ref() {
             return Ok(manager.clone());
         }
-        let client = self.sentinel.lock().await.async_get_client().await?;
-        let manager =
-            ConnectionManager::new_with_config(client, self.manager_config.clone()).await?;
+        let client = Box::pin(self.sentinel.lock().await.async_get_client()).await?;
+        let manager = Box::pin(ConnectionManager::new_with_config(
+            client,
+            self.manager_config.clone(),
+        ))
+        .await?;
         *master = Some(manager.clone());
         Ok(manager)
     }
