@@ -450,6 +450,7 @@ async fn stale_upload_parts_are_swept_in_name_and_none_mode() {
             "{mode}: only the stale part of ferry's own is gone"
         );
     }
+}
 
 /// The restart drill: Redis (AOF on) restarts in the middle of a many-file upload run.
 /// No file is sent without a claim, the run takes no new file once Redis is gone (even

@@ -8,34 +8,27 @@
 //! the owner token.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::aio::ConnectionLike;
-use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
-use redis::{Cmd, FromRedisValue, RedisResult, Script, ScriptInvocation, Value};
+use redis::{Cmd, FromRedisValue, RedisError, Script, Value};
 use tracing::warn;
 
 use super::config::StoreConfig;
 use super::error::{IdempotencyError, is_unavailable};
-use super::link::Link;
+pub(crate) use super::link::Request;
+use super::link::{self, Link};
 
 /// How many times a command is retried after a connection error (so `1 + RETRIES` tries).
 const RETRIES: u32 = 2;
 /// Pause before the first retry; doubled for the next.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
-/// A command or a script invocation, so that one retry loop serves both.
-pub(crate) enum Request<'a> {
-    Cmd(Cmd),
-    Script(ScriptInvocation<'a>),
-}
-
 /// One shared, self-healing connection (one node, a cluster, or a sentinel's master; see
 /// `link.rs`). Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Connection {
-    link: Link,
+    link: Arc<dyn Link>,
     /// Where the store lives, passwords redacted: safe for messages and spans.
     url: String,
 }
@@ -44,7 +37,7 @@ impl Connection {
     /// Opens the connection (`url` is the redacted description, for messages).
     pub(crate) async fn open(config: &StoreConfig, url: &str) -> Result<Self, IdempotencyError> {
         Ok(Connection {
-            link: Link::open(config, url).await?,
+            link: link::open(config, url).await?,
             url: url.to_owned(),
         })
     }
@@ -60,20 +53,11 @@ impl Connection {
         let mut pause = RETRY_PAUSE;
         let mut attempt = 0;
         loop {
-            let result = match &self.link {
-                Link::Single(manager) => send(&mut manager.clone(), req).await,
-                Link::Cluster(cluster) => send(&mut cluster.clone(), req).await,
-                Link::Sentinel(sentinel) => match sentinel.master().await {
-                    Ok(mut master) => {
-                        let result = send(&mut master, req).await;
-                        if result.as_ref().is_err_and(is_unavailable) {
-                            sentinel.forget_master().await;
-                        }
-                        result
-                    }
-                    Err(e) => Err(e),
-                },
-            };
+            let result = self
+                .link
+                .send(req)
+                .await
+                .and_then(|value| T::from_redis_value(value).map_err(RedisError::from));
             match result {
                 Ok(value) => return Ok(value),
                 Err(e) if attempt < RETRIES && is_unavailable(&e) => {
@@ -93,13 +77,12 @@ impl Connection {
     pub(crate) async fn config_get_everywhere(&self, name: &str) -> BTreeMap<String, String> {
         let mut cmd = Cmd::new();
         cmd.arg("CONFIG").arg("GET").arg(name);
-        let Link::Cluster(cluster) = &self.link else {
+        let Some(on_every_master) = self.link.on_every_master(cmd.clone()) else {
             let pairs: Option<Vec<String>> = self.run("config_get", &Request::Cmd(cmd)).await.ok();
             let value = pairs.and_then(|p| p.get(1).cloned());
             return value.map(|v| (String::new(), v)).into_iter().collect();
         };
-        let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-        match cluster.clone().route_command(cmd, routing).await {
+        match on_every_master.await {
             // One reply per master, keyed by its address.
             Ok(Value::Map(replies)) => replies
                 .into_iter()
@@ -156,17 +139,6 @@ return 0
         inv.key(key).arg(token);
         let deleted: i64 = self.run("release", &Request::Script(inv)).await?;
         Ok(deleted == 1)
-    }
-}
-
-/// One try of `req` over `conn`.
-async fn send<T: FromRedisValue, C: ConnectionLike + Send>(
-    conn: &mut C,
-    req: &Request<'_>,
-) -> RedisResult<T> {
-    match req {
-        Request::Cmd(cmd) => cmd.query_async(conn).await,
-        Request::Script(inv) => inv.invoke_async(conn).await,
     }
 }
 

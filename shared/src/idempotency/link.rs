@@ -1,4 +1,4 @@
-//! [`Link`]: how commands reach Redis, one per [`RedisTopology`]: a single node, a Redis
+//! [`Link`]: how commands reach Redis, one implementation per [`RedisTopology`]: a single node, a Redis
 //! Cluster, or the master that Redis Sentinel names.
 //!
 //! - **Single**: a [`ConnectionManager`], which reconnects to the same address by itself.
@@ -16,73 +16,112 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use futures::future::BoxFuture;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{IntoConnectionInfo, RedisResult, TlsCertificates, TlsMode};
+use redis::{
+    Cmd, IntoConnectionInfo, RedisResult, ScriptInvocation, TlsCertificates, TlsMode, Value,
+};
 use tokio::sync::Mutex;
 
 use super::config::StoreConfig;
-use super::error::IdempotencyError;
+use super::error::{IdempotencyError, is_unavailable};
 use crate::config::RedisTopology;
 
-/// One way of reaching Redis. Cheap to clone.
-#[derive(Clone)]
-pub(crate) enum Link {
-    /// One node.
-    Single(ConnectionManager),
-    /// A Redis Cluster.
-    Cluster(ClusterConnection),
-    /// The master named by Redis Sentinel, looked up again after a failover.
-    Sentinel(Arc<SentinelLink>),
+/// A command or a script invocation, so that one retry loop serves both.
+pub(crate) enum Request<'a> {
+    Cmd(Cmd),
+    Script(ScriptInvocation<'a>),
 }
 
-impl Link {
-    /// Connects as `config.topology` says (`redacted` names the store in errors). The
-    /// connect futures are boxed: the cluster client's is large, and callers nest this.
-    pub(crate) async fn open(
-        config: &StoreConfig,
-        redacted: &str,
-    ) -> Result<Self, IdempotencyError> {
-        let connect = |e| IdempotencyError::from_redis(redacted, "connect", e);
-        match &config.topology {
-            RedisTopology::Single => {
-                let client = single_client(config, redacted)?;
-                let manager = Box::pin(ConnectionManager::new_with_config(
-                    client,
-                    manager_config(config),
-                ))
+/// One way of reaching Redis. Behind a trait object so that the store's futures do not
+/// carry the cluster client's deep types (their `Send` check overflowed the compiler's
+/// recursion limit in callers that spawn a run).
+pub(crate) trait Link: Send + Sync {
+    /// One try of `req` (no retry here: [`Connection::run`](super::connection) retries).
+    fn send<'a>(&'a self, req: &'a Request<'_>) -> BoxFuture<'a, RedisResult<Value>>;
+
+    /// `cmd` on every master of a cluster, one reply per master keyed by its address;
+    /// `None` for a topology with a single master (send it as any command).
+    fn on_every_master(&self, _cmd: Cmd) -> Option<BoxFuture<'_, RedisResult<Value>>> {
+        None
+    }
+}
+
+/// Connects as `config.topology` says (`redacted` names the store in errors). The connect
+/// futures are boxed: the cluster client's is large, and callers nest this.
+pub(crate) async fn open(
+    config: &StoreConfig,
+    redacted: &str,
+) -> Result<Arc<dyn Link>, IdempotencyError> {
+    let connect = |e| IdempotencyError::from_redis(redacted, "connect", e);
+    match &config.topology {
+        RedisTopology::Single => {
+            let client = single_client(config, redacted)?;
+            let manager = Box::pin(ConnectionManager::new_with_config(
+                client,
+                manager_config(config),
+            ))
+            .await
+            .map_err(connect)?;
+            Ok(Arc::new(Single(manager)))
+        }
+        RedisTopology::Cluster { nodes } => {
+            let client = cluster_builder(config, nodes, redacted)?
+                .build()
+                .map_err(|e| invalid(redacted, e.to_string()))?;
+            let conn = Box::pin(client.get_async_connection())
                 .await
                 .map_err(connect)?;
-                Ok(Link::Single(manager))
-            }
-            RedisTopology::Cluster { nodes } => {
-                let client = cluster_builder(config, nodes, redacted)?
-                    .build()
-                    .map_err(|e| invalid(redacted, e.to_string()))?;
-                let conn = Box::pin(client.get_async_connection())
-                    .await
-                    .map_err(connect)?;
-                Ok(Link::Cluster(conn))
-            }
-            RedisTopology::Sentinel { master_name, nodes } => {
-                let sentinel = sentinel_client(config, master_name, nodes, redacted)?;
-                let link = SentinelLink {
-                    sentinel: Mutex::new(sentinel),
-                    master: Mutex::new(None),
-                    manager_config: manager_config(config),
-                };
-                // Fails now (closed) when no sentinel names a reachable master.
-                Box::pin(link.master()).await.map_err(connect)?;
-                Ok(Link::Sentinel(Arc::new(link)))
-            }
+            Ok(Arc::new(Cluster(conn)))
+        }
+        RedisTopology::Sentinel { master_name, nodes } => {
+            let sentinel = sentinel_client(config, master_name, nodes, redacted)?;
+            let link = SentinelLink {
+                sentinel: Mutex::new(sentinel),
+                master: Mutex::new(None),
+                manager_config: manager_config(config),
+            };
+            // Fails now (closed) when no sentinel names a reachable master.
+            Box::pin(link.master()).await.map_err(connect)?;
+            Ok(Arc::new(link))
         }
     }
 }
 
+/// One node, through a [`ConnectionManager`] (it reconnects by itself).
+struct Single(ConnectionManager);
+
+impl Link for Single {
+    fn send<'a>(&'a self, req: &'a Request<'_>) -> BoxFuture<'a, RedisResult<Value>> {
+        let mut conn = self.0.clone();
+        Box::pin(async move { send(&mut conn, req).await })
+    }
+}
+
+/// A Redis Cluster: commands go to the master of their keys' slot.
+struct Cluster(ClusterConnection);
+
+impl Link for Cluster {
+    fn send<'a>(&'a self, req: &'a Request<'_>) -> BoxFuture<'a, RedisResult<Value>> {
+        let mut conn = self.0.clone();
+        Box::pin(async move { send(&mut conn, req).await })
+    }
+
+    fn on_every_master(&self, cmd: Cmd) -> Option<BoxFuture<'_, RedisResult<Value>>> {
+        let mut conn = self.0.clone();
+        let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        Some(Box::pin(
+            async move { conn.route_command(cmd, routing).await },
+        ))
+    }
+}
+
 /// The sentinels and the master they named last.
-pub(crate) struct SentinelLink {
+struct SentinelLink {
     sentinel: Mutex<SentinelClient>,
     master: Mutex<Option<ConnectionManager>>,
     manager_config: ConnectionManagerConfig,
@@ -90,7 +129,7 @@ pub(crate) struct SentinelLink {
 
 impl SentinelLink {
     /// A connection to the current master, asking the sentinels when none is known.
-    pub(crate) async fn master(&self) -> RedisResult<ConnectionManager> {
+    async fn master(&self) -> RedisResult<ConnectionManager> {
         let mut master = self.master.lock().await;
         if let Some(manager) = master.as_ref() {
             return Ok(manager.clone());
@@ -104,11 +143,28 @@ impl SentinelLink {
         *master = Some(manager.clone());
         Ok(manager)
     }
+}
 
-    /// Forgets the master after an error that may mean a failover: the next command asks
-    /// the sentinels again.
-    pub(crate) async fn forget_master(&self) {
-        *self.master.lock().await = None;
+impl Link for SentinelLink {
+    /// After an error that may mean a failover (connection lost, `READONLY`), the master is
+    /// forgotten: the next try asks the sentinels again.
+    fn send<'a>(&'a self, req: &'a Request<'_>) -> BoxFuture<'a, RedisResult<Value>> {
+        Box::pin(async move {
+            let mut master = self.master().await?;
+            let result = send(&mut master, req).await;
+            if result.as_ref().is_err_and(is_unavailable) {
+                *self.master.lock().await = None;
+            }
+            result
+        })
+    }
+}
+
+/// One try of `req` over `conn`.
+async fn send<C: ConnectionLike + Send>(conn: &mut C, req: &Request<'_>) -> RedisResult<Value> {
+    match req {
+        Request::Cmd(cmd) => cmd.query_async(conn).await,
+        Request::Script(inv) => inv.invoke_async(conn).await,
     }
 }
 
