@@ -1,5 +1,5 @@
-//! A private 3-master Redis Cluster on loopback ports, and a master watched by one Redis
-//! Sentinel, for the tests that run ferry's store against those topologies.
+//! A private 3-master Redis Cluster on loopback ports, and a master with a replica watched
+//! by one Redis Sentinel, for the tests that run ferry's store against those topologies.
 //!
 //! Each is started from scratch in its own temporary folder (AOF on, as ferry wants it)
 //! and killed when its handle is dropped, so tests need no shared state and no clean-up.
@@ -143,12 +143,14 @@ impl RedisCluster {
     }
 }
 
-/// One master and one Redis Sentinel watching it under [`RedisSentinel::MASTER_NAME`].
+/// One master (with a replica, for failover) and one Redis Sentinel watching it under
+/// [`RedisSentinel::MASTER_NAME`].
 pub struct RedisSentinel {
     /// Declared before `dir`: the processes die before their folder goes.
     _sentinel: ServerProcess,
-    _master: ServerProcess,
-    master_port: u16,
+    _servers: Vec<ServerProcess>,
+    /// The ports of the master and of the replica, as started.
+    ports: [u16; 2],
     sentinel_port: u16,
     _dir: TempDir,
 }
@@ -157,35 +159,48 @@ impl RedisSentinel {
     /// The name the sentinel knows the master by.
     pub const MASTER_NAME: &'static str = "ferry-master";
 
-    /// Starts the master, then the sentinel (`redis-server sentinel.conf --sentinel`), and
-    /// waits until the sentinel names the master.
+    /// Starts the master and its replica, waits until the replica is in sync, then starts
+    /// the sentinel (`redis-server sentinel.conf --sentinel`) and waits until it names the
+    /// master and knows the replica.
     pub fn start() -> anyhow::Result<RedisSentinel> {
         let dir = tempfile::Builder::new()
             .prefix("ferry-redis-sentinel-")
             .tempdir()?;
-        let master_port = free_port();
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--bind", "127.0.0.1", "--port", &master_port.to_string()])
-            .args(["--appendonly", "yes", "--save", ""])
-            .arg("--dir")
-            .arg(dir.path());
-        let master = ServerProcess::spawn(
-            "redis-server (master)",
-            command,
-            &dir.path().join("master.log"),
-            master_port,
-            Duration::from_secs(10),
-        )?;
+        let ports = [free_port(), free_port()];
+        let mut servers = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let node_dir = dir.path().join(port.to_string());
+            std::fs::create_dir(&node_dir)?;
+            let mut command = Command::new("redis-server");
+            command
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--appendonly", "yes", "--save", ""])
+                .arg("--dir")
+                .arg(&node_dir);
+            if i == 1 {
+                command.args(["--replicaof", "127.0.0.1", &ports[0].to_string()]);
+            }
+            servers.push(ServerProcess::spawn(
+                "redis-server (sentinel's)",
+                command,
+                &node_dir.join("redis.log"),
+                *port,
+                Duration::from_secs(10),
+            )?);
+        }
+        wait_for(Duration::from_secs(20), "the replica to sync", || {
+            cli(ports[1], &["INFO", "replication"]).contains("master_link_status:up")
+        })?;
         let sentinel_port = free_port();
         let conf = dir.path().join("sentinel.conf");
         std::fs::write(
             &conf,
             format!(
                 "bind 127.0.0.1\nport {sentinel_port}\ndir {}\n\
-                 sentinel monitor {} 127.0.0.1 {master_port} 1\n",
+                 sentinel monitor {} 127.0.0.1 {} 1\n",
                 dir.path().display(),
-                Self::MASTER_NAME
+                Self::MASTER_NAME,
+                ports[0]
             ),
         )?;
         let mut command = Command::new("redis-server");
@@ -197,26 +212,15 @@ impl RedisSentinel {
             sentinel_port,
             Duration::from_secs(10),
         )?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let out = Command::new("redis-cli")
-                .args(["-p", &sentinel_port.to_string()])
-                .args(["SENTINEL", "get-master-addr-by-name", Self::MASTER_NAME])
-                .output()?;
-            if String::from_utf8_lossy(&out.stdout).contains(&master_port.to_string()) {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "the sentinel never named the master; log:\n{}",
-                sentinel.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let found = wait_for(Duration::from_secs(20), "the sentinel to know both", || {
+            cli(sentinel_port, &["SENTINEL", "replicas", Self::MASTER_NAME])
+                .contains(&ports[1].to_string())
+        });
+        found.with_context(|| sentinel.log_text())?;
         Ok(RedisSentinel {
             _sentinel: sentinel,
-            _master: master,
-            master_port,
+            _servers: servers,
+            ports,
             sentinel_port,
             _dir: dir,
         })
@@ -227,8 +231,73 @@ impl RedisSentinel {
         format!("redis://127.0.0.1:{}", self.sentinel_port)
     }
 
-    /// `redis://127.0.0.1:PORT` of the master (to look at what ferry wrote).
-    pub fn master_url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.master_port)
+    /// The port of the master the sentinel names now.
+    pub fn master_port(&self) -> u16 {
+        let out = cli(
+            self.sentinel_port,
+            &["SENTINEL", "get-master-addr-by-name", Self::MASTER_NAME],
+        );
+        out.lines()
+            .nth(1)
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0)
     }
+
+    /// `redis://127.0.0.1:PORT` of the current master (to look at what ferry wrote).
+    pub fn master_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.master_port())
+    }
+
+    /// Waits until the replica has everything the master has (`WAIT`), then makes the
+    /// sentinel promote it (`SENTINEL FAILOVER`); returns once the sentinel names it and
+    /// the old master has become its replica (it answers writes with `READONLY`).
+    pub fn failover(&self) -> anyhow::Result<()> {
+        let old = self.master_port();
+        let new = if old == self.ports[0] {
+            self.ports[1]
+        } else {
+            self.ports[0]
+        };
+        ensure!(
+            cli(old, &["WAIT", "1", "5000"]).trim() == "1",
+            "replica behind"
+        );
+        // NOGOODSLAVE until the sentinel has its own fresh link to the replica: ask again.
+        wait_for(
+            Duration::from_secs(30),
+            "SENTINEL FAILOVER to be accepted",
+            || {
+                cli(
+                    self.sentinel_port,
+                    &["SENTINEL", "FAILOVER", Self::MASTER_NAME],
+                )
+                .contains("OK")
+            },
+        )?;
+        wait_for(Duration::from_secs(30), "the failover", || {
+            self.master_port() == new && cli(old, &["INFO", "replication"]).contains("role:slave")
+        })
+    }
+}
+
+/// `redis-cli -p port args...`, its output.
+fn cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Polls `done` every 100 ms for up to `timeout`.
+fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }

@@ -29,9 +29,10 @@ fn record(name: &str) -> DeliveryRecord {
     .expect("a record")
 }
 
-/// ferry finds the master through the sentinel, claims and records there.
+/// ferry finds the master through the sentinel, claims and records there, and follows it
+/// through a failover.
 #[tokio::test]
-async fn the_master_is_found_through_sentinel_and_takes_claims_and_records() {
+async fn the_master_is_found_through_sentinel_and_followed_after_a_failover() {
     let sentinel = RedisSentinel::start().unwrap_or_else(|e| panic!("{e:#}"));
     let mut config = StoreConfig::new("redis://unused.invalid:1");
     config.topology = RedisTopology::Sentinel {
@@ -64,6 +65,27 @@ async fn the_master_is_found_through_sentinel_and_takes_claims_and_records() {
     );
     // The master has AOF on: nothing to warn about.
     assert_eq!(store.durability_warnings().await.unwrap(), []);
+
+    // Failover: the old master now answers writes with READONLY; the store asks the
+    // sentinel again and follows the new master, where the record is.
+    let before = sentinel.master_port();
+    sentinel.failover().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_ne!(sentinel.master_port(), before);
+    assert!(matches!(
+        store.claim(&key, "w3", LONG).await.unwrap(),
+        ClaimOutcome::AlreadyDelivered(_)
+    ));
+    let other = DeliveryKey::content("flow-s", &[8; 32]);
+    let ClaimOutcome::Claimed(_) = store.claim(&other, "w", LONG).await.unwrap() else {
+        panic!("a fresh key must be claimable on the new master");
+    };
+    let on_new_master = Store::connect(&StoreConfig::new(sentinel.master_url()))
+        .await
+        .expect("connect to the new master");
+    assert!(matches!(
+        on_new_master.claim(&other, "w4", LONG).await.unwrap(),
+        ClaimOutcome::ClaimedByOther { .. }
+    ));
 
     // A sentinel that does not know the name: no store (fail closed), and the error says so.
     config.topology = RedisTopology::Sentinel {
