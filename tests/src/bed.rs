@@ -56,6 +56,9 @@ pub struct Bed {
     pub prefix: Prefix,
     /// The Redis the configuration names (the machine's unless a test sets its own).
     pub redis: String,
+    /// `redis.` lines written instead of `url: <redis>` (such as `cluster_nodes: [...]`),
+    /// indented by two spaces, for a test on another Redis topology.
+    pub redis_topology: Option<String>,
 }
 
 /// What a flow file says besides its partner and folders.
@@ -89,6 +92,7 @@ impl Bed {
             dir,
             prefix: Prefix::new(test),
             redis: redis_url(),
+            redis_topology: None,
         }
     }
 
@@ -102,11 +106,13 @@ impl Bed {
         let dir = self.dir.path();
         std::fs::create_dir_all(dir.join("partners")).expect("partners/");
         std::fs::create_dir_all(dir.join("flows")).expect("flows/");
+        let redis =
+            (self.redis_topology.clone()).unwrap_or_else(|| format!("  url: {}\n", self.redis));
         let settings = format!(
-            "redis:\n  url: {}\n  key_prefix: \"{}\"\n  delivery_retention: 1h\n\
+            "redis:\n{redis}  key_prefix: \"{}\"\n  delivery_retention: 1h\n\
              retry:\n  max_attempts: 3\n  base_delay: 50ms\n  max_delay: 500ms\n\
              worker:\n  claim_lease: 3s\n",
-            self.redis, self.prefix.0
+            self.prefix.0
         );
         std::fs::write(dir.join("ferry.yaml"), settings).expect("ferry.yaml");
         let partner = format!(

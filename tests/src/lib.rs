@@ -15,5 +15,6 @@ pub mod ports;
 pub mod process;
 pub mod rabbitmq;
 pub mod redis;
+pub mod redis_cluster;
 pub mod tools;
 pub mod vault;

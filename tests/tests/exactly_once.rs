@@ -6,6 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use ferry_shared::idempotency::DeliveryRecord;
 use ferry_shared::transfer::{Outcome, run_flow};
 use ferry_tests::bed::{
     Bed, all_names, download, files_in, names_with, options, redis_url, run, sha256_hex, upload,
@@ -449,4 +450,121 @@ async fn stale_upload_parts_are_swept_in_name_and_none_mode() {
             "{mode}: only the stale part of ferry's own is gone"
         );
     }
+}
+
+/// The restart drill: Redis (AOF on) restarts in the middle of a many-file upload run.
+/// No file is sent without a claim, the run takes no new file once Redis is gone (even
+/// when it is back a moment later), files not started are reported `store_unavailable`
+/// and kept locally, nothing is lost, and a later run delivers every file exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarting_mid_run_stops_new_files_and_a_later_run_delivers_each_once() {
+    let mut redis = ferry_tests::redis::RedisServer::start_durable().expect("private redis");
+    let mut bed = Bed::start("restart", FtpServerKind::Vsftpd).await;
+    bed.redis = redis.url();
+    let files = write_files(&bed.local(), 60, 1 << 20);
+    let engine = bed
+        .engine_for(&upload("    delete_after_upload: true\n"))
+        .await;
+
+    // Restart Redis once a few deliveries are recorded; remember when it went away.
+    let keys = format!("{}:{{flow:f}}:delivered:*", bed.prefix.0);
+    let url = redis.url();
+    let restarter = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = Command::new("redis-cli")
+                .args(["-u", &url, "--scan", "--pattern", &keys])
+                .output()
+                .expect("redis-cli");
+            if String::from_utf8_lossy(&out.stdout).lines().count() >= 3 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no delivery recorded");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let went_away = std::time::SystemTime::now();
+        redis
+            .restart(Duration::from_secs(2))
+            .expect("restart redis");
+        (redis, went_away)
+    });
+    let report = run(&engine, "run-1").await;
+    let (_redis, went_away) = restarter.await.expect("restarter");
+
+    let sent = names_with(&report, Outcome::Transferred);
+    assert!(
+        sent.len() < files.len(),
+        "Redis went away mid-run: {report:#?}"
+    );
+    let unavailable: Vec<_> = report
+        .files
+        .iter()
+        .filter(|r| {
+            r.error
+                .as_ref()
+                .is_some_and(|e| e.kind == "store_unavailable")
+        })
+        .collect();
+    assert!(!unavailable.is_empty(), "{report:#?}");
+    // Files reported store_unavailable are kept; those not renamed into place by the run
+    // (no remote path in their row) are not at the partner.
+    let on_server = bed.remote_files("in");
+    for row in &unavailable {
+        assert!(bed.local().join(&row.name).exists(), "kept: {row:?}");
+        assert_eq!(
+            on_server.contains_key(&row.name),
+            row.remote_path.is_some(),
+            "{row:?}"
+        );
+    }
+    // Nothing lost: every file is at the partner or still here.
+    let here = files_in(&bed.local());
+    for name in files.keys() {
+        assert!(
+            here.contains_key(name) || on_server.contains_key(name),
+            "{name} is neither here nor there"
+        );
+    }
+    // Every file at the partner went under a claim: its delivery record (or, when Redis
+    // was down for the record, its commit intent) is in Redis.
+    let recorded = bed.recorded_names();
+    let intents = bed.flow_keys("intent").len();
+    let unrecorded = on_server.keys().filter(|n| !recorded.contains(*n)).count();
+    assert!(
+        unrecorded <= intents,
+        "{unrecorded} sent files without a record, {intents} intents"
+    );
+    // The run stopped taking files: at most the files already under way when Redis went
+    // away (one per connection) were delivered after that.
+    let delivered_after = bed
+        .flow_keys("delivered")
+        .iter()
+        .filter_map(|key| {
+            let out = Command::new("redis-cli")
+                .args(["-u", &bed.redis, "GET", key])
+                .output()
+                .expect("redis-cli");
+            serde_json::from_slice::<DeliveryRecord>(&out.stdout).ok()
+        })
+        .filter(|record| std::time::SystemTime::from(record.delivered_at) > went_away)
+        .count();
+    assert!(
+        delivered_after <= 4,
+        "{delivered_after} files were taken after Redis went away: {report:#?}"
+    );
+
+    // A later run delivers the rest; each file once, with its bytes.
+    let next = run(&engine, "run-2").await;
+    assert!(next.is_success(), "{next:#?}");
+    let again: Vec<&str> = names_with(&next, Outcome::Transferred)
+        .into_iter()
+        .filter(|n| sent.contains(n))
+        .collect();
+    assert!(again.is_empty(), "sent twice: {again:?}");
+    assert_eq!(bed.remote_files("in"), files);
+    assert_eq!(bed.recorded_names().len(), files.len());
+    assert!(
+        files_in(&bed.local()).is_empty(),
+        "every source deleted once recorded"
+    );
 }

@@ -5,35 +5,78 @@
 //! owner, flow locks, one scheduler tick per replica set, and a clear `Unavailable` error
 //! when Redis is not there. Each test writes under its own key prefix and deletes it when
 //! done, so the tests run in parallel and leave Redis as they found it.
+//!
+//! The claim, record, lease, lock and tick tests run twice (see [`on_every_topology`]): on
+//! one node and on a private 3-master Redis Cluster, where every flow's keys must share a
+//! slot for the store's scripts to run at all.
 
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
+use ferry_shared::config::RedisTopology;
 use ferry_shared::idempotency::keys::FlowKeys;
 use ferry_shared::idempotency::{
     ClaimOutcome, DeliveryKey, DeliveryRecord, DurabilityWarning, ErrorKind, LockWait, Recorded,
     Store, StoreConfig,
 };
 use ferry_shared::secrets::Secret;
+use ferry_tests::redis_cluster::RedisCluster;
 
 /// The Redis the tests use.
 fn redis_url() -> String {
     std::env::var("FERRY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// A key prefix of one test, deleted (all keys under it) when dropped.
-struct Prefix(String);
+/// Where a store test runs: the machine's Redis, or a private 3-master Redis Cluster (see
+/// [`on_every_topology`]).
+enum Target {
+    Single,
+    Cluster(RedisCluster),
+}
+
+impl Target {
+    fn cluster() -> Target {
+        Target::Cluster(RedisCluster::start().unwrap_or_else(|e| panic!("{e:#}")))
+    }
+}
+
+/// A key prefix of one test on its target, deleted (all keys under it) when dropped.
+struct Prefix(String, Target);
 
 impl Prefix {
-    fn new(test: &str) -> Self {
-        Prefix(format!("ferry-test:{test}:{:016x}", rand::random::<u64>()))
+    fn new(target: Target, test: &str) -> Self {
+        Prefix(
+            format!("ferry-test:{test}:{:016x}", rand::random::<u64>()),
+            target,
+        )
     }
 
     fn config(&self) -> StoreConfig {
         let mut config = StoreConfig::new(redis_url());
+        if let Target::Cluster(cluster) = &self.1 {
+            config.topology = RedisTopology::Cluster {
+                nodes: cluster.urls(),
+            };
+        }
         config.key_prefix = self.0.clone();
         config
+    }
+
+    /// `redis-cli` on the target (`-c` on the cluster, to follow `MOVED`).
+    fn cli(&self, args: &[&str]) -> String {
+        match &self.1 {
+            Target::Single => redis_cli(args),
+            Target::Cluster(cluster) => {
+                let out = Command::new("redis-cli")
+                    .args(cluster.cli_args())
+                    .args(args)
+                    .output()
+                    .expect("running redis-cli");
+                assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+                String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            }
+        }
     }
 
     async fn store(&self) -> Store {
@@ -45,7 +88,10 @@ impl Prefix {
 
 impl Drop for Prefix {
     fn drop(&mut self) {
-        delete_prefix(&self.0);
+        // A private cluster goes with its keys.
+        if let Target::Single = self.1 {
+            delete_prefix(&self.0);
+        }
     }
 }
 
@@ -95,9 +141,8 @@ fn record(name: &str) -> DeliveryRecord {
 
 const LONG: Duration = Duration::from_secs(60);
 
-#[tokio::test]
-async fn claim_duplicate_and_claimed_by_other() {
-    let prefix = Prefix::new("claim");
+async fn claim_duplicate_and_claimed_by_other(target: Target) {
+    let prefix = Prefix::new(target, "claim");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let key = content_key("flow-a", 1);
 
@@ -132,9 +177,8 @@ async fn claim_duplicate_and_claimed_by_other() {
     ));
 }
 
-#[tokio::test]
-async fn recorded_delivery_is_never_claimed_again() {
-    let prefix = Prefix::new("record");
+async fn recorded_delivery_is_never_claimed_again(target: Target) {
+    let prefix = Prefix::new(target, "record");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let key = DeliveryKey::name(
         "flow-r",
@@ -162,19 +206,21 @@ async fn recorded_delivery_is_never_claimed_again() {
 
     // The record carries the retention TTL; the claim key is gone.
     let keys = FlowKeys::new(&prefix.0, "flow-r");
-    let ttl: i64 = redis_cli(&["PTTL", &keys.delivered(&key)]).parse().unwrap();
+    let ttl: i64 = prefix
+        .cli(&["PTTL", &keys.delivered(&key)])
+        .parse()
+        .unwrap();
     assert!(
         (3_500_000..=3_600_000).contains(&ttl),
         "record TTL {ttl} ms, expected about 1 h"
     );
-    assert_eq!(redis_cli(&["EXISTS", &keys.claim(&key)]), "0");
+    assert_eq!(prefix.cli(&["EXISTS", &keys.claim(&key)]), "0");
     // Releasing after recording is harmless.
     assert!(!a.release(claim).await.unwrap());
 }
 
-#[tokio::test]
-async fn records_expire_after_retention_and_aliases_are_written() {
-    let prefix = Prefix::new("retention");
+async fn records_expire_after_retention_and_aliases_are_written(target: Target) {
+    let prefix = Prefix::new(target, "retention");
     let store = prefix.store().await;
     let listing = DeliveryKey::download("flow-d", "INV_001.xml", 42, at!("2026-11-24T20:00:00Z"));
     let content = content_key("flow-d", 7);
@@ -214,9 +260,8 @@ async fn records_expire_after_retention_and_aliases_are_written() {
     assert_eq!(err.kind(), ErrorKind::Config);
 }
 
-#[tokio::test]
-async fn expired_lease_lets_another_worker_claim_and_the_loser_cannot_interfere() {
-    let prefix = Prefix::new("lease");
+async fn expired_lease_lets_another_worker_claim_and_the_loser_cannot_interfere(target: Target) {
+    let prefix = Prefix::new(target, "lease");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let key = content_key("flow-l", 3);
 
@@ -243,9 +288,8 @@ async fn expired_lease_lets_another_worker_claim_and_the_loser_cannot_interfere(
     assert!(fresh.renew(LONG).await.unwrap());
 }
 
-#[tokio::test]
-async fn record_after_lost_lease_still_records_but_reports_it() {
-    let prefix = Prefix::new("late-record");
+async fn record_after_lost_lease_still_records_but_reports_it(target: Target) {
+    let prefix = Prefix::new(target, "late-record");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let key = content_key("flow-late", 4);
     let ClaimOutcome::Claimed(stale) = a
@@ -267,16 +311,15 @@ async fn record_after_lost_lease_still_records_but_reports_it() {
         "the stale claim is not ours any more"
     );
     let keys = FlowKeys::new(&prefix.0, "flow-late");
-    assert_eq!(redis_cli(&["GET", &keys.claim(&key)]), fresh.owner());
+    assert_eq!(prefix.cli(&["GET", &keys.claim(&key)]), fresh.owner());
     assert_eq!(
         b.record_delivery(&fresh, &record("f"), LONG).await.unwrap(),
         Recorded::ClaimHeld
     );
 }
 
-#[tokio::test]
-async fn hold_while_keeps_the_claim_and_stops_when_it_is_lost() {
-    let prefix = Prefix::new("hold");
+async fn hold_while_keeps_the_claim_and_stops_when_it_is_lost(target: Target) {
+    let prefix = Prefix::new(target, "hold");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let lease = Duration::from_secs(1);
     let key = content_key("flow-h", 5);
@@ -300,7 +343,7 @@ async fn hold_while_keeps_the_claim_and_stops_when_it_is_lost() {
 
     // Someone takes the key over: the work is stopped with LeaseLost.
     let keys = FlowKeys::new(&prefix.0, "flow-h");
-    redis_cli(&["SET", &keys.claim(&key), "intruder"]);
+    prefix.cli(&["SET", &keys.claim(&key), "intruder"]);
     let err = claim
         .hold_while(tokio::time::sleep(Duration::from_secs(60)))
         .await
@@ -308,12 +351,11 @@ async fn hold_while_keeps_the_claim_and_stops_when_it_is_lost() {
     assert_eq!(err.kind(), ErrorKind::LeaseLost);
     assert!(err.is_transient());
     assert!(!a.release(claim).await.unwrap());
-    assert_eq!(redis_cli(&["GET", &keys.claim(&key)]), "intruder");
+    assert_eq!(prefix.cli(&["GET", &keys.claim(&key)]), "intruder");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_claimers_claim_each_key_exactly_once() {
-    let prefix = Prefix::new("race");
+async fn concurrent_claimers_claim_each_key_exactly_once(target: Target) {
+    let prefix = Prefix::new(target, "race");
     let keys: Vec<DeliveryKey> = (0..100u8).map(|n| content_key("flow-race", n)).collect();
     let mut tasks = Vec::new();
     for worker in 0..8usize {
@@ -345,9 +387,8 @@ async fn concurrent_claimers_claim_each_key_exactly_once() {
     assert!(winners.values().all(|&n| n == 1), "{winners:?}");
 }
 
-#[tokio::test]
-async fn flow_lock_is_exclusive_and_waiters_get_it_or_give_up() {
-    let prefix = Prefix::new("lock");
+async fn flow_lock_is_exclusive_and_waiters_get_it_or_give_up(target: Target) {
+    let prefix = Prefix::new(target, "lock");
     let (a, b) = (prefix.store().await, prefix.store().await);
 
     let lock = a
@@ -402,9 +443,8 @@ async fn flow_lock_is_exclusive_and_waiters_get_it_or_give_up() {
     assert!(b.unlock_flow(taken).await.unwrap());
 }
 
-#[tokio::test]
-async fn expired_flow_lock_cannot_be_released_by_its_old_owner() {
-    let prefix = Prefix::new("lock-expiry");
+async fn expired_flow_lock_cannot_be_released_by_its_old_owner(target: Target) {
+    let prefix = Prefix::new(target, "lock-expiry");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let stale = a
         .lock_flow("flow-e", "worker-a", Duration::from_secs(1))
@@ -428,9 +468,8 @@ async fn expired_flow_lock_cannot_be_released_by_its_old_owner() {
     assert!(b.unlock_flow(fresh).await.unwrap());
 }
 
-#[tokio::test]
-async fn each_scheduler_tick_is_claimed_by_exactly_one_replica() {
-    let prefix = Prefix::new("tick");
+async fn each_scheduler_tick_is_claimed_by_exactly_one_replica(target: Target) {
+    let prefix = Prefix::new(target, "tick");
     let replicas = [
         prefix.store().await,
         prefix.store().await,
@@ -493,7 +532,7 @@ async fn unreachable_redis_is_unavailable_and_says_what_to_do() {
 async fn rejected_password_is_a_protocol_error_without_the_password() {
     // The test Redis has no password: sending one is refused, and neither the URL's
     // password nor the separate secret may appear in the error.
-    let prefix = Prefix::new("auth");
+    let prefix = Prefix::new(Target::Single, "auth");
     let mut config = prefix.config();
     config.password = Some(Secret::new("s3cr3t-from-vault"));
     let err = Store::connect(&config).await.unwrap_err();
@@ -522,7 +561,7 @@ async fn bad_configuration_is_reported_as_such() {
 
 #[tokio::test]
 async fn ping_and_the_key_layout_in_redis() {
-    let prefix = Prefix::new("layout");
+    let prefix = Prefix::new(Target::Single, "layout");
     let store = prefix.store().await;
     store.ping().await.unwrap();
 
@@ -742,3 +781,39 @@ async fn redis_settings_that_weaken_the_guarantees_are_reported() {
         ]
     );
 }
+
+/// Runs each store test on one node (`single_node::`) and on a 3-master Redis Cluster
+/// started for it (`cluster::`).
+macro_rules! on_every_topology {
+    ($($name:ident),* $(,)?) => {
+        mod single_node {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Target::Single).await
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Target::cluster()).await
+                }
+            )*
+        }
+    };
+}
+
+on_every_topology!(
+    claim_duplicate_and_claimed_by_other,
+    recorded_delivery_is_never_claimed_again,
+    records_expire_after_retention_and_aliases_are_written,
+    expired_lease_lets_another_worker_claim_and_the_loser_cannot_interfere,
+    record_after_lost_lease_still_records_but_reports_it,
+    hold_while_keeps_the_claim_and_stops_when_it_is_lost,
+    concurrent_claimers_claim_each_key_exactly_once,
+    flow_lock_is_exclusive_and_waiters_get_it_or_give_up,
+    expired_flow_lock_cannot_be_released_by_its_old_owner,
+    each_scheduler_tick_is_claimed_by_exactly_one_replica,
+);

@@ -16,6 +16,7 @@
 mod error;
 mod flow;
 mod partner;
+mod redis_topology;
 mod settings;
 mod summary;
 mod yaml;
@@ -28,6 +29,7 @@ pub use flow::{Direction, FileSelector, Flow, IdempotencyMode, RemoteEndpoint, S
 pub use partner::{
     ClientIdentity, FtpsAuth, FtpsConnection, FtpsPartner, FtpsTls, Partner, TlsVersion, TrustMode,
 };
+pub use redis_topology::RedisTopology;
 pub use settings::{
     BrokerSettings, CatchUp, DEFAULT_BROKER_URL, DEFAULT_REDIS_URL, RedisSettings, RetrySettings,
     SchedulerSettings, Settings, TelemetrySettings, WorkerSettings, redact_url,

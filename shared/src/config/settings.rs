@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::redis_topology::RedisTopology;
 use super::yaml::{Cx, Field, Map, Node};
 pub use crate::secrets::redact_url;
 use crate::secrets::{AwsSettings, ResolverSettings, SecretRef, VaultAuth, VaultSettings};
@@ -68,6 +69,9 @@ pub struct RedisSettings {
     pub url: String,
     /// `redis.password`: a secret reference, used when the URL carries none.
     pub password: Option<SecretRef>,
+    /// `redis.cluster_nodes` or `redis.sentinel` instead of the single node of `url`
+    /// (see `redis_topology.rs`).
+    pub topology: RedisTopology,
     /// `redis.key_prefix` (default `ferry`): every key starts with it.
     pub key_prefix: String,
     /// `redis.delivery_retention` (default 90 days): how long a delivery record is kept.
@@ -149,6 +153,7 @@ impl Default for Settings {
             redis: RedisSettings {
                 url: DEFAULT_REDIS_URL.to_string(),
                 password: None,
+                topology: RedisTopology::Single,
                 key_prefix: "ferry".to_string(),
                 delivery_retention: Duration::from_secs(90 * 86_400),
             },
@@ -189,6 +194,7 @@ impl fmt::Debug for RedisSettings {
         f.debug_struct("RedisSettings")
             .field("url", &redact_url(&self.url))
             .field("password", &self.password)
+            .field("topology", &self.topology)
             .field("key_prefix", &self.key_prefix)
             .field("delivery_retention", &self.delivery_retention)
             .finish()
@@ -307,8 +313,15 @@ pub(crate) fn read(
     let redis = section(
         cx,
         "redis",
-        &["url", "password", "key_prefix", "delivery_retention"],
+        &[
+            &["url", "password", "key_prefix", "delivery_retention"],
+            super::redis_topology::KEYS,
+        ]
+        .concat(),
     );
+    if let Some(topology) = super::redis_topology::read(cx, redis.as_ref(), hardened) {
+        settings.redis.topology = topology;
+    }
     settings.redis.url = url_field(cx, redis.as_ref(), "FERRY_REDIS_URL", hardened, env)
         .unwrap_or(settings.redis.url);
     if let Some(redis) = &redis {

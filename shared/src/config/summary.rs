@@ -46,7 +46,7 @@ fn write_summary(out: &mut String, config: &Config, now: DateTime<Utc>) -> std::
     write!(
         out,
         "  redis: {} (key prefix `{}`, delivery records kept {}",
-        redact_url(&s.redis.url),
+        s.redis.topology.describe(&s.redis.url),
         s.redis.key_prefix,
         format_duration(s.redis.delivery_retention)
     )?;

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::keys;
-use crate::config::Config;
+use crate::config::{Config, RedisTopology};
 use crate::secrets::redact_url;
 use crate::secrets::{Resolver, Secret, SecretError};
 
@@ -13,8 +13,11 @@ use crate::secrets::{Resolver, Secret, SecretError};
 #[derive(Clone)]
 pub struct StoreConfig {
     /// `redis://host:port/db` or `rediss://host:port/db` (TLS). May carry a password, which
-    /// is never logged; [`StoreConfig::password`] overrides it.
+    /// is never logged; [`StoreConfig::password`] overrides it. Used when `topology` is
+    /// [`RedisTopology::Single`].
     pub url: String,
+    /// One node (`url`), a Redis Cluster, or a master found through Sentinel.
+    pub topology: RedisTopology,
     /// The password, when it comes from a secret store rather than the URL.
     pub password: Option<Secret>,
     /// First part of every key (see the key layout); letters, digits, `-_.:` only.
@@ -28,10 +31,16 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// Where the store lives, safe for messages and spans (passwords redacted).
+    pub fn describe(&self) -> String {
+        self.topology.describe(&self.url)
+    }
+
     /// Settings for `url` with the default prefix and timeouts (5 s connect, 5 s response).
     pub fn new(url: impl Into<String>) -> Self {
         StoreConfig {
             url: url.into(),
+            topology: RedisTopology::Single,
             password: None,
             key_prefix: keys::DEFAULT_PREFIX.to_owned(),
             ca_pem: None,
@@ -45,6 +54,7 @@ impl fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreConfig")
             .field("url", &redact_url(&self.url))
+            .field("topology", &self.topology)
             .field("password", &self.password)
             .field("key_prefix", &self.key_prefix)
             .field("ca_pem", &self.ca_pem.as_ref().map(|_| "set"))
@@ -60,6 +70,7 @@ impl StoreConfig {
     pub async fn from_config(config: &Config, resolver: &Resolver) -> Result<Self, SecretError> {
         let redis = &config.settings.redis;
         let mut store_config = StoreConfig::new(redis.url.clone());
+        store_config.topology = redis.topology.clone();
         store_config.key_prefix = redis.key_prefix.clone();
         if let Some(reference) = &redis.password {
             store_config.password = Some(resolver.resolve(reference).await?);

@@ -1,62 +1,50 @@
 //! The connection to Redis and its retry loop: the one place that sends commands, shared by
 //! the store (claims, records, locks, ticks) and the leases (renewals, releases).
 //!
-//! A [`redis::aio::ConnectionManager`] reconnects by itself; the command that met the broken
-//! connection still fails, so [`Connection::run`] retries it a few times. Every request ferry
+//! The connection reconnects by itself (see `link.rs` for one node, a cluster, a sentinel's
+//! master); the command that met the broken connection still fails, so [`Connection::run`]
+//! retries it a few times. Every request ferry
 //! sends is safe to repeat: the scripts and `SET NX` recognise their own earlier effect by
 //! the owner token.
 
-use std::sync::LazyLock;
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue, IntoConnectionInfo, Script, ScriptInvocation};
+use redis::{Cmd, FromRedisValue, RedisError, Script, Value};
 use tracing::warn;
 
 use super::config::StoreConfig;
 use super::error::{IdempotencyError, is_unavailable};
+pub(crate) use super::link::Request;
+use super::link::{self, Link};
 
 /// How many times a command is retried after a connection error (so `1 + RETRIES` tries).
 const RETRIES: u32 = 2;
 /// Pause before the first retry; doubled for the next.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
-/// A command or a script invocation, so that one retry loop serves both.
-pub(crate) enum Request<'a> {
-    Cmd(Cmd),
-    Script(ScriptInvocation<'a>),
-}
-
-/// One shared, self-healing connection. Cheap to clone.
+/// One shared, self-healing connection (one node, a cluster, or a sentinel's master; see
+/// `link.rs`). Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Connection {
-    manager: ConnectionManager,
-    /// The URL with its password redacted: safe for messages and spans.
+    link: Arc<dyn Link>,
+    /// Where the store lives, passwords redacted: safe for messages and spans.
     url: String,
 }
 
 impl Connection {
-    /// Opens the connection (`url` is the redacted URL, for messages).
+    /// Opens the connection (`url` is the redacted description, for messages).
     pub(crate) async fn open(config: &StoreConfig, url: &str) -> Result<Self, IdempotencyError> {
-        let client = client(config, url)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.response_timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(1));
-        let manager = ConnectionManager::new_with_config(client, manager_config)
-            .await
-            .map_err(|e| IdempotencyError::from_redis(url, "connect", e))?;
         Ok(Connection {
-            manager,
+            link: link::open(config, url).await?,
             url: url.to_owned(),
         })
     }
 
     /// Sends `req`, retrying up to [`RETRIES`] times after a connection error (the
-    /// connection manager reconnects meanwhile). Every request the store sends is safe
-    /// to repeat: scripts and `SET NX` recognise their own earlier effect by the token.
+    /// connection reconnects meanwhile). Every request the store sends is safe to repeat:
+    /// scripts and `SET NX` recognise their own earlier effect by the token.
     pub(crate) async fn run<T: FromRedisValue>(
         &self,
         op: &'static str,
@@ -65,11 +53,11 @@ impl Connection {
         let mut pause = RETRY_PAUSE;
         let mut attempt = 0;
         loop {
-            let mut conn = self.manager.clone();
-            let result = match req {
-                Request::Cmd(cmd) => cmd.query_async(&mut conn).await,
-                Request::Script(inv) => inv.invoke_async(&mut conn).await,
-            };
+            let result = self
+                .link
+                .send(req)
+                .await
+                .and_then(|value| T::from_redis_value(value).map_err(RedisError::from));
             match result {
                 Ok(value) => return Ok(value),
                 Err(e) if attempt < RETRIES && is_unavailable(&e) => {
@@ -80,6 +68,31 @@ impl Connection {
                 }
                 Err(e) => return Err(IdempotencyError::from_redis(&self.url, op, e)),
             }
+        }
+    }
+
+    /// `CONFIG GET name` on every master (one node, the sentinels' master, or each master
+    /// of a cluster), by master address (empty when there is only one). A master that
+    /// refuses `CONFIG` or does not know `name` is absent.
+    pub(crate) async fn config_get_everywhere(&self, name: &str) -> BTreeMap<String, String> {
+        let mut cmd = Cmd::new();
+        cmd.arg("CONFIG").arg("GET").arg(name);
+        let Some(on_every_master) = self.link.on_every_master(cmd.clone()) else {
+            let pairs: Option<Vec<String>> = self.run("config_get", &Request::Cmd(cmd)).await.ok();
+            let value = pairs.and_then(|p| p.get(1).cloned());
+            return value.map(|v| (String::new(), v)).into_iter().collect();
+        };
+        match on_every_master.await {
+            // One reply per master, keyed by its address.
+            Ok(Value::Map(replies)) => replies
+                .into_iter()
+                .filter_map(|(node, reply)| {
+                    let node = String::from_redis_value(node).ok()?;
+                    let pairs = Vec::<String>::from_redis_value(reply).ok()?;
+                    Some((node, pairs.get(1)?.clone()))
+                })
+                .collect(),
+            _ => BTreeMap::new(),
         }
     }
 
@@ -127,47 +140,6 @@ return 0
         let deleted: i64 = self.run("release", &Request::Script(inv)).await?;
         Ok(deleted == 1)
     }
-}
-
-/// Builds the client: URL, password override, optional CA for TLS.
-fn client(config: &StoreConfig, redacted: &str) -> Result<redis::Client, IdempotencyError> {
-    let invalid = |reason: String| IdempotencyError::Config {
-        reason: format!("Redis URL {redacted}: {reason}"),
-    };
-    let tls = config.url.starts_with("rediss://");
-    if !tls && !config.url.starts_with("redis://") {
-        return Err(invalid(
-            "must start with redis:// or rediss:// (TLS)".to_owned(),
-        ));
-    }
-    let mut info = config
-        .url
-        .as_str()
-        .into_connection_info()
-        .map_err(|e| invalid(e.to_string()))?;
-    if let Some(password) = &config.password {
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_password(password.expose());
-        info = info.set_redis_settings(settings);
-    }
-    let built = match &config.ca_pem {
-        Some(ca) if tls => redis::Client::build_with_tls(
-            info,
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(ca.clone()),
-            },
-        ),
-        Some(_) => {
-            return Err(invalid(
-                "a CA certificate is configured but the URL is not rediss://".to_owned(),
-            ));
-        }
-        None => redis::Client::open(info),
-    };
-    built.map_err(|e| invalid(e.to_string()))
 }
 
 /// A duration as whole milliseconds for `PX`/`PEXPIRE`, at least 1 (Redis rejects 0).

@@ -7,11 +7,10 @@
 //! snapshots at the least) and `maxmemory-policy noeviction`. Managed services often refuse
 //! `CONFIG`; then nothing can be checked and nothing is reported.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use redis::Cmd;
-
-use super::connection::{Connection, Request};
+use super::connection::Connection;
 use super::error::IdempotencyError;
 
 /// A Redis setting that weakens ferry's guarantees.
@@ -46,32 +45,37 @@ impl fmt::Display for DurabilityWarning {
 }
 
 /// Reads the server's settings and lists what weakens the guarantees; empty when all is
-/// well or when the server does not let `CONFIG GET` be used.
+/// well or when the server does not let `CONFIG GET` be used. On a Redis Cluster every
+/// master is read and a warning is given when any master has the weak setting (a record is
+/// only as safe as the node its flow's slot lives on).
 pub(crate) async fn check(conn: &Connection) -> Result<Vec<DurabilityWarning>, IdempotencyError> {
     let mut warnings = Vec::new();
-    let Some(appendonly) = setting(conn, "appendonly").await else {
+    let appendonly = conn.config_get_everywhere("appendonly").await;
+    let save = conn.config_get_everywhere("save").await;
+    let fsync = conn.config_get_everywhere("appendfsync").await;
+    let policy = conn.config_get_everywhere("maxmemory-policy").await;
+    if appendonly.is_empty() {
         tracing::debug!("Redis refuses CONFIG GET: its durability settings cannot be checked");
         return Ok(warnings);
-    };
-    let save = setting(conn, "save").await.unwrap_or_default();
-    let fsync = setting(conn, "appendfsync").await.unwrap_or_default();
-    let policy = setting(conn, "maxmemory-policy").await.unwrap_or_default();
-    if appendonly == "no" && save.trim().is_empty() {
-        warnings.push(DurabilityWarning::NoPersistence);
     }
-    if appendonly == "yes" && fsync == "no" {
-        warnings.push(DurabilityWarning::AofNotSynced);
-    }
-    if !policy.is_empty() && policy != "noeviction" {
-        warnings.push(DurabilityWarning::Eviction(policy));
+    for (node, appendonly) in &appendonly {
+        let at = |values: &BTreeMap<String, String>| values.get(node).cloned().unwrap_or_default();
+        let (save, fsync, policy) = (at(&save), at(&fsync), at(&policy));
+        let mut found = Vec::new();
+        if appendonly == "no" && save.trim().is_empty() {
+            found.push(DurabilityWarning::NoPersistence);
+        }
+        if appendonly == "yes" && fsync == "no" {
+            found.push(DurabilityWarning::AofNotSynced);
+        }
+        if !policy.is_empty() && policy != "noeviction" {
+            found.push(DurabilityWarning::Eviction(policy));
+        }
+        for warning in found {
+            if !warnings.contains(&warning) {
+                warnings.push(warning);
+            }
+        }
     }
     Ok(warnings)
-}
-
-/// `CONFIG GET name`, or `None` when refused or absent.
-async fn setting(conn: &Connection, name: &str) -> Option<String> {
-    let mut cmd = Cmd::new();
-    cmd.arg("CONFIG").arg("GET").arg(name);
-    let pairs: Vec<String> = conn.run("config_get", &Request::Cmd(cmd)).await.ok()?;
-    pairs.get(1).cloned()
 }

@@ -61,6 +61,8 @@
 //!   another worker take the file: keep leases well above a renewal round trip and let
 //!   [`Claim::hold_while`] stop the transfer when the lease is lost.
 //! - Commands are retried twice after a connection error; all of them are safe to repeat.
+//! - Redis is one node, a Redis Cluster or a master found through Sentinel (`link.rs`);
+//!   every script names keys of one flow only, so on a cluster it runs in one slot.
 
 mod config;
 mod connection;
@@ -69,6 +71,7 @@ mod error;
 pub mod intent;
 pub mod keys;
 mod lease;
+mod link;
 mod liveness;
 mod record;
 mod store;

@@ -24,7 +24,6 @@ use super::keys::{self, DeliveryKey, FlowKeys};
 use super::lease::{Claim, FlowLock, Lease};
 use super::liveness;
 use super::record::DeliveryRecord;
-use crate::secrets::redact_url;
 
 /// Claim a delivery key: check the record, `SET claim owner NX PX lease`, and report the
 /// owner when someone else holds it. One script, so the check and the claim are atomic:
@@ -210,7 +209,7 @@ impl Store {
     /// cannot be reached (the caller decides whether to wait or stop), with
     /// [`ErrorKind::Config`](super::ErrorKind::Config) for an unusable URL or prefix.
     pub async fn connect(config: &StoreConfig) -> Result<Store, IdempotencyError> {
-        let url = redact_url(&config.url);
+        let url = config.describe();
         keys::check_prefix(&config.key_prefix)?;
         let span = info_span!("idempotency.connect", redis.url = %url);
         async {

@@ -1,8 +1,16 @@
 //! [`RunContext`]: what the per-file steps of one flow-run share (the plan, the store, the
-//! partner's session pool, the deadline), and the retry loop every partner operation runs
-//! in.
+//! partner's session pool, the deadline), the retry loop every partner operation runs in,
+//! and [`RunStop`]: why a run takes no new file any more.
+//!
+//! Failing closed: a file is sent only under a claim Redis confirmed. When Redis stops
+//! answering mid-run (a restart, a failover, a network cut), the file that met it fails
+//! with `store_unavailable`, and the run starts no further file, even if Redis answers
+//! again a moment later: a Redis that restarted may have lost the last second of claims
+//! and records (AOF `everysec`), and a run that carried on would be racing whatever else
+//! noticed the outage. Files under way finish under their own claims (renewed, or stopped
+//! at half a lease without renewal); the rest stay where they are for the next run.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -10,7 +18,7 @@ use tracing::warn;
 
 use super::plan::FlowPlan;
 use super::pool::SessionPool;
-use super::report::{FileError, FileErrorKind};
+use super::report::{FileError, FileErrorKind, FileReport};
 use crate::ftps::FtpsError;
 use crate::idempotency::{Claim, DeliveryRecord, IdempotencyError, Store};
 
@@ -32,21 +40,73 @@ pub(crate) struct RunContext<'a> {
     pub claim_lease: Duration,
     /// When the run must stop.
     pub deadline: Instant,
-    /// Set once the run lost its flow lock: no new file may start.
-    pub lock_lost: &'a AtomicBool,
+    /// Set once the run lost its flow lock or its store: no new file may start.
+    pub stop: &'a RunStop,
+}
+
+/// Why a run takes no new file (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum StopReason {
+    /// The flow lock could not be renewed (Redis unreachable, or the lock taken over).
+    LockLost = 1,
+    /// A claim, renewal or record found Redis unavailable.
+    StoreLost = 2,
+}
+
+/// Set once, read before every file: the first reason a run stopped taking files.
+#[derive(Debug, Default)]
+pub(crate) struct RunStop(AtomicU8);
+
+impl RunStop {
+    /// Stops the run for `reason` (the first reason given is kept).
+    pub fn stop(&self, reason: StopReason) {
+        let _ = self
+            .0
+            .compare_exchange(0, reason as u8, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Why the run stopped, if it did.
+    pub fn reason(&self) -> Option<StopReason> {
+        match self.0.load(Ordering::SeqCst) {
+            1 => Some(StopReason::LockLost),
+            2 => Some(StopReason::StoreLost),
+            _ => None,
+        }
+    }
+
+    /// Stops the run when `row` says the store was unavailable for its file.
+    pub fn after(&self, row: &FileReport) {
+        if row
+            .error
+            .as_ref()
+            .is_some_and(|e| e.kind == FileErrorKind::StoreUnavailable)
+        {
+            self.stop(StopReason::StoreLost);
+        }
+    }
 }
 
 impl RunContext<'_> {
-    /// Why a file is not started: the run lost its flow lock (see `engine.rs`), or `None`.
+    /// Why a file is not started: the run lost its flow lock or its store (see the module
+    /// docs), or ran out of time; `None` when it may start.
     pub fn stopped(&self) -> Option<FileError> {
-        if self.lock_lost.load(Ordering::SeqCst) {
-            return Some(FileError::retryable(
-                FileErrorKind::StoreUnavailable,
-                "not started: the run lost its flow lock (Redis unreachable or the lock taken \
-                 over), so it takes no new file; the file stays where it was for the next run",
-            ));
-        }
-        self.out_of_time().then(|| self.timed_out())
+        let why = match self.stop.reason() {
+            Some(StopReason::LockLost) => {
+                "the run lost its flow lock (Redis unreachable or the lock taken over)"
+            }
+            Some(StopReason::StoreLost) => {
+                "Redis stopped answering during the run, so no claim can be trusted"
+            }
+            None => return self.out_of_time().then(|| self.timed_out()),
+        };
+        Some(FileError::retryable(
+            FileErrorKind::StoreUnavailable,
+            format!(
+                "not started: {why}; the run takes no new file, and the file stays where it \
+                 was for the next run"
+            ),
+        ))
     }
 
     /// Whether the run's time limit has passed.

@@ -2,7 +2,6 @@
 //! idempotency store, one session pool per partner), and the flow-run itself.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -12,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tracing::{Instrument, field::Empty, info, info_span, warn};
 
-use super::context::RunContext;
+use super::context::{RunContext, RunStop, StopReason};
 use super::download::download_file;
 use super::error::TransferError;
 use super::partner::partner_session_config;
@@ -227,17 +226,18 @@ impl Engine {
                 });
             }
         };
-        // A run that loses its flow lock (Redis unreachable, the lease taken over) stops
-        // taking new files; files under way finish under their own claims, and the report
-        // still has a row for every file the run touched.
-        let lock_lost = AtomicBool::new(false);
-        let mut run = Box::pin(self.run(plan, only_files, run_id, progress, &lock_lost));
+        // A run that loses its flow lock (Redis unreachable, the lease taken over) or meets
+        // Redis unavailable for a file stops taking new files (see `context.rs`); files
+        // under way finish under their own claims, and the report still has a row for
+        // every file the run touched.
+        let stop = RunStop::default();
+        let mut run = Box::pin(self.run(plan, only_files, run_id, progress, &stop));
         let outcome = tokio::select! {
             biased;
             outcome = &mut run => outcome,
             reason = lock.keep_alive() => {
                 warn!(%reason, "the flow lock was lost; no new file is started in this run");
-                lock_lost.store(true, Ordering::SeqCst);
+                stop.stop(StopReason::LockLost);
                 run.await
             }
         };
@@ -254,7 +254,7 @@ impl Engine {
         only_files: Option<&[String]>,
         run_id: &str,
         progress: Option<Progress<'_>>,
-        lock_lost: &AtomicBool,
+        stop: &RunStop,
     ) -> Result<RunReport, TransferError> {
         let started = Instant::now();
         let info = RunInfo {
@@ -273,7 +273,7 @@ impl Engine {
             trace_id: crate::telemetry::current_trace_id(),
             claim_lease: self.options.claim_lease,
             deadline: started + plan.run_timeout,
-            lock_lost,
+            stop,
         };
         let parallel = plan.max_connections.max(1);
 
@@ -308,7 +308,7 @@ impl Engine {
                     sweep_stale_parts(&ctx, &dirs).await;
                 }
                 missing.retain(|name| !links.iter().any(|(link, _)| link == name));
-                let mut rows = in_parallel(files, parallel, progress, |file| {
+                let mut rows = in_parallel(files, parallel, progress, stop, |file| {
                     Box::pin(upload_file(&ctx, file))
                 })
                 .await;
@@ -325,7 +325,7 @@ impl Engine {
             Direction::Download => {
                 let (ready, not_yet_stable) = self.list_remote(&ctx).await?;
                 let (entries, missing) = only_named(ready, only_files, |e| &e.name);
-                let rows = in_parallel(entries, parallel, progress, |entry| {
+                let rows = in_parallel(entries, parallel, progress, stop, |entry| {
                     Box::pin(download_file(&ctx, entry))
                 })
                 .await;
@@ -441,11 +441,13 @@ impl Engine {
 }
 
 /// Runs `handle` on every item, at most `parallel` at a time, and collects the rows,
-/// telling `progress` about each as soon as it is done.
+/// telling `progress` about each as soon as it is done. A row that met Redis unavailable
+/// stops the run (`stop`): the items not yet started are reported not started.
 async fn in_parallel<T, Fut>(
     items: Vec<T>,
     parallel: usize,
     progress: Option<Progress<'_>>,
+    stop: &RunStop,
     handle: impl Fn(T) -> Fut,
 ) -> Vec<FileReport>
 where
@@ -454,6 +456,7 @@ where
     let mut rows = Vec::with_capacity(items.len());
     let mut running = FuturesUnordered::new();
     let mut done = |row: FileReport| {
+        stop.after(&row);
         if let Some(progress) = progress {
             progress(&row);
         }
