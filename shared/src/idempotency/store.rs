@@ -1,10 +1,10 @@
-//! [`Store`]: the connection to Redis and every operation ferry performs on it.
+//! [`Store`]: every operation ferry performs on Redis.
 //!
-//! One [`redis::aio::ConnectionManager`] per store (it multiplexes commands and reconnects
-//! in the background); each operation is one command or one Lua script, retried at the
-//! call site after a connection error, because the manager still fails the command that
-//! met the broken connection. Every operation that changes two keys is a script, so a
-//! crash between two steps cannot leave a claim without its record or the other way round.
+//! One shared connection per store (`connection.rs`: one node, a Cluster or a Sentinel-
+//! watched master, see `link.rs`); each operation is one command or one Lua script, retried
+//! after a connection error. Every operation that changes two keys is a script whose keys
+//! all carry one flow's hash tag (so it is valid on a Cluster), so a crash between two
+//! steps cannot leave a claim without its record or the other way round.
 
 use std::fmt;
 use std::sync::{Arc, LazyLock};
