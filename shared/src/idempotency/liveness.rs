@@ -7,7 +7,8 @@
 //! `/proc/self/ns/pid`, and `<start time>` the process's start time in clock ticks since boot
 //! (field 22 of `/proc/<pid>/stat`). A holder is known dead when the stamp was written under
 //! the same boot and in the same pid namespace as ours, and no process with that pid and
-//! that start time exists. Then its claim can be taken at once instead of after its lease
+//! that start time exists (a process whose start time cannot be read, `/proc` mounted with
+//! `hidepid`, counts as alive unless the kernel says the pid is unused). Then its claim can be taken at once instead of after its lease
 //! (a `ferry-worker run` rerun after `kill -9`).
 //!
 //! Why all four parts: containers on one node share the boot id but not the pid namespace
@@ -52,8 +53,21 @@ pub(crate) fn holder_is_dead(token: &str) -> bool {
     if theirs.boot != ours.boot || theirs.pid_ns != ours.pid_ns || theirs.pid == ours.pid {
         return false;
     }
-    // Gone, or the pid now names a younger process.
-    start_time(theirs.pid) != Some(theirs.start)
+    match start_time(theirs.pid) {
+        // The pid now names a younger process: the holder is gone.
+        Some(start) => start != theirs.start,
+        // Unreadable (`/proc` mounted with `hidepid`) or gone: dead only if the kernel says
+        // there is no such process; a process we may not look at is taken for alive.
+        None => no_such_process(theirs.pid),
+    }
+}
+
+/// Whether the kernel says no process has `pid` (`kill(pid, 0)` fails with `ESRCH`).
+fn no_such_process(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+        return false;
+    };
+    matches!(rustix::process::test_kill_process(pid), Err(e) if e == rustix::io::Errno::SRCH)
 }
 
 fn parse(token: &str) -> Option<ProcessStamp> {
