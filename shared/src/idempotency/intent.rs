@@ -25,9 +25,13 @@
 //!   took it away since; it is sent again, and its row says that a copy may already have
 //!   reached the partner.
 //!
-//! A transfer that cannot rename (refused, target exists) gives its intent up
+//! An upload that cannot rename (refused, target exists) gives its intent up
 //! ([`Store::abandon_commit`](super::Store::abandon_commit)) *before* it removes the
-//! temporary file, so an intent never points at a temporary file that ferry itself deleted.
+//! temporary file, so an intent never points at a partner-side temporary file that ferry
+//! itself deleted. (A download's part is local and its source is still on the partner: a
+//! part lost with its intent left only means fetching again.) A download finished from a
+//! crashed attempt's part does not delete the remote file in that run: the next run fetches
+//! it again and compares it with the record before it deletes it.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -126,6 +126,16 @@ impl DeliveryKey {
         }
     }
 
+    /// A SHA-256 of this key (flow and id): a stable name for what belongs to it, such as
+    /// an upload's temporary file.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(self.flow_id.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(self.id.as_bytes());
+        hasher.finalize().into()
+    }
+
     /// The older record this key also accepts, if any.
     pub(crate) fn legacy(&self) -> Option<&Legacy> {
         self.legacy.as_ref()

@@ -69,14 +69,16 @@ return {'other', owner or '', tostring(redis.call('PTTL', KEYS[2]))}
     )
 });
 
-/// Begin a commit: if the claim still holds our token, write the intent (for the
-/// retention) and answer 1; else answer 0 and write nothing.
+/// Begin a commit: if the claim still holds our token, renew it for a whole lease (the
+/// rename that follows starts a fresh lease clock), write the intent (for the retention)
+/// and answer 1; else answer 0 and write nothing.
 ///
-/// KEYS: claim, intent. ARGV: token, intent JSON, retention ms.
+/// KEYS: claim, intent. ARGV: token, intent JSON, retention ms, lease ms.
 static BEGIN_COMMIT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 ",
@@ -107,15 +109,16 @@ return 0
     )
 });
 
-/// Give a commit up: delete the intent if the claim still holds our token (1), else
-/// leave it for the claim's new holder (0).
+/// Give a commit up: delete the intent if the claim still holds our token (1, also when
+/// there was no intent left to delete), else leave it for the claim's new holder (0).
 ///
 /// KEYS: claim, intent. ARGV: token.
 static ABANDON_COMMIT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2])
+return 1
 ",
     )
 });
@@ -333,7 +336,16 @@ impl Store {
         };
         let intent = match rest.first().map(String::as_str) {
             Some(json) if !json.is_empty() && status != "other" => {
-                Some(decode_json::<CommitIntent>(&flow.intent(key), json)?)
+                // An intent this version cannot read (written by a newer one, or damaged)
+                // must not block the file: without it the file is sent again, the worst
+                // case being the duplicate the intent would have avoided.
+                match decode_json::<CommitIntent>(&flow.intent(key), json) {
+                    Ok(intent) => Some(intent),
+                    Err(err) => {
+                        warn!(error = %err, "an unreadable commit intent is ignored; the file is sent again");
+                        None
+                    }
+                }
             }
             _ => None,
         };
@@ -392,7 +404,8 @@ impl Store {
             .key(&intent_key)
             .arg(claim.lease().token())
             .arg(&json)
-            .arg(millis(retention));
+            .arg(millis(retention))
+            .arg(millis(claim.duration()));
         let held: i64 = self.run("begin_commit", &Request::Script(inv)).await?;
         tracing::Span::current().record("held", held == 1);
         Ok(if held == 1 {

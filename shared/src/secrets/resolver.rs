@@ -11,9 +11,10 @@
 //!
 //! **A store that is down.** When a refresh finds Vault or AWS unreachable (no answer, a
 //! refused connection, a 5xx or 429), the last good document is served for up to
-//! `stale_grace` past its `cache_ttl`, with a warning and a count
-//! ([`Resolver::stale_served`]), so a short outage of the secret store does not fail every
-//! transfer. The store is asked again every [`STALE_RETRY`] meanwhile. Only an outage is
+//! `stale_grace` past its `cache_ttl`, so a short outage of the secret store does not fail
+//! every transfer. Each time the store is found unreachable it is warned about and counted
+//! ([`Resolver::stale_served`], once per waiter of that fetch); the value then stands for
+//! [`STALE_RETRY`] before the store is asked again. Only an outage is
 //! covered: a definite answer (permission denied, not found, login refused) ends the value
 //! at once, because a revoked secret must stop working.
 //!

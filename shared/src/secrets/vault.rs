@@ -29,6 +29,9 @@ use super::{Secret, SecretRef, local};
 /// How long one HTTP request to Vault may take before it counts as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// After a configured token's self-lookup failed, how long until it is looked up again.
+const LOOKUP_RETRY: Duration = Duration::from_secs(30);
+
 /// A renewal granting less than this (the token is near its maximum TTL) is not kept: a
 /// fresh login follows instead.
 const MIN_RENEWED_LEASE_S: u64 = 2;
@@ -170,7 +173,9 @@ impl VaultBackend {
                 // used as it is (the 403 path still re-reads it when it stops working).
                 let (renew_at, renewable) = match vaultrs::token::lookup_self(&client).await {
                     Ok(info) => (renew_at(info.ttl), info.renewable.unwrap_or(false)),
-                    Err(_) => (None, false),
+                    // Looked up again soon (a new session, so a renewable token is not
+                    // left to expire unrenewed because Vault was down at its first use).
+                    Err(_) => (Some(Instant::now() + LOOKUP_RETRY), false),
                 };
                 Ok(Session {
                     client: Arc::new(client),

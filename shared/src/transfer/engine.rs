@@ -296,11 +296,7 @@ impl Engine {
                         })?;
                 let (files, mut missing) = only_named(selection.ready, only_files, |f| &f.name);
                 let (links, _) = only_named(selection.links, only_files, |(name, _)| name);
-                if matches!(
-                    plan.idempotency,
-                    IdempotencyMode::Name | IdempotencyMode::None
-                ) && !files.is_empty()
-                {
+                if plan.idempotency == IdempotencyMode::None && !files.is_empty() {
                     let dirs = files
                         .iter()
                         .map(|f| remote_location(&plan.remote_dir, &f.name).0)
