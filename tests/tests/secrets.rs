@@ -75,6 +75,7 @@ fn settings(vault: Option<VaultSettings>, aws: AwsSettings) -> ResolverSettings 
         stale_grace: Duration::ZERO,
         vault,
         aws,
+        ..ResolverSettings::default()
     }
 }
 
