@@ -75,7 +75,6 @@ fn settings(vault: Option<VaultSettings>, aws: AwsSettings) -> ResolverSettings 
         stale_grace: Duration::ZERO,
         vault,
         aws,
-        ..ResolverSettings::default()
     }
 }
 

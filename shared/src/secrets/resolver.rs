@@ -35,6 +35,10 @@ use super::{Secret, SecretError, SecretRef, local};
 /// [`SecretError::Unavailable`].
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// While a stale value is served, how long until the store is asked again: a store that
+/// times out must not make every resolution wait for it.
+const STALE_RETRY: Duration = Duration::from_secs(15);
+
 /// Resolves [`SecretRef`]s to [`Secret`]s. Cheap to clone: clones share one cache, one
 /// Vault session and one AWS client.
 #[derive(Clone)]
@@ -73,6 +77,9 @@ type Fetch = Shared<BoxFuture<'static, Result<Document, Fault>>>;
 struct Slot {
     last: Option<LastGood<Document>>,
     fetch: Option<Fetch>,
+    /// The store could not be reached at the last try: why, and when to try again
+    /// ([`STALE_RETRY`]); meanwhile the last value is served without asking.
+    outage: Option<(String, Instant)>,
 }
 
 impl Resolver {
@@ -173,9 +180,20 @@ impl Resolver {
         self.inner.fetches.load(Ordering::Relaxed)
     }
 
+    /// Vault logins so far (a configured token's session counts as one): with renewal, one
+    /// for as long as the token may be renewed.
+    pub fn vault_logins(&self) -> u64 {
+        self.inner.vault.as_ref().map_or(0, VaultBackend::logins)
+    }
+
+    /// Vault token renewals (`renew-self`) so far.
+    pub fn vault_renewals(&self) -> u64 {
+        self.inner.vault.as_ref().map_or(0, VaultBackend::renewals)
+    }
+
     /// How many resolutions were answered with a stale value (the store unreachable, the
     /// last value within `secrets.stale_grace`) so far, by this resolver and its clones.
-    pub fn stale_served_total(&self) -> u64 {
+    pub fn stale_served(&self) -> u64 {
         self.inner.grace.served_total()
     }
 
@@ -210,6 +228,16 @@ impl Resolver {
                     fetch.clone()
                 }
                 (last, None) => {
+                    if let Some((reason, retry_at)) = &slot.outage
+                        && Instant::now() < *retry_at
+                        && let Ok(served) = self
+                            .inner
+                            .grace
+                            .fallback(last.as_ref(), Fault::Unavailable(reason.clone()))
+                    {
+                        debug!("the store was unreachable moments ago: not asking again yet");
+                        return Ok(served);
+                    }
                     if last.is_some() {
                         debug!("cached value expired");
                     }
@@ -226,6 +254,7 @@ impl Resolver {
             && slot.fetch.as_ref().is_some_and(|f| f.ptr_eq(&fetch))
         {
             slot.fetch = None;
+            slot.outage = None;
             match &result {
                 Ok(document) => {
                     slot.last = Some(LastGood {
@@ -234,7 +263,9 @@ impl Resolver {
                     });
                 }
                 // Unreachable: keep the last value for the grace.
-                Err(fault) if StaleGrace::covers(fault) => {}
+                Err(Fault::Unavailable(reason)) => {
+                    slot.outage = Some((reason.clone(), Instant::now() + STALE_RETRY));
+                }
                 // The store answered no (403, 404...): a revoked secret stops working now.
                 Err(_) => slot.last = None,
             }
@@ -293,7 +324,7 @@ impl fmt::Debug for Resolver {
             .field("settings", &self.inner.settings)
             .field("cached_documents", &self.inner.cache().len())
             .field("backend_fetches", &self.backend_fetches())
-            .field("stale_served_total", &self.stale_served_total())
+            .field("stale_served", &self.stale_served())
             .finish()
     }
 }

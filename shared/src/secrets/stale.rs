@@ -17,8 +17,9 @@
 //! the kept value is (never the value). Each stale use logs a warning naming the
 //! reference, is counted ([`StaleGrace::served_total`]) and marks the `secret.resolve`
 //! span (`stale = true`, `stale_age_s`), so operators see a store outage before the grace
-//! runs out. Each resolution still asks the store first, so the fresh value is back the
-//! moment the store is.
+//! runs out. The store is asked again every 15 s meanwhile (`STALE_RETRY` in the
+//! resolver: a store that times out must not hold every resolution), so the fresh value is
+//! back within 15 s of the store.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

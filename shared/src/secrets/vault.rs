@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
@@ -45,6 +46,10 @@ pub(crate) struct VaultBackend {
     settings: VaultSettings,
     /// The current session; the lock also makes concurrent logins a single one.
     session: Mutex<Option<Arc<Session>>>,
+    /// Logins so far (a configured token's session counts as one).
+    logins: AtomicU64,
+    /// Successful `renew-self` calls so far.
+    renewals: AtomicU64,
 }
 
 /// A client holding a valid token, and what is known of the token's lease.
@@ -81,7 +86,19 @@ impl VaultBackend {
         VaultBackend {
             settings,
             session: Mutex::new(None),
+            logins: AtomicU64::new(0),
+            renewals: AtomicU64::new(0),
         }
+    }
+
+    /// Logins so far (a configured token's session counts as one).
+    pub(crate) fn logins(&self) -> u64 {
+        self.logins.load(Ordering::Relaxed)
+    }
+
+    /// Successful `renew-self` calls so far.
+    pub(crate) fn renewals(&self) -> u64 {
+        self.renewals.load(Ordering::Relaxed)
     }
 
     /// The fields of the KV v2 secret `path` under `mount`.
@@ -115,6 +132,7 @@ impl VaultBackend {
                 Some(at) if Instant::now() < at => return Ok(Arc::clone(session)),
                 Some(_) if session.renewable => match renew(session).await? {
                     Renewal::Renewed(renewed) => {
+                        self.renewals.fetch_add(1, Ordering::Relaxed);
                         let renewed = Arc::new(renewed);
                         *current = Some(Arc::clone(&renewed));
                         return Ok(renewed);
@@ -127,6 +145,7 @@ impl VaultBackend {
             }
         }
         let session = Arc::new(self.login().await?);
+        self.logins.fetch_add(1, Ordering::Relaxed);
         *current = Some(Arc::clone(&session));
         Ok(session)
     }
