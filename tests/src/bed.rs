@@ -103,6 +103,20 @@ impl Bed {
     /// Writes `ferry.yaml`, the partner (at `port`, the server's by default) and flow `f`,
     /// and loads them.
     pub fn config(&self, flow: &FlowSpec<'_>, port: Option<u16>) -> Arc<Config> {
+        let password = format!("literal:{}", self.server.password);
+        self.config_with(flow, port, "", &password)
+    }
+
+    /// [`Bed::config`] with `settings_extra` appended to `ferry.yaml` (whole top-level
+    /// sections, such as `vault:` and `secrets:`) and the partner's password written as
+    /// `password` (a secret reference, such as `vault:secret/partner#password`).
+    pub fn config_with(
+        &self,
+        flow: &FlowSpec<'_>,
+        port: Option<u16>,
+        settings_extra: &str,
+        password: &str,
+    ) -> Arc<Config> {
         let dir = self.dir.path();
         std::fs::create_dir_all(dir.join("partners")).expect("partners/");
         std::fs::create_dir_all(dir.join("flows")).expect("flows/");
@@ -111,18 +125,17 @@ impl Bed {
         let settings = format!(
             "redis:\n{redis}  key_prefix: \"{}\"\n  delivery_retention: 1h\n\
              retry:\n  max_attempts: 3\n  base_delay: 50ms\n  max_delay: 500ms\n\
-             worker:\n  claim_lease: 3s\n",
+             worker:\n  claim_lease: 3s\n{settings_extra}",
             self.prefix.0
         );
         std::fs::write(dir.join("ferry.yaml"), settings).expect("ferry.yaml");
         let partner = format!(
             "id: partner\nprotocol: ftps\nftps:\n  connection:\n    host: {}\n    port: {}\n    \
              passive: true\n    max_connections: 4\n  auth:\n    username: {}\n    \
-             password: \"literal:{}\"\n  tls:\n    ca_cert: file:{}\n",
+             password: \"{password}\"\n  tls:\n    ca_cert: file:{}\n",
             self.server.host,
             port.unwrap_or(self.server.port),
             self.server.username,
-            self.server.password,
             dir.join("ca.pem").display()
         );
         std::fs::write(dir.join("partners/partner.yaml"), partner).expect("partner");

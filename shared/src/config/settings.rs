@@ -29,7 +29,7 @@ pub struct Settings {
     pub broker: BrokerSettings,
     /// Redis (idempotency records, claims, locks).
     pub redis: RedisSettings,
-    /// How secret references are resolved (`vault:`, `aws:`, `secrets.cache_ttl`).
+    /// How secret references are resolved (`vault:`, `aws:`, `secrets:`).
     pub resolver: ResolverSettings,
     /// The worker process.
     pub worker: WorkerSettings,
@@ -357,13 +357,8 @@ pub(crate) fn read(
         endpoint_url: text_or_env(cx, aws.as_ref(), "endpoint_url", "AWS_ENDPOINT_URL", env),
     };
 
-    if let Some(secrets) = section(cx, "secrets", &["cache_ttl", "stale_grace"]) {
-        if let Some(ttl) = secrets.get("cache_ttl").and_then(|f| f.duration(cx)) {
-            settings.resolver.cache_ttl = ttl;
-        }
-        if let Some(grace) = secrets.get("stale_grace").and_then(|f| f.duration(cx)) {
-            settings.resolver.stale_grace = grace;
-        }
+    if let Some(secrets) = section(cx, "secrets", super::secrets::SECRETS_KEYS) {
+        super::secrets::read_secrets(cx, &secrets, &mut settings.resolver);
     }
 
     if let Some(worker) = section(
