@@ -447,3 +447,38 @@ async fn a_refused_renewal_leads_to_a_new_login_before_any_read_is_refused() {
         ],
     );
 }
+
+/// A configured (not logged-in) token with a TTL: looked up, then renewed before it ends.
+/// Three seconds to live, read at 0, 2.5, 5 and 7.5 s: only a renewed token can answer.
+#[tokio::test]
+async fn a_configured_renewable_token_is_renewed_before_it_expires() {
+    let bao = OpenBao::start().await.expect("OpenBao");
+    bao.write_secret("secret", "partners/acme", &[("password", "cfg-pw-5a1e")])
+        .await
+        .expect("secret");
+    bao.create_read_policy("acme", &[("secret", "partners/acme")])
+        .await
+        .expect("policy");
+    let token = bao
+        .create_token_with_ttl(&["acme"], "3s")
+        .await
+        .expect("token");
+    let resolver = Resolver::new(ResolverSettings {
+        cache_ttl: Duration::ZERO,
+        stale_grace: Duration::ZERO,
+        vault: vault(&bao.addr, VaultAuth::Token(literal(&token))),
+        aws: AwsSettings::default(),
+    });
+    let text = reference("vault:secret/partners/acme#password");
+    for _ in 0..4 {
+        let value = resolver.resolve(&text).await.expect("resolved");
+        assert_eq!(value.expose(), "cfg-pw-5a1e");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    assert!(
+        resolver.vault_renewals() >= 2,
+        "{}",
+        resolver.vault_renewals()
+    );
+    assert_eq!(resolver.vault_logins(), 1, "one login for the whole time");
+}
