@@ -55,6 +55,16 @@ pub struct CommitIntent {
     pub written_at: DateTime<Utc>,
 }
 
+impl CommitIntent {
+    /// [`CommitIntent::sha256`] as bytes (all zeros if it is not 64 hex digits: never the
+    /// case for an intent ferry wrote).
+    pub fn sha256_bytes(&self) -> [u8; 32] {
+        let mut digest = [0u8; 32];
+        let _ = hex::decode_to_slice(&self.sha256, &mut digest);
+        digest
+    }
+}
+
 /// What [`Store::begin_commit`](super::Store::begin_commit) found of the claim.
 #[must_use = "a lost claim means the file must not be renamed into place"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -248,7 +248,7 @@ impl Prior {
                 let part = DownloadedFile::adopt(
                     PathBuf::from(&intent.temp_path),
                     intent.size,
-                    hex_digest(&intent.sha256),
+                    intent.sha256_bytes(),
                 )?;
                 Placed::Part(part)
             }

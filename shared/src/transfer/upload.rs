@@ -323,11 +323,9 @@ async fn discard(ctx: &RunContext<'_>, temp_path: &str) {
 
 /// The staged upload an intent describes.
 fn staged_of(intent: &CommitIntent) -> StagedUpload {
-    let mut sha256 = [0u8; 32];
-    let _ = hex::decode_to_slice(&intent.sha256, &mut sha256);
     StagedUpload {
         bytes: intent.size,
-        sha256,
+        sha256: intent.sha256_bytes(),
         temp_path: intent.temp_path.clone(),
         final_path: intent.final_path.clone(),
     }
