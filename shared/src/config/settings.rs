@@ -801,6 +801,19 @@ mod tests {
     }
 
     #[test]
+    fn scheduler_timings_have_defaults_and_a_floor() {
+        let (settings, errors) = load("", &[]);
+        assert!(errors.is_empty());
+        assert_eq!(settings.scheduler.publish_give_up, Duration::from_secs(120));
+        assert_eq!(settings.scheduler.stale_tick_claim, Duration::from_secs(30));
+        let (settings, errors) = load("scheduler:\n  stale_tick_claim: 500ms\n", &[]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "scheduler.stale_tick_claim");
+        assert_eq!((errors[0].line, errors[0].column), (Some(2), Some(3)));
+        assert_eq!(settings.scheduler.stale_tick_claim, Duration::from_secs(30));
+    }
+
+    #[test]
     fn debug_hides_url_passwords() {
         let settings = Settings::default();
         assert!(!format!("{settings:?}").contains("guest:guest"));
