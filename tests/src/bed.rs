@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,34 +15,7 @@ use tempfile::TempDir;
 
 pub use crate::fleet::{redis_url, sha256_hex};
 use crate::ftp::{FtpServer, FtpServerKind, FtpServerOptions};
-
-/// A unique key prefix; every key under it is deleted when dropped.
-pub struct Prefix(pub String);
-
-impl Prefix {
-    pub fn new(test: &str) -> Self {
-        Prefix(format!(
-            "ferry-test-transfer-{test}-{:016x}",
-            rand::random::<u64>()
-        ))
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        let pattern = format!("{}*", self.0);
-        let keys = Command::new("redis-cli")
-            .args(["-u", &redis_url(), "--scan", "--pattern", &pattern])
-            .output();
-        if let Ok(out) = keys {
-            for key in String::from_utf8_lossy(&out.stdout).lines() {
-                let _ = Command::new("redis-cli")
-                    .args(["-u", &redis_url(), "DEL", key])
-                    .output();
-            }
-        }
-    }
-}
+pub use crate::keyspace::Prefix;
 
 /// One test's world: a partner server, a configuration directory with a local folder, and
 /// a Redis prefix.
@@ -194,7 +166,7 @@ impl Bed {
     /// The Redis keys of flow `f` of kind `kind` (`claim`, `delivered`, `intent`, `lock`).
     pub fn flow_keys(&self, kind: &str) -> Vec<String> {
         let pattern = format!("{}:{{flow:f}}:{kind}*", self.prefix.0);
-        let out = Command::new("redis-cli")
+        let out = std::process::Command::new("redis-cli")
             .args(["-u", &self.redis, "--scan", "--pattern", &pattern])
             .output()
             .expect("redis-cli");
@@ -211,7 +183,7 @@ impl Bed {
         self.flow_keys("delivered")
             .iter()
             .filter_map(|key| {
-                let out = Command::new("redis-cli")
+                let out = std::process::Command::new("redis-cli")
                     .args(["-u", &self.redis, "GET", key])
                     .output()
                     .expect("redis-cli");

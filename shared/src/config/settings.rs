@@ -120,10 +120,27 @@ pub struct TelemetrySettings {
 }
 
 /// The scheduler process's settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchedulerSettings {
     /// `scheduler.catch_up` (default `latest`): what to do with ticks missed while down.
     pub catch_up: CatchUp,
+    /// `scheduler.publish_give_up` (default 2m): how long one attempt to publish a tick's
+    /// flow-run retries before it gives up and leaves the tick to a later retry.
+    pub publish_give_up: Duration,
+    /// `scheduler.stale_tick_claim` (default 30s): a tick claimed but neither published nor
+    /// renewed for this long (its replica crashed or gave up) is taken over by any replica.
+    /// Claims are renewed and pending ticks looked for every third of it.
+    pub stale_tick_claim: Duration,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings {
+            catch_up: CatchUp::default(),
+            publish_give_up: Duration::from_secs(120),
+            stale_tick_claim: Duration::from_secs(30),
+        }
+    }
 }
 
 /// What the scheduler does with ticks it missed (while stopped or partitioned).
@@ -446,12 +463,35 @@ pub(crate) fn read(
             .and_then(|f| f.non_empty_str(cx)),
     };
 
-    if let Some(scheduler) = section(cx, "scheduler", &["catch_up"])
-        && let Some(catch_up) = scheduler
+    if let Some(scheduler) = section(
+        cx,
+        "scheduler",
+        &["catch_up", "publish_give_up", "stale_tick_claim"],
+    ) {
+        if let Some(catch_up) = scheduler
             .get("catch_up")
             .and_then(|f| f.choice(cx, &[("latest", CatchUp::Latest), ("none", CatchUp::None)]))
-    {
-        settings.scheduler.catch_up = catch_up;
+        {
+            settings.scheduler.catch_up = catch_up;
+        }
+        if let Some(d) = scheduler
+            .get("publish_give_up")
+            .and_then(|f| f.duration(cx))
+        {
+            settings.scheduler.publish_give_up = d;
+        }
+        if let Some(field) = scheduler.get("stale_tick_claim")
+            && let Some(d) = field.duration(cx)
+        {
+            if d < Duration::from_secs(1) {
+                field.error(
+                    cx,
+                    "must be at least 1s (claims are renewed every third of it)",
+                );
+            } else {
+                settings.scheduler.stale_tick_claim = d;
+            }
+        }
     }
 
     (settings, rules)
@@ -753,6 +793,19 @@ mod tests {
         let (settings, errors) = load(&text.replace("true", "false"), &[]);
         assert!(errors.is_empty(), "{errors:?}");
         assert!(!format!("{settings:?}").contains("LiteralToken"));
+    }
+
+    #[test]
+    fn scheduler_timings_have_defaults_and_a_floor() {
+        let (settings, errors) = load("", &[]);
+        assert!(errors.is_empty());
+        assert_eq!(settings.scheduler.publish_give_up, Duration::from_secs(120));
+        assert_eq!(settings.scheduler.stale_tick_claim, Duration::from_secs(30));
+        let (settings, errors) = load("scheduler:\n  stale_tick_claim: 500ms\n", &[]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "scheduler.stale_tick_claim");
+        assert_eq!((errors[0].line, errors[0].column), (Some(2), Some(3)));
+        assert_eq!(settings.scheduler.stale_tick_claim, Duration::from_secs(30));
     }
 
     #[test]
