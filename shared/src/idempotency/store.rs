@@ -299,17 +299,16 @@ impl Store {
                     .arg(&legacy.file_name);
             }
             let reply: Vec<String> = self.run("claim", &Request::Script(inv)).await?;
-            match reply.as_slice() {
-                [status, holder, ..]
-                    if status == "other" && !took_over && liveness::holder_is_dead(holder) =>
-                {
-                    // Compare-and-delete: if the dead holder's token is still there, it goes;
-                    // if anyone else took the key meanwhile, the next claim sees them.
-                    took_over = true;
-                    let gone = self.inner.conn.delete_if_owner(&claim_key, holder).await?;
-                    warn!(holder = %holder, removed = gone, "the claim's holder is a dead process of this host: taking it over");
-                }
+            let holder = match reply.as_slice() {
+                [status, holder, ..] if status == "other" && !took_over => holder.clone(),
                 _ => break reply,
+            };
+            took_over = true;
+            if !self
+                .remove_dead_holder(&claim_key, &holder, "claim")
+                .await?
+            {
+                break reply;
             }
         };
         let [status, value, rest @ ..] = reply.as_slice() else {
@@ -550,12 +549,15 @@ impl Store {
             match self.get(&lock_key, "lock_flow").await? {
                 // A retry after a lost reply finds our own token: that is ours too.
                 Some(holder) if holder == token => break true,
-                // The holder is a dead process of this host (see `liveness.rs`): its lock
-                // goes now, not after its lease.
-                Some(holder) if !took_over && liveness::holder_is_dead(&holder) => {
+                // A dead process of this host's lock goes now, not after its lease.
+                Some(holder) if !took_over => {
                     took_over = true;
-                    let gone = self.inner.conn.delete_if_owner(&lock_key, &holder).await?;
-                    warn!(holder = %holder, removed = gone, "the flow lock's holder is a dead process of this host: taking it over");
+                    if !self
+                        .remove_dead_holder(&lock_key, &holder, "flow lock")
+                        .await?
+                    {
+                        break false;
+                    }
                 }
                 _ => break false,
             }
@@ -583,6 +585,24 @@ impl Store {
     /// How often a flow-lock waiter looks again without a wake-up (see `flow_lock.rs`).
     pub(super) fn flow_lock_poll(&self) -> Duration {
         self.inner.flow_lock_poll
+    }
+
+    /// Deletes `key` if its holder is a dead process of this host (`liveness.rs`) and the
+    /// key still holds that holder's token (compare-and-delete: anyone who took the key
+    /// meanwhile keeps it). Returns whether the holder was judged dead: the caller then tries
+    /// once more to take the key.
+    async fn remove_dead_holder(
+        &self,
+        key: &str,
+        holder: &str,
+        what: &'static str,
+    ) -> Result<bool, IdempotencyError> {
+        if !liveness::holder_is_dead(holder) {
+            return Ok(false);
+        }
+        let removed = self.inner.conn.delete_if_owner(key, holder).await?;
+        warn!(holder = %holder, removed, "the {what}'s holder is a dead process of this host: taking it over");
+        Ok(true)
     }
 
     /// `GET key` as an optional string.
