@@ -50,7 +50,7 @@ pub(crate) struct RunContext<'a> {
 pub(crate) enum StopReason {
     /// The flow lock could not be renewed (Redis unreachable, or the lock taken over).
     LockLost = 1,
-    /// A claim, renewal or record found Redis unavailable.
+    /// A claim, renewal or record found Redis unavailable, or a file's claim was lost.
     StoreLost = 2,
 }
 
@@ -75,13 +75,16 @@ impl RunStop {
         }
     }
 
-    /// Stops the run when `row` says the store was unavailable for its file.
+    /// Stops the run when `row` says the store was unavailable for its file, or its claim
+    /// was lost (a renewal that found Redis unreachable for half a lease, or a claim taken
+    /// over while this worker stalled: either way no new file should start under it).
     pub fn after(&self, row: &FileReport) {
-        if row
-            .error
-            .as_ref()
-            .is_some_and(|e| e.kind == FileErrorKind::StoreUnavailable)
-        {
+        if row.error.as_ref().is_some_and(|e| {
+            matches!(
+                e.kind,
+                FileErrorKind::StoreUnavailable | FileErrorKind::LeaseLost
+            )
+        }) {
             self.stop(StopReason::StoreLost);
         }
     }
