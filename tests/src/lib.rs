@@ -13,6 +13,7 @@ pub mod moto;
 pub mod pki;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod rabbitmq;
 pub mod redis;
 pub mod redis_cluster;

@@ -1,0 +1,243 @@
+//! Metrics end to end (issue 10): a real `ferry-worker consume` runs flow-runs published to
+//! RabbitMQ, uploads files to a real vsftpd, and its `/metrics` endpoint is scraped over HTTP
+//! as Prometheus would. What an operator would check on a dashboard:
+//! - files by outcome equal the files sent (and, on a second run, the duplicates skipped);
+//! - bytes transferred equal the files' sizes; one duration observation per file;
+//! - the runs by outcome, the flow's last-success time, nothing left in flight;
+//! - the page is the Prometheus text format (its content type, a `# TYPE` per family) and
+//!   carries no file name, only the low-cardinality labels.
+//!
+//! Needs `cargo build -p ferry-worker` first (the binary next to the test).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime};
+
+use ferry_shared::broker::{Headers, PublisherOptions};
+use ferry_shared::message::{FlowRunMessage, Trigger};
+use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess, noise};
+use ferry_tests::prometheus::{Exposition, http_get};
+
+/// How long the worker may take to connect and start consuming.
+const START: Duration = Duration::from_secs(60);
+/// How long a run of a few small files may take.
+const RUN: Duration = Duration::from_secs(60);
+
+/// The labels ferry's metrics may carry: nothing per file, nothing per run.
+const ALLOWED_LABELS: [&str; 6] = [
+    "flow",
+    "partner",
+    "direction",
+    "outcome",
+    "error_kind",
+    "le",
+];
+
+/// Scrapes the worker's `/metrics`.
+fn scrape(worker: &FleetProcess) -> (String, Exposition) {
+    let addr = worker.health.expect("the worker's health address");
+    let answer = http_get(addr, "/metrics").expect("GET /metrics");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let content_type = answer
+        .headers
+        .get("content-type")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "the Prometheus text format's content type: {content_type:?}"
+    );
+    let exposition = Exposition::parse(&answer.body).expect("a valid exposition");
+    (answer.body, exposition)
+}
+
+/// Scrapes until `flow` has `runs` finished runs with `outcome`.
+async fn scrape_after_runs(
+    worker: &FleetProcess,
+    outcome: &str,
+    runs: f64,
+) -> (String, Exposition) {
+    let deadline = Instant::now() + RUN;
+    loop {
+        let (text, exposition) = scrape(worker);
+        let done = exposition.sum(
+            "ferry_flow_runs_total",
+            &[("flow", "f"), ("outcome", outcome)],
+        );
+        if done >= runs {
+            return (text, exposition);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{runs} {outcome} run(s) not counted within {RUN:?}\n{text}\n{}",
+            worker.tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_worker_serves_prometheus_metrics_of_its_runs_without_file_names() {
+    let fleet = Fleet::start("metrics", FleetOptions::default())
+        .await
+        .expect("fleet");
+    // Names a user would never want as a label value (one per file = a cardinality bomb).
+    let names = [
+        "payroll-7f3a91.xml",
+        "invoice-c0ffee.xml",
+        "ledger-b4d5e6.xml",
+    ];
+    let sizes = [10_000_usize, 20_001, 333];
+    for (name, size) in names.iter().zip(sizes) {
+        fleet
+            .write_local(name, &noise(size, rand::random()))
+            .expect("write local file");
+    }
+    let sent_bytes: usize = sizes.iter().sum();
+    let before = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+
+    let mut worker = fleet.spawn_worker("worker").expect("worker");
+    worker.wait_for_message("consuming", START).await.unwrap();
+
+    // Before any run: the page is served, and no run is counted.
+    let (_, idle) = scrape(&worker);
+    assert_eq!(idle.sum("ferry_flow_runs_total", &[]), 0.0);
+
+    let broker = fleet.broker().await.expect("broker");
+    let publisher = broker.publisher(PublisherOptions::default());
+    publisher
+        .publish(
+            &FlowRunMessage::new("f", Trigger::Manual, None),
+            &Headers::new(),
+        )
+        .await
+        .expect("publish");
+    let (text, metrics) = scrape_after_runs(&worker, "success", 1.0).await;
+
+    assert_eq!(
+        fleet.remote_names().len(),
+        names.len(),
+        "every file arrived"
+    );
+    let upload = [
+        ("flow", "f"),
+        ("partner", "partner"),
+        ("direction", "upload"),
+    ];
+    let with = |extra: (&'static str, &'static str)| {
+        let mut labels = upload.to_vec();
+        labels.push(extra);
+        labels
+    };
+    assert_eq!(
+        metrics.sum("ferry_files_total", &with(("outcome", "transferred"))),
+        names.len() as f64,
+        "files transferred\n{text}"
+    );
+    assert_eq!(
+        metrics.sum("ferry_files_total", &[]),
+        names.len() as f64,
+        "no other outcome\n{text}"
+    );
+    assert_eq!(
+        metrics.sum("ferry_transferred_bytes_total", &upload),
+        sent_bytes as f64,
+        "bytes transferred\n{text}"
+    );
+    assert_eq!(
+        metrics.sum(
+            "ferry_file_transfer_duration_seconds_count",
+            &with(("outcome", "transferred"))
+        ),
+        names.len() as f64,
+        "one duration per file\n{text}"
+    );
+    assert_eq!(
+        metrics.sum(
+            "ferry_file_transfer_duration_seconds_bucket",
+            &with(("le", "+Inf"))
+        ),
+        names.len() as f64
+    );
+    assert_eq!(
+        metrics.sum("ferry_flow_run_duration_seconds_count", &[("flow", "f")]),
+        1.0
+    );
+    let last_success = metrics.sum(
+        "ferry_flow_last_success_timestamp_seconds",
+        &[("flow", "f")],
+    );
+    let after = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (before..=after).contains(&last_success),
+        "last success {last_success} between {before} and {after}\n{text}"
+    );
+    assert_eq!(
+        metrics.sum("ferry_flow_runs_in_flight", &[("flow", "f")]),
+        0.0,
+        "nothing in flight after the run\n{text}"
+    );
+    for (family, kind) in [
+        ("ferry_files_total", "counter"),
+        ("ferry_transferred_bytes_total", "counter"),
+        ("ferry_flow_runs_total", "counter"),
+        ("ferry_file_transfer_duration_seconds", "histogram"),
+        ("ferry_flow_run_duration_seconds", "histogram"),
+        ("ferry_flow_last_success_timestamp_seconds", "gauge"),
+        ("ferry_flow_runs_in_flight", "gauge"),
+    ] {
+        assert_eq!(
+            metrics.types.get(family).map(String::as_str),
+            Some(kind),
+            "{family}\n{text}"
+        );
+    }
+    for name in names {
+        let stem = name.trim_end_matches(".xml");
+        assert!(
+            !text.contains(stem),
+            "the file name {name} is on the page\n{text}"
+        );
+    }
+    let labels: BTreeSet<&str> = metrics
+        .samples
+        .iter()
+        .flat_map(|s| s.labels.keys().map(String::as_str))
+        .collect();
+    assert!(
+        labels.iter().all(|l| ALLOWED_LABELS.contains(l)),
+        "labels {labels:?} beyond {ALLOWED_LABELS:?}"
+    );
+
+    // A second run finds every file already delivered: counted as duplicates, no new bytes.
+    publisher
+        .publish(
+            &FlowRunMessage::new("f", Trigger::Manual, None),
+            &Headers::new(),
+        )
+        .await
+        .expect("publish");
+    let (text, metrics) = scrape_after_runs(&worker, "success", 2.0).await;
+    assert_eq!(
+        metrics.sum("ferry_files_total", &with(("outcome", "duplicate"))),
+        names.len() as f64,
+        "duplicates skipped\n{text}"
+    );
+    assert_eq!(
+        metrics.sum("ferry_transferred_bytes_total", &upload),
+        sent_bytes as f64,
+        "no byte counted twice\n{text}"
+    );
+    assert!(
+        metrics.sum(
+            "ferry_flow_last_success_timestamp_seconds",
+            &[("flow", "f")]
+        ) >= last_success
+    );
+    worker.stop(Duration::from_secs(30)).await.unwrap();
+}
