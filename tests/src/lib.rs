@@ -14,6 +14,7 @@ pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod prometheus;
+pub mod prometheus_server;
 pub mod rabbitmq;
 pub mod redis;
 pub mod redis_cluster;

@@ -4,8 +4,11 @@
 //! - files by outcome equal the files sent (and, on a second run, the duplicates skipped);
 //! - bytes transferred equal the files' sizes; one duration observation per file;
 //! - the runs by outcome, the flow's last-success time, nothing left in flight;
-//! - the page is the Prometheus text format (its content type, a `# TYPE` per family) and
-//!   carries no file name, only the low-cardinality labels.
+//! - the page is the Prometheus text format (its content type, a `# TYPE` per family,
+//!   `promtool check metrics` finds nothing) and carries no file name, only the
+//!   low-cardinality labels;
+//! - a real Prometheus scrapes the worker and answers the queries a dashboard and an alert
+//!   would make.
 //!
 //! Needs `cargo build -p ferry-worker` first (the binary next to the test).
 
@@ -16,6 +19,7 @@ use ferry_shared::broker::{Headers, PublisherOptions};
 use ferry_shared::message::{FlowRunMessage, Trigger};
 use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess, noise};
 use ferry_tests::prometheus::{Exposition, http_get};
+use ferry_tests::prometheus_server::{PrometheusServer, promtool_check_metrics};
 
 /// How long the worker may take to connect and start consuming.
 const START: Duration = Duration::from_secs(60);
@@ -204,6 +208,7 @@ async fn the_worker_serves_prometheus_metrics_of_its_runs_without_file_names() {
             "the file name {name} is on the page\n{text}"
         );
     }
+    promtool_check_metrics(&text).expect("Prometheus's linter accepts the page");
     let labels: BTreeSet<&str> = metrics
         .samples
         .iter()
@@ -239,5 +244,102 @@ async fn the_worker_serves_prometheus_metrics_of_its_runs_without_file_names() {
             &[("flow", "f")]
         ) >= last_success
     );
+    worker.stop(Duration::from_secs(30)).await.unwrap();
+}
+
+/// Polls `promql` on `prometheus` until `done` accepts the series, or panics after `RUN`.
+async fn query_until(
+    prometheus: &PrometheusServer,
+    promql: &str,
+    done: impl Fn(&[(serde_json::Value, f64)]) -> bool,
+) -> Vec<(serde_json::Value, f64)> {
+    let deadline = Instant::now() + RUN;
+    loop {
+        let series = prometheus.query(promql).expect("query");
+        if done(&series) {
+            return series;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{promql}: {series:?} within {RUN:?}\ntargets {:?}\n{}",
+            prometheus.targets(),
+            prometheus.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_the_worker_and_answers_dashboard_and_alert_queries() {
+    let fleet = Fleet::start("metrics-prom", FleetOptions::default())
+        .await
+        .expect("fleet");
+    let sizes = [4_096_usize, 5_000];
+    for (n, size) in sizes.iter().enumerate() {
+        fleet
+            .write_local(&format!("batch-{n}.xml"), &noise(*size, rand::random()))
+            .expect("write local file");
+    }
+    let mut worker = fleet.spawn_worker("worker").expect("worker");
+    worker.wait_for_message("consuming", START).await.unwrap();
+    let prometheus = PrometheusServer::start(&[worker.health.expect("health address")])
+        .await
+        .expect("prometheus");
+    query_until(&prometheus, "up{job=\"ferry\"}", |s| {
+        s.len() == 1 && s[0].1 == 1.0
+    })
+    .await;
+
+    let broker = fleet.broker().await.expect("broker");
+    broker
+        .publisher(PublisherOptions::default())
+        .publish(
+            &FlowRunMessage::new("f", Trigger::Manual, None),
+            &Headers::new(),
+        )
+        .await
+        .expect("publish");
+
+    // A dashboard: files per outcome, bytes per flow.
+    let by_outcome = query_until(
+        &prometheus,
+        "sum by (outcome) (ferry_files_total{flow=\"f\"})",
+        |s| s.iter().map(|(_, v)| v).sum::<f64>() >= 2.0,
+    )
+    .await;
+    assert_eq!(by_outcome.len(), 1, "{by_outcome:?}");
+    assert_eq!(by_outcome[0].0["outcome"], "transferred");
+    assert_eq!(by_outcome[0].1, 2.0);
+    let bytes = query_until(
+        &prometheus,
+        "sum by (flow, partner) (ferry_transferred_bytes_total)",
+        |s| !s.is_empty(),
+    )
+    .await;
+    assert_eq!(bytes[0].0["partner"], "partner");
+    assert_eq!(bytes[0].1, sizes.iter().sum::<usize>() as f64);
+    // A latency panel: the histogram's quantile is within its buckets.
+    let p95 = query_until(
+        &prometheus,
+        "histogram_quantile(0.95, sum by (le) (ferry_file_transfer_duration_seconds_bucket))",
+        |s| !s.is_empty(),
+    )
+    .await;
+    assert!(p95[0].1 > 0.0 && p95[0].1 <= 3600.0, "{p95:?}");
+    // An alert: "flow f has not succeeded for an hour" must not fire.
+    let stale = query_until(
+        &prometheus,
+        "time() - max by (flow) (ferry_flow_last_success_timestamp_seconds) > 3600",
+        |_| true,
+    )
+    .await;
+    assert!(stale.is_empty(), "the staleness alert fires: {stale:?}");
+    let age = query_until(
+        &prometheus,
+        "time() - ferry_flow_last_success_timestamp_seconds{flow=\"f\"}",
+        |s| !s.is_empty(),
+    )
+    .await;
+    assert!(age[0].1 < 120.0, "last success {}s ago", age[0].1);
     worker.stop(Duration::from_secs(30)).await.unwrap();
 }
