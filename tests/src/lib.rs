@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod ftp;
 pub mod ftps_client;
 pub mod moto;
+pub mod otlp_collector;
 pub mod pki;
 pub mod ports;
 pub mod process;

@@ -8,7 +8,10 @@
 //!   `promtool check metrics` finds nothing) and carries no file name, only the
 //!   low-cardinality labels;
 //! - a real Prometheus scrapes the worker and answers the queries a dashboard and an alert
-//!   would make.
+//!   would make;
+//! - with `telemetry.otlp_endpoint` set, the same metrics reach an OTLP/HTTP collector
+//!   (`/v1/metrics`), and the last values are pushed when the worker stops. (Prometheus 2.42
+//!   here has no OTLP receiver; the collector is `ferry_tests::otlp_collector`.)
 //!
 //! Needs `cargo build -p ferry-worker` first (the binary next to the test).
 
@@ -18,8 +21,15 @@ use std::time::{Duration, Instant, SystemTime};
 use ferry_shared::broker::{Headers, PublisherOptions};
 use ferry_shared::message::{FlowRunMessage, Trigger};
 use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess, noise};
+use ferry_tests::otlp_collector::start_collector;
 use ferry_tests::prometheus::{Exposition, http_get};
 use ferry_tests::prometheus_server::{PrometheusServer, promtool_check_metrics};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::common::v1::{AnyValue as Any, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as Number;
+use prost::Message as _;
 
 /// How long the worker may take to connect and start consuming.
 const START: Duration = Duration::from_secs(60);
@@ -342,4 +352,114 @@ async fn prometheus_scrapes_the_worker_and_answers_dashboard_and_alert_queries()
     .await;
     assert!(age[0].1 < 120.0, "last success {}s ago", age[0].1);
     worker.stop(Duration::from_secs(30)).await.unwrap();
+}
+
+/// A string attribute's value.
+fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|Any { value }| match value {
+            Some(AnyValue::StringValue(s)) => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+/// The sum of the monotonic counter `name`'s points whose `outcome` (if given) matches.
+fn counter_total(request: &ExportMetricsServiceRequest, name: &str, outcome: Option<&str>) -> i64 {
+    request
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .filter(|m| m.name == name)
+        .filter_map(|m| match &m.data {
+            Some(Data::Sum(sum)) if sum.is_monotonic => Some(&sum.data_points),
+            _ => None,
+        })
+        .flatten()
+        .filter(|p| outcome.is_none_or(|o| attribute(&p.attributes, "outcome") == Some(o)))
+        .map(|p| match p.value {
+            Some(Number::AsInt(v)) => v,
+            Some(Number::AsDouble(v)) => v as i64,
+            None => 0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_are_pushed_over_otlp_and_flushed_when_the_worker_stops() {
+    let (collector, mut requests) = start_collector().await.expect("collector");
+    let fleet = Fleet::start("metrics-otlp", FleetOptions::default())
+        .await
+        .expect("fleet");
+    let settings = fleet.config_dir().join("ferry.yaml");
+    let mut yaml = std::fs::read_to_string(&settings).expect("ferry.yaml");
+    yaml.push_str(&format!(
+        "telemetry:\n  otlp_endpoint: \"http://{collector}\"\n"
+    ));
+    std::fs::write(&settings, yaml).expect("ferry.yaml");
+    let sizes = [1_234_usize, 5_678];
+    for (n, size) in sizes.iter().enumerate() {
+        fleet
+            .write_local(&format!("pushed-{n}.xml"), &noise(*size, rand::random()))
+            .expect("write local file");
+    }
+    let mut worker = fleet.spawn_worker("worker").expect("worker");
+    worker.wait_for_message("consuming", START).await.unwrap();
+    fleet
+        .broker()
+        .await
+        .expect("broker")
+        .publisher(PublisherOptions::default())
+        .publish(
+            &FlowRunMessage::new("f", Trigger::Manual, None),
+            &Headers::new(),
+        )
+        .await
+        .expect("publish");
+    scrape_after_runs(&worker, "success", 1.0).await;
+    // The export period is a minute: what arrives now is the push at shutdown.
+    worker.stop(Duration::from_secs(30)).await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    while last.is_none() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let received = tokio::time::timeout(remaining, requests.recv())
+            .await
+            .expect("a metrics export before the deadline")
+            .expect("the collector is running");
+        if received.path != "/v1/metrics" {
+            continue;
+        }
+        assert_eq!(received.content_type, "application/x-protobuf");
+        let request = ExportMetricsServiceRequest::decode(received.body.as_slice())
+            .expect("an OTLP metrics request");
+        if counter_total(&request, "ferry_files_total", None) > 0 {
+            last = Some(request);
+        }
+    }
+    let request = last.expect("a request with the run's metrics");
+    let resource = request.resource_metrics[0]
+        .resource
+        .as_ref()
+        .expect("a resource");
+    assert_eq!(
+        attribute(&resource.attributes, "service.name"),
+        Some("ferry-worker")
+    );
+    assert_eq!(
+        counter_total(&request, "ferry_files_total", Some("transferred")),
+        sizes.len() as i64
+    );
+    assert_eq!(
+        counter_total(&request, "ferry_transferred_bytes_total", None),
+        sizes.iter().sum::<usize>() as i64
+    );
+    assert_eq!(
+        counter_total(&request, "ferry_flow_runs_total", Some("success")),
+        1
+    );
 }

@@ -4,7 +4,9 @@
 //! timed around the file's future, the one thing the report does not hold.
 //!
 //! Counts move when a run ends (a run's files are counted together, and a worker killed
-//! mid-run counts nothing, as it reports nothing).
+//! mid-run counts nothing, as it reports nothing). The `flow` label only takes configured
+//! flow ids: a message naming an unknown flow fails before anything is recorded, so no
+//! message can mint new series.
 
 use std::time::{Duration, Instant};
 
