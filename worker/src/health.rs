@@ -63,7 +63,7 @@ pub async fn serve(
             });
         }
     });
-    tracing::info!(%bound, "health and metrics endpoints listening (/healthz, /readyz, /metrics)");
+    tracing::info!(%bound, metrics = "/metrics", "health endpoints listening (/healthz, /readyz)");
     Ok(bound)
 }
 
