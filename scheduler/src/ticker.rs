@@ -23,6 +23,7 @@ use ferry_shared::config::{CatchUp, Config, Schedule};
 use ferry_shared::idempotency::Store;
 use ferry_shared::message::{FlowRunMessage, Trigger};
 use ferry_shared::telemetry;
+use ferry_shared::telemetry::metrics::{Metrics, TickOutcome};
 use tracing::Instrument;
 
 /// The shortest life of a tick's claim in Redis.
@@ -122,14 +123,17 @@ impl Ticker {
         );
         async {
             let ttl = tick_claim_ttl(&flow.schedule, tick);
+            let metrics = Metrics::global();
             match self.store.claim_tick(&flow.flow_id, tick, ttl).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::debug!("tick already published by another replica");
+                    metrics.record_tick(&flow.flow_id, TickOutcome::ClaimedElsewhere);
                     return;
                 }
                 Err(error) => {
                     tracing::error!(%error, "cannot claim the tick in Redis; tick skipped");
+                    metrics.record_tick(&flow.flow_id, TickOutcome::ClaimFailed);
                     return;
                 }
             }
@@ -139,8 +143,14 @@ impl Ticker {
                 .record("flow_run_id", tracing::field::display(message.flow_run_id));
             let headers = telemetry::inject_current_context();
             match self.publisher.publish(&message, &headers).await {
-                Ok(()) => tracing::info!(flow_run_id = %message.flow_run_id, "flow-run published"),
-                Err(error) => tracing::error!(%error, "flow-run NOT published"),
+                Ok(()) => {
+                    tracing::info!(flow_run_id = %message.flow_run_id, "flow-run published");
+                    metrics.record_tick(&flow.flow_id, TickOutcome::Published);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "flow-run NOT published");
+                    metrics.record_tick(&flow.flow_id, TickOutcome::PublishFailed);
+                }
             }
         }
         .instrument(span)

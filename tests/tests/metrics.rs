@@ -10,10 +10,12 @@
 //! - a real Prometheus scrapes the worker and answers the queries a dashboard and an alert
 //!   would make;
 //! - with `telemetry.otlp_endpoint` set, the same metrics reach an OTLP/HTTP collector
-//!   (`/v1/metrics`), and the last values are pushed when the worker stops. (Prometheus 2.42
-//!   here has no OTLP receiver; the collector is `ferry_tests::otlp_collector`.)
+//!   (`/v1/metrics`), and the last values are pushed when the worker stops (Prometheus 2.42
+//!   here has no OTLP receiver; the collector is `ferry_tests::otlp_collector`);
+//! - two scheduler replicas serve `/metrics` on their own ports and, between them, count
+//!   each tick published once.
 //!
-//! Needs `cargo build -p ferry-worker` first (the binary next to the test).
+//! Needs `cargo build -p ferry-worker -p ferry-scheduler` first (the binaries next to the test).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -462,4 +464,71 @@ async fn metrics_are_pushed_over_otlp_and_flushed_when_the_worker_stops() {
         counter_total(&request, "ferry_flow_runs_total", Some("success")),
         1
     );
+}
+
+#[tokio::test]
+async fn two_scheduler_replicas_count_each_tick_published_once_across_their_metrics() {
+    let fleet = Fleet::start(
+        "metrics-sched",
+        FleetOptions {
+            schedule_cron: Some("* * * * * *".into()),
+            ..FleetOptions::default()
+        },
+    )
+    .await
+    .expect("fleet");
+    let mut replicas = [
+        fleet.spawn_scheduler("scheduler-1").expect("scheduler"),
+        fleet.spawn_scheduler("scheduler-2").expect("scheduler"),
+    ];
+    for replica in &mut replicas {
+        replica
+            .wait_for_message("scheduler started", START)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // Both replicas reach every tick; Redis lets one publish it, the other counts it as
+    // claimed elsewhere. (They keep ticking between the two scrapes: allow one tick.)
+    let ticks = |replica: &FleetProcess| {
+        let (text, metrics) = scrape(replica);
+        let count = |outcome| {
+            metrics.sum(
+                "ferry_schedule_ticks_total",
+                &[("flow", "f"), ("outcome", outcome)],
+            )
+        };
+        let failed = count("claim_failed") + count("publish_failed");
+        assert_eq!(failed, 0.0, "no tick lost\n{text}");
+        assert_eq!(
+            metrics
+                .types
+                .get("ferry_schedule_ticks_total")
+                .map(String::as_str),
+            Some("counter")
+        );
+        (count("published"), count("claimed_elsewhere"))
+    };
+    let (published_1, elsewhere_1) = ticks(&replicas[0]);
+    let (published_2, elsewhere_2) = ticks(&replicas[1]);
+    let reached_1 = published_1 + elsewhere_1;
+    let reached_2 = published_2 + elsewhere_2;
+    assert!(
+        reached_1 >= 3.0 && reached_2 >= 3.0,
+        "{reached_1} {reached_2}"
+    );
+    assert!(
+        (reached_1 - reached_2).abs() <= 1.0,
+        "both replicas reach the same ticks: {reached_1} {reached_2}"
+    );
+    let published = published_1 + published_2;
+    assert!(
+        (published - reached_1).abs() <= 1.0,
+        "each tick published once across the replicas: {published_1} + {published_2} for \
+         {reached_1} ticks"
+    );
+    for replica in &mut replicas {
+        replica.stop(Duration::from_secs(30)).await.unwrap();
+    }
 }

@@ -120,10 +120,21 @@ pub struct TelemetrySettings {
 }
 
 /// The scheduler process's settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchedulerSettings {
     /// `scheduler.catch_up` (default `latest`): what to do with ticks missed while down.
     pub catch_up: CatchUp,
+    /// `scheduler.metrics_listen` (default `127.0.0.1:9464`): where `GET /metrics` is served.
+    pub metrics_listen: SocketAddr,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings {
+            catch_up: CatchUp::default(),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
 }
 
 /// What the scheduler does with ticks it missed (while stopped or partitioned).
@@ -402,18 +413,8 @@ pub(crate) fn read(
         if let Some(d) = worker.get("flow_lock_wait").and_then(|f| f.duration(cx)) {
             settings.worker.flow_lock_wait = d;
         }
-        if let Some(field) = worker.get("health_listen")
-            && let Some(text) = field.str(cx)
-        {
-            match text.parse::<SocketAddr>() {
-                Ok(addr) => settings.worker.health_listen = addr,
-                Err(_) => field.error(
-                    cx,
-                    format!(
-                        "`{text}` is not a listen address; write IP:PORT, such as `0.0.0.0:8080`"
-                    ),
-                ),
-            }
+        if let Some(addr) = worker.get("health_listen").and_then(|f| f.listen_addr(cx)) {
+            settings.worker.health_listen = addr;
         }
     }
 
@@ -451,12 +452,19 @@ pub(crate) fn read(
             .and_then(|f| f.non_empty_str(cx)),
     };
 
-    if let Some(scheduler) = section(cx, "scheduler", &["catch_up"])
-        && let Some(catch_up) = scheduler
+    if let Some(scheduler) = section(cx, "scheduler", &["catch_up", "metrics_listen"]) {
+        if let Some(catch_up) = scheduler
             .get("catch_up")
             .and_then(|f| f.choice(cx, &[("latest", CatchUp::Latest), ("none", CatchUp::None)]))
-    {
-        settings.scheduler.catch_up = catch_up;
+        {
+            settings.scheduler.catch_up = catch_up;
+        }
+        if let Some(addr) = scheduler
+            .get("metrics_listen")
+            .and_then(|f| f.listen_addr(cx))
+        {
+            settings.scheduler.metrics_listen = addr;
+        }
     }
 
     (settings, rules)

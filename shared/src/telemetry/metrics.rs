@@ -85,6 +85,31 @@ impl RunOutcome {
     }
 }
 
+/// What became of a scheduler's cron tick, the `outcome` label of `ferry_schedule_ticks_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickOutcome {
+    /// This replica claimed the tick and published its flow-run.
+    Published,
+    /// Another replica had claimed the tick (normal with several replicas).
+    ClaimedElsewhere,
+    /// Redis did not answer the claim: the tick was skipped.
+    ClaimFailed,
+    /// The claim was won but RabbitMQ did not confirm the message: the tick is lost.
+    PublishFailed,
+}
+
+impl TickOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TickOutcome::Published => "published",
+            TickOutcome::ClaimedElsewhere => "claimed_elsewhere",
+            TickOutcome::ClaimFailed => "claim_failed",
+            TickOutcome::PublishFailed => "publish_failed",
+        }
+    }
+}
+
 /// Every ferry instrument, created once.
 #[derive(Debug)]
 pub struct Metrics {
@@ -102,6 +127,8 @@ pub struct Metrics {
     pub last_success: Gauge<f64>,
     /// `ferry_flow_runs_in_flight{flow}`.
     pub runs_in_flight: UpDownCounter<i64>,
+    /// `ferry_schedule_ticks_total{flow,outcome}` (the scheduler).
+    pub ticks: Counter<u64>,
 }
 
 impl Metrics {
@@ -157,7 +184,26 @@ impl Metrics {
                 .with_description("Flow-runs running now in this process")
                 .with_unit("{run}")
                 .build(),
+            ticks: meter
+                .u64_counter("ferry_schedule_ticks_total")
+                .with_description(
+                    "Cron ticks the scheduler reached, by outcome (published, \
+                     claimed_elsewhere, claim_failed, publish_failed)",
+                )
+                .with_unit("{tick}")
+                .build(),
         }
+    }
+
+    /// Counts one cron tick of `flow` by what became of it.
+    pub fn record_tick(&self, flow: &str, outcome: TickOutcome) {
+        self.ticks.add(
+            1,
+            &[
+                KeyValue::new("flow", flow.to_owned()),
+                KeyValue::new("outcome", outcome.as_str()),
+            ],
+        );
     }
 
     /// Counts a run in flight until the returned guard is dropped.
