@@ -47,12 +47,20 @@ async fn answer(
             // Collecting walks every instrument under the SDK's locks: off the async threads.
             let text = tokio::task::spawn_blocking(move || scrape.render())
                 .await
-                .unwrap_or_default();
-            (
-                StatusCode::OK,
-                Bytes::from(text),
-                prometheus_text::CONTENT_TYPE,
-            )
+                .ok()
+                .flatten();
+            match text {
+                Some(text) => (
+                    StatusCode::OK,
+                    Bytes::from(text),
+                    prometheus_text::CONTENT_TYPE,
+                ),
+                None => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Bytes::from_static(b"shutting down\n"),
+                    "text/plain",
+                ),
+            }
         }
         (&Method::GET, "/healthz") => (StatusCode::OK, Bytes::from_static(b"ok\n"), "text/plain"),
         _ => (

@@ -267,13 +267,16 @@ async fn query_until(
 ) -> Vec<(serde_json::Value, f64)> {
     let deadline = Instant::now() + RUN;
     loop {
-        let series = prometheus.query(promql).expect("query");
-        if done(&series) {
-            return series;
+        // A Prometheus still opening its storage answers 503: that is "not yet" too.
+        let answer = prometheus.query(promql);
+        if let Ok(series) = &answer
+            && done(series)
+        {
+            return answer.unwrap_or_default();
         }
         assert!(
             Instant::now() < deadline,
-            "{promql}: {series:?} within {RUN:?}\ntargets {:?}\n{}",
+            "{promql}: {answer:?} within {RUN:?}\ntargets {:?}\n{}",
             prometheus.targets(),
             prometheus.log_text()
         );

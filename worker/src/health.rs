@@ -76,7 +76,13 @@ async fn answer(
         // Collecting walks every instrument under the SDK's locks: off the async threads.
         let text = tokio::task::spawn_blocking(move || scrape.render())
             .await
-            .unwrap_or_default();
+            .ok()
+            .flatten();
+        let Some(text) = text else {
+            let mut response = Response::new(Full::new(Bytes::from_static(b"shutting down\n")));
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            return Ok(response);
+        };
         let mut response = Response::new(Full::new(Bytes::from(text)));
         response.headers_mut().insert(
             CONTENT_TYPE,

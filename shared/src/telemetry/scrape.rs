@@ -30,15 +30,17 @@ impl Scrape {
         (Scrape(reader.clone()), ScrapeReader(reader))
     }
 
-    /// Every metric, now, in the Prometheus text format ([`prometheus_text::CONTENT_TYPE`]).
-    /// An empty body when the provider is shut down (the process is exiting).
-    pub fn render(&self) -> String {
+    /// Every metric, now, in the Prometheus text format ([`prometheus_text::CONTENT_TYPE`]);
+    /// `None` when they cannot be collected (the provider is shut down: the process is
+    /// exiting), which the endpoint answers with 503 so the scrape counts as failed rather
+    /// than as an empty page.
+    pub fn render(&self) -> Option<String> {
         let mut collected = ResourceMetrics::default();
         if let Err(error) = self.0.collect(&mut collected) {
             tracing::debug!(%error, "metrics could not be collected for a scrape");
-            return String::new();
+            return None;
         }
-        prometheus_text::encode(&families(&collected))
+        Some(prometheus_text::encode(&families(&collected)))
     }
 }
 
@@ -144,4 +146,64 @@ fn sample<'a>(attributes: impl Iterator<Item = &'a KeyValue>, value: Value) -> S
         })
         .collect();
     Sample { labels, value }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+    use super::*;
+
+    /// The SDK's instruments, through the scrape reader, as Prometheus families: counters
+    /// with `_total`, up-down counters and gauges as gauges, histograms with their bounds.
+    #[test]
+    fn instruments_come_out_as_prometheus_families() {
+        let (scrape, reader) = Scrape::new();
+        let provider = SdkMeterProvider::builder().with_reader(reader).build();
+        let meter = provider.meter("test");
+        let labels = [KeyValue::new("flow", "f")];
+        let files = meter.u64_counter("ferry_files").with_unit("{file}").build();
+        files.add(2, &labels);
+        files.add(1, &labels);
+        let in_flight = meter.i64_up_down_counter("ferry_in_flight").build();
+        in_flight.add(1, &labels);
+        in_flight.add(-1, &labels);
+        let last = meter
+            .f64_gauge("ferry_last_timestamp")
+            .with_unit("s")
+            .build();
+        last.record(1.5, &labels);
+        let duration = meter
+            .f64_histogram("ferry_duration")
+            .with_unit("s")
+            .with_boundaries(vec![1.0, 10.0])
+            .build();
+        duration.record(0.5, &labels);
+        duration.record(20.0, &labels);
+
+        let text = scrape.render().expect("collected");
+        for line in [
+            "# TYPE ferry_files_total counter",
+            "ferry_files_total{flow=\"f\"} 3",
+            "# TYPE ferry_in_flight gauge",
+            "ferry_in_flight{flow=\"f\"} 0",
+            "# TYPE ferry_last_timestamp_seconds gauge",
+            "ferry_last_timestamp_seconds{flow=\"f\"} 1.5",
+            "# TYPE ferry_duration_seconds histogram",
+            "ferry_duration_seconds_bucket{flow=\"f\",le=\"1\"} 1",
+            "ferry_duration_seconds_bucket{flow=\"f\",le=\"10\"} 1",
+            "ferry_duration_seconds_bucket{flow=\"f\",le=\"+Inf\"} 2",
+            "ferry_duration_seconds_sum{flow=\"f\"} 20.5",
+            "ferry_duration_seconds_count{flow=\"f\"} 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+
+        provider.shutdown().expect("shutdown");
+        assert_eq!(scrape.render(), None, "nothing to serve after shutdown");
+    }
 }
