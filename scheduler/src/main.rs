@@ -120,7 +120,10 @@ async fn schedule(
     let resolver = Resolver::new(config.settings.resolver.clone());
     let store = startup::store(config, &resolver).await?;
     let broker = startup::broker(config).await?;
-    let publisher = broker.publisher(ferry_shared::broker::PublisherOptions::default());
+    let publisher = broker.publisher(ferry_shared::broker::PublisherOptions {
+        retry_for: config.settings.scheduler.publish_give_up,
+        ..ferry_shared::broker::PublisherOptions::default()
+    });
     let ticker = ticker::Ticker::new(config, store, publisher);
     tracing::info!(flows = ticker.scheduled_flows(), "scheduler started");
     ticker

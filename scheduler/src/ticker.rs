@@ -1,9 +1,18 @@
 //! The tick loop: publish one flow-run message per scheduled flow and cron tick.
 //!
 //! Every replica runs the same loop over the same flows. Before publishing a tick, a
-//! replica claims it in Redis (`SET NX` on a key per flow and tick, see
-//! [`Store::claim_tick`]): exactly one replica wins and publishes, the others skip it. So
-//! running two or three schedulers buys availability without duplicate runs.
+//! replica claims it in Redis ([`Store::claim_tick`], see `shared/src/idempotency/tick.rs`):
+//! exactly one replica wins and publishes, the others skip it. So running two or three
+//! schedulers buys availability without duplicate runs.
+//!
+//! No tick is lost once claimed. The claim has two states, claimed and published: the
+//! winner renews its claim while the publisher retries (up to `scheduler.publish_give_up`),
+//! and marks the tick published once the broker confirmed it. A publish that gives up (the
+//! broker down for longer) abandons the claim; a replica that crashes leaves it to go stale
+//! (`scheduler.stale_tick_claim`). Every replica looks at each flow's pending ticks every
+//! third of `stale_tick_claim`, and on start: a stale claim is taken over and its tick
+//! published, by whichever replica sees it first. Each publish runs in a task of its own,
+//! so a broker that does not answer never holds the loop past the next tick.
 //!
 //! Missed ticks: on start, with `scheduler.catch_up: latest` (the default), each flow's most
 //! recent tick at or before now is offered once more. If it was published before (by this
@@ -13,17 +22,20 @@
 //! flow, never a burst of stale ones.
 //!
 //! A tick's claim lives for twice the flow's period (at least an hour), so it outlives the
-//! moment it could be offered again by a catch-up.
+//! moment it could be offered again by a catch-up; a pending tick older than that is
+//! dropped, not published.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ferry_shared::broker::Publisher;
 use ferry_shared::config::{CatchUp, Config, Schedule};
-use ferry_shared::idempotency::Store;
+use ferry_shared::idempotency::{Store, TickClaim, TickLease, TickPublished};
 use ferry_shared::message::{FlowRunMessage, Trigger};
 use ferry_shared::telemetry;
 use ferry_shared::telemetry::metrics::{Metrics, TickOutcome};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 /// The shortest life of a tick's claim in Redis.
@@ -39,11 +51,30 @@ struct ScheduledFlow {
     next: Option<DateTime<Utc>>,
 }
 
+/// What a publish task needs: cheap to clone.
+#[derive(Clone)]
+struct Firing {
+    store: Store,
+    publisher: Publisher,
+    /// This replica, in tick claims (`<host>-<pid>`).
+    owner: String,
+    /// A claim not renewed for this long is taken over.
+    stale: Duration,
+}
+
+/// Whether a tick is offered on time or found pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Offer {
+    /// Its cron time came (or the catch-up offers it).
+    Due,
+    /// It was found in the flow's pending set.
+    Pending,
+}
+
 /// Publishes flow-runs on their cron ticks, once per tick across replicas.
 pub struct Ticker {
     flows: Vec<ScheduledFlow>,
-    store: Store,
-    publisher: Publisher,
+    firing: Firing,
 }
 
 impl Ticker {
@@ -62,10 +93,18 @@ impl Ticker {
                 })
             })
             .collect();
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .unwrap_or_else(|| "scheduler".to_owned());
         Ticker {
             flows,
-            store,
-            publisher,
+            firing: Firing {
+                store,
+                publisher,
+                owner: format!("{}-{}", host.trim(), std::process::id()),
+                stale: config.settings.scheduler.stale_tick_claim,
+            },
         }
     }
 
@@ -74,32 +113,44 @@ impl Ticker {
         self.flows.len()
     }
 
-    /// Runs until `shutdown` completes.
+    /// Runs until `shutdown` completes. Publishes still under way then are dropped: their
+    /// ticks stay claimed and go stale, and another replica (or this one, restarted)
+    /// publishes them.
     pub async fn run(mut self, catch_up: CatchUp, shutdown: impl Future<Output = ()>) {
+        let mut tasks = JoinSet::new();
         let now = Utc::now();
+        self.offer_pending(&mut tasks).await;
         if catch_up == CatchUp::Latest {
             for flow in &self.flows {
                 if let Some(tick) = latest_at_or_before(&flow.schedule, now) {
-                    self.fire(flow, tick).await;
+                    self.offer(&mut tasks, flow, tick, Offer::Due);
                 }
             }
         }
         for flow in &mut self.flows {
             flow.next = flow.schedule.next_after(now);
         }
+        let sweep_every = (self.firing.stale / 3).max(Duration::from_millis(300));
+        let mut next_sweep = Instant::now() + sweep_every;
 
         tokio::pin!(shutdown);
         loop {
             let earliest = self.flows.iter().filter_map(|f| f.next).min();
             let wait = earliest
                 .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-                .unwrap_or(IDLE);
+                .unwrap_or(IDLE)
+                .min(next_sweep.saturating_duration_since(Instant::now()));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
                 _ = &mut shutdown => {
-                    tracing::info!("scheduler stopping");
+                    tracing::info!(publishing = tasks.len(), "scheduler stopping");
                     return;
                 }
+            }
+            if Instant::now() >= next_sweep {
+                self.offer_pending(&mut tasks).await;
+                next_sweep = Instant::now() + sweep_every;
             }
             let now = Utc::now();
             for index in 0..self.flows.len() {
@@ -107,54 +158,153 @@ impl Ticker {
                     continue;
                 };
                 let tick = latest_due(&self.flows[index].schedule, due, now);
-                self.fire(&self.flows[index], tick).await;
+                self.offer(&mut tasks, &self.flows[index], tick, Offer::Due);
                 self.flows[index].next = self.flows[index].schedule.next_after(tick);
             }
         }
     }
 
-    /// Claims `tick` of `flow` and, when this replica won it, publishes its flow-run.
-    async fn fire(&self, flow: &ScheduledFlow, tick: DateTime<Utc>) {
-        let span = tracing::info_span!(
-            "scheduler.tick",
-            flow_id = %flow.flow_id,
-            %tick,
-            flow_run_id = tracing::field::Empty,
-        );
-        async {
-            let ttl = tick_claim_ttl(&flow.schedule, tick);
-            let metrics = Metrics::global();
-            match self.store.claim_tick(&flow.flow_id, tick, ttl).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::debug!("tick already published by another replica");
-                    metrics.record_tick(&flow.flow_id, TickOutcome::ClaimedElsewhere);
-                    return;
+    /// Offers every flow's pending ticks again (claimed, never published).
+    async fn offer_pending(&self, tasks: &mut JoinSet<()>) {
+        for flow in &self.flows {
+            match self.firing.store.pending_ticks(&flow.flow_id).await {
+                Ok(ticks) => {
+                    for tick in ticks {
+                        self.offer(tasks, flow, tick, Offer::Pending);
+                    }
                 }
                 Err(error) => {
-                    tracing::error!(%error, "cannot claim the tick in Redis; tick skipped");
-                    metrics.record_tick(&flow.flow_id, TickOutcome::ClaimFailed);
-                    return;
-                }
-            }
-            let message =
-                FlowRunMessage::new(flow.flow_id.clone(), Trigger::Schedule { tick }, None);
-            tracing::Span::current()
-                .record("flow_run_id", tracing::field::display(message.flow_run_id));
-            let headers = telemetry::inject_current_context();
-            match self.publisher.publish(&message, &headers).await {
-                Ok(()) => {
-                    tracing::info!(flow_run_id = %message.flow_run_id, "flow-run published");
-                    metrics.record_tick(&flow.flow_id, TickOutcome::Published);
-                }
-                Err(error) => {
-                    tracing::error!(%error, "flow-run NOT published");
-                    metrics.record_tick(&flow.flow_id, TickOutcome::PublishFailed);
+                    tracing::warn!(flow_id = %flow.flow_id, %error, "cannot read the pending ticks; will look again");
                 }
             }
         }
+    }
+
+    /// Claims and publishes `tick` of `flow` in a task of its own.
+    fn offer(
+        &self,
+        tasks: &mut JoinSet<()>,
+        flow: &ScheduledFlow,
+        tick: DateTime<Utc>,
+        offer: Offer,
+    ) {
+        let ttl = tick_claim_ttl(&flow.schedule, tick);
+        let firing = self.firing.clone();
+        let flow_id = flow.flow_id.clone();
+        tasks.spawn(async move { firing.fire(&flow_id, tick, ttl, offer).await });
+    }
+}
+
+impl Firing {
+    /// Claims `tick` of `flow_id` and, when this replica won it (or took a stale claim
+    /// over), publishes its flow-run.
+    async fn fire(&self, flow_id: &str, tick: DateTime<Utc>, ttl: Duration, offer: Offer) {
+        let span = tracing::info_span!(
+            "scheduler.tick",
+            flow_id = %flow_id,
+            %tick,
+            pending = offer == Offer::Pending,
+            flow_run_id = tracing::field::Empty,
+        );
+        async {
+            let claim = match offer {
+                Offer::Due => {
+                    self.store
+                        .claim_tick(flow_id, tick, &self.owner, ttl, self.stale)
+                        .await
+                }
+                Offer::Pending => {
+                    self.store
+                        .retry_tick(flow_id, tick, &self.owner, self.stale)
+                        .await
+                }
+            };
+            let count = |outcome| Metrics::global().record_tick(flow_id, outcome);
+            let lease = match claim {
+                Ok(TickClaim::Won(lease)) => lease,
+                Ok(TickClaim::TookOver {
+                    lease,
+                    previous_owner,
+                    stale_for,
+                }) => {
+                    tracing::warn!(%previous_owner, ?stale_for, "tick claimed but never published: taking it over");
+                    lease
+                }
+                Ok(TickClaim::AlreadyPublished) => {
+                    tracing::debug!("tick already published");
+                    count(TickOutcome::ClaimedElsewhere);
+                    return;
+                }
+                Ok(TickClaim::ClaimedByOtherReplica { owner, renewed_ago }) => {
+                    tracing::debug!(%owner, ?renewed_ago, "tick being published by another replica");
+                    count(TickOutcome::ClaimedElsewhere);
+                    return;
+                }
+                Ok(TickClaim::Expired) => {
+                    tracing::warn!("pending tick older than its claim's life: dropped, not published");
+                    count(TickOutcome::Expired);
+                    return;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot claim the tick in Redis; it will be offered again");
+                    count(TickOutcome::ClaimFailed);
+                    return;
+                }
+            };
+            self.publish(flow_id, tick, lease).await;
+        }
         .instrument(span)
         .await
+    }
+
+    /// Publishes the tick's flow-run while renewing the claim; marks the tick published,
+    /// or abandons the claim when the publish gives up.
+    async fn publish(&self, flow_id: &str, tick: DateTime<Utc>, lease: TickLease) {
+        let message = FlowRunMessage::new(flow_id.to_owned(), Trigger::Schedule { tick }, None);
+        let flow_run_id = message.flow_run_id.to_string();
+        tracing::Span::current().record("flow_run_id", flow_run_id.as_str());
+        let headers = telemetry::inject_current_context();
+        let publish = self.publisher.publish(&message, &headers);
+        tokio::pin!(publish);
+        let mut renew = tokio::time::interval((self.stale / 3).max(Duration::from_millis(100)));
+        renew.tick().await;
+        let result = loop {
+            tokio::select! {
+                result = &mut publish => break result,
+                _ = renew.tick() => match lease.renew().await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("the tick's claim was taken over while publishing; stopping here");
+                        return;
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot renew the tick's claim; publishing on"),
+                },
+            }
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(flow_run_id = %flow_run_id, "flow-run published");
+                Metrics::global().record_tick(flow_id, TickOutcome::Published);
+                match lease.published(&flow_run_id).await {
+                    Ok(TickPublished::Marked) => {}
+                    Ok(TickPublished::ClaimLost) => {
+                        tracing::warn!(
+                            "another replica took the tick over meanwhile: it may be published twice"
+                        );
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot mark the tick published; another replica may publish it again");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, tick_left = "pending", "flow-run NOT published");
+                Metrics::global().record_tick(flow_id, TickOutcome::PublishFailed);
+                if let Err(error) = lease.abandon().await {
+                    tracing::warn!(%error, "cannot abandon the tick's claim; it is retried once stale");
+                }
+            }
+        }
     }
 }
 

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,34 +15,7 @@ use tempfile::TempDir;
 
 pub use crate::fleet::{redis_url, sha256_hex};
 use crate::ftp::{FtpServer, FtpServerKind, FtpServerOptions};
-
-/// A unique key prefix; every key under it is deleted when dropped.
-pub struct Prefix(pub String);
-
-impl Prefix {
-    pub fn new(test: &str) -> Self {
-        Prefix(format!(
-            "ferry-test-transfer-{test}-{:016x}",
-            rand::random::<u64>()
-        ))
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        let pattern = format!("{}*", self.0);
-        let keys = Command::new("redis-cli")
-            .args(["-u", &redis_url(), "--scan", "--pattern", &pattern])
-            .output();
-        if let Ok(out) = keys {
-            for key in String::from_utf8_lossy(&out.stdout).lines() {
-                let _ = Command::new("redis-cli")
-                    .args(["-u", &redis_url(), "DEL", key])
-                    .output();
-            }
-        }
-    }
-}
+pub use crate::keyspace::Prefix;
 
 /// One test's world: a partner server, a configuration directory with a local folder, and
 /// a Redis prefix.
@@ -103,6 +75,20 @@ impl Bed {
     /// Writes `ferry.yaml`, the partner (at `port`, the server's by default) and flow `f`,
     /// and loads them.
     pub fn config(&self, flow: &FlowSpec<'_>, port: Option<u16>) -> Arc<Config> {
+        let password = format!("literal:{}", self.server.password);
+        self.config_with(flow, port, "", &password)
+    }
+
+    /// [`Bed::config`] with `settings_extra` appended to `ferry.yaml` (whole top-level
+    /// sections, such as `vault:` and `secrets:`) and the partner's password written as
+    /// `password` (a secret reference, such as `vault:secret/partner#password`).
+    pub fn config_with(
+        &self,
+        flow: &FlowSpec<'_>,
+        port: Option<u16>,
+        settings_extra: &str,
+        password: &str,
+    ) -> Arc<Config> {
         let dir = self.dir.path();
         std::fs::create_dir_all(dir.join("partners")).expect("partners/");
         std::fs::create_dir_all(dir.join("flows")).expect("flows/");
@@ -111,18 +97,17 @@ impl Bed {
         let settings = format!(
             "redis:\n{redis}  key_prefix: \"{}\"\n  delivery_retention: 1h\n\
              retry:\n  max_attempts: 3\n  base_delay: 50ms\n  max_delay: 500ms\n\
-             worker:\n  claim_lease: 3s\n",
+             worker:\n  claim_lease: 3s\n{settings_extra}",
             self.prefix.0
         );
         std::fs::write(dir.join("ferry.yaml"), settings).expect("ferry.yaml");
         let partner = format!(
             "id: partner\nprotocol: ftps\nftps:\n  connection:\n    host: {}\n    port: {}\n    \
              passive: true\n    max_connections: 4\n  auth:\n    username: {}\n    \
-             password: \"literal:{}\"\n  tls:\n    ca_cert: file:{}\n",
+             password: \"{password}\"\n  tls:\n    ca_cert: file:{}\n",
             self.server.host,
             port.unwrap_or(self.server.port),
             self.server.username,
-            self.server.password,
             dir.join("ca.pem").display()
         );
         std::fs::write(dir.join("partners/partner.yaml"), partner).expect("partner");
@@ -181,7 +166,7 @@ impl Bed {
     /// The Redis keys of flow `f` of kind `kind` (`claim`, `delivered`, `intent`, `lock`).
     pub fn flow_keys(&self, kind: &str) -> Vec<String> {
         let pattern = format!("{}:{{flow:f}}:{kind}*", self.prefix.0);
-        let out = Command::new("redis-cli")
+        let out = std::process::Command::new("redis-cli")
             .args(["-u", &self.redis, "--scan", "--pattern", &pattern])
             .output()
             .expect("redis-cli");
@@ -198,7 +183,7 @@ impl Bed {
         self.flow_keys("delivered")
             .iter()
             .filter_map(|key| {
-                let out = Command::new("redis-cli")
+                let out = std::process::Command::new("redis-cli")
                     .args(["-u", &self.redis, "GET", key])
                     .output()
                     .expect("redis-cli");

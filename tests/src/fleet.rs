@@ -16,9 +16,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ferry_shared::broker::{AmqpUrl, Broker};
+use ferry_shared::broker::{AmqpUrl, Broker, ConsumerOptions};
 use ferry_shared::config::Config;
 use ferry_shared::idempotency::{Store, StoreConfig};
+use ferry_shared::message::FlowRunMessage;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -189,6 +190,31 @@ impl Fleet {
         let config = self.config()?;
         let url = AmqpUrl::parse(&self.broker_url)?;
         Ok(Broker::connect(&url, &ferry_shared::startup::topology(&config)).await?)
+    }
+
+    /// Takes (and acks) every message in the fleet's work queue, as a worker would, until
+    /// none comes for 5 s; checks that the queue is then empty.
+    pub async fn drain_work_queue(&self) -> Vec<FlowRunMessage> {
+        let broker = self.broker().await.expect("broker");
+        let mut consumer = broker.consumer(ConsumerOptions {
+            prefetch: 50,
+            ..ConsumerOptions::default()
+        });
+        let mut messages = Vec::new();
+        while let Ok(Some(delivery)) =
+            tokio::time::timeout(Duration::from_secs(5), consumer.next()).await
+        {
+            let message = delivery
+                .message()
+                .expect("a valid flow-run message")
+                .clone();
+            delivery.ack().await.expect("ack");
+            messages.push(message);
+        }
+        consumer.shutdown().await;
+        assert_eq!(broker.work_queue_depth().await.expect("depth"), 0);
+        let _ = broker.close().await;
+        messages
     }
 
     /// The idempotency store under the fleet's key prefix.

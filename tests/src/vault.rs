@@ -24,6 +24,9 @@ use crate::ports::free_port;
 use crate::process::ServerProcess;
 use crate::tools::find_tool;
 
+/// The audit log's file name in the server's temporary folder.
+const AUDIT_LOG: &str = "audit.log";
+
 /// A running OpenBao dev server, killed on drop.
 pub struct OpenBao {
     /// `http://127.0.0.1:PORT`.
@@ -42,16 +45,23 @@ impl OpenBao {
     /// Starts `bao server -dev` (plain HTTP) on a free port of 127.0.0.1 and waits until
     /// it serves requests.
     pub async fn start() -> anyhow::Result<OpenBao> {
-        Self::start_with(false).await
+        Self::start_with(false, false).await
+    }
+
+    /// Like [`OpenBao::start`], with a file audit device (declared in a config file: OpenBao
+    /// refuses to enable one through the API) whose entries [`OpenBao::audited_paths`]
+    /// reads: proof of which requests a client really sent.
+    pub async fn start_audited() -> anyhow::Result<OpenBao> {
+        Self::start_with(false, true).await
     }
 
     /// Like [`OpenBao::start`], but over HTTPS with a certificate from a CA that OpenBao
     /// generates (`-dev-tls`); the CA is at [`OpenBao::ca_cert`].
     pub async fn start_tls() -> anyhow::Result<OpenBao> {
-        Self::start_with(true).await
+        Self::start_with(true, false).await
     }
 
-    async fn start_with(tls: bool) -> anyhow::Result<OpenBao> {
+    async fn start_with(tls: bool, audit: bool) -> anyhow::Result<OpenBao> {
         let bao = find_tool("bao", &["venv/bin"])?;
         let dir = tempfile::tempdir()?;
         let port = free_port();
@@ -67,6 +77,18 @@ impl OpenBao {
             .env("HOME", dir.path())
             .env_remove("VAULT_ADDR")
             .env_remove("BAO_ADDR");
+        let audit_log = dir.path().join(AUDIT_LOG);
+        if audit {
+            let config = dir.path().join("audit.hcl");
+            std::fs::write(
+                &config,
+                format!(
+                    "audit \"file\" \"ferry-test\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+                    audit_log.display()
+                ),
+            )?;
+            command.arg(format!("-config={}", config.display()));
+        }
         let tls_dir = dir.path().join("tls");
         if tls {
             std::fs::create_dir_all(&tls_dir)?;
@@ -124,6 +146,79 @@ impl OpenBao {
     /// The server's log so far.
     pub fn log_text(&self) -> String {
         self._server.log_text()
+    }
+
+    /// The path of every request the server received so far, in order (`auth/approle/login`,
+    /// `auth/token/renew-self`, `secret/data/...`), from the audit device of a server
+    /// started with [`OpenBao::start_audited`].
+    pub fn audited_paths(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self._dir.path().join(AUDIT_LOG)).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|entry| entry["type"] == "request")
+            .filter_map(|entry| entry["request"]["path"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Deletes the KV v2 secret `path` under `mount` with all its versions: reads then get 404.
+    pub async fn delete_secret(&self, mount: &str, path: &str) -> anyhow::Result<()> {
+        vaultrs::kv2::delete_metadata(&self.client, mount, path)
+            .await
+            .map_err(server_error)
+            .with_context(|| format!("deleting {mount}/{path}"))?;
+        Ok(())
+    }
+
+    /// Revokes every token issued by the AppRole logins (`sys/leases/revoke-prefix`): their
+    /// next use, a renewal included, gets a 403.
+    pub async fn revoke_approle_tokens(&self) -> anyhow::Result<()> {
+        self.raw_post("/v1/sys/leases/revoke-prefix/auth/approle/login", "{}")
+            .await
+            .context("revoking the AppRole tokens")
+    }
+
+    /// Stops (`SIGSTOP`) the server: connections are still accepted by the kernel, but no
+    /// request is answered (a store that times out). [`OpenBao::resume`] undoes it.
+    pub fn pause(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// Resumes a server stopped with [`OpenBao::pause`].
+    pub fn resume(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pgid = rustix::process::Pid::from_raw(self._server.pid() as i32)
+            .expect("a server's pid is positive");
+        rustix::process::kill_process_group(pgid, signal).expect("signalling OpenBao");
+    }
+
+    /// How many audited requests went to `path`.
+    pub fn audited_count(&self, path: &str) -> usize {
+        self.audited_paths().iter().filter(|p| *p == path).count()
+    }
+
+    /// Seals the server: every request then gets `503 Vault is sealed` (a store that is up
+    /// but not serving).
+    pub async fn seal(&self) -> anyhow::Result<()> {
+        vaultrs::sys::seal(&self.client)
+            .await
+            .map_err(server_error)
+            .context("sealing")?;
+        Ok(())
+    }
+
+    /// A batch-token AppRole role (batch tokens cannot be renewed) issuing tokens with
+    /// `policies` that live `token_ttl`; returns its `(role_id, secret_id)`.
+    pub async fn create_batch_approle(
+        &self,
+        name: &str,
+        policies: &[&str],
+        token_ttl: &str,
+    ) -> anyhow::Result<(String, String)> {
+        self.approle(name, policies, token_ttl, token_ttl, Some("batch"))
+            .await
     }
 
     /// Writes (a new version of) the KV v2 secret `path` under `mount`.
@@ -289,11 +384,39 @@ impl OpenBao {
         policies: &[&str],
         token_ttl: &str,
     ) -> anyhow::Result<(String, String)> {
+        self.approle(name, policies, token_ttl, token_ttl, None)
+            .await
+    }
+
+    /// Like [`OpenBao::create_approle`], but its (renewable) tokens may be renewed up to
+    /// `token_max_ttl` in all.
+    pub async fn create_renewable_approle(
+        &self,
+        name: &str,
+        policies: &[&str],
+        token_ttl: &str,
+        token_max_ttl: &str,
+    ) -> anyhow::Result<(String, String)> {
+        self.approle(name, policies, token_ttl, token_max_ttl, None)
+            .await
+    }
+
+    async fn approle(
+        &self,
+        name: &str,
+        policies: &[&str],
+        token_ttl: &str,
+        token_max_ttl: &str,
+        token_type: Option<&str>,
+    ) -> anyhow::Result<(String, String)> {
         let mut request = SetAppRoleRequest::builder();
         request
             .token_policies(policies.iter().map(|p| p.to_string()).collect::<Vec<_>>())
             .token_ttl(token_ttl)
-            .token_max_ttl(token_ttl);
+            .token_max_ttl(token_max_ttl);
+        if let Some(token_type) = token_type {
+            request.token_type(token_type);
+        }
         vaultrs::auth::approle::role::set(&self.client, "approle", name, Some(&mut request))
             .await
             .with_context(|| format!("creating AppRole role {name}"))?;

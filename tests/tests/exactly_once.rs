@@ -420,12 +420,14 @@ fn age_file(path: &std::path::Path, age: Duration) {
         .expect("set mtime");
 }
 
-/// `name` and `none` modes give upload parts random names, so a crashed upload's part is
-/// never written over: a run removes the parts of ferry's own that are older than any live
-/// upload could be, and nothing else (vsftpd lists hidden files only for `LIST -a`).
+/// `none` mode gives upload parts random names (no claim, no intent), so a crashed upload's
+/// part is never written over: a run removes the parts of ferry's own that are older than
+/// any live upload could be, and nothing else (vsftpd lists hidden files only for
+/// `LIST -a`). With claims, a part is named after its delivery key and never swept (a commit
+/// intent may point at it).
 #[tokio::test]
-async fn stale_upload_parts_are_swept_in_name_and_none_mode() {
-    for mode in ["name", "none"] {
+async fn stale_upload_parts_are_swept_in_none_mode_only() {
+    for (mode, swept) in [("none", true), ("name", false)] {
         let bed = Bed::start(&format!("sweep-{mode}"), FtpServerKind::Vsftpd).await;
         let stale = ".old.xml.0123456789ab.ferry-part";
         let fresh = ".new.xml.abcdef012345.ferry-part";
@@ -444,10 +446,15 @@ async fn stale_upload_parts_are_swept_in_name_and_none_mode() {
         let report = run(&bed.engine_for(&upload(&flow)).await, "run-1").await;
 
         assert!(report.is_success(), "{}", report.summary_line());
+        let expected: &[&str] = if swept {
+            &[fresh, partners, "a.xml"]
+        } else {
+            &[fresh, stale, partners, "a.xml"]
+        };
         assert_eq!(
             all_names(&bed.server.path("in")),
-            [fresh, partners, "a.xml"],
-            "{mode}: only the stale part of ferry's own is gone"
+            expected,
+            "{mode}: only the stale part of ferry's own is gone, and only without claims"
         );
     }
 }

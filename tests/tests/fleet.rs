@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use ferry_shared::broker::{Broker, ConsumerOptions, DEATH_CODE_HEADER, Headers, PublisherOptions};
+use ferry_shared::broker::{Broker, DEATH_CODE_HEADER, Headers, PublisherOptions};
 use ferry_shared::idempotency::{DeliveryKey, Store};
 use ferry_shared::message::{FlowRunMessage, Trigger};
 use ferry_tests::fleet::{
@@ -255,30 +255,6 @@ async fn two_consuming_workers(fleet: &Fleet) -> [FleetProcess; 2] {
     workers
 }
 
-/// Takes (and acks) every message in the fleet's work queue, as a worker would.
-async fn drain_work_queue(fleet: &Fleet) -> Vec<FlowRunMessage> {
-    let broker = fleet.broker().await.expect("broker");
-    let mut consumer = broker.consumer(ConsumerOptions {
-        prefetch: 50,
-        ..ConsumerOptions::default()
-    });
-    let mut messages = Vec::new();
-    while let Ok(Some(delivery)) =
-        tokio::time::timeout(Duration::from_secs(5), consumer.next()).await
-    {
-        let message = delivery
-            .message()
-            .expect("a valid flow-run message")
-            .clone();
-        delivery.ack().await.expect("ack");
-        messages.push(message);
-    }
-    consumer.shutdown().await;
-    assert_eq!(broker.work_queue_depth().await.expect("depth"), 0);
-    let _ = broker.close().await;
-    messages
-}
-
 /// A flow file with a yearly flow (its latest tick is 1 January, long missed) and a
 /// disabled flow that would fire every second.
 const YEARLY_AND_DISABLED: &str = "flows:
@@ -322,7 +298,7 @@ async fn a_missed_tick_is_caught_up_once_and_disabled_flows_never_fire() {
     // A scheduler, then its restart: the missed tick is published by the first only.
     run_scheduler_for(&fleet, "first", 2).await;
     run_scheduler_for(&fleet, "restarted", 2).await;
-    let messages = drain_work_queue(&fleet).await;
+    let messages = fleet.drain_work_queue().await;
     assert_eq!(
         messages.len(),
         1,
@@ -357,7 +333,7 @@ async fn with_catch_up_none_missed_ticks_are_skipped() {
     std::fs::write(&settings, text).expect("ferry.yaml");
     fleet.config().expect("the configuration loads");
     run_scheduler_for(&fleet, "scheduler", 2).await;
-    let messages = drain_work_queue(&fleet).await;
+    let messages = fleet.drain_work_queue().await;
     assert!(messages.is_empty(), "nothing published: {messages:?}");
 }
 
@@ -399,7 +375,7 @@ async fn three_scheduler_replicas_publish_each_tick_once() {
     }
 
     let mut ticks = Vec::new();
-    for message in drain_work_queue(&fleet).await {
+    for message in fleet.drain_work_queue().await {
         assert_eq!(message.flow_id, "f");
         assert!(
             logged.contains_key(&message.flow_run_id.to_string()),

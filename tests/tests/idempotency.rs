@@ -18,7 +18,7 @@ use ferry_shared::config::RedisTopology;
 use ferry_shared::idempotency::keys::FlowKeys;
 use ferry_shared::idempotency::{
     ClaimOutcome, DeliveryKey, DeliveryRecord, DurabilityWarning, ErrorKind, LockWait, Recorded,
-    Store, StoreConfig,
+    Store, StoreConfig, TickClaim, TickPublished,
 };
 use ferry_shared::secrets::Secret;
 use ferry_tests::redis_cluster::RedisCluster;
@@ -482,34 +482,39 @@ async fn each_scheduler_tick_is_claimed_by_exactly_one_replica(target: Target) {
         "2026-11-24T08:10:00Z",
     ] {
         let t = at!(tick);
-        let results = futures_join3(
-            replicas[0].claim_tick("flow-t", t, ttl),
-            replicas[1].claim_tick("flow-t", t, ttl),
-            replicas[2].claim_tick("flow-t", t, ttl),
-        )
-        .await;
-        let winners = results.iter().filter(|r| matches!(r, Ok(true))).count();
-        assert_eq!(winners, 1, "tick {tick}: {results:?}");
-        // Later attempts (a replica catching up) lose too.
-        assert!(!replicas[0].claim_tick("flow-t", t, ttl).await.unwrap());
+        let (a, b, c) = tokio::join!(
+            replicas[0].claim_tick("flow-t", t, "s1", ttl, ttl),
+            replicas[1].claim_tick("flow-t", t, "s2", ttl, ttl),
+            replicas[2].claim_tick("flow-t", t, "s3", ttl, ttl),
+        );
+        let mut won = Vec::new();
+        for result in [a, b, c] {
+            match result.unwrap() {
+                TickClaim::Won(lease) => won.push(lease),
+                TickClaim::ClaimedByOtherReplica { .. } => {}
+                other => panic!("tick {tick}: {other:?}"),
+            }
+        }
+        assert_eq!(won.len(), 1, "tick {tick}");
+        let lease = won.pop().expect("one winner");
+        assert_eq!(lease.published("run").await.unwrap(), TickPublished::Marked);
+        // Later attempts (a replica catching up) find it published.
+        assert!(matches!(
+            replicas[0]
+                .claim_tick("flow-t", t, "s1", ttl, ttl)
+                .await
+                .unwrap(),
+            TickClaim::AlreadyPublished
+        ));
     }
     // Ticks of another flow are independent.
-    assert!(
+    assert!(matches!(
         replicas[0]
-            .claim_tick("flow-u", at!("2026-11-24T08:00:00Z"), ttl)
+            .claim_tick("flow-u", at!("2026-11-24T08:00:00Z"), "s1", ttl, ttl)
             .await
-            .unwrap()
-    );
-}
-
-/// Runs three futures concurrently (this crate has no `futures` dependency).
-async fn futures_join3<T>(
-    a: impl Future<Output = T>,
-    b: impl Future<Output = T>,
-    c: impl Future<Output = T>,
-) -> [T; 3] {
-    let (a, b, c) = tokio::join!(a, b, c);
-    [a, b, c]
+            .unwrap(),
+        TickClaim::Won(_)
+    ));
 }
 
 #[tokio::test]
@@ -574,12 +579,13 @@ async fn ping_and_the_key_layout_in_redis() {
         .await
         .unwrap()
         .expect("free lock");
-    assert!(
-        store
-            .claim_tick("flow-k", at!("2026-11-24T08:00:00Z"), LONG)
-            .await
-            .unwrap()
-    );
+    let TickClaim::Won(tick) = store
+        .claim_tick("flow-k", at!("2026-11-24T08:00:00Z"), "s", LONG, LONG)
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh tick must be won");
+    };
     let listed = redis_cli(&["KEYS", &format!("{}:*", prefix.0)]);
     let mut listed: Vec<&str> = listed.lines().collect();
     listed.sort();
@@ -591,6 +597,7 @@ async fn ping_and_the_key_layout_in_redis() {
             format!("{p}:{{flow:flow-k}}:claim:sha256:{hex}"),
             format!("{p}:{{flow:flow-k}}:lock"),
             format!("{p}:{{flow:flow-k}}:tick:1795507200"),
+            format!("{p}:{{flow:flow-k}}:ticks-pending"),
         ]
     );
     // One hash tag for all keys of the flow, hence one cluster slot.
@@ -600,6 +607,20 @@ async fn ping_and_the_key_layout_in_redis() {
     }
     assert!(store.release(claim).await.unwrap());
     assert!(store.unlock_flow(lock).await.unwrap());
+    assert_eq!(
+        tick.published("run-1").await.unwrap(),
+        TickPublished::Marked
+    );
+    // The release left a wake token for the next waiter, under the same hash tag.
+    assert_eq!(
+        redis_cli(&[
+            "LRANGE",
+            &format!("{p}:{{flow:flow-k}}:lock-wake"),
+            "0",
+            "-1"
+        ]),
+        "1"
+    );
 }
 
 /// A private `redis-server` speaking only TLS on a free port, with a password.
@@ -625,7 +646,7 @@ impl TlsRedis {
         std::fs::write(&cert_file, cert.cert.pem()).unwrap();
         std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
         let port = ferry_tests::ports::free_port();
-        let mut command = Command::new(redis_server);
+        let mut command = std::process::Command::new(redis_server);
         command
             .current_dir(dir.path())
             .args(["--port", "0", "--tls-port", &port.to_string()])
@@ -693,7 +714,7 @@ async fn rediss_with_a_private_ca_and_a_password_from_a_secret() {
 /// A private plain `redis-server` on `port`, to stop and restart under a connected store.
 fn start_plain_redis(dir: &std::path::Path, port: u16) -> ferry_tests::process::ServerProcess {
     let redis_server = ferry_tests::tools::find_tool("redis-server", &[]).unwrap();
-    let mut command = Command::new(redis_server);
+    let mut command = std::process::Command::new(redis_server);
     command
         .current_dir(dir)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])

@@ -37,6 +37,53 @@ fn inodes(dir: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Makes a broken takeover fail the drill instead of waiting it out: claims that would
+/// outlast the test and no wait for a busy flow lock, so the rerun succeeds only if it takes
+/// the dead process's claims and lock over at once.
+fn no_waiting_out_leases(bed: &Bed) {
+    let path = bed.dir.path().join("ferry.yaml");
+    let settings = std::fs::read_to_string(&path).expect("ferry.yaml");
+    assert!(settings.contains("claim_lease: 3s"), "{settings}");
+    let settings = settings.replace("claim_lease: 3s", "claim_lease: 10m\n  flow_lock_wait: 0s");
+    std::fs::write(&path, settings).expect("ferry.yaml");
+}
+
+/// How the rerun's row of the killed file must say it was finished from the dead attempt's
+/// intent, for the crash points that leave one.
+fn expected_recovery(point: CrashPoint) -> Option<&'static str> {
+    match point {
+        CrashPoint::IntentWritten => Some("renamed_leftover"),
+        CrashPoint::Renamed => Some("found_in_place"),
+        _ => None,
+    }
+}
+
+/// The rerun finished every file the dead process had committed from its intent (other
+/// files of a parallel run may have been at that step too), and sent none again.
+fn assert_recovered(report: &serde_json::Value, point: CrashPoint) -> usize {
+    let words = recoveries(report);
+    assert!(
+        words
+            .iter()
+            .all(|w| matches!(*w, "renamed_leftover" | "found_in_place")),
+        "{report}"
+    );
+    if let Some(word) = expected_recovery(point) {
+        assert!(words.contains(&word), "{report}");
+    }
+    words.len()
+}
+
+/// The `recovery` words of a report's rows.
+fn recoveries(report: &serde_json::Value) -> Vec<&str> {
+    report["files"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|row| row["recovery"].as_str())
+        .collect()
+}
+
 /// Runs the flow in a process that kills itself at the `nth` time it reaches `point`;
 /// panics unless it died of `SIGKILL` (the drill must really have crashed there).
 async fn crash_at(bed: &Bed, point: CrashPoint, nth: u32) {
@@ -84,6 +131,7 @@ async fn upload_drill(point: CrashPoint, nth: u32) {
     )
     .await;
     bed.config(&upload("    delete_after_upload: true\n"), None);
+    no_waiting_out_leases(&bed);
     let expected = write_files(&bed.local(), FILES, SIZE);
 
     crash_at(&bed, point, nth).await;
@@ -107,6 +155,7 @@ async fn upload_drill(point: CrashPoint, nth: u32) {
 
     let report = rerun(&bed).await;
 
+    assert_recovered(&report, point);
     assert_eq!(
         bed.remote_files("in"),
         expected,
@@ -139,6 +188,7 @@ async fn download_drill(point: CrashPoint, nth: u32) {
     )
     .await;
     bed.config(&download("    delete_after_download: true\n"), None);
+    no_waiting_out_leases(&bed);
     let expected = write_files(&bed.server.path("out"), FILES, SIZE);
 
     crash_at(&bed, point, nth).await;
@@ -162,6 +212,7 @@ async fn download_drill(point: CrashPoint, nth: u32) {
 
     let report = rerun(&bed).await;
 
+    let recovered = assert_recovered(&report, point);
     assert_eq!(
         files_in(&bed.local()),
         expected,
@@ -180,11 +231,20 @@ async fn download_drill(point: CrashPoint, nth: u32) {
             "{name} was put in place twice"
         );
     }
+    assert!(bed.flow_keys("intent").is_empty(), "no commit intent left");
+    // A file finished from the dead attempt's part stays on the partner until a run has
+    // fetched it again and compared it: that run reports it a duplicate and deletes it.
+    let tidy = rerun(&bed).await;
+    assert_eq!(tidy["totals"]["skipped_duplicates"], recovered, "{tidy}");
     assert!(
         all_names(&bed.server.path("out")).is_empty(),
         "every remote file tidied"
     );
-    assert!(bed.flow_keys("intent").is_empty(), "no commit intent left");
+    assert_eq!(
+        files_in(&bed.local()),
+        expected,
+        "the recheck changed nothing"
+    );
     let again = rerun(&bed).await;
     assert_eq!(again["files"].as_array().map(Vec::len), Some(0), "{again}");
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use ferry_shared::broker::{Broker, ConsumerOptions, Delivery};
 use ferry_shared::message::FlowRunMessage;
 use ferry_shared::telemetry;
-use ferry_shared::transfer::{self, Engine, RunReport, TransferError};
+use ferry_shared::transfer::{Engine, RunReport, TransferError};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -150,14 +150,17 @@ async fn run_message(engine: &Engine, message: &FlowRunMessage) -> Verdict {
         Some(_) => {}
     }
     let run_id = message.flow_run_id.to_string();
-    let outcome = transfer::run_flow(
-        engine,
-        &message.flow_id,
-        message.files.as_deref(),
-        &run_id,
-        None,
-    )
-    .await;
+    // With the request time, a run that a newer complete run of the flow covered while this
+    // one was queued finishes at once (see `idempotency/coverage.rs`).
+    let outcome = engine
+        .run_flow_requested(
+            &message.flow_id,
+            message.files.as_deref(),
+            &run_id,
+            Some(message.requested_at),
+            None,
+        )
+        .await;
     verdict(outcome)
 }
 

@@ -17,6 +17,7 @@ mod error;
 mod flow;
 mod partner;
 mod redis_topology;
+mod secrets;
 mod settings;
 mod summary;
 mod yaml;

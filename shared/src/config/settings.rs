@@ -29,7 +29,7 @@ pub struct Settings {
     pub broker: BrokerSettings,
     /// Redis (idempotency records, claims, locks).
     pub redis: RedisSettings,
-    /// How secret references are resolved (`vault:`, `aws:`, `secrets.cache_ttl`).
+    /// How secret references are resolved (`vault:`, `aws:`, `secrets:`).
     pub resolver: ResolverSettings,
     /// The worker process.
     pub worker: WorkerSettings,
@@ -126,6 +126,13 @@ pub struct SchedulerSettings {
     pub catch_up: CatchUp,
     /// `scheduler.metrics_listen` (default `127.0.0.1:9464`): where `GET /metrics` is served.
     pub metrics_listen: SocketAddr,
+    /// `scheduler.publish_give_up` (default 2m): how long one attempt to publish a tick's
+    /// flow-run retries before it gives up and leaves the tick to a later retry.
+    pub publish_give_up: Duration,
+    /// `scheduler.stale_tick_claim` (default 30s): a tick claimed but neither published nor
+    /// renewed for this long (its replica crashed or gave up) is taken over by any replica.
+    /// Claims are renewed and pending ticks looked for every third of it.
+    pub stale_tick_claim: Duration,
 }
 
 impl Default for SchedulerSettings {
@@ -133,6 +140,8 @@ impl Default for SchedulerSettings {
         SchedulerSettings {
             catch_up: CatchUp::default(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            publish_give_up: Duration::from_secs(120),
+            stale_tick_claim: Duration::from_secs(30),
         }
     }
 }
@@ -368,13 +377,8 @@ pub(crate) fn read(
         endpoint_url: text_or_env(cx, aws.as_ref(), "endpoint_url", "AWS_ENDPOINT_URL", env),
     };
 
-    if let Some(secrets) = section(cx, "secrets", &["cache_ttl", "stale_grace"]) {
-        if let Some(ttl) = secrets.get("cache_ttl").and_then(|f| f.duration(cx)) {
-            settings.resolver.cache_ttl = ttl;
-        }
-        if let Some(grace) = secrets.get("stale_grace").and_then(|f| f.duration(cx)) {
-            settings.resolver.stale_grace = grace;
-        }
+    if let Some(secrets) = section(cx, "secrets", super::secrets::SECRETS_KEYS) {
+        super::secrets::read_secrets(cx, &secrets, &mut settings.resolver);
     }
 
     if let Some(worker) = section(
@@ -452,12 +456,39 @@ pub(crate) fn read(
             .and_then(|f| f.non_empty_str(cx)),
     };
 
-    if let Some(scheduler) = section(cx, "scheduler", &["catch_up", "metrics_listen"]) {
+    if let Some(scheduler) = section(
+        cx,
+        "scheduler",
+        &[
+            "catch_up",
+            "publish_give_up",
+            "stale_tick_claim",
+            "metrics_listen",
+        ],
+    ) {
         if let Some(catch_up) = scheduler
             .get("catch_up")
             .and_then(|f| f.choice(cx, &[("latest", CatchUp::Latest), ("none", CatchUp::None)]))
         {
             settings.scheduler.catch_up = catch_up;
+        }
+        if let Some(d) = scheduler
+            .get("publish_give_up")
+            .and_then(|f| f.duration(cx))
+        {
+            settings.scheduler.publish_give_up = d;
+        }
+        if let Some(field) = scheduler.get("stale_tick_claim")
+            && let Some(d) = field.duration(cx)
+        {
+            if d < Duration::from_secs(1) {
+                field.error(
+                    cx,
+                    "must be at least 1s (claims are renewed every third of it)",
+                );
+            } else {
+                settings.scheduler.stale_tick_claim = d;
+            }
         }
         if let Some(addr) = scheduler
             .get("metrics_listen")
@@ -766,6 +797,19 @@ mod tests {
         let (settings, errors) = load(&text.replace("true", "false"), &[]);
         assert!(errors.is_empty(), "{errors:?}");
         assert!(!format!("{settings:?}").contains("LiteralToken"));
+    }
+
+    #[test]
+    fn scheduler_timings_have_defaults_and_a_floor() {
+        let (settings, errors) = load("", &[]);
+        assert!(errors.is_empty());
+        assert_eq!(settings.scheduler.publish_give_up, Duration::from_secs(120));
+        assert_eq!(settings.scheduler.stale_tick_claim, Duration::from_secs(30));
+        let (settings, errors) = load("scheduler:\n  stale_tick_claim: 500ms\n", &[]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "scheduler.stale_tick_claim");
+        assert_eq!((errors[0].line, errors[0].column), (Some(2), Some(3)));
+        assert_eq!(settings.scheduler.stale_tick_claim, Duration::from_secs(30));
     }
 
     #[test]

@@ -76,8 +76,9 @@ fn write_summary(out: &mut String, config: &Config, now: DateTime<Utc>) -> std::
     }
     writeln!(
         out,
-        "  secrets cache: {}; worker: {} at once, health on {}; per-file attempts: {}, backoff {}..{}",
+        "  secrets cache: {} (stale grace {}); worker: {} at once, health on {}; per-file attempts: {}, backoff {}..{}",
         format_duration(s.resolver.cache_ttl),
+        format_duration(s.resolver.stale_grace),
         s.worker.concurrency,
         s.worker.health_listen,
         s.retry.max_attempts,

@@ -210,6 +210,7 @@ impl Session {
         let options = UploadOptions {
             expected_sha256,
             replace_existing: true,
+            part_key: None,
         };
         self.upload_with(local, remote_dir, remote_name, &options)
             .await

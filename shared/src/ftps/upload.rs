@@ -40,6 +40,9 @@ pub struct UploadOptions {
     pub expected_sha256: Option<[u8; 32]>,
     /// Replace a file already under the final name (the flow's `overwrite`).
     pub replace_existing: bool,
+    /// What names the temporary file: the same key, the same name, so that a retry writes
+    /// over a dead attempt's part. `None`: `expected_sha256`, else a random name.
+    pub part_key: Option<[u8; 32]>,
 }
 
 /// A complete upload still under its temporary name on the partner: every byte confirmed,
@@ -111,9 +114,10 @@ impl Operation for Upload<'_> {
         let (file, expected_len) =
             opened.map_err(|(what, e)| FtpsError::local_io(format!("{step}: {what}"), e))?;
         let expected_sha256 = self.options.expected_sha256;
+        let part_key = self.options.part_key.or(expected_sha256);
         let temp_path = join_remote(
             self.remote_dir,
-            &temp_name(self.remote_name, expected_sha256.as_ref()),
+            &temp_name(self.remote_name, part_key.as_ref()),
         );
         let stor = format!("STOR {temp_path}");
         let mut data = match conn.open_data(&step, &stor, ReplyTo::NewPath).await {
@@ -121,7 +125,7 @@ impl Operation for Upload<'_> {
             // A part of this same content left by an attempt that died, on a server that
             // will not overwrite a file: remove it and store once more.
             Err(e)
-                if expected_sha256.is_some()
+                if part_key.is_some()
                     && e.reply().is_some_and(|r| r.code == 550 || r.code == 553) =>
             {
                 debug!(temp = %temp_path, reply = ?e.reply(), "STOR refused; replacing a stale part");

@@ -28,6 +28,9 @@ pub struct StoreConfig {
     pub connect_timeout: Duration,
     /// Time allowed for Redis to answer one command.
     pub response_timeout: Duration,
+    /// How often a run waiting for its flow lock tries again without being woken (the
+    /// safety net for a holder that died without releasing it; see `flow_lock.rs`).
+    pub flow_lock_poll: Duration,
 }
 
 impl StoreConfig {
@@ -36,7 +39,8 @@ impl StoreConfig {
         self.topology.describe(&self.url)
     }
 
-    /// Settings for `url` with the default prefix and timeouts (5 s connect, 5 s response).
+    /// Settings for `url` with the default prefix and timeouts (5 s connect, 5 s response,
+    /// a flow-lock waiter's safety-net poll every second).
     pub fn new(url: impl Into<String>) -> Self {
         StoreConfig {
             url: url.into(),
@@ -46,6 +50,7 @@ impl StoreConfig {
             ca_pem: None,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
+            flow_lock_poll: Duration::from_secs(1),
         }
     }
 }
@@ -60,6 +65,7 @@ impl fmt::Debug for StoreConfig {
             .field("ca_pem", &self.ca_pem.as_ref().map(|_| "set"))
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
+            .field("flow_lock_poll", &self.flow_lock_poll)
             .finish()
     }
 }

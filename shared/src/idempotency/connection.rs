@@ -1,6 +1,10 @@
 //! The connection to Redis and its retry loop: the one place that sends commands, shared by
 //! the store (claims, records, locks, ticks) and the leases (renewals, releases).
 //!
+//! Blocking commands (`BLPOP`, see `flow_lock.rs`) never go through it: a blocking command
+//! holds the connection it runs on, and this one is multiplexed between every operation of
+//! the process. [`Connection::blocking`] lends a connection of their own.
+//!
 //! The connection reconnects by itself (see `link.rs` for one node, a cluster, a sentinel's
 //! master); the command that met the broken connection still fails, so [`Connection::run`]
 //! retries it a few times. Every request ferry
@@ -8,7 +12,7 @@
 //! the owner token.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use redis::{Cmd, FromRedisValue, RedisError, Script, Value};
@@ -17,18 +21,22 @@ use tracing::warn;
 use super::config::StoreConfig;
 use super::error::{IdempotencyError, is_unavailable};
 pub(crate) use super::link::Request;
-use super::link::{self, Link};
+use super::link::{self, Dedicated, Link};
 
 /// How many times a command is retried after a connection error (so `1 + RETRIES` tries).
 const RETRIES: u32 = 2;
 /// Pause before the first retry; doubled for the next.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Idle dedicated connections kept for blocking commands; more are closed after use.
+const MAX_SPARE_BLOCKING: usize = 8;
 
 /// One shared, self-healing connection (one node, a cluster, or a sentinel's master; see
 /// `link.rs`). Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Connection {
     link: Arc<dyn Link>,
+    /// Idle dedicated connections for blocking commands (see [`Connection::blocking`]).
+    spares: Arc<Spares>,
     /// Where the store lives, passwords redacted: safe for messages and spans.
     url: String,
 }
@@ -38,7 +46,35 @@ impl Connection {
     pub(crate) async fn open(config: &StoreConfig, url: &str) -> Result<Self, IdempotencyError> {
         Ok(Connection {
             link: link::open(config, url).await?,
+            spares: Arc::new(Spares::default()),
             url: url.to_owned(),
+        })
+    }
+
+    /// A connection of its own for one blocking command (an idle one from an earlier
+    /// command, else a new one to the same node, master or cluster, with the same
+    /// credentials and TLS; see `link.rs`). It has no response timeout: the caller bounds
+    /// each command itself. Give it back with [`Blocking::give_back`] once its command
+    /// answered; one dropped instead (cancelled or failed, so it may still be blocked in
+    /// Redis) is closed.
+    pub(crate) async fn blocking(&self) -> Result<Blocking, IdempotencyError> {
+        let spare = self
+            .spares
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let conn = match spare {
+            Some(conn) => conn,
+            None => self
+                .link
+                .dedicated()
+                .await
+                .map_err(|e| IdempotencyError::from_redis(&self.url, "connect", e))?,
+        };
+        Ok(Blocking {
+            conn,
+            spares: Arc::clone(&self.spares),
         })
     }
 
@@ -139,6 +175,40 @@ return 0
         inv.key(key).arg(token);
         let deleted: i64 = self.run("release", &Request::Script(inv)).await?;
         Ok(deleted == 1)
+    }
+}
+
+/// Idle dedicated connections.
+#[derive(Default)]
+struct Spares(Mutex<Vec<Box<dyn Dedicated>>>);
+
+/// A dedicated connection lent for one blocking command at a time (see
+/// [`Connection::blocking`]).
+pub(crate) struct Blocking {
+    conn: Box<dyn Dedicated>,
+    spares: Arc<Spares>,
+}
+
+impl Blocking {
+    /// One try of `req` on this connection (no retry, no response timeout).
+    pub(crate) async fn send<T: FromRedisValue>(
+        &mut self,
+        req: &Request<'_>,
+    ) -> redis::RedisResult<T> {
+        let value = self.conn.send(req).await?;
+        T::from_redis_value(value).map_err(RedisError::from)
+    }
+
+    /// Returns the connection to the idle ones, after its command answered.
+    pub(crate) fn give_back(self) {
+        let mut spares = self
+            .spares
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if spares.len() < MAX_SPARE_BLOCKING {
+            spares.push(self.conn);
+        }
     }
 }
 

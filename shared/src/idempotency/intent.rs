@@ -25,9 +25,13 @@
 //!   took it away since; it is sent again, and its row says that a copy may already have
 //!   reached the partner.
 //!
-//! A transfer that cannot rename (refused, target exists) gives its intent up
+//! An upload that cannot rename (refused, target exists) gives its intent up
 //! ([`Store::abandon_commit`](super::Store::abandon_commit)) *before* it removes the
-//! temporary file, so an intent never points at a temporary file that ferry itself deleted.
+//! temporary file, so an intent never points at a partner-side temporary file that ferry
+//! itself deleted. (A download's part is local and its source is still on the partner: a
+//! part lost with its intent left only means fetching again.) A download finished from a
+//! crashed attempt's part does not delete the remote file in that run: the next run fetches
+//! it again and compares it with the record before it deletes it.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -49,6 +53,16 @@ pub struct CommitIntent {
     pub flow_run_id: String,
     /// When the intent was written.
     pub written_at: DateTime<Utc>,
+}
+
+impl CommitIntent {
+    /// [`CommitIntent::sha256`] as bytes (all zeros if it is not 64 hex digits: never the
+    /// case for an intent ferry wrote).
+    pub fn sha256_bytes(&self) -> [u8; 32] {
+        let mut digest = [0u8; 32];
+        let _ = hex::decode_to_slice(&self.sha256, &mut digest);
+        digest
+    }
 }
 
 /// What [`Store::begin_commit`](super::Store::begin_commit) found of the claim.

@@ -60,6 +60,24 @@ impl FlowKeys {
     pub fn tick(&self, tick: DateTime<Utc>) -> String {
         format!("{}:tick:{}", self.base, tick.timestamp())
     }
+
+    /// `<prefix>:{flow:<flow>}:ticks-pending`: ticks claimed but not yet published (a sorted
+    /// set of unix seconds, scored by the claim's last renewal), see `tick.rs`.
+    pub fn ticks_pending(&self) -> String {
+        format!("{}:ticks-pending", self.base)
+    }
+
+    /// `<prefix>:{flow:<flow>}:lock-wake`: a list the flow lock's release pushes a token onto,
+    /// so that a waiter blocked on it wakes at once (see `flow_lock.rs`).
+    pub fn lock_wake(&self) -> String {
+        format!("{}:lock-wake", self.base)
+    }
+
+    /// `<prefix>:{flow:<flow>}:full-run`: the latest run of the flow that took every file and
+    /// settled them all (see `coverage.rs`).
+    pub fn full_run(&self) -> String {
+        format!("{}:full-run", self.base)
+    }
 }
 
 /// Rejects prefixes that would break the layout (braces would move the hash tag).
@@ -124,6 +142,16 @@ impl DeliveryKey {
                 file_name: file_name.to_owned(),
             }),
         }
+    }
+
+    /// A SHA-256 of this key (flow and id): a stable name for what belongs to it, such as
+    /// an upload's temporary file.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(self.flow_id.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(self.id.as_bytes());
+        hasher.finalize().into()
     }
 
     /// The older record this key also accepts, if any.
@@ -270,6 +298,9 @@ mod tests {
                 k.claim(&DeliveryKey::download(flow, "y", 2, at(2))),
                 k.tick(at(1_700_000_000)),
                 k.intent(&DeliveryKey::content(flow, &[3; 32])),
+                k.ticks_pending(),
+                k.lock_wake(),
+                k.full_run(),
             ];
             for key in keys {
                 assert_eq!(Slot::for_key(&key), slot, "{key}");

@@ -139,6 +139,11 @@ impl Claim {
         &self.key
     }
 
+    /// How long the claim lasts without renewal.
+    pub(crate) fn duration(&self) -> Duration {
+        self.duration
+    }
+
     /// This claim's owner token (`<owner>/<uuid>`), as another worker would see it.
     pub fn owner(&self) -> &str {
         self.lease.token()

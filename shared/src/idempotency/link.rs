@@ -11,6 +11,10 @@
 //!   manager is dropped and the sentinels are asked again at the next try, so writes follow
 //!   the new master instead of being retried against a replica.
 //!
+//! Each topology also opens dedicated connections for blocking commands ([`Link::dedicated`]:
+//! a connection of its own to the node, the cluster or the current master), which must never
+//! share the multiplexed connection above (see `flow_lock.rs`).
+//!
 //! Nothing here decides what is safe to retry: [`Connection::run`](super::connection) does.
 
 use std::sync::Arc;
@@ -18,12 +22,14 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    Cmd, IntoConnectionInfo, RedisResult, ScriptInvocation, TlsCertificates, TlsMode, Value,
+    AsyncConnectionConfig, Cmd, IntoConnectionInfo, RedisResult, ScriptInvocation, TlsCertificates,
+    TlsMode, Value,
 };
 use tokio::sync::Mutex;
 
@@ -49,6 +55,40 @@ pub(crate) trait Link: Send + Sync {
     fn on_every_master(&self, _cmd: Cmd) -> Option<BoxFuture<'_, RedisResult<Value>>> {
         None
     }
+
+    /// A new connection of its own, for blocking commands (no response timeout: the caller
+    /// bounds each command).
+    fn dedicated(&self) -> BoxFuture<'_, RedisResult<Box<dyn Dedicated>>>;
+}
+
+/// A connection used by one blocking command at a time.
+pub(crate) trait Dedicated: Send {
+    /// One try of `req`.
+    fn send<'a>(&'a mut self, req: &'a Request<'_>) -> BoxFuture<'a, RedisResult<Value>>;
+}
+
+impl<C: ConnectionLike + Send> Dedicated for C {
+    fn send<'a>(&'a mut self, req: &'a Request<'_>) -> BoxFuture<'a, RedisResult<Value>> {
+        Box::pin(send(self, req))
+    }
+}
+
+/// How long a cluster's dedicated connection waits for a reply (the caller bounds each
+/// blocking command far below this).
+const DEDICATED_CLUSTER_REPLY: Duration = Duration::from_secs(3600);
+
+/// A connection of its own to one node, without a response timeout.
+async fn dedicated_to(
+    client: &redis::Client,
+    connect_timeout: Duration,
+) -> RedisResult<Box<dyn Dedicated>> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(None);
+    let conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    Ok(Box::new(conn))
 }
 
 /// Connects as `config.topology` says (`redacted` names the store in errors). The connect
@@ -62,21 +102,29 @@ pub(crate) async fn open(
         RedisTopology::Single => {
             let client = single_client(config, redacted)?;
             let manager = Box::pin(ConnectionManager::new_with_config(
-                client,
+                client.clone(),
                 manager_config(config),
             ))
             .await
             .map_err(connect)?;
-            Ok(Arc::new(Single(manager)))
+            Ok(Arc::new(Single {
+                manager,
+                client,
+                connect_timeout: config.connect_timeout,
+            }))
         }
         RedisTopology::Cluster { nodes } => {
             let client = cluster_builder(config, nodes, redacted)?
                 .build()
                 .map_err(|e| invalid(redacted, e.to_string()))?;
+            let blocking = cluster_builder(config, nodes, redacted)?
+                .response_timeout(DEDICATED_CLUSTER_REPLY)
+                .build()
+                .map_err(|e| invalid(redacted, e.to_string()))?;
             let conn = Box::pin(client.get_async_connection())
                 .await
                 .map_err(connect)?;
-            Ok(Arc::new(Cluster(conn)))
+            Ok(Arc::new(Cluster { conn, blocking }))
         }
         RedisTopology::Sentinel { master_name, nodes } => {
             let sentinel = sentinel_client(config, master_name, nodes, redacted)?;
@@ -84,6 +132,7 @@ pub(crate) async fn open(
                 sentinel: Mutex::new(sentinel),
                 master: Mutex::new(None),
                 manager_config: manager_config(config),
+                connect_timeout: config.connect_timeout,
             };
             // Fails now (closed) when no sentinel names a reachable master.
             Box::pin(link.master()).await.map_err(connect)?;
@@ -93,26 +142,45 @@ pub(crate) async fn open(
 }
 
 /// One node, through a [`ConnectionManager`] (it reconnects by itself).
-struct Single(ConnectionManager);
+struct Single {
+    manager: ConnectionManager,
+    client: redis::Client,
+    connect_timeout: Duration,
+}
 
 impl Link for Single {
     fn send<'a>(&'a self, req: &'a Request<'_>) -> BoxFuture<'a, RedisResult<Value>> {
-        let mut conn = self.0.clone();
+        let mut conn = self.manager.clone();
         Box::pin(async move { send(&mut conn, req).await })
+    }
+
+    fn dedicated(&self) -> BoxFuture<'_, RedisResult<Box<dyn Dedicated>>> {
+        Box::pin(dedicated_to(&self.client, self.connect_timeout))
     }
 }
 
 /// A Redis Cluster: commands go to the master of their keys' slot.
-struct Cluster(ClusterConnection);
+struct Cluster {
+    conn: ClusterConnection,
+    /// The same cluster with a long response timeout, for dedicated connections.
+    blocking: ClusterClient,
+}
 
 impl Link for Cluster {
     fn send<'a>(&'a self, req: &'a Request<'_>) -> BoxFuture<'a, RedisResult<Value>> {
-        let mut conn = self.0.clone();
+        let mut conn = self.conn.clone();
         Box::pin(async move { send(&mut conn, req).await })
     }
 
+    fn dedicated(&self) -> BoxFuture<'_, RedisResult<Box<dyn Dedicated>>> {
+        Box::pin(async move {
+            let conn = self.blocking.get_async_connection().await?;
+            Ok(Box::new(conn) as Box<dyn Dedicated>)
+        })
+    }
+
     fn on_every_master(&self, cmd: Cmd) -> Option<BoxFuture<'_, RedisResult<Value>>> {
-        let mut conn = self.0.clone();
+        let mut conn = self.conn.clone();
         let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
         Some(Box::pin(
             async move { conn.route_command(cmd, routing).await },
@@ -125,6 +193,7 @@ struct SentinelLink {
     sentinel: Mutex<SentinelClient>,
     master: Mutex<Option<ConnectionManager>>,
     manager_config: ConnectionManagerConfig,
+    connect_timeout: Duration,
 }
 
 impl SentinelLink {
@@ -156,6 +225,14 @@ impl Link for SentinelLink {
                 *self.master.lock().await = None;
             }
             result
+        })
+    }
+
+    /// A connection of its own to the master the sentinels name now.
+    fn dedicated(&self) -> BoxFuture<'_, RedisResult<Box<dyn Dedicated>>> {
+        Box::pin(async move {
+            let client = Box::pin(self.sentinel.lock().await.async_get_client()).await?;
+            dedicated_to(&client, self.connect_timeout).await
         })
     }
 }

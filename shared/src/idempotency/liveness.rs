@@ -29,6 +29,11 @@ pub(crate) struct ProcessStamp {
 /// This process's stamp (`None` where `/proc` does not tell).
 static OURS: LazyLock<Option<ProcessStamp>> = LazyLock::new(|| {
     let pid = std::process::id();
+    // A `/proc` of another pid namespace (not remounted after `unshare --pid`) would judge
+    // other processes by the wrong numbers: then judge none.
+    if !proc_is_ours(pid) {
+        return None;
+    }
     Some(ProcessStamp {
         boot: boot_id()?,
         pid_ns: pid_namespace()?,
@@ -64,7 +69,10 @@ pub(crate) fn holder_is_dead(token: &str) -> bool {
 
 /// Whether the kernel says no process has `pid` (`kill(pid, 0)` fails with `ESRCH`).
 fn no_such_process(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
     matches!(rustix::process::test_kill_process(pid), Err(e) if e == rustix::io::Errno::SRCH)
@@ -83,6 +91,14 @@ fn parse(token: &str) -> Option<ProcessStamp> {
         && stamp.boot.len() == 8
         && stamp.boot.bytes().all(|b| b.is_ascii_hexdigit());
     well_formed.then_some(stamp)
+}
+
+/// Whether `/proc/self/stat` names this process by the pid the kernel gave us.
+fn proc_is_ours(pid: u32) -> bool {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| stat.split_whitespace().next()?.parse::<u32>().ok())
+        == Some(pid)
 }
 
 fn boot_id() -> Option<String> {

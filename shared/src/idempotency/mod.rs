@@ -38,7 +38,10 @@
 //! | `<prefix>:{flow:<flow>}:delivered:<key>`     | [`DeliveryRecord`] as JSON  | retention (`PX`)           | [`Store::record_delivery`] |
 //! | `<prefix>:{flow:<flow>}:intent:<key>`        | [`CommitIntent`] as JSON    | retention (`PX`)           | [`Store::begin_commit`]; deleted by [`Store::record_delivery`], [`Store::abandon_commit`] |
 //! | `<prefix>:{flow:<flow>}:lock`                | owner token                 | lease (`PX`), renewed      | [`Store::lock_flow`]; deleted by [`Store::unlock_flow`] |
-//! | `<prefix>:{flow:<flow>}:tick:<unix-seconds>` | time of the claim (RFC 3339)| tick TTL (`EX`)            | [`Store::claim_tick`] (scheduler) |
+//! | `<prefix>:{flow:<flow>}:lock-wake`           | list of at most one token   | 30 s ([`WAKE_TTL`])        | [`Store::unlock_flow`]; popped (`BLPOP`) by [`Store::wait_for_flow_lock`] |
+//! | `<prefix>:{flow:<flow>}:full-run`            | [`FullRun`] as JSON          | 24 h                       | [`Store::record_full_run`]; read by [`Store::covering_run`] |
+//! | `<prefix>:{flow:<flow>}:tick:<unix-seconds>` | JSON `{state: claimed, owner, at_ms}` then `{state: published, run, at_ms}` | tick TTL (`EX`) | [`Store::claim_tick`], [`TickLease`] (scheduler) |
+//! | `<prefix>:{flow:<flow>}:ticks-pending`       | sorted set: ticks claimed, not yet published (score: last renewal, ms) | tick TTL | [`Store::claim_tick`]; emptied by [`TickLease::published`] |
 //!
 //! `<flow>` is the flow id with every byte outside `[A-Za-z0-9._-]` percent-escaped.
 //! `<key>` is a [`DeliveryKey`], one of:
@@ -63,11 +66,15 @@
 //! - Commands are retried twice after a connection error; all of them are safe to repeat.
 //! - Redis is one node, a Redis Cluster or a master found through Sentinel (`link.rs`);
 //!   every script names keys of one flow only, so on a cluster it runs in one slot.
+//! - Blocking commands (`BLPOP` on a flow's wake list) run on dedicated connections, never
+//!   on the shared multiplexed one (see `flow_lock.rs`).
 
 mod config;
 mod connection;
+mod coverage;
 mod durability;
 mod error;
+mod flow_lock;
 pub mod intent;
 pub mod keys;
 mod lease;
@@ -75,12 +82,16 @@ mod link;
 mod liveness;
 mod record;
 mod store;
+mod tick;
 
 pub use config::StoreConfig;
+pub use coverage::{CLOCK_MARGIN, FullRun};
 pub use durability::DurabilityWarning;
 pub use error::{ErrorKind, IdempotencyError};
+pub use flow_lock::{LockWait, WAKE_TTL};
 pub use intent::{CommitIntent, CommitStart};
 pub use keys::DeliveryKey;
 pub use lease::{Claim, FlowLock};
 pub use record::DeliveryRecord;
-pub use store::{ClaimOutcome, LockWait, Recorded, Store};
+pub use store::{ClaimOutcome, Recorded, Store};
+pub use tick::{TickClaim, TickLease, TickPublished};

@@ -1,4 +1,6 @@
-//! [`Store`]: every operation ferry performs on Redis.
+//! [`Store`]: the connection to Redis, and the claims, delivery records and flow locks
+//! (waiting for a flow lock is in `flow_lock.rs`, scheduler ticks in `tick.rs`, covered runs
+//! in `coverage.rs`).
 //!
 //! One shared connection per store (`connection.rs`: one node, a Cluster or a Sentinel-
 //! watched master, see `link.rs`); each operation is one command or one Lua script, retried
@@ -10,10 +12,7 @@ use std::fmt;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use rand::Rng;
 use redis::{FromRedisValue, Script};
-use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::config::StoreConfig;
@@ -69,14 +68,16 @@ return {'other', owner or '', tostring(redis.call('PTTL', KEYS[2]))}
     )
 });
 
-/// Begin a commit: if the claim still holds our token, write the intent (for the
-/// retention) and answer 1; else answer 0 and write nothing.
+/// Begin a commit: if the claim still holds our token, renew it for a whole lease (the
+/// rename that follows starts a fresh lease clock), write the intent (for the retention)
+/// and answer 1; else answer 0 and write nothing.
 ///
-/// KEYS: claim, intent. ARGV: token, intent JSON, retention ms.
+/// KEYS: claim, intent. ARGV: token, intent JSON, retention ms, lease ms.
 static BEGIN_COMMIT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 ",
@@ -107,15 +108,16 @@ return 0
     )
 });
 
-/// Give a commit up: delete the intent if the claim still holds our token (1), else
-/// leave it for the claim's new holder (0).
+/// Give a commit up: delete the intent if the claim still holds our token (1, also when
+/// there was no intent left to delete), else leave it for the claim's new holder (0).
 ///
 /// KEYS: claim, intent. ARGV: token.
 static ABANDON_COMMIT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2])
+return 1
 ",
     )
 });
@@ -165,20 +167,6 @@ pub enum ClaimOutcome {
     },
 }
 
-/// What [`Store::wait_for_flow_lock`] ended with.
-#[derive(Debug)]
-pub enum LockWait {
-    /// The lock is ours.
-    Acquired(FlowLock),
-    /// Someone else held the lock for the whole wait: the flow is busy.
-    Busy {
-        /// The holder's owner token, when it still held the lock at the last look.
-        holder: Option<String>,
-        /// How long we waited.
-        waited: Duration,
-    },
-}
-
 /// The idempotency store: claims, delivery records, flow locks and scheduler ticks in
 /// Redis. Cheap to clone (one shared, self-healing connection).
 #[derive(Clone)]
@@ -188,6 +176,8 @@ pub struct Store {
 
 struct Inner {
     conn: Connection,
+    /// The flow-lock waiters' safety-net poll (see `flow_lock.rs`).
+    flow_lock_poll: Duration,
     /// The URL with its password redacted: safe for messages and spans.
     url: String,
     prefix: String,
@@ -217,6 +207,7 @@ impl Store {
             let store = Store {
                 inner: Arc::new(Inner {
                     conn,
+                    flow_lock_poll: config.flow_lock_poll,
                     url,
                     prefix: config.key_prefix.clone(),
                 }),
@@ -333,7 +324,16 @@ impl Store {
         };
         let intent = match rest.first().map(String::as_str) {
             Some(json) if !json.is_empty() && status != "other" => {
-                Some(decode_json::<CommitIntent>(&flow.intent(key), json)?)
+                // An intent this version cannot read (written by a newer one, or damaged)
+                // must not block the file: without it the file is sent again, the worst
+                // case being the duplicate the intent would have avoided.
+                match decode_json::<CommitIntent>(&flow.intent(key), json) {
+                    Ok(intent) => Some(intent),
+                    Err(err) => {
+                        warn!(error = %err, "an unreadable commit intent is ignored; the file is sent again");
+                        None
+                    }
+                }
             }
             _ => None,
         };
@@ -392,7 +392,8 @@ impl Store {
             .key(&intent_key)
             .arg(claim.lease().token())
             .arg(&json)
-            .arg(millis(retention));
+            .arg(millis(retention))
+            .arg(millis(claim.duration()));
         let held: i64 = self.run("begin_commit", &Request::Script(inv)).await?;
         tracing::Span::current().record("held", held == 1);
         Ok(if held == 1 {
@@ -569,93 +570,38 @@ impl Store {
         }))
     }
 
-    /// Waits up to `max_wait` for the flow lock, polling with a growing, jittered pause
-    /// (50 ms doubling to 1 s); ends with [`LockWait::Busy`] if it never came free.
-    #[tracing::instrument(
-        name = "idempotency.wait_for_flow_lock",
-        skip_all,
-        fields(flow = flow_id, max_wait_ms = millis(max_wait))
-    )]
-    pub async fn wait_for_flow_lock(
-        &self,
-        flow_id: &str,
-        owner: &str,
-        lease: Duration,
-        max_wait: Duration,
-    ) -> Result<LockWait, IdempotencyError> {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(50);
-        loop {
-            if let Some(lock) = self.lock_flow(flow_id, owner, lease).await? {
-                return Ok(LockWait::Acquired(lock));
-            }
-            let waited = started.elapsed();
-            if waited >= max_wait {
-                let holder = self
-                    .get(&self.flow_keys(flow_id).lock(), "wait_for_flow_lock")
-                    .await?;
-                debug!(?holder, "flow busy: gave up waiting for its lock");
-                return Ok(LockWait::Busy { holder, waited });
-            }
-            let jitter = rand::rng().random_range(0.5..1.0);
-            let sleep = pause.mul_f64(jitter).min(max_wait - waited);
-            tokio::time::sleep(sleep).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
-        }
-    }
-
-    /// Releases a flow lock if it is still ours; returns whether it was.
-    #[tracing::instrument(name = "idempotency.unlock_flow", skip_all, fields(flow = lock.flow_id()))]
-    pub async fn unlock_flow(&self, lock: FlowLock) -> Result<bool, IdempotencyError> {
-        lock.lease().release().await
-    }
-
-    /// Scheduler tick de-duplication: `true` for exactly one caller per (flow, tick) across
-    /// all replicas, for `ttl` (rounded up to whole seconds; keep it longer than the clock
-    /// skew between replicas).
-    #[tracing::instrument(
-        name = "idempotency.claim_tick",
-        skip_all,
-        fields(flow = flow_id, tick = %tick, won)
-    )]
-    pub async fn claim_tick(
-        &self,
-        flow_id: &str,
-        tick: DateTime<Utc>,
-        ttl: Duration,
-    ) -> Result<bool, IdempotencyError> {
-        let tick_key = self.flow_keys(flow_id).tick(tick);
-        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&tick_key)
-            .arg(Utc::now().to_rfc3339())
-            .arg("NX")
-            .arg("EX")
-            .arg(secs.max(1));
-        let set: Option<String> = self.run("claim_tick", &Request::Cmd(cmd)).await?;
-        let won = set.is_some();
-        tracing::Span::current().record("won", won);
-        Ok(won)
-    }
-
     /// The keys of one flow under this store's prefix.
     pub(crate) fn flow_keys(&self, flow_id: &str) -> FlowKeys {
         FlowKeys::new(&self.inner.prefix, flow_id)
     }
 
+    /// The shared connection (for the operations of sibling files: ticks, flow locks).
+    pub(super) fn conn(&self) -> &Connection {
+        &self.inner.conn
+    }
+
+    /// How often a flow-lock waiter looks again without a wake-up (see `flow_lock.rs`).
+    pub(super) fn flow_lock_poll(&self) -> Duration {
+        self.inner.flow_lock_poll
+    }
+
     /// `GET key` as an optional string.
-    async fn get(&self, key: &str, op: &'static str) -> Result<Option<String>, IdempotencyError> {
+    pub(super) async fn get(
+        &self,
+        key: &str,
+        op: &'static str,
+    ) -> Result<Option<String>, IdempotencyError> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(key);
         self.run(op, &Request::Cmd(cmd)).await
     }
 
-    fn unexpected(&self, op: &'static str, detail: String) -> IdempotencyError {
+    pub(super) fn unexpected(&self, op: &'static str, detail: String) -> IdempotencyError {
         IdempotencyError::unexpected(&self.inner.url, op, detail)
     }
 
     /// Sends `req` over the store's connection (with its retries).
-    async fn run<T: FromRedisValue>(
+    pub(super) async fn run<T: FromRedisValue>(
         &self,
         op: &'static str,
         req: &Request<'_>,
@@ -666,7 +612,7 @@ impl Store {
 
 /// A unique owner token: the caller's readable id, a random part, and the stamp of this
 /// process (see `liveness.rs`).
-fn token(owner: &str) -> String {
+pub(super) fn token(owner: &str) -> String {
     format!(
         "{owner}/{}{}",
         uuid::Uuid::new_v4(),

@@ -23,6 +23,7 @@ mod reference;
 mod resolver;
 mod secret;
 mod settings;
+mod stale;
 mod vault;
 
 pub use error::{SecretError, Store};
@@ -30,4 +31,6 @@ pub use redact::redact_url;
 pub use reference::{SecretRef, SecretRefError};
 pub use resolver::Resolver;
 pub use secret::Secret;
-pub use settings::{AwsSettings, ResolverSettings, VaultAuth, VaultSettings};
+pub use settings::{
+    AwsSettings, DEFAULT_STALE_GRACE, MAX_STALE_GRACE, ResolverSettings, VaultAuth, VaultSettings,
+};

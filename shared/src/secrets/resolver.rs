@@ -7,20 +7,13 @@
 //! `#username` and `#password` come from one request and one version. Concurrent
 //! resolutions of one document share one request (single flight): the first caller starts
 //! the fetch and the others await the same shared future. A failure is handed to the
-//! callers waiting for it and then forgotten, never cached.
-//!
-//! **A store that is down.** When a refresh finds Vault or AWS unreachable (no answer, a
-//! refused connection, a 5xx or 429), the last good document is served for up to
-//! `stale_grace` past its `cache_ttl`, with a warning and a count
-//! ([`Resolver::stale_served`]), so a short outage of the secret store does not fail every
-//! transfer. The store is asked again every [`STALE_RETRY`] meanwhile. Only an outage is
-//! covered: a definite answer (permission denied, not found, login refused) ends the value
-//! at once, because a revoked secret must stop working.
+//! callers waiting for it and then forgotten, never cached. When the store cannot be
+//! reached, the last value fetched is served for `secrets.stale_grace` more (see
+//! [`super::stale`]); a definitive answer (403, 404) drops it.
 //!
 //! `env:`, `file:` and literals are cheap and local: they are read on every call.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,11 +21,13 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use tracing::{Instrument, debug, debug_span, instrument, warn};
+use tracing::field::Empty;
+use tracing::{Instrument, debug, debug_span, instrument};
 
 use super::aws::AwsBackend;
 use super::error::{Fault, Store};
 use super::settings::ResolverSettings;
+use super::stale::{Freshness, LastGood, StaleGrace};
 use super::vault::{Fields, VaultBackend};
 use super::{Secret, SecretError, SecretRef, local};
 
@@ -40,7 +35,8 @@ use super::{Secret, SecretError, SecretRef, local};
 /// [`SecretError::Unavailable`].
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// While a stale document is served, how long until the store is asked again.
+/// While a stale value is served, how long until the store is asked again: a store that
+/// times out must not make every resolution wait for it.
 const STALE_RETRY: Duration = Duration::from_secs(15);
 
 /// Resolves [`SecretRef`]s to [`Secret`]s. Cheap to clone: clones share one cache, one
@@ -56,7 +52,7 @@ struct Inner {
     aws: AwsBackend,
     cache: Mutex<HashMap<DocumentKey, Slot>>,
     fetches: AtomicU64,
-    stale_served: AtomicU64,
+    grace: StaleGrace,
 }
 
 /// What one request to a remote store returns, and the cache's unit.
@@ -75,27 +71,15 @@ enum Document {
 
 type Fetch = Shared<BoxFuture<'static, Result<Document, Fault>>>;
 
-/// A cache entry: a fetch under way (with the last good document, if it may still stand in
-/// for a failed fetch), or a document until it expires.
-enum Slot {
-    InFlight {
-        fetch: Fetch,
-        stale: Option<Stale>,
-    },
-    Ready {
-        document: Document,
-        /// Fresh until then.
-        expires: Instant,
-        /// Served in place of an unreachable store until then.
-        usable_until: Instant,
-    },
-}
-
-/// The last good document of a key, and until when it may be served during an outage.
-#[derive(Clone)]
-struct Stale {
-    document: Document,
-    until: Instant,
+/// A cache entry: the last document fetched (fresh for `cache_ttl`, then kept for the
+/// stale grace), and the fetch under way, if any.
+#[derive(Default)]
+struct Slot {
+    last: Option<LastGood<Document>>,
+    fetch: Option<Fetch>,
+    /// The store could not be reached at the last try: why, and when to try again
+    /// ([`STALE_RETRY`]); meanwhile the last value is served without asking.
+    outage: Option<(String, Instant)>,
 }
 
 impl Resolver {
@@ -103,6 +87,7 @@ impl Resolver {
     pub fn new(settings: ResolverSettings) -> Resolver {
         let vault = settings.vault.clone().map(VaultBackend::new);
         let aws = AwsBackend::new(settings.aws.clone());
+        let grace = StaleGrace::new(settings.cache_ttl, settings.stale_grace);
         Resolver {
             inner: Arc::new(Inner {
                 settings,
@@ -110,13 +95,18 @@ impl Resolver {
                 aws,
                 cache: Mutex::new(HashMap::new()),
                 fetches: AtomicU64::new(0),
-                stale_served: AtomicU64::new(0),
+                grace,
             }),
         }
     }
 
-    /// The value `reference` points to now (or at most `cache_ttl` ago for a remote store).
-    #[instrument(name = "secret.resolve", skip_all, fields(reference = %reference, stale))]
+    /// The value `reference` points to now (or at most `cache_ttl` ago for a remote store;
+    /// at most `cache_ttl + stale_grace` ago while that store cannot be reached).
+    #[instrument(
+        name = "secret.resolve",
+        skip_all,
+        fields(reference = %reference, stale = Empty, stale_age_s = Empty)
+    )]
     pub async fn resolve(&self, reference: &SecretRef) -> Result<Secret, SecretError> {
         match reference {
             SecretRef::Env(variable) => local::read_env(reference, variable),
@@ -127,7 +117,7 @@ impl Resolver {
                     mount: mount.clone(),
                     path: path.clone(),
                 };
-                match self.document(key).await {
+                match self.document(key, reference, Store::Vault).await {
                     Ok(Document::Vault(fields)) => {
                         fields
                             .get(field)
@@ -145,7 +135,10 @@ impl Resolver {
                 let key = DocumentKey::Aws {
                     secret_id: secret_id.clone(),
                 };
-                match self.document(key).await {
+                match self
+                    .document(key, reference, Store::AwsSecretsManager)
+                    .await
+                {
                     Ok(Document::Aws(text)) => match field {
                         None => Ok(text),
                         Some(field) => json_field(reference, &text, field),
@@ -171,14 +164,24 @@ impl Resolver {
             SecretRef::Env(_) | SecretRef::File(_) | SecretRef::Literal(_) => return,
         };
         let mut cache = self.inner.cache();
-        // A fetch under way is fresh: let it be.
-        if let Some(Slot::Ready { .. }) = cache.get(&key) {
-            cache.remove(&key);
+        // A fetch under way is fresh: let it be. The kept value goes, stale grace included:
+        // the partner just rejected it.
+        if let Some(slot) = cache.get_mut(&key) {
+            slot.last = None;
+            if slot.fetch.is_none() {
+                cache.remove(&key);
+            }
         }
     }
 
-    /// Vault logins so far (a configured token's first use counts as one): with renewal,
-    /// one for as long as the token may be renewed.
+    /// How many requests this resolver (and its clones) sent to the remote stores so far,
+    /// one per document fetched: for tests and metrics of the cache and the single flight.
+    pub fn backend_fetches(&self) -> u64 {
+        self.inner.fetches.load(Ordering::Relaxed)
+    }
+
+    /// Vault logins so far (a configured token's session counts as one): with renewal, one
+    /// for as long as the token may be renewed.
     pub fn vault_logins(&self) -> u64 {
         self.inner.vault.as_ref().map_or(0, VaultBackend::logins)
     }
@@ -188,112 +191,95 @@ impl Resolver {
         self.inner.vault.as_ref().map_or(0, VaultBackend::renewals)
     }
 
-    /// How many resolutions were answered with a last good value because its store was
-    /// unreachable (see the module docs).
+    /// How many resolutions were answered with a stale value (the store unreachable, the
+    /// last value within `secrets.stale_grace`) so far, by this resolver and its clones.
     pub fn stale_served(&self) -> u64 {
-        self.inner.stale_served.load(Ordering::Relaxed)
+        self.inner.grace.served_total()
     }
 
-    /// How many requests this resolver (and its clones) sent to the remote stores so far,
-    /// one per document fetched: for tests and metrics of the cache and the single flight.
-    pub fn backend_fetches(&self) -> u64 {
-        self.inner.fetches.load(Ordering::Relaxed)
+    /// The document for `key` (behind `reference`, in `store`): from the cache, from the
+    /// fetch under way, fetched now, or, when the store cannot be reached, the last one
+    /// within the stale grace.
+    async fn document(
+        &self,
+        key: DocumentKey,
+        reference: &SecretRef,
+        store: Store,
+    ) -> Result<Document, Fault> {
+        let (document, freshness) = self.fetched(key).await?;
+        if let Freshness::Stale { age, reason } = freshness {
+            self.inner.grace.served(reference, store, age, &reason);
+        }
+        Ok(document)
     }
 
-    /// The document for `key`: from the cache, from the fetch under way, or fetched now;
-    /// during an outage, the last good one within its grace.
-    async fn document(&self, key: DocumentKey) -> Result<Document, Fault> {
-        let (fetch, stale) = {
+    /// [`Resolver::document`] without the bookkeeping of a stale answer.
+    async fn fetched(&self, key: DocumentKey) -> Result<(Document, Freshness), Fault> {
+        let fetch = {
             let mut cache = self.inner.cache();
-            let now = Instant::now();
-            match cache.entry(key.clone()) {
-                Entry::Occupied(mut slot) => match slot.get() {
-                    Slot::Ready {
-                        document, expires, ..
-                    } if now < *expires => {
-                        debug!("cache hit");
-                        return Ok(document.clone());
+            let slot = cache.entry(key.clone()).or_default();
+            match (&slot.last, &slot.fetch) {
+                (Some(last), _) if last.fetched.elapsed() < self.inner.settings.cache_ttl => {
+                    debug!("cache hit");
+                    return Ok((last.value.clone(), Freshness::Fresh));
+                }
+                (_, Some(fetch)) => {
+                    debug!("joining the fetch under way");
+                    fetch.clone()
+                }
+                (last, None) => {
+                    if let Some((reason, retry_at)) = &slot.outage
+                        && Instant::now() < *retry_at
+                        && let Ok(served) = self
+                            .inner
+                            .grace
+                            .fallback(last.as_ref(), Fault::Unavailable(reason.clone()))
+                    {
+                        debug!("the store was unreachable moments ago: not asking again yet");
+                        return Ok(served);
                     }
-                    Slot::InFlight { fetch, stale } => {
-                        debug!("joining the fetch under way");
-                        (fetch.clone(), stale.clone())
-                    }
-                    Slot::Ready {
-                        document,
-                        usable_until,
-                        ..
-                    } => {
+                    if last.is_some() {
                         debug!("cached value expired");
-                        let stale = (now < *usable_until).then(|| Stale {
-                            document: document.clone(),
-                            until: *usable_until,
-                        });
-                        let fetch = self.start_fetch(key.clone());
-                        slot.insert(Slot::InFlight {
-                            fetch: fetch.clone(),
-                            stale: stale.clone(),
-                        });
-                        (fetch, stale)
                     }
-                },
-                Entry::Vacant(slot) => {
                     let fetch = self.start_fetch(key.clone());
-                    slot.insert(Slot::InFlight {
-                        fetch: fetch.clone(),
-                        stale: None,
-                    });
-                    (fetch, None)
+                    slot.fetch = Some(fetch.clone());
+                    fetch
                 }
             }
         };
         let result = fetch.clone().await;
-        let now = Instant::now();
-        let stand_in = match (&result, stale) {
-            (Err(Fault::Unavailable(_)), Some(stale)) if now < stale.until => Some(stale),
-            _ => None,
-        };
         // The first waiter to get here settles the slot; the others find it settled.
         let mut cache = self.inner.cache();
-        if let Some(Slot::InFlight { fetch: current, .. }) = cache.get(&key)
-            && current.ptr_eq(&fetch)
+        if let Some(slot) = cache.get_mut(&key)
+            && slot.fetch.as_ref().is_some_and(|f| f.ptr_eq(&fetch))
         {
-            let ttl = self.inner.settings.cache_ttl;
-            match (&result, &stand_in) {
-                (Ok(document), _) => {
-                    cache.insert(
-                        key,
-                        Slot::Ready {
-                            document: document.clone(),
-                            expires: now + ttl,
-                            usable_until: now + ttl + self.inner.settings.stale_grace,
-                        },
-                    );
+            slot.fetch = None;
+            slot.outage = None;
+            match &result {
+                Ok(document) => {
+                    slot.last = Some(LastGood {
+                        value: document.clone(),
+                        fetched: Instant::now(),
+                    });
                 }
-                (Err(_), Some(stale)) => {
-                    cache.insert(
-                        key,
-                        Slot::Ready {
-                            document: stale.document.clone(),
-                            expires: (now + STALE_RETRY).min(stale.until),
-                            usable_until: stale.until,
-                        },
-                    );
+                // Unreachable: keep the last value for the grace.
+                Err(Fault::Unavailable(reason)) => {
+                    slot.outage = Some((reason.clone(), Instant::now() + STALE_RETRY));
                 }
-                (Err(_), None) => {
-                    cache.remove(&key);
-                }
+                // The store answered no (403, 404...): a revoked secret stops working now.
+                Err(_) => slot.last = None,
+            }
+            if slot.last.is_none() {
+                cache.remove(&key);
             }
         }
-        drop(cache);
-        match (result, stand_in) {
-            (Err(Fault::Unavailable(reason)), Some(stale)) => {
-                self.inner.stale_served.fetch_add(1, Ordering::Relaxed);
-                let left = stale.until.saturating_duration_since(now);
-                tracing::Span::current().record("stale", true);
-                warn!(%reason, grace_left_s = left.as_secs(), "the secret store is unreachable; serving the last good value");
-                Ok(stale.document)
+        match result {
+            Ok(document) => Ok((document, Freshness::Fresh)),
+            Err(fault) if StaleGrace::covers(&fault) => {
+                let last = cache.get(&key).and_then(|slot| slot.last.as_ref());
+                self.inner.grace.fallback(last, fault)
             }
-            (result, _) => result,
+            Err(fault) => Err(fault),
         }
     }
 
@@ -338,6 +324,7 @@ impl fmt::Debug for Resolver {
             .field("settings", &self.inner.settings)
             .field("cached_documents", &self.inner.cache().len())
             .field("backend_fetches", &self.backend_fetches())
+            .field("stale_served", &self.stale_served())
             .finish()
     }
 }

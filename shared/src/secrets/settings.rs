@@ -6,14 +6,24 @@ use std::time::Duration;
 
 use super::SecretRef;
 
+/// `secrets.stale_grace` when not written: long enough to ride out a Vault restart,
+/// unseal or leader election and the first flow-run retries (5s, 30s, 2m, 10m), short
+/// enough that a value is never used more than `cache_ttl` + 15 minutes after the store
+/// last confirmed it.
+pub const DEFAULT_STALE_GRACE: Duration = Duration::from_secs(15 * 60);
+
+/// The longest `secrets.stale_grace` accepted: the grace is a bridge over an outage, not
+/// a way to run for days on values nobody can revoke.
+pub const MAX_STALE_GRACE: Duration = Duration::from_secs(24 * 3600);
+
 /// Everything the resolver needs to know, parsed once at start.
 #[derive(Debug, Clone)]
 pub struct ResolverSettings {
     /// How long a resolved value is reused before it is fetched again (rotation delay).
     pub cache_ttl: Duration,
-    /// How long past `cache_ttl` the last good value of a remote store is still served
-    /// while that store is unreachable (`secrets.stale_grace`; zero: never). Only an outage
-    /// is covered: a definite answer (denied, not found) ends the value at once.
+    /// How long past `cache_ttl` the last value fetched from Vault or AWS is still served
+    /// when the store cannot be reached (refused, timeout, 5xx); zero turns it off. A
+    /// definitive answer (403, 404) is never covered. See `secrets/stale.rs`.
     pub stale_grace: Duration,
     /// Vault or OpenBao, when any reference uses `vault:`.
     pub vault: Option<VaultSettings>,
@@ -25,7 +35,7 @@ impl Default for ResolverSettings {
     fn default() -> Self {
         ResolverSettings {
             cache_ttl: Duration::from_secs(300),
-            stale_grace: Duration::from_secs(15 * 60),
+            stale_grace: DEFAULT_STALE_GRACE,
             vault: None,
             aws: AwsSettings::default(),
         }

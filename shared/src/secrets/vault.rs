@@ -4,12 +4,21 @@
 //! from the configured method: a token (itself an `env:`/`file:`/literal reference, read
 //! again at each login so an agent-rotated token file is picked up), AppRole (role id and
 //! secret id, exchanged for a token), or Kubernetes (the pod's service-account token
-//! exchanged for a token). A renewable token (from a login, or a configured one whose
-//! self-lookup says so) is renewed (`renew-self`) once three quarters of its lease have
-//! passed, rather than logging in again; a token that cannot be renewed (not renewable,
-//! at its maximum TTL, refused) is replaced by a new login. Any 403 leads to one fresh
-//! login and one retry before it is reported as [`Fault::PermissionDenied`]: a revoked or
-//! expired token heals itself, a missing policy does not.
+//! exchanged for a token). Any 403 leads to one fresh login and one retry before it is
+//! reported as [`Fault::PermissionDenied`]: a revoked or expired token heals itself, a
+//! missing policy does not.
+//!
+//! Token lifetime: three quarters into a token's lease, a renewable token is renewed with
+//! `renew-self` rather than replaced by a new login, so a long-running worker holds one
+//! token (one login in Vault's audit log, no pile of live tokens, no secret id use per
+//! lease). A login happens again only when the renewal is refused (any answer but a
+//! success: revoked, expired, past its max TTL, which OpenBao answers with a 500), when it
+//! no longer restores the full lease (the token's max TTL is near), or when the token is
+//! not renewable (batch tokens). A configured token (the `token` method)
+//! is looked up once (`lookup-self`) to learn its TTL and renewability; "logging in again"
+//! then means reading its reference again (an agent may have written a new one). A
+//! renewal that cannot reach Vault is reported as [`Fault::Unavailable`] and tried again
+//! on the next read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,10 +38,6 @@ use super::{Secret, SecretRef, local};
 /// How long one HTTP request to Vault may take before it counts as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A renewal granting less than this (the token is near its maximum TTL) is not kept: a
-/// fresh login follows instead.
-const MIN_RENEWED_LEASE_S: u64 = 2;
-
 /// The fields of one KV v2 secret. Non-string values are kept as their JSON text.
 pub(crate) type Fields = Arc<HashMap<String, Secret>>;
 
@@ -41,17 +46,32 @@ pub(crate) struct VaultBackend {
     settings: VaultSettings,
     /// The current session; the lock also makes concurrent logins a single one.
     session: Mutex<Option<Arc<Session>>>,
+    /// Logins so far (a configured token's session counts as one).
     logins: AtomicU64,
+    /// Successful `renew-self` calls so far.
     renewals: AtomicU64,
 }
 
-/// A client holding a valid token.
+/// A client holding a valid token, and what is known of the token's lease.
 struct Session {
+    /// Shared with the session a renewal makes: the token stays the same.
     client: Arc<VaultClient>,
-    /// When to renew or log in again (three quarters into the token's lease); `None`: never.
+    /// When to renew or log in again (three quarters into the lease); `None`: never (a
+    /// token without expiry, or one whose lease is unknown).
     renew_at: Option<Instant>,
-    /// Whether Vault said the token can be renewed (`renew-self`).
+    /// Whether Vault lets this token renew itself.
     renewable: bool,
+    /// The lease a renewal should restore (the token's TTL when it was issued); a renewal
+    /// granting less means the max TTL is near.
+    full_lease: Duration,
+}
+
+/// What a `renew-self` came to.
+enum Renewal {
+    /// The lease is extended: the new session.
+    Renewed(Session),
+    /// Vault refused or capped the renewal: a new login is due.
+    LogInAgain(String),
 }
 
 /// Why one read failed: a 403 is kept apart, it may be healed by a fresh login.
@@ -71,7 +91,7 @@ impl VaultBackend {
         }
     }
 
-    /// Logins so far (each configured-token session counts as one).
+    /// Logins so far (a configured token's session counts as one).
     pub(crate) fn logins(&self) -> u64 {
         self.logins.load(Ordering::Relaxed)
     }
@@ -102,53 +122,32 @@ impl VaultBackend {
         }
     }
 
-    /// The current session: renewed if its lease is ending and it can be, else after a
-    /// new login.
+    /// The current session: renewed if its lease is ending and it is renewable, else after
+    /// a login if there is none or its lease is ending.
     async fn session(&self) -> Result<Arc<Session>, Fault> {
         let mut current = self.session.lock().await;
         if let Some(session) = current.as_ref() {
-            if session.renew_at.is_none_or(|at| Instant::now() < at) {
-                return Ok(Arc::clone(session));
-            }
-            if session.renewable
-                && let Some(renewed) = self.renew(session).await
-            {
-                let renewed = Arc::new(renewed);
-                *current = Some(Arc::clone(&renewed));
-                return Ok(renewed);
+            match session.renew_at {
+                None => return Ok(Arc::clone(session)),
+                Some(at) if Instant::now() < at => return Ok(Arc::clone(session)),
+                Some(_) if session.renewable => match renew(session).await? {
+                    Renewal::Renewed(renewed) => {
+                        self.renewals.fetch_add(1, Ordering::Relaxed);
+                        let renewed = Arc::new(renewed);
+                        *current = Some(Arc::clone(&renewed));
+                        return Ok(renewed);
+                    }
+                    Renewal::LogInAgain(why) => info!(why, "logging in to Vault again"),
+                },
+                Some(_) => info!(
+                    "the Vault token is not renewable and its lease is ending; logging in again"
+                ),
             }
         }
         let session = Arc::new(self.login().await?);
         self.logins.fetch_add(1, Ordering::Relaxed);
         *current = Some(Arc::clone(&session));
         Ok(session)
-    }
-
-    /// `renew-self` for `session`'s token; `None` when Vault refuses it or grants too
-    /// short a lease to be worth keeping (a login follows).
-    async fn renew(&self, session: &Session) -> Option<Session> {
-        match vaultrs::token::renew_self(session.client.as_ref(), None).await {
-            Ok(auth) if auth.lease_duration >= MIN_RENEWED_LEASE_S => {
-                self.renewals.fetch_add(1, Ordering::Relaxed);
-                debug!(lease_seconds = auth.lease_duration, "Vault token renewed");
-                Some(Session {
-                    client: Arc::clone(&session.client),
-                    renew_at: renew_at(auth.lease_duration),
-                    renewable: auth.renewable,
-                })
-            }
-            Ok(auth) => {
-                info!(
-                    lease_seconds = auth.lease_duration,
-                    "the Vault token is at its maximum TTL; logging in again"
-                );
-                None
-            }
-            Err(e) => {
-                warn!(reason = %fault_words(&e), "Vault refused to renew the token; logging in again");
-                None
-            }
-        }
     }
 
     /// Forgets `stale` (unless another task already replaced it).
@@ -165,18 +164,7 @@ impl VaultBackend {
             VaultAuth::Token(token) => {
                 let token = credential(token, "token", "token").await?;
                 debug!("using the configured Vault token");
-                let client = self.client(token.expose())?;
-                // A token with a TTL is renewed like a login's; one whose lookup fails is
-                // used as it is (the 403 path still re-reads it when it stops working).
-                let (renew_at, renewable) = match vaultrs::token::lookup_self(&client).await {
-                    Ok(info) => (renew_at(info.ttl), info.renewable.unwrap_or(false)),
-                    Err(_) => (None, false),
-                };
-                Ok(Session {
-                    client: Arc::new(client),
-                    renew_at,
-                    renewable,
-                })
+                configured_token(self.client(token.expose())?).await
             }
             VaultAuth::AppRole {
                 mount,
@@ -305,23 +293,99 @@ async fn credential(
     }
 }
 
-/// When to log in again for a lease of `seconds` (0: the token never expires).
-/// The session after a login by `method`: the client carries the new token, renewed by a
-/// new login once three quarters of its lease have passed.
+/// The session after a login by `method`: the client carries the new token, renewed (or
+/// replaced by a new login) once three quarters of its lease have passed.
 fn logged_in(mut client: VaultClient, auth: &AuthInfo, method: &'static str) -> Session {
     client.set_token(&auth.client_token);
     info!(
         method,
         lease_seconds = auth.lease_duration,
+        renewable = auth.renewable,
         "logged in to Vault"
     );
     Session {
         client: Arc::new(client),
         renew_at: renew_at(auth.lease_duration),
         renewable: auth.renewable,
+        full_lease: Duration::from_secs(auth.lease_duration),
     }
 }
 
+/// The session of a configured token, with its lease as `lookup-self` tells. A token that
+/// cannot look itself up (no `default` policy) is used as is, never renewed; a Vault that
+/// cannot be reached fails the login (tried again at the next read).
+async fn configured_token(client: VaultClient) -> Result<Session, Fault> {
+    let (renew_at, renewable, full_lease) = match vaultrs::token::lookup_self(&client).await {
+        Ok(info) => {
+            let renewable = info.renewable.unwrap_or(false);
+            debug!(
+                ttl_seconds = info.ttl,
+                renewable, "looked up the configured Vault token"
+            );
+            // What a renewal restores: the TTL the token was issued with (its period).
+            let full = if info.creation_ttl > 0 {
+                info.creation_ttl
+            } else {
+                info.ttl
+            };
+            (renew_at(info.ttl), renewable, Duration::from_secs(full))
+        }
+        Err(e) => match fault(&e) {
+            Fault::Unavailable(reason) => return Err(Fault::Unavailable(reason)),
+            other => {
+                debug!(reason = ?other, "the configured Vault token cannot look itself up; it will not be renewed");
+                (None, false, Duration::ZERO)
+            }
+        },
+    };
+    Ok(Session {
+        client: Arc::new(client),
+        renew_at,
+        renewable,
+        full_lease,
+    })
+}
+
+/// Renews `session`'s token with `renew-self`: a refusal (any answer) or a lease shorter than
+/// the full one (the max TTL is near) calls for a new login; an outage is a fault.
+async fn renew(session: &Session) -> Result<Renewal, Fault> {
+    match vaultrs::token::renew_self(session.client.as_ref(), None).await {
+        Ok(auth) => {
+            let lease = Duration::from_secs(auth.lease_duration);
+            if lease < session.full_lease {
+                return Ok(Renewal::LogInAgain(format!(
+                    "the renewal granted {} s of the token's {} s: its max TTL is near",
+                    lease.as_secs(),
+                    session.full_lease.as_secs()
+                )));
+            }
+            info!(
+                lease_seconds = auth.lease_duration,
+                "renewed the Vault token (renew-self)"
+            );
+            Ok(Renewal::Renewed(Session {
+                client: Arc::clone(&session.client),
+                renew_at: renew_at(auth.lease_duration),
+                renewable: auth.renewable,
+                full_lease: session.full_lease,
+            }))
+        }
+        // Any answer, a 5xx included (OpenBao says "past the max TTL, cannot renew" with a
+        // 500): a new login, which itself reports an outage if there is one.
+        Err(ClientError::APIError { code, errors }) => Ok(Renewal::LogInAgain(format!(
+            "Vault refused to renew the token: {}",
+            server_words(code, &errors)
+        ))),
+        Err(e) => match fault(&e) {
+            Fault::Unavailable(reason) => Err(Fault::Unavailable(reason)),
+            _ => Ok(Renewal::LogInAgain(
+                "the renewal's answer could not be read".to_string(),
+            )),
+        },
+    }
+}
+
+/// When to renew or log in again for a lease of `seconds` (0: the token never expires).
 fn renew_at(seconds: u64) -> Option<Instant> {
     (seconds > 0).then(|| Instant::now() + Duration::from_secs(seconds) * 3 / 4)
 }
@@ -336,18 +400,6 @@ fn login_fault(method: &'static str, error: &ClientError) -> Fault {
             }
         }
         other => fault(other),
-    }
-}
-
-/// A failure in words that never quote a response body.
-fn fault_words(error: &ClientError) -> String {
-    match fault(error) {
-        Fault::PermissionDenied(words) | Fault::Unavailable(words) | Fault::Unexpected(words) => {
-            words
-        }
-        Fault::InvalidSettings(words) => words,
-        Fault::NotFound => "not found".to_owned(),
-        _ => "refused".to_owned(),
     }
 }
 
@@ -370,8 +422,16 @@ fn fault(error: &ClientError) -> Fault {
                 chain(source)
             ))
         }
-        ClientError::RestClientError { source } if is_network(source) => {
-            // A request that never got an answer: the chain says why (refused, timeout, TLS).
+        ClientError::RestClientError { source }
+            if matches!(
+                source,
+                rustify::errors::ClientError::RequestError { .. }
+                    | rustify::errors::ClientError::ResponseError { .. }
+            ) || is_network(source) =>
+        {
+            // A request that never got an answer, or a cut one: refused, reset, a keep-alive
+            // connection the server closed (a stopped or restarted Vault), a timeout. The
+            // chain says which.
             Fault::Unavailable(chain(source))
         }
         // Not the chain: a response's parse error could quote the response.
@@ -401,17 +461,11 @@ fn rejects_certificate(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Whether the error happened on the way to the server (connect, TLS, timeout), or the
-/// server went away mid-request (a kept-alive connection closed under the request).
+/// Whether the error happened on the way to the server (connect, TLS, timeout).
 fn is_network(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(e) = cause {
         if e.downcast_ref::<std::io::Error>().is_some() || e.to_string().contains("timed out") {
-            return true;
-        }
-        if let Some(http) = e.downcast_ref::<hyper::Error>()
-            && (http.is_closed() || http.is_incomplete_message() || http.is_canceled())
-        {
             return true;
         }
         cause = e.source();

@@ -85,17 +85,21 @@ impl RunOutcome {
     }
 }
 
-/// What became of a scheduler's cron tick, the `outcome` label of `ferry_schedule_ticks_total`.
+/// What became of one offer of a cron tick to a scheduler replica, the `outcome` label of
+/// `ferry_schedule_ticks_total`. A tick left pending is offered again, so a tick may count
+/// more than once (for example `publish_failed`, then `published`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TickOutcome {
-    /// This replica claimed the tick and published its flow-run.
+    /// This replica claimed the tick and RabbitMQ confirmed its flow-run.
     Published,
-    /// Another replica had claimed the tick (normal with several replicas).
+    /// Another replica published the tick or is publishing it (normal with replicas).
     ClaimedElsewhere,
-    /// Redis did not answer the claim: the tick was skipped.
+    /// Redis did not answer the claim: the tick is offered again.
     ClaimFailed,
-    /// The claim was won but RabbitMQ did not confirm the message: the tick is lost.
+    /// RabbitMQ did not confirm the flow-run in time: the tick is left pending for a retry.
     PublishFailed,
+    /// A pending tick outlived its claim's life: dropped, never published.
+    Expired,
 }
 
 impl TickOutcome {
@@ -106,6 +110,7 @@ impl TickOutcome {
             TickOutcome::ClaimedElsewhere => "claimed_elsewhere",
             TickOutcome::ClaimFailed => "claim_failed",
             TickOutcome::PublishFailed => "publish_failed",
+            TickOutcome::Expired => "expired",
         }
     }
 }
@@ -187,8 +192,8 @@ impl Metrics {
             ticks: meter
                 .u64_counter("ferry_schedule_ticks_total")
                 .with_description(
-                    "Cron ticks the scheduler reached, by outcome (published, \
-                     claimed_elsewhere, claim_failed, publish_failed)",
+                    "Cron ticks offered to this scheduler replica, by outcome (published, \
+                     claimed_elsewhere, claim_failed, publish_failed, expired)",
                 )
                 .with_unit("{tick}")
                 .build(),

@@ -25,7 +25,7 @@ use tracing::{Instrument, field::Empty, info, info_span};
 use super::commit::{self, Located};
 use super::context::{RunContext, partner_failure, store_failure};
 use super::local::hash_file;
-use super::report::{FileError, FileErrorKind, FileReport, RowDraft};
+use super::report::{FileError, FileErrorKind, FileReport, Recovery, RowDraft};
 use crate::config::IdempotencyMode;
 use crate::crash_point::{self, CrashPoint};
 use crate::ftps::{DownloadOptions, DownloadedFile, RemoteEntry, printable};
@@ -142,6 +142,7 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
         }
     };
     let sha256 = row.sha256.clone().unwrap_or_default();
+    let row_recovered = row.recovery.is_some_and(|r| r != Recovery::SentAgain);
     crash_point::reached(CrashPoint::Staged);
 
     // 3. Recognise known content: the bytes of the delivery being rechecked, or (`content`
@@ -208,10 +209,15 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
     info!(local_path = %printable(&delivered_to), bytes = row.size, "fetched");
     crash_point::reached(CrashPoint::Recorded);
 
-    // 6. Tidy up.
-    let row = match delete_source(ctx, &remote_path).await {
-        Ok(()) => row.transferred(),
-        Err(err) => row.failed_after_delivery(err),
+    // 6. Tidy up. A file finished from a crashed attempt's part was fetched by that
+    //    attempt, not this run: the next run fetches it again and compares before deleting.
+    let row = if row_recovered {
+        row.transferred()
+    } else {
+        match delete_source(ctx, &remote_path).await {
+            Ok(()) => row.transferred(),
+            Err(err) => row.failed_after_delivery(err),
+        }
     };
     crash_point::reached(CrashPoint::SourceDeleted);
     row
@@ -242,7 +248,7 @@ impl Prior {
                 let part = DownloadedFile::adopt(
                     PathBuf::from(&intent.temp_path),
                     intent.size,
-                    hex_digest(&intent.sha256),
+                    intent.sha256_bytes(),
                 )?;
                 Placed::Part(part)
             }
@@ -276,14 +282,14 @@ async fn place(
         Placed::InPlace(path) => return Ok(path),
         Placed::Part(part) => part,
     };
+    let intent = commit::intent(
+        ctx,
+        part.temp_path().display().to_string(),
+        final_path.display().to_string(),
+        part.bytes,
+        &part.sha256,
+    );
     if let Some(claim) = claim {
-        let intent = commit::intent(
-            ctx,
-            part.temp_path().display().to_string(),
-            final_path.display().to_string(),
-            part.bytes,
-            &part.sha256,
-        );
         commit::begin(ctx, claim, &intent, "the remote file is kept").await?;
     }
     crash_point::reached(CrashPoint::IntentWritten);
@@ -304,6 +310,12 @@ async fn place(
             FileError::retryable(FileErrorKind::LocalIo, format!("saving the file: {join}"))
         }
     };
+    // The rename may have happened before the failure (a folder fsync that failed).
+    if locate(&intent).await == Located::InPlace {
+        return Ok(final_path.to_path_buf());
+    }
+    // The part is gone with the failed persist; the remote file is still there, so an
+    // intent left behind would only make the next attempt fetch again.
     if let Some(claim) = claim {
         let _ = commit::abandon(ctx, claim).await;
     }

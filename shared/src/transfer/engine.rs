@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use sha2::{Digest, Sha256};
@@ -24,7 +25,7 @@ use super::sweep::sweep_stale_parts;
 use super::upload::{remote_location, upload_file};
 use crate::config::{Config, IdempotencyMode};
 use crate::ftps::{FtpsError, FtpsErrorKind, RemoteEntry, SessionConfig};
-use crate::idempotency::{LockWait, Store, StoreConfig};
+use crate::idempotency::{FullRun, LockWait, Store, StoreConfig};
 use crate::secrets::{Resolver, Secret};
 use crate::telemetry::metrics::{Metrics, file_labels};
 
@@ -166,6 +167,22 @@ impl Engine {
         run_id: &str,
         progress: Option<Progress<'_>>,
     ) -> Result<RunReport, TransferError> {
+        self.run_flow_requested(flow_id, only_files, run_id, None, progress)
+            .await
+    }
+
+    /// Like [`Engine::run_flow`] for a run requested at `requested_at` (a flow-run
+    /// message's): once it holds the flow lock, a run that a newer, complete run of the
+    /// flow has covered finishes at once (its report's `covered_by`, no rows; see
+    /// `idempotency/coverage.rs`). Without `requested_at` the run is never covered.
+    pub async fn run_flow_requested(
+        &self,
+        flow_id: &str,
+        only_files: Option<&[String]>,
+        run_id: &str,
+        requested_at: Option<DateTime<Utc>>,
+        progress: Option<Progress<'_>>,
+    ) -> Result<RunReport, TransferError> {
         let plan = FlowPlan::from_config(&self.config, flow_id)?;
         let span = info_span!(
             "flow_run",
@@ -180,7 +197,7 @@ impl Engine {
         let started = Instant::now();
         let in_flight = Metrics::global().run_started(&plan.flow_id);
         // Boxed: the run is a deep state machine, and callers nest it in theirs.
-        let result = Box::pin(self.run_locked(&plan, only_files, run_id, progress))
+        let result = Box::pin(self.run_locked(&plan, only_files, run_id, requested_at, progress))
             .instrument(span.clone())
             .await;
         drop(in_flight);
@@ -207,6 +224,7 @@ impl Engine {
         plan: &FlowPlan,
         only_files: Option<&[String]>,
         run_id: &str,
+        requested_at: Option<DateTime<Utc>>,
         progress: Option<Progress<'_>>,
     ) -> Result<RunReport, TransferError> {
         let store_error = |source| TransferError::Store {
@@ -233,6 +251,22 @@ impl Engine {
                 });
             }
         };
+        let started_at = Utc::now();
+        if let Some(requested_at) = requested_at {
+            match self.covered(plan, run_id, requested_at, started_at).await {
+                Ok(Some(report)) => {
+                    if let Err(err) = self.store.unlock_flow(lock).await {
+                        warn!(error = %err, "could not release the flow lock; it expires with its lease");
+                    }
+                    return Ok(report);
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    // Not knowing only costs the run its shortcut.
+                    warn!(error = %err, "could not look for a covering run; running");
+                }
+            }
+        }
         // A run that loses its flow lock (Redis unreachable, the lease taken over) or meets
         // Redis unavailable for a file stops taking new files (see `context.rs`); files
         // under way finish under their own claims, and the report still has a row for
@@ -248,10 +282,52 @@ impl Engine {
                 run.await
             }
         };
+        // A run of every file that settled each one covers the runs queued behind it.
+        if let Ok(report) = &outcome
+            && only_files.is_none()
+            && stop.reason().is_none()
+            && report.settled_everything()
+        {
+            let full = FullRun {
+                run_id: run_id.to_owned(),
+                started_at,
+                finished_at: Utc::now(),
+            };
+            if let Err(err) = self.store.record_full_run(&plan.flow_id, &full).await {
+                warn!(error = %err, "could not record the run as covering the runs queued behind it");
+            }
+        }
         if let Err(err) = self.store.unlock_flow(lock).await {
             warn!(error = %err, "could not release the flow lock; it expires with its lease");
         }
         outcome
+    }
+
+    /// The report of a run that a newer, complete run of its flow covered, if one did.
+    async fn covered(
+        &self,
+        plan: &FlowPlan,
+        run_id: &str,
+        requested_at: DateTime<Utc>,
+        started_at: DateTime<Utc>,
+    ) -> Result<Option<RunReport>, crate::idempotency::IdempotencyError> {
+        let Some(covering) = self.store.covering_run(&plan.flow_id, requested_at).await? else {
+            return Ok(None);
+        };
+        info!(
+            covering_run = %covering.run_id,
+            covering_started_at = %covering.started_at,
+            %requested_at,
+            "nothing left to do: a newer run of the flow took every file"
+        );
+        let info = RunInfo {
+            flow_id: plan.flow_id.clone(),
+            run_id: run_id.to_owned(),
+            direction: plan.direction,
+            started_at,
+        };
+        let took = (Utc::now() - started_at).to_std().unwrap_or_default();
+        Ok(Some(RunReport::covered(info, took, covering)))
     }
 
     /// The run itself: select, then move the files in parallel over the partner's pool.
@@ -304,11 +380,7 @@ impl Engine {
                         })?;
                 let (files, mut missing) = only_named(selection.ready, only_files, |f| &f.name);
                 let (links, _) = only_named(selection.links, only_files, |(name, _)| name);
-                if matches!(
-                    plan.idempotency,
-                    IdempotencyMode::Name | IdempotencyMode::None
-                ) && !files.is_empty()
-                {
+                if plan.idempotency == IdempotencyMode::None && !files.is_empty() {
                     let dirs = files
                         .iter()
                         .map(|f| remote_location(&plan.remote_dir, &f.name).0)

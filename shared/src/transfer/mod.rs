@@ -28,7 +28,9 @@
 //! One run of a flow:
 //!
 //! 1. takes the **flow lock** in Redis (a lease, renewed while the run lasts), waiting a
-//!    bounded time for another run of the same flow to finish, else "flow busy";
+//!    bounded time for another run of the same flow to finish (woken by its release), else
+//!    "flow busy"; a run requested before a newer run of every file started and settled
+//!    everything finishes here, with nothing to do (see `idempotency/coverage.rs`);
 //! 2. resolves the partner's secrets and borrows sessions from the partner's **pool**
 //!    (at most `max_connections`, default 4; each session serves many files; a session
 //!    that saw an error is closed, not reused);

@@ -424,6 +424,11 @@ pub struct RunReport {
     pub timed_out: bool,
     /// The counts.
     pub totals: Totals,
+    /// Set when the run had nothing left to do: a newer run of the flow, started after this
+    /// one was requested, took every file and settled each one (see
+    /// `idempotency/coverage.rs`). Such a run has no rows and never touched the partner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub covered_by: Option<crate::idempotency::FullRun>,
 }
 
 impl RunReport {
@@ -458,6 +463,7 @@ impl RunReport {
             not_yet_stable,
             timed_out,
             totals,
+            covered_by: None,
         }
     }
 
@@ -465,6 +471,24 @@ impl RunReport {
     /// that holds it).
     pub fn is_success(&self) -> bool {
         self.totals.failed == 0
+    }
+
+    /// The report of a run that finished at once because `covering` had done its work.
+    pub fn covered(
+        run: RunInfo,
+        duration: Duration,
+        covering: crate::idempotency::FullRun,
+    ) -> Self {
+        let mut report = RunReport::new(run, duration, Vec::new(), Vec::new(), false);
+        report.covered_by = Some(covering);
+        report
+    }
+
+    /// True when a run without a `files` filter left nothing behind: every file settled
+    /// (transferred, duplicate or skipped for good), none "not yet stable", no time-out. Such
+    /// a run covers the runs requested before it started.
+    pub fn settled_everything(&self) -> bool {
+        self.all_settled() && self.not_yet_stable.is_empty() && !self.timed_out
     }
 
     /// True when no file failed and none was left to another worker: every file the run
@@ -502,6 +526,16 @@ impl RunReport {
         }
         if self.timed_out {
             line.push_str("; stopped at the run's time limit");
+        }
+        if let Some(covering) = &self.covered_by {
+            line.push_str(&format!(
+                "; nothing left to do: run {} (started {}, after this run was requested) took \
+                 every file and settled each one",
+                covering.run_id,
+                covering
+                    .started_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ));
         }
         line
     }

@@ -1,16 +1,18 @@
 //! Stale upload parts: the hidden temporary files (`.NAME.TAG.ferry-part`) that an upload
 //! killed mid-stream leaves on the partner, removed at the start of a later run.
 //!
-//! In `hash` and `content` mode a part's TAG comes from the file's content, so the next
-//! attempt at the same file writes over the same part and nothing piles up. In `name` and
-//! `none` mode the TAG is random: each crash would leave one more part behind. So an upload
-//! run in those modes first lists the folders it is about to write to (hidden entries
-//! included) and deletes the parts older than [`stale_age`]: no upload of this flow can
-//! still be writing one that old, because every run stops at its `run_timeout`.
+//! With claims (`hash`, `content`, `name` mode) a part's TAG comes from the file's delivery
+//! key, so the next attempt at the same file writes over the same part, and a commit intent
+//! may point at it: those parts are never swept. In `none` mode the TAG is random and there
+//! are no intents: each crash would leave one more part behind. So a `none`-mode upload run
+//! first lists the folders it is about to write to (hidden entries included) and deletes
+//! the parts older than [`stale_age`]: no upload of this flow can still be writing one that
+//! old, because every run stops at its `run_timeout`.
 //!
 //! Only names of ferry's own upload parts are touched (`ftps::is_upload_part`), only with a
 //! listed time, and the sweep is best effort: a listing or a delete that fails is logged and
-//! the run goes on (the part is tried again next time).
+//! the run goes on (the part is tried again next time). Another flow that writes to the same
+//! folder in `none` mode sweeps old parts there too: a part that old is dead for either.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -89,6 +89,8 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
         IdempotencyMode::None => None,
     };
 
+    let part_key = key.as_ref().map(DeliveryKey::digest);
+
     // 2. Claim.
     let mut unfinished = None;
     let claim = match key {
@@ -104,12 +106,13 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
                 info!(%owner, "another worker is sending this file");
                 return row.left_to_other_worker(owner, expires_in);
             }
-            Ok(
-                ClaimOutcome::AlreadyDelivered(record)
-                | ClaimOutcome::Recheck {
-                    earlier: record, ..
-                },
-            ) => {
+            // Uploads never ask for a recheck; were one to come, its claim is given back.
+            Ok(ClaimOutcome::Recheck { claim, earlier }) => {
+                ctx.release(Some(claim)).await;
+                let row = row.earlier(&earlier).delivered_to(earlier.remote_path);
+                return row.duplicate();
+            }
+            Ok(ClaimOutcome::AlreadyDelivered(record)) => {
                 info!(delivered_to = %printable(&record.remote_path), by_run = %record.flow_run_id, "already delivered");
                 let row = row.earlier(&record).delivered_to(record.remote_path);
                 return match delete_source(ctx, file).await {
@@ -152,6 +155,9 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
             let options = UploadOptions {
                 expected_sha256,
                 replace_existing: ctx.plan.overwrite,
+                // `name` mode: the part is named after the delivery key, so a retry after a
+                // crash writes over the same part (the intent may point at it).
+                part_key,
             };
             let mut attempts = 0;
             let send = ctx.with_retries(&mut attempts, || async {
@@ -282,14 +288,20 @@ async fn locate(ctx: &RunContext<'_>, intent: &CommitIntent) -> Result<Located, 
     ctx.with_retries(&mut attempts, || async {
         let mut session = ctx.pool.get().await?;
         let located = async {
-            let complete = |found: RemoteFile| match found {
+            // The part is ferry's own: present (its size unknown without `SIZE`) is enough.
+            // The final name may hold an older file: only the intent's exact size counts.
+            let staged = match session.stat(&intent.temp_path).await? {
                 RemoteFile::Present { size } => size.is_none_or(|s| s == intent.size),
                 RemoteFile::Absent | RemoteFile::Unknown => false,
             };
-            if complete(session.stat(&intent.temp_path).await?) {
+            if staged {
                 return Ok(Located::Staged);
             }
-            Ok(if complete(session.stat(&intent.final_path).await?) {
+            let in_place = session.stat(&intent.final_path).await?
+                == RemoteFile::Present {
+                    size: Some(intent.size),
+                };
+            Ok(if in_place {
                 Located::InPlace
             } else {
                 Located::Neither
@@ -311,11 +323,9 @@ async fn discard(ctx: &RunContext<'_>, temp_path: &str) {
 
 /// The staged upload an intent describes.
 fn staged_of(intent: &CommitIntent) -> StagedUpload {
-    let mut sha256 = [0u8; 32];
-    let _ = hex::decode_to_slice(&intent.sha256, &mut sha256);
     StagedUpload {
         bytes: intent.size,
-        sha256,
+        sha256: intent.sha256_bytes(),
         temp_path: intent.temp_path.clone(),
         final_path: intent.final_path.clone(),
     }

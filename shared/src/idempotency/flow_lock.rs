@@ -1,0 +1,178 @@
+//! Waiting for a flow lock, and giving it back: the release wakes a waiter at once.
+//!
+//! Runs of one flow never overlap: a run that finds the flow locked waits (up to
+//! `worker.flow_lock_wait`) for the run before it. Waiting by polling costs latency (a
+//! pause of up to a second between the release and the next look, which was the whole
+//! p99 of the fleet benchmark) or Redis load (short pauses). So the release is a
+//! notification:
+//!
+//! - [`Store::unlock_flow`] deletes the lock if it still holds our token and, in the same
+//!   script, pushes a token onto the flow's wake list (`<prefix>:{flow:<flow>}:lock-wake`,
+//!   same hash tag as the lock, so the script stays valid on a Redis Cluster). The list is
+//!   trimmed to one element and expires after [`WAKE_TTL`], so releases nobody waited for
+//!   leave at most one stale token behind (costing a waiter one extra look, nothing more).
+//! - [`Store::wait_for_flow_lock`] tries the lock; when it is taken it waits on the wake
+//!   list with `BLPOP` (bounded by the store's `flow_lock_poll`), then tries again. A
+//!   release between the failed try and the `BLPOP` is not missed: its token is in the list
+//!   already. One release wakes one waiter, which is all that can take the lock anyway.
+//! - The safety net is the bound of each `BLPOP`: a holder that died never pushes (its lock
+//!   expires after its lease, or is taken over when it was a dead process of this host), and
+//!   a waiter whose wake-up went to a waiter that was cancelled meanwhile would sleep on; both
+//!   look again after at most `flow_lock_poll`.
+//!
+//! `BLPOP` blocks the connection it is sent on. The store's shared connection is multiplexed
+//! between every claim, record and renewal of the process, so a blocking command there would
+//! stall them all (and renewals that stall lose leases). Each wait therefore uses a
+//! dedicated connection (see [`Connection::blocking`](super::connection::Connection): to
+//! the node, the cluster or the sentinels' current master, as `link.rs` connects), kept
+//! for reuse only when its command answered.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Script;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::connection::{Request, millis};
+use super::error::IdempotencyError;
+use super::lease::FlowLock;
+use super::store::Store;
+
+/// How long a wake token nobody took stays in the wake list.
+pub const WAKE_TTL: Duration = Duration::from_secs(30);
+
+/// Extra time a `BLPOP` reply may take beyond its own timeout before the connection is
+/// given up as stuck.
+const REPLY_GRACE: Duration = Duration::from_secs(5);
+
+/// Compare-and-delete the lock, and wake one waiter.
+///
+/// KEYS: lock, wake list. ARGV: token, wake TTL ms. Reply: 1 released, 0 not ours.
+static UNLOCK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('LPUSH', KEYS[2], '1')
+redis.call('LTRIM', KEYS[2], 0, 0)
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+",
+    )
+});
+
+/// What [`Store::wait_for_flow_lock`] ended with.
+#[must_use = "an acquired lock must be released; a busy flow must be reported"]
+#[derive(Debug)]
+pub enum LockWait {
+    /// The lock is ours.
+    Acquired(FlowLock),
+    /// Someone else held the lock for the whole wait: the flow is busy.
+    Busy {
+        /// The holder's owner token, when it still held the lock at the last look.
+        holder: Option<String>,
+        /// How long we waited.
+        waited: Duration,
+    },
+}
+
+impl Store {
+    /// Waits up to `max_wait` for the flow lock: tries it, and while another run holds it,
+    /// sleeps until that run releases it (woken by [`Store::unlock_flow`]) or the store's
+    /// `flow_lock_poll` passes, then tries again. Ends with [`LockWait::Busy`] if the lock
+    /// never came free.
+    #[tracing::instrument(
+        name = "idempotency.wait_for_flow_lock",
+        skip_all,
+        fields(flow = flow_id, max_wait_ms = millis(max_wait), wake_ups)
+    )]
+    pub async fn wait_for_flow_lock(
+        &self,
+        flow_id: &str,
+        owner: &str,
+        lease: Duration,
+        max_wait: Duration,
+    ) -> Result<LockWait, IdempotencyError> {
+        let started = Instant::now();
+        let wake_key = self.flow_keys(flow_id).lock_wake();
+        let poll = self.flow_lock_poll();
+        let mut wake_ups = 0u32;
+        loop {
+            if let Some(lock) = self.lock_flow(flow_id, owner, lease).await? {
+                tracing::Span::current().record("wake_ups", wake_ups);
+                return Ok(LockWait::Acquired(lock));
+            }
+            let waited = started.elapsed();
+            if waited >= max_wait {
+                let holder = self
+                    .get(&self.flow_keys(flow_id).lock(), "wait_for_flow_lock")
+                    .await?;
+                debug!(?holder, "flow busy: gave up waiting for its lock");
+                return Ok(LockWait::Busy { holder, waited });
+            }
+            if self
+                .wait_for_wake(&wake_key, poll.min(max_wait - waited))
+                .await
+            {
+                wake_ups += 1;
+            }
+        }
+    }
+
+    /// Blocks on the wake list for up to `bound`, on a dedicated connection; `true` when a
+    /// release woke us. Errors are not returned: the next try of the lock reports an
+    /// unreachable Redis, and a failed wait only costs a short pause.
+    async fn wait_for_wake(&self, wake_key: &str, bound: Duration) -> bool {
+        let mut blocking = match self.conn().blocking().await {
+            Ok(blocking) => blocking,
+            Err(error) => {
+                warn!(%error, "no connection to wait on for the flow lock; polling");
+                tokio::time::sleep(bound.min(Duration::from_millis(100))).await;
+                return false;
+            }
+        };
+        // BLPOP's timeout is in seconds (decimals since Redis 6); 0 would block forever.
+        let seconds = format!("{:.3}", bound.as_secs_f64().max(0.01));
+        let mut cmd = redis::cmd("BLPOP");
+        cmd.arg(wake_key).arg(&seconds);
+        let request = Request::Cmd(cmd);
+        let reply = tokio::time::timeout(
+            bound + REPLY_GRACE,
+            blocking.send::<Option<(String, String)>>(&request),
+        )
+        .await;
+        match reply {
+            Ok(Ok(popped)) => {
+                blocking.give_back();
+                popped.is_some()
+            }
+            Ok(Err(error)) => {
+                warn!(%error, "waiting on the flow lock's wake list failed; polling");
+                tokio::time::sleep(bound.min(Duration::from_millis(100))).await;
+                false
+            }
+            Err(_) => {
+                warn!("no answer to BLPOP on the flow lock's wake list; polling");
+                false
+            }
+        }
+    }
+
+    /// Releases a flow lock if it is still ours, and wakes one run waiting for it; returns
+    /// whether it was ours.
+    #[tracing::instrument(name = "idempotency.unlock_flow", skip_all, fields(flow = lock.flow_id()))]
+    pub async fn unlock_flow(&self, lock: FlowLock) -> Result<bool, IdempotencyError> {
+        let keys = self.flow_keys(lock.flow_id());
+        let mut inv = UNLOCK.prepare_invoke();
+        inv.key(lock.lease().key())
+            .key(keys.lock_wake())
+            .arg(lock.lease().token())
+            .arg(millis(WAKE_TTL));
+        let released: i64 = self.run("unlock_flow", &Request::Script(inv)).await?;
+        if released != 1 {
+            debug!("nothing to release: the flow lock had expired or was taken over");
+        }
+        Ok(released == 1)
+    }
+}
