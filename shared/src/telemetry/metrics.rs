@@ -69,6 +69,9 @@ pub enum RunOutcome {
     Success,
     /// The run ran and at least one file failed.
     Failed,
+    /// The run had nothing to do: a newer run of every file of the flow, started after it
+    /// was requested, had settled them all (it is that run's success that counts).
+    Covered,
     /// The run could not run at all (flow busy, Redis down, partner unreachable for the
     /// listing...); the `error_kind` label says why.
     NotRun,
@@ -80,6 +83,7 @@ impl RunOutcome {
         match self {
             RunOutcome::Success => "success",
             RunOutcome::Failed => "failed",
+            RunOutcome::Covered => "covered",
             RunOutcome::NotRun => "not_run",
         }
     }
@@ -167,7 +171,9 @@ impl Metrics {
                 .build(),
             runs: meter
                 .u64_counter("ferry_flow_runs_total")
-                .with_description("Flow-runs finished, by outcome (success, failed, not_run)")
+                .with_description(
+                    "Flow-runs finished, by outcome (success, failed, covered, not_run)",
+                )
                 .with_unit("{run}")
                 .build(),
             run_duration: meter

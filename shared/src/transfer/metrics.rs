@@ -34,7 +34,9 @@ pub(super) fn record_run(partner: &str, report: &RunReport) {
         .map(|row| row.size)
         .sum();
     metrics.transferred_bytes.add(bytes, &labels);
-    let outcome = if report.is_success() {
+    let outcome = if report.covered_by.is_some() {
+        RunOutcome::Covered
+    } else if report.is_success() {
         RunOutcome::Success
     } else {
         RunOutcome::Failed
