@@ -8,9 +8,11 @@
 //! This file parses the command line and turns results into exit codes: 0 success, 1 a
 //! failure at run time, 2 a configuration error.
 
+mod metrics_http;
 mod ticker;
 mod trigger;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,7 +20,7 @@ use clap::{Parser, Subcommand};
 use ferry_shared::config::Config;
 use ferry_shared::secrets::Resolver;
 use ferry_shared::startup;
-use ferry_shared::telemetry::LogFormat;
+use ferry_shared::telemetry::{LogFormat, Scrape};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +46,11 @@ struct Cli {
         default_value = "pretty"
     )]
     log_format: LogFormat,
+
+    /// Where `GET /metrics` listens, overriding `scheduler.metrics_listen` (for several
+    /// schedulers on one host).
+    #[arg(long, global = true, env = "FERRY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -83,14 +90,14 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
-        let _telemetry = startup::telemetry(&config, "ferry-scheduler", cli.log_format)?;
+        let telemetry = startup::telemetry(&config, "ferry-scheduler", cli.log_format)?;
         match cli.command {
             Some(Command::Trigger {
                 flow,
                 files,
                 event_id,
             }) => trigger::run(&config, &flow, files, event_id).await,
-            _ => schedule(&config).await,
+            _ => schedule(&config, cli.metrics_listen, telemetry.scrape()).await,
         }
     });
     match outcome {
@@ -103,7 +110,13 @@ fn main() -> ExitCode {
 }
 
 /// The tick loop, until SIGTERM or Ctrl-C.
-async fn schedule(config: &Config) -> anyhow::Result<()> {
+async fn schedule(
+    config: &Config,
+    metrics_listen: Option<SocketAddr>,
+    scrape: Scrape,
+) -> anyhow::Result<()> {
+    let listen = metrics_listen.unwrap_or(config.settings.scheduler.metrics_listen);
+    metrics_http::serve(listen, scrape).await?;
     let resolver = Resolver::new(config.settings.resolver.clone());
     let store = startup::store(config, &resolver).await?;
     let broker = startup::broker(config).await?;

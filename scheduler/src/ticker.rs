@@ -33,6 +33,7 @@ use ferry_shared::config::{CatchUp, Config, Schedule};
 use ferry_shared::idempotency::{Store, TickClaim, TickLease, TickPublished};
 use ferry_shared::message::{FlowRunMessage, Trigger};
 use ferry_shared::telemetry;
+use ferry_shared::telemetry::metrics::{Metrics, TickOutcome};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -218,6 +219,7 @@ impl Firing {
                         .await
                 }
             };
+            let count = |outcome| Metrics::global().record_tick(flow_id, outcome);
             let lease = match claim {
                 Ok(TickClaim::Won(lease)) => lease,
                 Ok(TickClaim::TookOver {
@@ -230,18 +232,22 @@ impl Firing {
                 }
                 Ok(TickClaim::AlreadyPublished) => {
                     tracing::debug!("tick already published");
+                    count(TickOutcome::ClaimedElsewhere);
                     return;
                 }
                 Ok(TickClaim::ClaimedByOtherReplica { owner, renewed_ago }) => {
                     tracing::debug!(%owner, ?renewed_ago, "tick being published by another replica");
+                    count(TickOutcome::ClaimedElsewhere);
                     return;
                 }
                 Ok(TickClaim::Expired) => {
                     tracing::warn!("pending tick older than its claim's life: dropped, not published");
+                    count(TickOutcome::Expired);
                     return;
                 }
                 Err(error) => {
                     tracing::error!(%error, "cannot claim the tick in Redis; it will be offered again");
+                    count(TickOutcome::ClaimFailed);
                     return;
                 }
             };
@@ -278,6 +284,7 @@ impl Firing {
         match result {
             Ok(()) => {
                 tracing::info!(flow_run_id = %flow_run_id, "flow-run published");
+                Metrics::global().record_tick(flow_id, TickOutcome::Published);
                 match lease.published(&flow_run_id).await {
                     Ok(TickPublished::Marked) => {}
                     Ok(TickPublished::ClaimLost) => {
@@ -292,6 +299,7 @@ impl Firing {
             }
             Err(error) => {
                 tracing::error!(%error, tick_left = "pending", "flow-run NOT published");
+                Metrics::global().record_tick(flow_id, TickOutcome::PublishFailed);
                 if let Err(error) = lease.abandon().await {
                     tracing::warn!(%error, "cannot abandon the tick's claim; it is retried once stale");
                 }

@@ -298,9 +298,16 @@ impl Fleet {
         Ok(process)
     }
 
-    /// Spawns `ferry-scheduler` (the tick loop).
+    /// Spawns `ferry-scheduler` (the tick loop) with its own metrics port.
     pub fn spawn_scheduler(&self, name: &str) -> anyhow::Result<FleetProcess> {
-        self.spawn(name, "ferry-scheduler", &[])
+        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut process = self.spawn(
+            name,
+            "ferry-scheduler",
+            &["--metrics-listen", &metrics.to_string()],
+        )?;
+        process.health = Some(metrics);
+        Ok(process)
     }
 
     /// Spawns the binaries found in `dir` (a release build, for benchmarks) instead of those
@@ -416,7 +423,7 @@ pub struct FleetProcess {
     pub name: String,
     child: Child,
     log: PathBuf,
-    /// The health endpoints' address (workers).
+    /// The HTTP address: a worker's health and metrics endpoints, a scheduler's metrics.
     pub health: Option<SocketAddr>,
     exit: Option<ExitStatus>,
 }

@@ -118,6 +118,7 @@ fn valid_config_is_typed_with_defaults() {
     assert_eq!(s.retry.max_attempts, 4);
     assert_eq!(s.retry.max_delay, Duration::from_secs(120));
     assert_eq!(s.scheduler.catch_up, CatchUp::None);
+    assert_eq!(s.scheduler.metrics_listen.to_string(), "0.0.0.0:9465");
     assert_eq!(s.scheduler.publish_give_up, Duration::from_secs(90));
     assert_eq!(s.scheduler.stale_tick_claim, Duration::from_secs(45));
     assert_eq!(s.telemetry.service_name.as_deref(), Some("ferry-test"));

@@ -2,14 +2,13 @@
 //! side through plain string headers, both spans reach an OTLP/HTTP collector, and the worker's
 //! JSON log lines carry the trace id.
 //!
-//! The collector is a few lines of HTTP/1.1 on a free loopback port that decode the exporter's
-//! protobuf with `opentelemetry-proto`. Everything that needs the process-global subscriber is
+//! The collector is `ferry_tests::otlp_collector` (a few lines of HTTP/1.1 on a free loopback
+//! port); the test decodes the exporter's protobuf with `opentelemetry-proto`. Everything that needs the process-global subscriber is
 //! in ONE test function, so this file works both under `cargo test` (one process for the file)
 //! and under nextest (one process per test).
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,95 +17,12 @@ use ferry_shared::telemetry::{
     self, BoxMakeWriter, LogFormat, TelemetryError, TelemetrySettings, current_trace_id,
     inject_current_context, set_parent_from,
 };
+use ferry_tests::otlp_collector::{Received, start_collector};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-
-/// One POST the collector received.
-#[derive(Debug)]
-struct Received {
-    path: String,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-/// Starts the OTLP/HTTP collector on 127.0.0.1; every request it answers arrives on the channel.
-async fn start_collector() -> anyhow::Result<(SocketAddr, mpsc::UnboundedReceiver<Received>)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (sender, receiver) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let sender = sender.clone();
-            tokio::spawn(async move {
-                if let Err(error) = serve(stream, sender).await {
-                    eprintln!("collector connection failed: {error}");
-                }
-            });
-        }
-    });
-    Ok((addr, receiver))
-}
-
-/// Minimal HTTP/1.1 server side of one keep-alive connection: requests with a Content-Length
-/// body, answered `200` with an empty (valid) `ExportTraceServiceResponse`.
-async fn serve(stream: TcpStream, sender: mpsc::UnboundedSender<Received>) -> io::Result<()> {
-    let mut stream = BufReader::new(stream);
-    loop {
-        let mut request_line = String::new();
-        if stream.read_line(&mut request_line).await? == 0 {
-            return Ok(());
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        let mut content_length = 0;
-        let mut content_type = String::new();
-        loop {
-            let mut header = String::new();
-            if stream.read_line(&mut header).await? == 0 {
-                return Ok(());
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                let value = value.trim();
-                match name.trim().to_ascii_lowercase().as_str() {
-                    "content-length" => {
-                        content_length = value.parse().map_err(io::Error::other)?;
-                    }
-                    "content-type" => content_type = value.to_owned(),
-                    "transfer-encoding" => {
-                        return Err(io::Error::other("chunked bodies are not supported"));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let mut body = vec![0; content_length];
-        stream.read_exact(&mut body).await?;
-        // The test may have finished reading; a closed channel is not this server's problem.
-        let _ = sender.send(Received {
-            path,
-            content_type,
-            body,
-        });
-        stream
-            .get_mut()
-            .write_all(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
-            )
-            .await?;
-    }
-}
 
 /// A log writer whose output the test reads back.
 #[derive(Clone, Default)]

@@ -4,14 +4,19 @@
 //! - `GET /readyz` (readiness): 200 while the worker is consuming (broker connected and
 //!   Redis reachable), 503 otherwise, so that a worker cut off from its dependencies stops
 //!   counting as available, and during shutdown, so no new traffic is routed to it.
+//! - `GET /metrics`: every ferry metric in the Prometheus text format, collected at the
+//!   request (see `ferry_shared::telemetry::metrics`). Same port, so one Service and one
+//!   network policy cover probes and scrapes; it carries no secret and no file name.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ferry_shared::telemetry::{Scrape, prometheus_text};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -34,9 +39,13 @@ impl Readiness {
     }
 }
 
-/// Binds `addr` and serves the two endpoints until the task is aborted. Returns the bound
+/// Binds `addr` and serves the endpoints until the task is aborted. Returns the bound
 /// address (useful when `addr` has port 0).
-pub async fn serve(addr: SocketAddr, readiness: Readiness) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    readiness: Readiness,
+    scrape: Scrape,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
@@ -45,22 +54,42 @@ pub async fn serve(addr: SocketAddr, readiness: Readiness) -> std::io::Result<So
                 continue;
             };
             let readiness = readiness.clone();
+            let scrape = scrape.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| answer(req, readiness.clone()));
+                let service = service_fn(move |req| answer(req, readiness.clone(), scrape.clone()));
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
         }
     });
-    tracing::info!(%bound, "health endpoints listening (/healthz, /readyz)");
+    tracing::info!(%bound, metrics = "/metrics", "health endpoints listening (/healthz, /readyz)");
     Ok(bound)
 }
 
 async fn answer(
     req: Request<Incoming>,
     readiness: Readiness,
+    scrape: Scrape,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if (req.method(), req.uri().path()) == (&Method::GET, "/metrics") {
+        // Collecting walks every instrument under the SDK's locks: off the async threads.
+        let text = tokio::task::spawn_blocking(move || scrape.render())
+            .await
+            .ok()
+            .flatten();
+        let Some(text) = text else {
+            let mut response = Response::new(Full::new(Bytes::from_static(b"shutting down\n")));
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            return Ok(response);
+        };
+        let mut response = Response::new(Full::new(Bytes::from(text)));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(prometheus_text::CONTENT_TYPE),
+        );
+        return Ok(response);
+    }
     let (status, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => (StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") if readiness.get() => (StatusCode::OK, "ready\n"),

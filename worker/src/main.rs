@@ -25,7 +25,7 @@ use clap::{Parser, Subcommand};
 use ferry_shared::config::Config;
 use ferry_shared::secrets::Resolver;
 use ferry_shared::startup;
-use ferry_shared::telemetry::LogFormat;
+use ferry_shared::telemetry::{LogFormat, Scrape};
 use ferry_shared::transfer::{Engine, EngineOptions};
 
 #[derive(Parser)]
@@ -111,7 +111,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let _telemetry = match startup::telemetry(&config, "ferry-worker", cli.log_format) {
+        let telemetry = match startup::telemetry(&config, "ferry-worker", cli.log_format) {
             Ok(guard) => guard,
             Err(error) => {
                 eprintln!("ferry-worker: {error}");
@@ -126,7 +126,9 @@ fn main() -> ExitCode {
                 return probe::run(&config, &partner, path.as_deref()).await;
             }
             Command::Setup => setup(&config).await,
-            Command::Consume | Command::Validate => consume(config, cli.health_listen).await,
+            Command::Consume | Command::Validate => {
+                consume(config, cli.health_listen, telemetry.scrape()).await
+            }
         };
         match outcome {
             Ok(()) => ExitCode::SUCCESS,
@@ -153,10 +155,14 @@ async fn setup(config: &Config) -> anyhow::Result<()> {
 }
 
 /// `consume`: the worker's main loop, with health endpoints, until SIGTERM or Ctrl-C.
-async fn consume(config: Arc<Config>, health_listen: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn consume(
+    config: Arc<Config>,
+    health_listen: Option<SocketAddr>,
+    scrape: Scrape,
+) -> anyhow::Result<()> {
     let readiness = health::Readiness::default();
     let listen = health_listen.unwrap_or(config.settings.worker.health_listen);
-    health::serve(listen, readiness.clone()).await?;
+    health::serve(listen, readiness.clone(), scrape).await?;
     let resolver = Resolver::new(config.settings.resolver.clone());
     let store = startup::store(&config, &resolver).await?;
     let engine = Arc::new(Engine::new(

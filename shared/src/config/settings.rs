@@ -124,6 +124,8 @@ pub struct TelemetrySettings {
 pub struct SchedulerSettings {
     /// `scheduler.catch_up` (default `latest`): what to do with ticks missed while down.
     pub catch_up: CatchUp,
+    /// `scheduler.metrics_listen` (default `127.0.0.1:9464`): where `GET /metrics` is served.
+    pub metrics_listen: SocketAddr,
     /// `scheduler.publish_give_up` (default 2m): how long one attempt to publish a tick's
     /// flow-run retries before it gives up and leaves the tick to a later retry.
     pub publish_give_up: Duration,
@@ -137,6 +139,7 @@ impl Default for SchedulerSettings {
     fn default() -> Self {
         SchedulerSettings {
             catch_up: CatchUp::default(),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             publish_give_up: Duration::from_secs(120),
             stale_tick_claim: Duration::from_secs(30),
         }
@@ -414,18 +417,8 @@ pub(crate) fn read(
         if let Some(d) = worker.get("flow_lock_wait").and_then(|f| f.duration(cx)) {
             settings.worker.flow_lock_wait = d;
         }
-        if let Some(field) = worker.get("health_listen")
-            && let Some(text) = field.str(cx)
-        {
-            match text.parse::<SocketAddr>() {
-                Ok(addr) => settings.worker.health_listen = addr,
-                Err(_) => field.error(
-                    cx,
-                    format!(
-                        "`{text}` is not a listen address; write IP:PORT, such as `0.0.0.0:8080`"
-                    ),
-                ),
-            }
+        if let Some(addr) = worker.get("health_listen").and_then(|f| f.listen_addr(cx)) {
+            settings.worker.health_listen = addr;
         }
     }
 
@@ -466,7 +459,12 @@ pub(crate) fn read(
     if let Some(scheduler) = section(
         cx,
         "scheduler",
-        &["catch_up", "publish_give_up", "stale_tick_claim"],
+        &[
+            "catch_up",
+            "publish_give_up",
+            "stale_tick_claim",
+            "metrics_listen",
+        ],
     ) {
         if let Some(catch_up) = scheduler
             .get("catch_up")
@@ -491,6 +489,12 @@ pub(crate) fn read(
             } else {
                 settings.scheduler.stale_tick_claim = d;
             }
+        }
+        if let Some(addr) = scheduler
+            .get("metrics_listen")
+            .and_then(|f| f.listen_addr(cx))
+        {
+            settings.scheduler.metrics_listen = addr;
         }
     }
 

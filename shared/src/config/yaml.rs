@@ -461,6 +461,19 @@ impl<'n> Field<'n> {
         Some(text)
     }
 
+    /// Reads a listen address (`IP:PORT`).
+    pub(crate) fn listen_addr(&self, cx: &mut Cx<'_>) -> Option<std::net::SocketAddr> {
+        let text = self.str(cx)?;
+        let addr = text.parse().ok();
+        if addr.is_none() {
+            self.error(
+                cx,
+                format!("`{text}` is not a listen address; write IP:PORT, such as `0.0.0.0:8080`"),
+            );
+        }
+        addr
+    }
+
     /// Reads `true` or `false`.
     pub(crate) fn bool(&self, cx: &mut Cx<'_>) -> Option<bool> {
         match &self.node.value {

@@ -29,8 +29,9 @@ pub enum TelemetryError {
         source: tracing_subscriber::filter::ParseError,
     },
 
-    /// The OTLP span exporter could not be built (for example an endpoint that is not a URL).
-    #[error("could not build the OTLP span exporter for {endpoint}: {source}")]
+    /// An OTLP exporter (spans or metrics) could not be built (for example an endpoint that
+    /// is not a URL).
+    #[error("could not build the OTLP exporter for {endpoint}: {source}")]
     Exporter {
         /// The endpoint the exporter was built for (or where it came from).
         endpoint: String,

@@ -30,10 +30,20 @@
 //! standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is) or `OTEL_EXPORTER_OTLP_ENDPOINT`
 //! (`/v1/traces` appended). The other `OTEL_EXPORTER_OTLP_*` and `OTEL_BSP_*` variables
 //! (headers, timeout, compression, batch sizes) apply as usual.
+//!
+//! # Metrics
+//!
+//! [`init`] also installs the global meter provider: a pull reader that [`Scrape::render`]
+//! collects for `GET /metrics`, and, when an endpoint is configured as above, an OTLP
+//! metrics exporter (`/v1/metrics`, or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`). See
+//! `metrics.rs` for the choice of export path and the instruments.
 
 mod error;
 mod format;
+pub mod metrics;
+pub mod prometheus_text;
 mod propagation;
+mod scrape;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +54,7 @@ use opentelemetry::global;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::{Deserialize, Serialize};
@@ -56,6 +67,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 pub use error::{TelemetryError, UnknownLogFormat};
 pub use propagation::{current_trace_id, inject_current_context, set_parent_from};
+pub use scrape::Scrape;
 /// The type of [`TelemetrySettings::log_writer`], re-exported so callers need not depend on
 /// `tracing-subscriber` to capture logs.
 pub use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -73,6 +85,9 @@ pub const FILTER_ENV_VAR: &str = "RUST_LOG";
 
 /// The path of the OTLP/HTTP traces endpoint, appended to a base endpoint URL.
 pub const OTLP_TRACES_PATH: &str = "/v1/traces";
+
+/// The path of the OTLP/HTTP metrics endpoint, appended to a base endpoint URL.
+pub const OTLP_METRICS_PATH: &str = "/v1/metrics";
 
 /// How long dropping the [`TelemetryGuard`] may wait for the last spans to be exported.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -151,6 +166,8 @@ impl TelemetrySettings {
 #[derive(Debug)]
 pub struct TelemetryGuard {
     provider: SdkTracerProvider,
+    meters: SdkMeterProvider,
+    scrape: Scrape,
     endpoint: Option<String>,
 }
 
@@ -158,6 +175,11 @@ impl TelemetryGuard {
     /// Where spans are exported, or `None` when export is off (for a start-up log line).
     pub fn export_endpoint(&self) -> Option<&str> {
         self.endpoint.as_deref()
+    }
+
+    /// The handle that renders every metric for a `GET /metrics`.
+    pub fn scrape(&self) -> Scrape {
+        self.scrape.clone()
     }
 
     /// Exports every finished span now, blocking until the collector answered (or the SDK's
@@ -169,6 +191,9 @@ impl TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
+        if let Err(error) = self.meters.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
+            tracing::warn!(%error, "metrics export did not shut down cleanly");
+        }
         if let Err(error) = self.provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
             tracing::warn!(%error, "span export did not shut down cleanly; spans may be lost");
         }
@@ -196,8 +221,10 @@ fn install(settings: TelemetrySettings) -> Result<TelemetryGuard, TelemetryError
         log_writer,
     } = settings;
     let filter = env_filter(&default_filter, filter_env_var.as_deref())?;
-    let target = ExportTarget::resolve(otlp_endpoint.as_deref());
+    let target = ExportTarget::resolve(otlp_endpoint.as_deref(), Signal::TRACES);
     let provider = tracer_provider(&service_name, target.as_ref())?;
+    let metrics_target = ExportTarget::resolve(otlp_endpoint.as_deref(), Signal::METRICS);
+    let (meters, scrape) = meter_provider(&service_name, metrics_target.as_ref())?;
     let writer = log_writer.unwrap_or_else(|| BoxMakeWriter::new(std::io::stderr));
 
     global::set_text_map_propagator(TraceContextPropagator::new());
@@ -205,6 +232,7 @@ fn install(settings: TelemetrySettings) -> Result<TelemetryGuard, TelemetryError
         .try_init()
         .map_err(TelemetryError::SubscriberInstall)?;
     global::set_tracer_provider(provider.clone());
+    global::set_meter_provider(meters.clone());
 
     let endpoint = target.map(|target| target.to_string());
     tracing::debug!(
@@ -212,7 +240,12 @@ fn install(settings: TelemetrySettings) -> Result<TelemetryGuard, TelemetryError
         endpoint = endpoint.as_deref().unwrap_or("none"),
         "telemetry initialised"
     );
-    Ok(TelemetryGuard { provider, endpoint })
+    Ok(TelemetryGuard {
+        provider,
+        meters,
+        scrape,
+        endpoint,
+    })
 }
 
 /// The filter from `env_var` when it is set and not empty, else from `default`.
@@ -232,10 +265,28 @@ fn env_filter(default: &str, env_var: Option<&str>) -> Result<EnvFilter, Telemet
     })
 }
 
-/// Where spans are exported.
+/// One OTLP signal: its path under a base URL and its own endpoint variable.
+#[derive(Debug, Clone, Copy)]
+struct Signal {
+    path: &'static str,
+    env_var: &'static str,
+}
+
+impl Signal {
+    const TRACES: Signal = Signal {
+        path: OTLP_TRACES_PATH,
+        env_var: opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    };
+    const METRICS: Signal = Signal {
+        path: OTLP_METRICS_PATH,
+        env_var: opentelemetry_otlp::OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    };
+}
+
+/// Where a signal is exported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ExportTarget {
-    /// The full traces URL, from the settings.
+    /// The full URL of the signal, from the settings.
     Url(String),
     /// Left to the exporter, which reads this environment variable.
     Environment(&'static str),
@@ -243,12 +294,12 @@ enum ExportTarget {
 
 impl ExportTarget {
     /// The settings' endpoint, else the standard environment variables, else no export.
-    fn resolve(setting: Option<&str>) -> Option<Self> {
+    fn resolve(setting: Option<&str>, signal: Signal) -> Option<Self> {
         if let Some(base) = setting.map(str::trim).filter(|base| !base.is_empty()) {
-            return Some(Self::Url(traces_url(base)));
+            return Some(Self::Url(signal_url(base, signal.path)));
         }
         [
-            opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+            signal.env_var,
             opentelemetry_otlp::OTEL_EXPORTER_OTLP_ENDPOINT,
         ]
         .into_iter()
@@ -266,14 +317,51 @@ impl std::fmt::Display for ExportTarget {
     }
 }
 
-/// `base` with the OTLP traces path appended, unless it already ends with it.
-fn traces_url(base: &str) -> String {
+/// `base` with a signal's path appended, unless it already ends with it.
+fn signal_url(base: &str, path: &str) -> String {
     let base = base.trim_end_matches('/');
-    if base.ends_with(OTLP_TRACES_PATH) {
+    if base.ends_with(path) {
         base.to_owned()
     } else {
-        format!("{base}{OTLP_TRACES_PATH}")
+        format!("{base}{path}")
     }
+}
+
+/// The resource of every span and metric: the service's name and version.
+fn resource(service_name: &str) -> Resource {
+    Resource::builder()
+        .with_service_name(service_name.to_owned())
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// A meter provider naming `service_name`, with the scrape reader, and a periodic OTLP
+/// exporter to `target` if there is one.
+fn meter_provider(
+    service_name: &str,
+    target: Option<&ExportTarget>,
+) -> Result<(SdkMeterProvider, Scrape), TelemetryError> {
+    let (scrape, reader) = Scrape::new();
+    let builder = SdkMeterProvider::builder()
+        .with_resource(resource(service_name))
+        .with_reader(reader);
+    let Some(target) = target else {
+        return Ok((builder.build(), scrape));
+    };
+    let mut exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary);
+    if let ExportTarget::Url(url) = target {
+        exporter = exporter.with_endpoint(url.clone());
+    }
+    let exporter = exporter
+        .build()
+        .map_err(|source| TelemetryError::Exporter {
+            endpoint: target.to_string(),
+            source,
+        })?;
+    let builder = builder.with_reader(PeriodicReader::builder(exporter).build());
+    Ok((builder.build(), scrape))
 }
 
 /// A tracer provider naming `service_name`, exporting in batches to `target` if there is one.
@@ -281,11 +369,7 @@ fn tracer_provider(
     service_name: &str,
     target: Option<&ExportTarget>,
 ) -> Result<SdkTracerProvider, TelemetryError> {
-    let resource = Resource::builder()
-        .with_service_name(service_name.to_owned())
-        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-        .build();
-    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let builder = SdkTracerProvider::builder().with_resource(resource(service_name));
     let Some(target) = target else {
         return Ok(builder.build());
     };
@@ -362,16 +446,18 @@ mod tests {
     }
 
     #[test]
-    fn traces_url_appends_the_signal_path_once() {
-        assert_eq!(traces_url("http://c:4318"), "http://c:4318/v1/traces");
-        assert_eq!(traces_url("http://c:4318/"), "http://c:4318/v1/traces");
+    fn signal_urls_append_the_signal_path_once() {
+        let traces = |base| signal_url(base, OTLP_TRACES_PATH);
+        assert_eq!(traces("http://c:4318"), "http://c:4318/v1/traces");
+        assert_eq!(traces("http://c:4318/"), "http://c:4318/v1/traces");
+        assert_eq!(traces("http://c:4318/v1/traces"), "http://c:4318/v1/traces");
         assert_eq!(
-            traces_url("http://c:4318/v1/traces"),
-            "http://c:4318/v1/traces"
+            ExportTarget::resolve(Some(" http://c:4318 "), Signal::TRACES),
+            Some(ExportTarget::Url("http://c:4318/v1/traces".into()))
         );
         assert_eq!(
-            ExportTarget::resolve(Some(" http://c:4318 ")),
-            Some(ExportTarget::Url("http://c:4318/v1/traces".into()))
+            ExportTarget::resolve(Some("http://c:4318/"), Signal::METRICS),
+            Some(ExportTarget::Url("http://c:4318/v1/metrics".into()))
         );
     }
 

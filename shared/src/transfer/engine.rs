@@ -15,6 +15,7 @@ use tracing::{Instrument, field::Empty, info, info_span, warn};
 use super::context::{RunContext, RunStop, StopReason};
 use super::download::download_file;
 use super::error::TransferError;
+use super::metrics;
 use super::partner::partner_session_config;
 use super::plan::FlowPlan;
 use super::pool::SessionPool;
@@ -26,6 +27,7 @@ use crate::config::{Config, IdempotencyMode};
 use crate::ftps::{FtpsError, FtpsErrorKind, RemoteEntry, SessionConfig};
 use crate::idempotency::{FullRun, LockWait, Store, StoreConfig};
 use crate::secrets::{Resolver, Secret};
+use crate::telemetry::metrics::{Metrics, file_labels};
 
 /// Called with each file's row as soon as the file is done (for progress output).
 pub type Progress<'a> = &'a (dyn Fn(&FileReport) + Send + Sync);
@@ -192,18 +194,23 @@ impl Engine {
             bytes = Empty,
             outcome = Empty,
         );
+        let started = Instant::now();
+        let in_flight = Metrics::global().run_started(&plan.flow_id);
         // Boxed: the run is a deep state machine, and callers nest it in theirs.
         let result = Box::pin(self.run_locked(&plan, only_files, run_id, requested_at, progress))
             .instrument(span.clone())
             .await;
+        drop(in_flight);
         match &result {
             Ok(report) => {
+                metrics::record_run(&plan.partner_id, report);
                 span.record("files", report.files.len());
                 span.record("bytes", report.totals.bytes);
                 span.record("outcome", if report.is_success() { "ok" } else { "failed" });
                 span.in_scope(|| info!("{}", report.summary_line()));
             }
             Err(err) => {
+                metrics::record_not_run(&plan.flow_id, err, started.elapsed());
                 span.record("outcome", err.kind().as_str());
                 span.in_scope(|| warn!(error = %err, "flow-run did not run"));
             }
@@ -352,6 +359,7 @@ impl Engine {
             stop,
         };
         let parallel = plan.max_connections.max(1);
+        let labels = file_labels(&plan.flow_id, &plan.partner_id, plan.direction.as_str());
 
         let (rows, not_yet_stable) = match plan.direction {
             Direction::Upload => {
@@ -381,7 +389,7 @@ impl Engine {
                 }
                 missing.retain(|name| !links.iter().any(|(link, _)| link == name));
                 let mut rows = in_parallel(files, parallel, progress, stop, |file| {
-                    Box::pin(upload_file(&ctx, file))
+                    Box::pin(metrics::timed_file(&labels, upload_file(&ctx, file)))
                 })
                 .await;
                 rows.extend(links.into_iter().map(|(name, reason)| {
@@ -398,7 +406,7 @@ impl Engine {
                 let (ready, not_yet_stable) = self.list_remote(&ctx).await?;
                 let (entries, missing) = only_named(ready, only_files, |e| &e.name);
                 let rows = in_parallel(entries, parallel, progress, stop, |entry| {
-                    Box::pin(download_file(&ctx, entry))
+                    Box::pin(metrics::timed_file(&labels, download_file(&ctx, entry)))
                 })
                 .await;
                 (with_missing(rows, missing), not_yet_stable)

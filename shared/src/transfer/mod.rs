@@ -99,6 +99,7 @@ mod download;
 mod engine;
 mod error;
 mod local;
+mod metrics;
 mod partner;
 mod plan;
 mod pool;
