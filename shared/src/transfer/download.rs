@@ -42,7 +42,11 @@ pub(crate) async fn download_file(ctx: &RunContext<'_>, entry: RemoteEntry) -> F
         file.sha256 = Empty,
         outcome = Empty,
     );
-    let row = download_steps(ctx, &entry).instrument(span.clone()).await;
+    // Boxed: the steps are a large state machine, and a debug build's stack (a test's, a
+    // runtime worker's 2 MiB) must not hold it once per file in flight.
+    let row = Box::pin(download_steps(ctx, &entry))
+        .instrument(span.clone())
+        .await;
     super::record_on_span(&span, &row);
     row
 }

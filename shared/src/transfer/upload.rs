@@ -43,7 +43,11 @@ pub(crate) async fn upload_file(ctx: &RunContext<'_>, file: LocalFile) -> FileRe
         file.sha256 = Empty,
         outcome = Empty,
     );
-    let row = upload_steps(ctx, &file).instrument(span.clone()).await;
+    // Boxed: the steps are a large state machine, and a debug build's stack (a test's, a
+    // runtime worker's 2 MiB) must not hold it once per file in flight.
+    let row = Box::pin(upload_steps(ctx, &file))
+        .instrument(span.clone())
+        .await;
     super::record_on_span(&span, &row);
     row
 }
