@@ -127,33 +127,24 @@ impl Session {
     /// Lists `dir`: `MLSD` when the server offers it, `LIST` otherwise (and once MLSD was
     /// refused). Entries whose names would escape the directory are dropped with a warning.
     pub async fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, FtpsError> {
-        let span = tracing::debug_span!("ftps_list", dir);
-        let limits = self.cfg.listing_limits;
-        let zone = self.cfg.listing_timezone;
-        self.run(&mut List {
-            dir,
-            limits,
-            zone,
-            hidden: false,
-        })
-        .instrument(span)
-        .await
+        self.list_with(dir, false).await
     }
 
     /// Lists `dir` with its hidden entries (`LIST -a` where the server has no `MLSD`):
     /// for finding ferry's own temporary files.
     pub async fn list_hidden(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, FtpsError> {
-        let span = tracing::debug_span!("ftps_list", dir, hidden = true);
-        let limits = self.cfg.listing_limits;
-        let zone = self.cfg.listing_timezone;
-        self.run(&mut List {
+        self.list_with(dir, true).await
+    }
+
+    async fn list_with(&mut self, dir: &str, hidden: bool) -> Result<Vec<RemoteEntry>, FtpsError> {
+        let span = tracing::debug_span!("ftps_list", dir, hidden);
+        let mut op = List {
             dir,
-            limits,
-            zone,
-            hidden: true,
-        })
-        .instrument(span)
-        .await
+            limits: self.cfg.listing_limits,
+            zone: self.cfg.listing_timezone,
+            hidden,
+        };
+        self.run(&mut op).instrument(span).await
     }
 
     /// Whether the server offers `MDTM` (in `FEAT`), so that a time can be made exact.
