@@ -9,8 +9,7 @@
 //! deletes the Redis keys and the virtual host (with its queues and exchanges).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -579,20 +578,7 @@ impl Drop for FleetProcess {
 
 /// A bare HTTP/1.1 GET: the status code of the answer.
 pub fn http_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("not an HTTP answer: {answer:?}"))?;
-    Ok(status)
+    crate::prometheus::http_get(addr, path).map(|answer| answer.status)
 }
 
 /// SHA-256 (hex).
