@@ -8,7 +8,6 @@
 //! This file parses the command line and turns results into exit codes: 0 success, 1 a
 //! failure at run time, 2 a configuration error.
 
-mod metrics_http;
 mod ticker;
 mod trigger;
 
@@ -18,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ferry_shared::config::Config;
+use ferry_shared::ops_http::OpsEndpoint;
 use ferry_shared::secrets::Resolver;
 use ferry_shared::startup;
 use ferry_shared::telemetry::{LogFormat, Scrape};
@@ -116,7 +116,12 @@ async fn schedule(
     scrape: Scrape,
 ) -> anyhow::Result<()> {
     let listen = metrics_listen.unwrap_or(config.settings.scheduler.metrics_listen);
-    metrics_http::serve(listen, scrape).await?;
+    OpsEndpoint {
+        scrape,
+        readiness: None,
+    }
+    .serve(listen)
+    .await?;
     let resolver = Resolver::new(config.settings.resolver.clone());
     let store = startup::store(config, &resolver).await?;
     let broker = startup::broker(config).await?;

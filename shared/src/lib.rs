@@ -11,6 +11,7 @@
 //! | [`idempotency`] | the Redis store: claims, delivery records, flow locks        |
 //! | [`message`]   | the versioned flow-run message                                 |
 //! | [`broker`]    | RabbitMQ topology, publishing with confirms, consuming         |
+//! | [`ops_http`]  | `/healthz`, `/readyz` and `/metrics` of both binaries           |
 //! | [`telemetry`] | tracing subscriber, OpenTelemetry export, propagation          |
 //! | [`startup`]   | a binary's connections at start, built from the configuration  |
 //! | [`transfer`]  | the flow-run engine that composes the modules above           |
@@ -23,6 +24,7 @@ pub mod crash_point;
 pub mod ftps;
 pub mod idempotency;
 pub mod message;
+pub mod ops_http;
 pub mod secrets;
 pub mod startup;
 pub mod telemetry;

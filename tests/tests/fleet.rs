@@ -879,11 +879,13 @@ async fn worker_health_endpoints_answer_and_sigterm_exits_zero() {
         .await
         .expect("fleet");
     let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker
-        .wait_for_message("health endpoints listening (/healthz, /readyz)", START)
-        .await
-        .unwrap();
-    assert_eq!(worker.http_get("/healthz").expect("GET /healthz"), 200);
+    eventually(
+        "/healthz 200 once listening",
+        START,
+        || worker.http_get("/healthz").ok() == Some(200),
+        || worker.tail(20),
+    )
+    .await;
     eventually(
         "/readyz 200 once consuming",
         START,

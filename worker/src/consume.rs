@@ -27,7 +27,7 @@ use ferry_shared::transfer::{Engine, RunReport, TransferError};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::health::Readiness;
+use ferry_shared::ops_http::Readiness;
 
 /// How often readiness is re-evaluated (broker consuming, Redis answering).
 const READINESS_CHECK: Duration = Duration::from_secs(2);

@@ -12,7 +12,6 @@
 //! itself in `ferry-shared`.
 
 mod consume;
-mod health;
 mod probe;
 mod run;
 
@@ -23,6 +22,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use ferry_shared::config::Config;
+use ferry_shared::ops_http::{OpsEndpoint, Readiness};
 use ferry_shared::secrets::Resolver;
 use ferry_shared::startup;
 use ferry_shared::telemetry::{LogFormat, Scrape};
@@ -166,9 +166,14 @@ async fn consume(
     health_listen: Option<SocketAddr>,
     scrape: Scrape,
 ) -> anyhow::Result<()> {
-    let readiness = health::Readiness::default();
+    let readiness = Readiness::default();
     let listen = health_listen.unwrap_or(config.settings.worker.health_listen);
-    health::serve(listen, readiness.clone(), scrape).await?;
+    OpsEndpoint {
+        scrape,
+        readiness: Some(readiness.clone()),
+    }
+    .serve(listen)
+    .await?;
     let resolver = Resolver::new(config.settings.resolver.clone());
     let store = startup::store(&config, &resolver).await?;
     let engine = Arc::new(Engine::new(
