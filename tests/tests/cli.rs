@@ -33,6 +33,37 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Every configuration the repository ships (README, compose stack, hardened example) is one
+/// both binaries accept: an example that rots is the first thing a newcomer meets.
+#[test]
+fn every_shipped_example_validates_with_both_binaries() {
+    let examples = repo().join("examples");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&examples).expect("examples/") {
+        let dir = entry.expect("entry").path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for binary in ["ferry-worker", "ferry-scheduler"] {
+            let out = ferry(binary, &["validate", "--config", dir.to_str().unwrap()]);
+            assert!(
+                out.status.success(),
+                "{binary} validate {}: {}\n{}",
+                dir.display(),
+                text(&out.stderr),
+                text(&out.stdout)
+            );
+        }
+        checked.push(dir.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        ["basic", "compose", "hardened"],
+        "the examples checked"
+    );
+}
+
 #[test]
 fn validate_prints_the_summary_of_the_examples() {
     for binary in ["ferry-worker", "ferry-scheduler"] {
