@@ -56,6 +56,11 @@ pub struct FleetOptions {
     /// The partner's password as configured: the server's when `None` (set another to make
     /// the login fail).
     pub partner_password: Option<String>,
+    /// The partner's password as a secret reference written as is (`vault:...`), instead of
+    /// a literal; wins over `partner_password`.
+    pub partner_password_ref: Option<String>,
+    /// More sections of `ferry.yaml` (YAML at the top level: `vault:`, `telemetry:`, ...).
+    pub settings_extra: String,
 }
 
 impl Default for FleetOptions {
@@ -70,6 +75,8 @@ impl Default for FleetOptions {
             partner_port: None,
             broker_url: None,
             partner_password: None,
+            partner_password_ref: None,
+            settings_extra: String::new(),
         }
     }
 }
@@ -139,19 +146,26 @@ impl Fleet {
             options.concurrency,
             options.claim_lease,
             options.file_attempts,
-        );
+        ) + &options.settings_extra;
         std::fs::write(dir.join("ferry.yaml"), settings)?;
+        let password = match &options.partner_password_ref {
+            Some(reference) => reference.clone(),
+            None => format!(
+                "literal:{}",
+                options
+                    .partner_password
+                    .as_deref()
+                    .unwrap_or(&self.server.password)
+            ),
+        };
         let partner = format!(
             "id: partner\nprotocol: ftps\nftps:\n  connection:\n    host: {}\n    port: {}\n    \
              passive: true\n    max_connections: 4\n  auth:\n    username: {}\n    \
-             password: \"literal:{}\"\n  tls:\n    ca_cert: file:{}\n",
+             password: \"{}\"\n  tls:\n    ca_cert: file:{}\n",
             self.server.host,
             options.partner_port.unwrap_or(self.server.port),
             self.server.username,
-            options
-                .partner_password
-                .as_deref()
-                .unwrap_or(&self.server.password),
+            password,
             dir.join("ca.pem").display()
         );
         std::fs::write(dir.join("partners/partner.yaml"), partner)?;
