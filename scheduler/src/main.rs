@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ferry_shared::config::Config;
+use ferry_shared::http_trigger::HttpTrigger;
 use ferry_shared::ops_http::OpsEndpoint;
 use ferry_shared::secrets::Resolver;
 use ferry_shared::startup;
@@ -129,6 +130,11 @@ async fn schedule(
         retry_for: config.settings.scheduler.publish_give_up,
         ..ferry_shared::broker::PublisherOptions::default()
     });
+    if let Some(listen) = config.settings.http_trigger.listen {
+        HttpTrigger::new(config, resolver.clone(), publisher.clone())
+            .serve(listen)
+            .await?;
+    }
     let ticker = ticker::Ticker::new(config, store, publisher);
     tracing::info!(flows = ticker.scheduled_flows(), "scheduler started");
     ticker

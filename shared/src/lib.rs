@@ -8,6 +8,7 @@
 //! | [`config`]    | load and validate `ferry.yaml`, `partners/`, `flows/`          |
 //! | [`secrets`]   | secret references and their resolution (env, file, Vault, AWS) |
 //! | [`ftps`]      | the FTPS client: sessions, trust, streaming transfers          |
+//! | [`http_trigger`] | `POST /v1/flows/{flow}/runs`: upstream systems request runs      |
 //! | [`idempotency`] | the Redis store: claims, delivery records, flow locks        |
 //! | [`message`]   | the versioned flow-run message                                 |
 //! | [`broker`]    | RabbitMQ topology, publishing with confirms, consuming         |
@@ -22,6 +23,7 @@ pub mod broker;
 pub mod config;
 pub mod crash_point;
 pub mod ftps;
+pub mod http_trigger;
 pub mod idempotency;
 pub mod message;
 pub mod ops_http;

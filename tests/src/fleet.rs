@@ -15,7 +15,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ferry_shared::broker::{AmqpUrl, Broker, ConsumerOptions};
+use ferry_shared::broker::{AmqpUrl, Broker, ConsumerOptions, Headers};
 use ferry_shared::config::Config;
 use ferry_shared::idempotency::{Store, StoreConfig};
 use ferry_shared::message::FlowRunMessage;
@@ -208,6 +208,15 @@ impl Fleet {
     /// Takes (and acks) every message in the fleet's work queue, as a worker would, until
     /// none comes for 5 s; checks that the queue is then empty.
     pub async fn drain_work_queue(&self) -> Vec<FlowRunMessage> {
+        self.drain_work_queue_with_headers()
+            .await
+            .into_iter()
+            .map(|(message, _)| message)
+            .collect()
+    }
+
+    /// [`Fleet::drain_work_queue`], with each message's headers (trace context...).
+    pub async fn drain_work_queue_with_headers(&self) -> Vec<(FlowRunMessage, Headers)> {
         let broker = self.broker().await.expect("broker");
         let mut consumer = broker.consumer(ConsumerOptions {
             prefetch: 50,
@@ -221,8 +230,9 @@ impl Fleet {
                 .message()
                 .expect("a valid flow-run message")
                 .clone();
+            let headers = delivery.headers().clone();
             delivery.ack().await.expect("ack");
-            messages.push(message);
+            messages.push((message, headers));
         }
         consumer.shutdown().await;
         assert_eq!(broker.work_queue_depth().await.expect("depth"), 0);

@@ -9,6 +9,7 @@ pub mod bed;
 pub mod fleet;
 pub mod ftp;
 pub mod ftps_client;
+pub mod http_client;
 pub mod keyspace;
 pub mod moto;
 pub mod otlp_collector;

@@ -3,52 +3,10 @@
 //! unescaped), so that tests assert on metric names, labels and values rather than on text.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-/// One HTTP answer: status, headers (names lowercase) and body.
-#[derive(Debug, Clone)]
-pub struct HttpAnswer {
-    /// The status code.
-    pub status: u16,
-    /// Header names (lowercase) and values.
-    pub headers: BTreeMap<String, String>,
-    /// The body, as text.
-    pub body: String,
-}
-
-/// `GET path` on `addr` over HTTP/1.1 (`Connection: close`, no chunked encoding expected).
-pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<HttpAnswer> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let (head, body) = answer
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("not an HTTP answer: {answer:?}"))?;
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("no status line: {head:?}"))?;
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    Ok(HttpAnswer {
-        status,
-        headers,
-        body: body.to_owned(),
-    })
-}
+pub use crate::http_client::{HttpAnswer, get as http_get};
 
 /// One sample line: metric name, labels, value.
 #[derive(Debug, Clone, PartialEq)]

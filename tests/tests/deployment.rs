@@ -1,7 +1,7 @@
 //! The deployment files, checked as far as this machine can check them.
 //!
 //! No Docker engine, registry or Kubernetes cluster runs here, so nothing is deployed. What
-//! is checked instead, with the validators `scripts/setup.d/deploy-validators.sh` installs:
+//! is checked instead, with the validators `scripts/setup.d/validators.sh` installs:
 //!
 //! - `docker-compose.yml` against the Compose Specification schema (`check-jsonschema
 //!   --builtin-schema vendor.compose-spec`);

@@ -15,6 +15,7 @@
 
 mod error;
 mod flow;
+mod http_trigger;
 mod partner;
 mod redis_topology;
 mod secrets;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use flow::{Direction, FileSelector, Flow, IdempotencyMode, RemoteEndpoint, Schedule};
+pub use http_trigger::HttpTriggerSettings;
 pub use partner::{
     ClientIdentity, FtpsAuth, FtpsConnection, FtpsPartner, FtpsTls, Partner, TlsVersion, TrustMode,
 };

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::http_trigger::HttpTriggerSettings;
 use super::redis_topology::RedisTopology;
 use super::yaml::{Cx, Field, Map, Node};
 pub use crate::secrets::redact_url;
@@ -39,6 +40,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// The scheduler process.
     pub scheduler: SchedulerSettings,
+    /// `POST /v1/flows/{flow}/runs` (off unless `http_trigger.listen` is set).
+    pub http_trigger: HttpTriggerSettings,
 }
 
 /// RabbitMQ settings. `Debug` hides the URL's password.
@@ -193,6 +196,7 @@ impl Default for Settings {
             },
             telemetry: TelemetrySettings::default(),
             scheduler: SchedulerSettings::default(),
+            http_trigger: HttpTriggerSettings::default(),
         }
     }
 }
@@ -237,6 +241,7 @@ const ROOT_KEYS: &[&str] = &[
     "retry",
     "telemetry",
     "scheduler",
+    "http_trigger",
 ];
 
 /// Reads `ferry.yaml` (already parsed; `None` when absent or empty) with `env` for the
@@ -376,6 +381,9 @@ pub(crate) fn read(
         region: text_or_env(cx, aws.as_ref(), "region", "AWS_REGION", env),
         endpoint_url: text_or_env(cx, aws.as_ref(), "endpoint_url", "AWS_ENDPOINT_URL", env),
     };
+
+    let http_trigger = section(cx, "http_trigger", super::http_trigger::KEYS);
+    settings.http_trigger = super::http_trigger::read(cx, http_trigger.as_ref(), rules);
 
     if let Some(secrets) = section(cx, "secrets", super::secrets::SECRETS_KEYS) {
         super::secrets::read_secrets(cx, &secrets, &mut settings.resolver);
