@@ -96,6 +96,41 @@ async fn the_master_is_found_through_sentinel_and_followed_after_a_failover() {
     assert!(Store::connect(&config).await.is_err());
 }
 
+/// A sentinel that accepts the connection and never answers (a hung host, a black-holed
+/// port) must not hang the store: the lookup is bounded by the store's timeouts, and the
+/// error says which topology failed (the redis crate bounds the sentinel exchange; this
+/// keeps it so).
+#[tokio::test]
+async fn a_sentinel_that_never_answers_fails_the_connect_instead_of_hanging_it() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    // Accept and hold every connection, say nothing.
+    let held = tokio::spawn(async move {
+        let mut streams = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            streams.push(stream);
+        }
+    });
+    let mut config = StoreConfig::new("redis://unused.invalid:1");
+    config.topology = RedisTopology::Sentinel {
+        master_name: "main".into(),
+        nodes: vec![format!("redis://{addr}")],
+    };
+    config.connect_timeout = Duration::from_secs(1);
+    config.response_timeout = Duration::from_secs(1);
+    let outcome = tokio::time::timeout(LONG, Store::connect(&config)).await;
+    held.abort();
+    let error = match outcome {
+        Ok(Err(error)) => error.to_string(),
+        Ok(Ok(_)) => panic!("no master behind a silent sentinel, yet the store connected"),
+        Err(_) => panic!("Store::connect still waiting on a silent sentinel after {LONG:?}"),
+    };
+    assert!(
+        error.contains("sentinel"),
+        "the error names the sentinel lookup: {error}"
+    );
+}
+
 /// The durability check reads every master of a cluster: one weak master is enough to warn.
 #[tokio::test]
 async fn durability_is_checked_on_every_master_of_a_cluster() {
