@@ -56,6 +56,8 @@ pub struct FleetOptions {
     /// The partner's password as configured: the server's when `None` (set another to make
     /// the login fail).
     pub partner_password: Option<String>,
+    /// The partner's FTPS server: vsftpd with a valid certificate when `None`.
+    pub server: Option<FtpServerOptions>,
 }
 
 impl Default for FleetOptions {
@@ -70,6 +72,7 @@ impl Default for FleetOptions {
             partner_port: None,
             broker_url: None,
             partner_password: None,
+            server: None,
         }
     }
 }
@@ -92,7 +95,11 @@ pub struct Fleet {
 impl Fleet {
     /// Starts vsftpd, writes the configuration and checks that it loads.
     pub async fn start(test: &str, options: FleetOptions) -> anyhow::Result<Fleet> {
-        let server = FtpServer::start(FtpServerOptions::new(FtpServerKind::Vsftpd)).await?;
+        let server_options = options
+            .server
+            .clone()
+            .unwrap_or_else(|| FtpServerOptions::new(FtpServerKind::Vsftpd));
+        let server = FtpServer::start(server_options).await?;
         server.create_dir("in")?;
         let (vhost, broker_url) = match &options.broker_url {
             Some(url) => (None, url.clone()),
@@ -295,6 +302,23 @@ impl Fleet {
         )?;
         process.health = Some(health);
         Ok(process)
+    }
+
+    /// Spawns `ferry-worker probe --partner partner` (it exits by itself).
+    pub fn spawn_probe(&self, name: &str) -> anyhow::Result<FleetProcess> {
+        self.spawn(name, "ferry-worker", &["probe", "--partner", "partner"])
+    }
+
+    /// Makes every process spawned from now on push its metrics (and spans) over OTLP/HTTP
+    /// to `collector` (`telemetry.otlp_endpoint` in `ferry.yaml`).
+    pub fn push_telemetry_to(&self, collector: SocketAddr) -> anyhow::Result<()> {
+        let settings = self.config_dir().join("ferry.yaml");
+        let mut yaml = std::fs::read_to_string(&settings)?;
+        yaml.push_str(&format!(
+            "telemetry:\n  otlp_endpoint: \"http://{collector}\"\n"
+        ));
+        std::fs::write(&settings, yaml)?;
+        Ok(())
     }
 
     /// Spawns `ferry-scheduler` (the tick loop) with its own metrics port.

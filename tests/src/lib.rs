@@ -12,6 +12,7 @@ pub mod ftps_client;
 pub mod keyspace;
 pub mod moto;
 pub mod otlp_collector;
+pub mod otlp_metrics;
 pub mod pki;
 pub mod ports;
 pub mod process;

@@ -23,6 +23,7 @@ use std::time::Duration;
 use ferry_shared::broker::{Broker, ConsumerOptions, DeadLetterReason, Delivery, Settled};
 use ferry_shared::message::FlowRunMessage;
 use ferry_shared::telemetry;
+use ferry_shared::telemetry::metrics::partner::PartnerMetrics;
 use ferry_shared::telemetry::metrics::runs::RunMetrics;
 use ferry_shared::transfer::{Engine, RunReport, TransferError};
 use tokio::task::JoinSet;
@@ -52,6 +53,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let settings = engine.config().settings.worker.clone();
+    RunMetrics::global()
+        .initialize_dead_letters(DeadLetterReason::ALL.iter().map(|reason| reason.as_str()));
+    for partner in engine.config().partners.keys() {
+        PartnerMetrics::global().initialize(partner);
+    }
     let concurrency = usize::from(settings.concurrency.max(1));
     let mut consumer = broker.consumer(ConsumerOptions {
         prefetch: settings.concurrency.max(1),

@@ -24,6 +24,16 @@ pub enum DeadLetterReason {
 }
 
 impl DeadLetterReason {
+    /// Every reason (a worker starts each one's counter at zero, so that the first dead
+    /// letter is an increase Prometheus sees, not the birth of a series).
+    pub const ALL: [DeadLetterReason; 5] = [
+        DeadLetterReason::Malformed,
+        DeadLetterReason::UnknownFlow,
+        DeadLetterReason::FlowDisabled,
+        DeadLetterReason::PermanentFailure,
+        DeadLetterReason::RetriesExhausted,
+    ];
+
     /// The stable word (label value and header value).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -93,8 +93,22 @@ impl PartnerMetrics {
         }
     }
 
-    /// Counts one connect attempt to `partner` that ended as `outcome`; a failure also
-    /// counts under its `error_kind`.
+    /// Starts `partner`'s connect counters at zero (both outcomes), so that the first
+    /// connects after start are increases Prometheus sees.
+    pub fn initialize(&self, partner: &str) {
+        for outcome in [ConnectOutcome::Success, ConnectOutcome::Failure] {
+            self.connects.add(
+                0,
+                &[
+                    KeyValue::new("partner", partner.to_owned()),
+                    KeyValue::new("outcome", outcome.as_str()),
+                ],
+            );
+        }
+    }
+
+    /// Counts one connect attempt to `partner`: a success when `error_kind` is `None`, a
+    /// failure otherwise, also counted under its `error_kind`.
     pub fn record_connect(&self, partner: &str, error_kind: Option<&'static str>) {
         let partner_label = KeyValue::new("partner", partner.to_owned());
         let outcome = match error_kind {

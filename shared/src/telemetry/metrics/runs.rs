@@ -98,6 +98,14 @@ impl RunMetrics {
             .add(1, &[KeyValue::new("flow", flow.to_owned())]);
     }
 
+    /// Starts the dead-letter counter of each of `reasons` at zero: `increase()` over a
+    /// series born with its first dead letter would miss that one (and the alert with it).
+    pub fn initialize_dead_letters(&self, reasons: impl IntoIterator<Item = &'static str>) {
+        for reason in reasons {
+            self.dead_letters.add(0, &[KeyValue::new("reason", reason)]);
+        }
+    }
+
     /// Counts one dead letter; `reason` is the stable word of the broker's closed reason.
     pub fn record_dead_letter(&self, reason: &'static str) {
         self.dead_letters.add(1, &[KeyValue::new("reason", reason)]);
