@@ -387,3 +387,57 @@ async fn a_malformed_message_is_dead_lettered_by_reason_and_raises_the_alert() {
     assert_eq!(alerts[0].0["reason"], "malformed");
     worker.stop(Duration::from_secs(30)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_restarted_scheduler_counts_its_catch_up_as_deduplicated_and_exports_the_period() {
+    let fleet = Fleet::start(
+        "metrics-catch-up",
+        FleetOptions {
+            // Hourly: the catch-up tick at start is the same for both schedulers.
+            schedule_cron: Some("0 0 * * * *".into()),
+            ..FleetOptions::default()
+        },
+    )
+    .await
+    .expect("fleet");
+    let ticks = |page: &Exposition, outcome: &str| {
+        page.sum(
+            "ferry_schedule_ticks_total",
+            &[("flow", "f"), ("offer", "catch_up"), ("outcome", outcome)],
+        )
+    };
+
+    // The first scheduler finds the hour's tick unpublished (every scheduler was down).
+    let mut first = fleet.spawn_scheduler("scheduler-1").expect("scheduler");
+    first
+        .wait_for_message("flow-run published", START)
+        .await
+        .unwrap();
+    let (text, page) = scrape(&first);
+    assert_eq!(ticks(&page, "published"), 1.0, "{text}");
+    assert_eq!(
+        page.sum("ferry_flow_schedule_period_seconds", &[("flow", "f")]),
+        3600.0,
+        "{text}"
+    );
+    first.stop(Duration::from_secs(30)).await.unwrap();
+
+    // Restarted, it offers the same tick again: already published, deduplicated.
+    let mut second = fleet.spawn_scheduler("scheduler-2").expect("scheduler");
+    second
+        .wait_for_message("scheduler started", START)
+        .await
+        .unwrap();
+    let (text, page) = scrape_until(&second, "the catch-up tick", |page| {
+        page.sum("ferry_schedule_ticks_total", &[("offer", "catch_up")]) >= 1.0
+    })
+    .await;
+    assert_eq!(ticks(&page, "deduplicated"), 1.0, "{text}");
+    assert_eq!(ticks(&page, "published"), 0.0, "{text}");
+    assert_eq!(
+        fleet.drain_work_queue().await.len(),
+        1,
+        "one flow-run for the tick"
+    );
+    second.stop(Duration::from_secs(30)).await.unwrap();
+}
