@@ -51,3 +51,31 @@ impl fmt::Display for DeadLetterReason {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// `ALL` (the counters a worker starts at zero) names every reason, each with its own
+    /// word: a reason missing from it would be born with its first dead letter, unseen by
+    /// `increase()`.
+    #[test]
+    fn all_names_every_reason_once_with_distinct_words() {
+        let listed: HashSet<DeadLetterReason> = DeadLetterReason::ALL.into_iter().collect();
+        for reason in DeadLetterReason::ALL {
+            // Exhaustive: a new variant fails to compile here until it is listed.
+            match reason {
+                DeadLetterReason::Malformed
+                | DeadLetterReason::UnknownFlow
+                | DeadLetterReason::FlowDisabled
+                | DeadLetterReason::PermanentFailure
+                | DeadLetterReason::RetriesExhausted => {}
+            }
+        }
+        assert_eq!(listed.len(), 5);
+        let words: HashSet<&str> = DeadLetterReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(words.len(), DeadLetterReason::ALL.len());
+    }
+}
