@@ -312,12 +312,32 @@ impl Fleet {
     /// Makes every process spawned from now on push its metrics (and spans) over OTLP/HTTP
     /// to `collector` (`telemetry.otlp_endpoint` in `ferry.yaml`).
     pub fn push_telemetry_to(&self, collector: SocketAddr) -> anyhow::Result<()> {
-        let settings = self.config_dir().join("ferry.yaml");
-        let mut yaml = std::fs::read_to_string(&settings)?;
-        yaml.push_str(&format!(
+        self.append_settings(&format!(
             "telemetry:\n  otlp_endpoint: \"http://{collector}\"\n"
-        ));
-        std::fs::write(&settings, yaml)?;
+        ))
+    }
+
+    /// Appends `yaml` (top-level sections absent so far) to `ferry.yaml`.
+    pub fn append_settings(&self, yaml: &str) -> anyhow::Result<()> {
+        let settings = self.config_dir().join("ferry.yaml");
+        let mut text = std::fs::read_to_string(&settings)?;
+        text.push_str(yaml);
+        std::fs::write(&settings, text)?;
+        Ok(())
+    }
+
+    /// Sets the partner's `auth.password` to the secret reference `reference`.
+    pub fn set_partner_password(&self, reference: &str) -> anyhow::Result<()> {
+        let partner = self.config_dir().join("partners/partner.yaml");
+        let yaml = std::fs::read_to_string(&partner)?;
+        let start = yaml.find("password: ").context("a password line")?;
+        let end = start + yaml[start..].find('\n').context("a line end")?;
+        let yaml = format!(
+            "{}password: \"{reference}\"{}",
+            &yaml[..start],
+            &yaml[end..]
+        );
+        std::fs::write(&partner, yaml)?;
         Ok(())
     }
 

@@ -8,6 +8,10 @@
 //!   last OTLP push);
 //! - a partner that refuses every connection: each file retry, each failed connect by kind,
 //!   each flow-run retry through the delay queues, then one dead letter `retries_exhausted`;
+//! - Vault gone between two runs: the second run's password is a stale value served
+//!   (`ferry_secret_stale_served_total`), after one Vault login;
+//! - a restarted scheduler: its start-up catch-up of a tick already published counts as
+//!   `deduplicated` (offer `catch_up`), and the flow's period is exported;
 //! - a malformed message: one dead letter `malformed` (the `x-ferry-death-kind` header too),
 //!   and a real Prometheus loaded with `infra/prometheus/alerts.yml` fires
 //!   `FerryDeadLettersRising` for it.
@@ -26,6 +30,7 @@ use ferry_tests::otlp_metrics::{last_metrics_export, sum};
 use ferry_tests::ports::free_port;
 use ferry_tests::prometheus::{Exposition, http_get};
 use ferry_tests::prometheus_server::{PrometheusServer, promtool_check_metrics};
+use ferry_tests::vault::OpenBao;
 
 /// How long the worker may take to connect and start consuming.
 const START: Duration = Duration::from_secs(60);
@@ -440,4 +445,81 @@ async fn a_restarted_scheduler_counts_its_catch_up_as_deduplicated_and_exports_t
         "one flow-run for the tick"
     );
     second.stop(Duration::from_secs(30)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_vault_outage_between_runs_is_counted_as_a_stale_value_served() {
+    let bao = OpenBao::start().await.expect("OpenBao");
+    let fleet = Fleet::start("metrics-stale", FleetOptions::default())
+        .await
+        .expect("fleet");
+    bao.write_secret(
+        "secret",
+        "partners/p",
+        &[("password", &fleet.server.password)],
+    )
+    .await
+    .expect("seed the password");
+    fleet
+        .append_settings(&format!(
+            "vault:\n  address: {}\n  auth:\n    token: \"literal:{}\"\n\
+             secrets:\n  cache_ttl: 1s\n  stale_grace: 10m\n",
+            bao.addr, bao.root_token
+        ))
+        .expect("ferry.yaml");
+    fleet
+        .set_partner_password("vault:secret/partners/p#password")
+        .expect("partner.yaml");
+    fleet
+        .write_local("before.xml", &noise(512, 1))
+        .expect("write local file");
+    let mut worker = fleet.spawn_worker("worker").expect("worker");
+    worker.wait_for_message("consuming", START).await.unwrap();
+    let successes = |runs: f64| {
+        move |page: &Exposition| {
+            page.sum(
+                "ferry_flow_runs_total",
+                &[("flow", "f"), ("outcome", "success")],
+            ) >= runs
+        }
+    };
+    trigger(&fleet).await;
+    let (text, page) = scrape_until(&worker, "the first run", successes(1.0)).await;
+    let vault = [("store", "vault")];
+    assert!(
+        page.sum(
+            "ferry_secret_resolutions_total",
+            &[("store", "vault"), ("outcome", "success")]
+        ) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        page.sum("ferry_secret_store_logins_total", &vault),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        page.sum("ferry_secret_stale_served_total", &vault),
+        0.0,
+        "{text}"
+    );
+
+    // OpenBao goes away; the cached password expires (cache_ttl 1s) before the next run.
+    drop(bao);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    fleet
+        .write_local("after.xml", &noise(512, 2))
+        .expect("write local file");
+    trigger(&fleet).await;
+    let (text, page) = scrape_until(&worker, "the second run", successes(2.0)).await;
+    assert!(
+        page.sum("ferry_secret_stale_served_total", &vault) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        page.sum("ferry_secret_resolution_failures_total", &[]),
+        0.0,
+        "the stale value answered\n{text}"
+    );
+    worker.stop(Duration::from_secs(30)).await.unwrap();
 }

@@ -158,24 +158,15 @@ async fn a_secret_missing_from_openbao_counts_a_resolution_failure_by_kind() {
         "probe-secret",
         FtpServerOptions::new(FtpServerKind::Vsftpd),
         |fleet| {
-            let dir = fleet.config_dir();
-            let settings = dir.join("ferry.yaml");
-            let mut yaml = std::fs::read_to_string(&settings).expect("ferry.yaml");
-            yaml.push_str(&format!(
-                "vault:\n  address: {}\n  auth:\n    token: \"literal:{}\"\n",
-                bao.addr, bao.root_token
-            ));
-            std::fs::write(&settings, yaml).expect("ferry.yaml");
-            let partner = dir.join("partners/partner.yaml");
-            let yaml = std::fs::read_to_string(&partner).expect("partner.yaml");
-            let start = yaml.find("password: ").expect("a password");
-            let end = start + yaml[start..].find('\n').expect("a line");
-            let yaml = format!(
-                "{}password: \"vault:secret/nobody/here#password\"{}",
-                &yaml[..start],
-                &yaml[end..]
-            );
-            std::fs::write(&partner, yaml).expect("partner.yaml");
+            fleet
+                .append_settings(&format!(
+                    "vault:\n  address: {}\n  auth:\n    token: \"literal:{}\"\n",
+                    bao.addr, bao.root_token
+                ))
+                .expect("ferry.yaml");
+            fleet
+                .set_partner_password("vault:secret/nobody/here#password")
+                .expect("partner.yaml");
         },
     )
     .await;
