@@ -106,6 +106,14 @@ async fn a_transfer_refused_once_is_retried_and_the_partner_metrics_follow_the_s
     .await
     .expect("fleet");
     fleet.push_telemetry_to(collector).expect("telemetry");
+    // TLS 1.2 from the start: under TLS 1.3 the session may take the 450 for pyftpdlib's
+    // refusal of a data connection without session reuse, and reconnect at TLS 1.2 inside
+    // the operation (the fallback) instead of leaving the retry to the retry policy.
+    let partner = fleet.config_dir().join("partners/partner.yaml");
+    let mut yaml = std::fs::read_to_string(&partner).expect("partner.yaml");
+    assert!(yaml.ends_with('\n') && yaml.contains("  tls:\n"), "{yaml}");
+    yaml.push_str("    max_version: \"1.2\"\n");
+    std::fs::write(&partner, yaml).expect("partner.yaml");
     fleet
         .write_local("refused-once.xml", &noise(2_048, 7))
         .expect("write local file");
