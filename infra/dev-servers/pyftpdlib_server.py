@@ -37,6 +37,8 @@ QUIRKS = {
     "then answers 226",
     "mdtm-echoes-name": "MDTM answers 213 followed by the file's name, so that a test names "
     "its files after the (hostile) replies it wants",
+    "stor-450-once": "the first STOR the server receives answers 450 (a transient refusal); "
+    "every later one is served",
 }
 
 
@@ -130,6 +132,7 @@ def handler_class(args):
     # Outside the class body: methods cannot see names bound in it.
     quirks = set(args.quirk)
     hole = black_hole() if "reply-during-data-handshake" in quirks else None
+    stor_refusals = [1 if "stor-450-once" in quirks else 0]
 
     def listing(self, path, mlsd):
         """A listing that trickles or never ends, as the quirks say."""
@@ -185,6 +188,15 @@ def handler_class(args):
                 self.respond("425 TLS negotiation on the data connection failed: bad record mac.")
 
             ftp_STOR = ftp_RETR = ftp_LIST = ftp_MLSD = refuse_on_control
+
+        if "stor-450-once" in quirks:
+
+            def ftp_STOR(self, file, mode="w"):
+                if stor_refusals[0] > 0:
+                    stor_refusals[0] -= 1
+                    self.respond("450 Requested file action not taken: file busy, try again.")
+                    return
+                return base.ftp_STOR(self, file, mode)
 
         if "mlsd-refused" in quirks:
 

@@ -33,6 +33,7 @@ use ferry_shared::config::{CatchUp, Config, Schedule};
 use ferry_shared::idempotency::{Store, TickClaim, TickLease, TickPublished};
 use ferry_shared::message::{FlowRunMessage, Trigger};
 use ferry_shared::telemetry;
+use ferry_shared::telemetry::metrics::schedule::{ScheduleMetrics, TickOffer};
 use ferry_shared::telemetry::metrics::{Metrics, TickOutcome};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -65,8 +66,10 @@ struct Firing {
 /// Whether a tick is offered on time or found pending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Offer {
-    /// Its cron time came (or the catch-up offers it).
+    /// Its cron time came.
     Due,
+    /// The catch-up at start offers the latest tick once more.
+    CatchUp,
     /// It was found in the flow's pending set.
     Pending,
 }
@@ -123,12 +126,16 @@ impl Ticker {
         if catch_up == CatchUp::Latest {
             for flow in &self.flows {
                 if let Some(tick) = latest_at_or_before(&flow.schedule, now) {
-                    self.offer(&mut tasks, flow, tick, Offer::Due);
+                    self.offer(&mut tasks, flow, tick, Offer::CatchUp);
                 }
             }
         }
         for flow in &mut self.flows {
             flow.next = flow.schedule.next_after(now);
+            if let Some(next) = flow.next {
+                ScheduleMetrics::global()
+                    .record_period(&flow.flow_id, period(&flow.schedule, next));
+            }
         }
         let sweep_every = (self.firing.stale / 3).max(Duration::from_millis(300));
         let mut next_sweep = Instant::now() + sweep_every;
@@ -159,7 +166,10 @@ impl Ticker {
                 };
                 let tick = latest_due(&self.flows[index].schedule, due, now);
                 self.offer(&mut tasks, &self.flows[index], tick, Offer::Due);
-                self.flows[index].next = self.flows[index].schedule.next_after(tick);
+                let flow = &mut self.flows[index];
+                flow.next = flow.schedule.next_after(tick);
+                ScheduleMetrics::global()
+                    .record_period(&flow.flow_id, period(&flow.schedule, tick));
             }
         }
     }
@@ -208,7 +218,7 @@ impl Firing {
         );
         async {
             let claim = match offer {
-                Offer::Due => {
+                Offer::Due | Offer::CatchUp => {
                     self.store
                         .claim_tick(flow_id, tick, &self.owner, ttl, self.stale)
                         .await
@@ -219,7 +229,7 @@ impl Firing {
                         .await
                 }
             };
-            let count = |outcome| Metrics::global().record_tick(flow_id, outcome);
+            let count = |outcome| Metrics::global().record_tick(flow_id, outcome, offer.label());
             let lease = match claim {
                 Ok(TickClaim::Won(lease)) => lease,
                 Ok(TickClaim::TookOver {
@@ -232,7 +242,7 @@ impl Firing {
                 }
                 Ok(TickClaim::AlreadyPublished) => {
                     tracing::debug!("tick already published");
-                    count(TickOutcome::ClaimedElsewhere);
+                    count(TickOutcome::Deduplicated);
                     return;
                 }
                 Ok(TickClaim::ClaimedByOtherReplica { owner, renewed_ago }) => {
@@ -251,7 +261,7 @@ impl Firing {
                     return;
                 }
             };
-            self.publish(flow_id, tick, lease).await;
+            self.publish(flow_id, tick, lease, offer).await;
         }
         .instrument(span)
         .await
@@ -259,7 +269,7 @@ impl Firing {
 
     /// Publishes the tick's flow-run while renewing the claim; marks the tick published,
     /// or abandons the claim when the publish gives up.
-    async fn publish(&self, flow_id: &str, tick: DateTime<Utc>, lease: TickLease) {
+    async fn publish(&self, flow_id: &str, tick: DateTime<Utc>, lease: TickLease, offer: Offer) {
         let message = FlowRunMessage::new(flow_id.to_owned(), Trigger::Schedule { tick }, None);
         let flow_run_id = message.flow_run_id.to_string();
         tracing::Span::current().record("flow_run_id", flow_run_id.as_str());
@@ -284,7 +294,7 @@ impl Firing {
         match result {
             Ok(()) => {
                 tracing::info!(flow_run_id = %flow_run_id, "flow-run published");
-                Metrics::global().record_tick(flow_id, TickOutcome::Published);
+                Metrics::global().record_tick(flow_id, TickOutcome::Published, offer.label());
                 match lease.published(&flow_run_id).await {
                     Ok(TickPublished::Marked) => {}
                     Ok(TickPublished::ClaimLost) => {
@@ -299,13 +309,34 @@ impl Firing {
             }
             Err(error) => {
                 tracing::error!(%error, tick_left = "pending", "flow-run NOT published");
-                Metrics::global().record_tick(flow_id, TickOutcome::PublishFailed);
+                Metrics::global().record_tick(flow_id, TickOutcome::PublishFailed, offer.label());
                 if let Err(error) = lease.abandon().await {
                     tracing::warn!(%error, "cannot abandon the tick's claim; it is retried once stale");
                 }
             }
         }
     }
+}
+
+impl Offer {
+    /// The `offer` label of the tick counter.
+    fn label(self) -> TickOffer {
+        match self {
+            Offer::Due => TickOffer::OnTime,
+            Offer::CatchUp => TickOffer::CatchUp,
+            Offer::Pending => TickOffer::Pending,
+        }
+    }
+}
+
+/// The time from `tick` to the schedule's next tick (the flow's period there), at least a
+/// second; [`MIN_TICK_CLAIM`] for a schedule with no further tick.
+fn period(schedule: &Schedule, tick: DateTime<Utc>) -> Duration {
+    schedule
+        .next_after(tick)
+        .and_then(|next| (next - tick).to_std().ok())
+        .unwrap_or(MIN_TICK_CLAIM)
+        .max(Duration::from_secs(1))
 }
 
 /// The most recent tick of `schedule` at or before `now`.

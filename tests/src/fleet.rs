@@ -56,11 +56,8 @@ pub struct FleetOptions {
     /// The partner's password as configured: the server's when `None` (set another to make
     /// the login fail).
     pub partner_password: Option<String>,
-    /// The partner's password as a secret reference written as is (`vault:...`), instead of
-    /// a literal; wins over `partner_password`.
-    pub partner_password_ref: Option<String>,
-    /// More sections of `ferry.yaml` (YAML at the top level: `vault:`, `telemetry:`, ...).
-    pub settings_extra: String,
+    /// The partner's FTPS server: vsftpd with a valid certificate when `None`.
+    pub server: Option<FtpServerOptions>,
 }
 
 impl Default for FleetOptions {
@@ -75,8 +72,7 @@ impl Default for FleetOptions {
             partner_port: None,
             broker_url: None,
             partner_password: None,
-            partner_password_ref: None,
-            settings_extra: String::new(),
+            server: None,
         }
     }
 }
@@ -99,7 +95,11 @@ pub struct Fleet {
 impl Fleet {
     /// Starts vsftpd, writes the configuration and checks that it loads.
     pub async fn start(test: &str, options: FleetOptions) -> anyhow::Result<Fleet> {
-        let server = FtpServer::start(FtpServerOptions::new(FtpServerKind::Vsftpd)).await?;
+        let server_options = options
+            .server
+            .clone()
+            .unwrap_or_else(|| FtpServerOptions::new(FtpServerKind::Vsftpd));
+        let server = FtpServer::start(server_options).await?;
         server.create_dir("in")?;
         let (vhost, broker_url) = match &options.broker_url {
             Some(url) => (None, url.clone()),
@@ -146,26 +146,19 @@ impl Fleet {
             options.concurrency,
             options.claim_lease,
             options.file_attempts,
-        ) + &options.settings_extra;
+        );
         std::fs::write(dir.join("ferry.yaml"), settings)?;
-        let password = match &options.partner_password_ref {
-            Some(reference) => reference.clone(),
-            None => format!(
-                "literal:{}",
-                options
-                    .partner_password
-                    .as_deref()
-                    .unwrap_or(&self.server.password)
-            ),
-        };
         let partner = format!(
             "id: partner\nprotocol: ftps\nftps:\n  connection:\n    host: {}\n    port: {}\n    \
              passive: true\n    max_connections: 4\n  auth:\n    username: {}\n    \
-             password: \"{}\"\n  tls:\n    ca_cert: file:{}\n",
+             password: \"literal:{}\"\n  tls:\n    ca_cert: file:{}\n",
             self.server.host,
             options.partner_port.unwrap_or(self.server.port),
             self.server.username,
-            password,
+            options
+                .partner_password
+                .as_deref()
+                .unwrap_or(&self.server.password),
             dir.join("ca.pem").display()
         );
         std::fs::write(dir.join("partners/partner.yaml"), partner)?;
@@ -319,6 +312,43 @@ impl Fleet {
         )?;
         process.health = Some(health);
         Ok(process)
+    }
+
+    /// Spawns `ferry-worker probe --partner partner` (it exits by itself).
+    pub fn spawn_probe(&self, name: &str) -> anyhow::Result<FleetProcess> {
+        self.spawn(name, "ferry-worker", &["probe", "--partner", "partner"])
+    }
+
+    /// Makes every process spawned from now on push its metrics (and spans) over OTLP/HTTP
+    /// to `collector` (`telemetry.otlp_endpoint` in `ferry.yaml`).
+    pub fn push_telemetry_to(&self, collector: SocketAddr) -> anyhow::Result<()> {
+        self.append_settings(&format!(
+            "telemetry:\n  otlp_endpoint: \"http://{collector}\"\n"
+        ))
+    }
+
+    /// Appends `yaml` (top-level sections absent so far) to `ferry.yaml`.
+    pub fn append_settings(&self, yaml: &str) -> anyhow::Result<()> {
+        let settings = self.config_dir().join("ferry.yaml");
+        let mut text = std::fs::read_to_string(&settings)?;
+        text.push_str(yaml);
+        std::fs::write(&settings, text)?;
+        Ok(())
+    }
+
+    /// Sets the partner's `auth.password` to the secret reference `reference`.
+    pub fn set_partner_password(&self, reference: &str) -> anyhow::Result<()> {
+        let partner = self.config_dir().join("partners/partner.yaml");
+        let yaml = std::fs::read_to_string(&partner)?;
+        let start = yaml.find("password: ").context("a password line")?;
+        let end = start + yaml[start..].find('\n').context("a line end")?;
+        let yaml = format!(
+            "{}password: \"{reference}\"{}",
+            &yaml[..start],
+            &yaml[end..]
+        );
+        std::fs::write(&partner, yaml)?;
+        Ok(())
     }
 
     /// Spawns `ferry-scheduler` (the tick loop) with its own metrics port.

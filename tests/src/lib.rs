@@ -13,6 +13,7 @@ pub mod http_client;
 pub mod keyspace;
 pub mod moto;
 pub mod otlp_collector;
+pub mod otlp_metrics;
 pub mod pki;
 pub mod ports;
 pub mod process;

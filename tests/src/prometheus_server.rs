@@ -29,12 +29,27 @@ impl PrometheusServer {
     /// Starts Prometheus on a free loopback port, scraping `GET /metrics` of each target
     /// every second (job `ferry`).
     pub async fn start(targets: &[SocketAddr]) -> anyhow::Result<PrometheusServer> {
+        Self::start_with_rules(targets, &[]).await
+    }
+
+    /// [`PrometheusServer::start`], also loading the rule files `rules` (alerting and
+    /// recording rules), evaluated every second.
+    pub async fn start_with_rules(
+        targets: &[SocketAddr],
+        rules: &[&std::path::Path],
+    ) -> anyhow::Result<PrometheusServer> {
         let prometheus = find_tool("prometheus", &[])?;
         let dir = tempfile::tempdir()?;
         let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let rules: Vec<String> = rules
+            .iter()
+            .map(|r| format!("\"{}\"", r.display()))
+            .collect();
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             rule_files: [{}]\n\
              scrape_configs:\n  - job_name: ferry\n    static_configs:\n      - targets: [{}]\n",
+            rules.join(", "),
             targets.join(", ")
         );
         let config_file = dir.path().join("prometheus.yml");

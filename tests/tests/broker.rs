@@ -197,7 +197,10 @@ async fn malformed_and_unknown_versions_are_dead_lettered_with_a_reason() {
         let delivery = next(&mut consumer).await;
         let reason = delivery.message().expect_err("undecodable").to_string();
         assert_eq!(
-            delivery.dead_letter(&reason).await.unwrap(),
+            delivery
+                .dead_letter(ferry_shared::broker::DeadLetterReason::Malformed, &reason)
+                .await
+                .unwrap(),
             Settled::DeadLettered
         );
     }

@@ -129,13 +129,6 @@ async fn no_secret_appears_in_logs_spans_metrics_or_dead_letters_after_a_failing
     let fleet = Fleet::start(
         "canary",
         FleetOptions {
-            partner_password_ref: Some("vault:secret/partners/canary#password".into()),
-            settings_extra: format!(
-                "vault:\n  address: {}\n  auth:\n    method: token\n    token: file:{}\n\
-                 telemetry:\n  otlp_endpoint: http://{collector}\n",
-                vault.addr,
-                token_file.display()
-            ),
             retry_delays: vec!["1s".into()],
             max_attempts: 2,
             ..FleetOptions::default()
@@ -143,6 +136,18 @@ async fn no_secret_appears_in_logs_spans_metrics_or_dead_letters_after_a_failing
     )
     .await
     .expect("fleet");
+    fleet
+        .append_settings(&format!(
+            "vault:\n  address: {}\n  auth:\n    method: token\n    token: file:{}\n\
+             telemetry:\n  otlp_endpoint: http://{collector}\n",
+            vault.addr,
+            token_file.display()
+        ))
+        .expect("vault and telemetry settings");
+    fleet
+        .set_partner_password("vault:secret/partners/canary#password")
+        .expect("the password from Vault");
+    fleet.config().expect("the configuration loads");
     fleet
         .write_local("canary.xml", b"<canary/>")
         .expect("local file");

@@ -157,3 +157,33 @@ fn the_operations_ports_listen_on_loopback_by_default() {
     assert!(defaults.worker.health_listen.ip().is_loopback());
     assert!(defaults.scheduler.metrics_listen.ip().is_loopback());
 }
+
+/// The compose stack's Prometheus configuration loads, with the alert rules it names.
+#[test]
+fn the_compose_prometheus_configuration_loads_with_the_alert_rules() {
+    let promtool = find_tool("promtool", &[]).expect("promtool");
+    let config = repo().join("infra/prometheus/prometheus-compose.yml");
+    let out = Command::new(&promtool)
+        .args(["check", "config"])
+        .arg(&config)
+        .output()
+        .expect("promtool runs");
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("alerts.yml") && said.contains("SUCCESS"),
+        "{said}"
+    );
+
+    // promtool bites: a rule file that is not there fails the check.
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("alerts.yml", "no-such-rules.yml");
+    let broken = scratch(&tmp, "prometheus.yml", &broken);
+    let out = Command::new(&promtool)
+        .args(["check", "config", &broken])
+        .output()
+        .expect("promtool runs");
+    assert!(!out.status.success(), "a missing rule file is refused");
+}

@@ -31,18 +31,15 @@ async fn trigger_fleet(test: &str) -> TriggerFleet {
     let token_file = token_dir.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let fleet = Fleet::start(
-        test,
-        FleetOptions {
-            settings_extra: format!(
-                "http_trigger:\n  listen: {addr}\n  token: file:{}\n",
-                token_file.display()
-            ),
-            ..FleetOptions::default()
-        },
-    )
-    .await
-    .expect("fleet");
+    let fleet = Fleet::start(test, FleetOptions::default())
+        .await
+        .expect("fleet");
+    fleet
+        .append_settings(&format!(
+            "http_trigger:\n  listen: {addr}\n  token: file:{}\n",
+            token_file.display()
+        ))
+        .expect("trigger settings");
     std::fs::write(
         fleet.config_dir().join("flows/off.yaml"),
         "flows:\n  off:\n    enabled: false\n    direction: upload\n    target:\n      \

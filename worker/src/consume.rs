@@ -20,9 +20,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ferry_shared::broker::{Broker, ConsumerOptions, Delivery};
+use ferry_shared::broker::{Broker, ConsumerOptions, DeadLetterReason, Delivery, Settled};
 use ferry_shared::message::FlowRunMessage;
 use ferry_shared::telemetry;
+use ferry_shared::telemetry::metrics::partner::PartnerMetrics;
+use ferry_shared::telemetry::metrics::runs::RunMetrics;
 use ferry_shared::transfer::{Engine, RunReport, TransferError};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -39,8 +41,8 @@ enum Verdict {
     Ack,
     /// Run it again later (growing delays; dead-lettered after the last attempt).
     RetryLater(String),
-    /// It can never succeed: dead-letter it with this reason.
-    DeadLetter(String),
+    /// It can never succeed: dead-letter it for this reason, with this sentence.
+    DeadLetter(DeadLetterReason, String),
 }
 
 /// Consumes until `shutdown` completes, then drains in-flight runs within the grace period.
@@ -51,6 +53,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let settings = engine.config().settings.worker.clone();
+    RunMetrics::global()
+        .initialize_dead_letters(DeadLetterReason::ALL.iter().map(|reason| reason.as_str()));
+    for partner in engine.config().partners.keys() {
+        PartnerMetrics::global().initialize(partner);
+    }
     let concurrency = usize::from(settings.concurrency.max(1));
     let mut consumer = broker.consumer(ConsumerOptions {
         prefetch: settings.concurrency.max(1),
@@ -120,7 +127,11 @@ async fn handle(engine: Arc<Engine>, delivery: Delivery) {
         Ok(message) => message.clone(),
         Err(error) => {
             let reason = format!("undecodable flow-run message: {error}");
-            settle(delivery, Verdict::DeadLetter(reason)).await;
+            settle(
+                delivery,
+                Verdict::DeadLetter(DeadLetterReason::Malformed, reason),
+            )
+            .await;
             return;
         }
     };
@@ -133,21 +144,45 @@ async fn handle(engine: Arc<Engine>, delivery: Delivery) {
     );
     telemetry::set_parent_from(&span, delivery.headers());
     async move {
-        let verdict = run_message(&engine, &message).await;
-        settle(delivery, verdict).await;
+        let verdict = run_message(&engine, &message, delivery.published_at()).await;
+        let settled = settle(delivery, verdict).await;
+        if let Some(Settled::Retried { .. }) = settled {
+            // Only a configured flow's run comes back through the delay queues.
+            RunMetrics::global().record_flow_run_retry(&message.flow_id);
+        }
     }
     .instrument(span)
     .await
 }
 
 /// Runs the flow a message asks for and decides what becomes of the message.
-async fn run_message(engine: &Engine, message: &FlowRunMessage) -> Verdict {
+/// `published_at` (the message's publish time) gives the queue lag of a configured flow.
+async fn run_message(
+    engine: &Engine,
+    message: &FlowRunMessage,
+    published_at: Option<std::time::SystemTime>,
+) -> Verdict {
     match engine.config().flows.get(&message.flow_id) {
-        None => return Verdict::DeadLetter(format!("unknown flow `{}`", message.flow_id)),
+        None => {
+            return Verdict::DeadLetter(
+                DeadLetterReason::UnknownFlow,
+                format!("unknown flow `{}`", message.flow_id),
+            );
+        }
         Some(flow) if !flow.enabled => {
-            return Verdict::DeadLetter(format!("flow `{}` is disabled", message.flow_id));
+            return Verdict::DeadLetter(
+                DeadLetterReason::FlowDisabled,
+                format!("flow `{}` is disabled", message.flow_id),
+            );
         }
         Some(_) => {}
+    }
+    if let Some(published_at) = published_at {
+        // A clock behind the publisher's gives a negative lag: counted as none.
+        let lag = std::time::SystemTime::now()
+            .duration_since(published_at)
+            .unwrap_or_default();
+        RunMetrics::global().record_queue_lag(&message.flow_id, lag);
     }
     let run_id = message.flow_run_id.to_string();
     // With the request time, a run that a newer complete run of the flow covered while this
@@ -190,9 +225,10 @@ fn verdict(outcome: Result<RunReport, TransferError>) -> Verdict {
             if retry_may_help {
                 Verdict::RetryLater(summary)
             } else {
-                Verdict::DeadLetter(format!(
-                    "{summary} (no retry can help: fix the cause, then trigger the flow)"
-                ))
+                Verdict::DeadLetter(
+                    DeadLetterReason::PermanentFailure,
+                    format!("{summary} (no retry can help: fix the cause, then trigger the flow)"),
+                )
             }
         }
         Ok(report) if report.totals.left_to_other_workers > 0 => Verdict::RetryLater(format!(
@@ -203,22 +239,29 @@ fn verdict(outcome: Result<RunReport, TransferError>) -> Verdict {
         Err(error) if error.is_transient() => {
             Verdict::RetryLater(format!("[{}] {error}", error.kind().as_str()))
         }
-        Err(error) => Verdict::DeadLetter(format!("[{}] {error}", error.kind().as_str())),
+        Err(error) => Verdict::DeadLetter(
+            DeadLetterReason::PermanentFailure,
+            format!("[{}] {error}", error.kind().as_str()),
+        ),
     }
 }
 
-/// Settles `delivery` as `verdict` says. A failure to settle leaves the message with the
-/// broker, which redelivers it: logged, never fatal.
-async fn settle(delivery: Delivery, verdict: Verdict) {
+/// Settles `delivery` as `verdict` says, and says how. A failure to settle leaves the
+/// message with the broker, which redelivers it: logged, never fatal (`None`).
+async fn settle(delivery: Delivery, verdict: Verdict) -> Option<Settled> {
     let result = match &verdict {
         Verdict::Ack => delivery.ack().await,
         Verdict::RetryLater(reason) => delivery.retry_later(reason).await,
-        Verdict::DeadLetter(reason) => delivery.dead_letter(reason).await,
+        Verdict::DeadLetter(kind, reason) => delivery.dead_letter(*kind, reason).await,
     };
     match result {
-        Ok(settled) => tracing::info!(?settled, "flow-run message settled"),
+        Ok(settled) => {
+            tracing::info!(?settled, "flow-run message settled");
+            Some(settled)
+        }
         Err(error) => {
-            tracing::warn!(%error, ?verdict, "could not settle the message; the broker will redeliver it")
+            tracing::warn!(%error, ?verdict, "could not settle the message; the broker will redeliver it");
+            None
         }
     }
 }
@@ -302,7 +345,7 @@ mod tests {
             "530 Login incorrect",
         );
         match verdict(report(vec![row("a", Outcome::Failed, Some(auth))])) {
-            Verdict::DeadLetter(reason) => {
+            Verdict::DeadLetter(DeadLetterReason::PermanentFailure, reason) => {
                 assert!(
                     reason.contains("authentication_failed") && reason.contains("530"),
                     "{reason}"
@@ -324,6 +367,9 @@ mod tests {
             flow_id: "f".into(),
             known: None,
         };
-        assert!(matches!(verdict(Err(unknown)), Verdict::DeadLetter(_)));
+        assert!(matches!(
+            verdict(Err(unknown)),
+            Verdict::DeadLetter(DeadLetterReason::PermanentFailure, _)
+        ));
     }
 }

@@ -123,6 +123,13 @@ pub(crate) fn message_properties(message: &FlowRunMessage, headers: &Headers) ->
         .with_headers(to_field_table(headers))
 }
 
+/// `at` as Unix milliseconds (0 before the epoch).
+pub(crate) fn unix_millis(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// Application headers as an AMQP table (every value a long string).
 pub(crate) fn to_field_table(headers: &Headers) -> FieldTable {
     let mut table = FieldTable::default();

@@ -25,11 +25,12 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::amqp::{self, from_field_table, header_text, publish_confirmed, without_broker_headers};
 use super::{
-    AmqpUrl, BrokerError, DEATH_CODE_HEADER, DEATH_REASON_HEADER, Headers, RETRY_REASON_HEADER,
-    Topology,
+    AmqpUrl, BrokerError, DEATH_CODE_HEADER, DEATH_KIND_HEADER, DEATH_REASON_HEADER,
+    DeadLetterReason, Headers, PUBLISHED_AT_HEADER, RETRY_REASON_HEADER, Topology,
 };
 use crate::backoff::Backoff;
 use crate::message::{DecodeError, FlowRunMessage};
+use crate::telemetry::metrics::runs::RunMetrics;
 
 /// How often the supervisor checks that its connection is still alive, in case the
 /// consumer stream misses the end of the connection.
@@ -357,6 +358,22 @@ impl Delivery {
         &self.payload
     }
 
+    /// When the message was published, or when its retry delay ended: ferry's
+    /// `x-ferry-published-at` header (milliseconds), else the AMQP `timestamp` property
+    /// that other publishers set (seconds); `None` when neither is there.
+    pub fn published_at(&self) -> Option<std::time::SystemTime> {
+        let millis = self
+            .headers
+            .get(PUBLISHED_AT_HEADER)
+            .and_then(|text| text.parse::<u64>().ok())
+            .or_else(|| {
+                self.properties
+                    .timestamp()
+                    .and_then(|seconds| seconds.checked_mul(1000))
+            })?;
+        std::time::SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(millis))
+    }
+
     /// Done: removes the message from the queue.
     pub async fn ack(mut self) -> Result<Settled, BrokerError> {
         self.settle_ack().await?;
@@ -372,19 +389,26 @@ impl Delivery {
             Ok(message) => message.clone(),
             Err(error) => {
                 let reason = format!("{error} (retry asked: {reason})");
-                return self.dead_letter(&reason).await;
+                return self.dead_letter(DeadLetterReason::Malformed, &reason).await;
             }
         };
         let topology = self.link.topology.clone();
         let Some(delay) = topology.retry_delay(message.attempt) else {
             let reason = format!("gave up after {} attempts: {reason}", message.attempt);
-            return self.dead_letter(&reason).await;
+            return self
+                .dead_letter(DeadLetterReason::RetriesExhausted, &reason)
+                .await;
         };
         self.ensure_usable()?;
         let next = message.next_attempt();
         let payload = next.encode()?;
         let mut headers = without_broker_headers(&self.headers);
         headers.insert(RETRY_REASON_HEADER.into(), header_text(reason));
+        // The lag of the next attempt counts from the end of its delay, not from now.
+        headers.insert(
+            PUBLISHED_AT_HEADER.into(),
+            amqp::unix_millis(std::time::SystemTime::now() + delay).to_string(),
+        );
         let queue = topology.delay_queue(delay);
         publish_confirmed(
             &self.link.publish,
@@ -409,11 +433,18 @@ impl Delivery {
     }
 
     /// The message can never succeed: publishes it unchanged to the dead-letter exchange
-    /// with `reason` in `x-ferry-death-reason` (confirmed), then acks it.
-    pub async fn dead_letter(mut self, reason: &str) -> Result<Settled, BrokerError> {
+    /// with `kind` in `x-ferry-death-kind` and the operator's sentence `reason` in
+    /// `x-ferry-death-reason` (confirmed), then acks it and counts it in
+    /// `ferry_dead_letters_total{reason=kind}`.
+    pub async fn dead_letter(
+        mut self,
+        kind: DeadLetterReason,
+        reason: &str,
+    ) -> Result<Settled, BrokerError> {
         self.ensure_usable()?;
         let mut headers = without_broker_headers(&self.headers);
         headers.insert(DEATH_REASON_HEADER.into(), header_text(reason));
+        headers.insert(DEATH_KIND_HEADER.into(), kind.as_str().into());
         if let Err(error) = &self.message {
             headers.insert(DEATH_CODE_HEADER.into(), error.code().into());
         }
@@ -437,7 +468,13 @@ impl Delivery {
         )
         .await?;
         self.settle_ack().await?;
-        warn!(routing_key, reason, "flow run dead-lettered");
+        RunMetrics::global().record_dead_letter(kind.as_str());
+        warn!(
+            routing_key,
+            reason,
+            kind = kind.as_str(),
+            "flow run dead-lettered"
+        );
         Ok(Settled::DeadLettered)
     }
 

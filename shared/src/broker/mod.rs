@@ -20,6 +20,7 @@
 
 mod amqp;
 mod consumer;
+mod dead_letter;
 mod publisher;
 mod topology;
 mod url;
@@ -34,6 +35,7 @@ use lapin::{Channel, Connection};
 use tracing::info;
 
 pub use consumer::{Consumer, ConsumerOptions, DeadLetter, Delivery, Settled};
+pub use dead_letter::DeadLetterReason;
 pub use publisher::{Publisher, PublisherOptions};
 pub use topology::Topology;
 pub use url::AmqpUrl;
@@ -51,6 +53,11 @@ pub const DEATH_REASON_HEADER: &str = "x-ferry-death-reason";
 pub const DEATH_CODE_HEADER: &str = "x-ferry-death-code";
 /// Header carrying why the previous attempt failed, on a retried message.
 pub const RETRY_REASON_HEADER: &str = "x-ferry-retry-reason";
+/// Header carrying the [`DeadLetterReason`] of a dead-lettered message (its stable word).
+pub const DEATH_KIND_HEADER: &str = "x-ferry-death-kind";
+/// Header carrying when a flow-run message was published (or, for a retry, when its delay
+/// ends), as Unix milliseconds: the start of the queue lag (`ferry_flow_run_queue_lag_seconds`).
+pub const PUBLISHED_AT_HEADER: &str = "x-ferry-published-at";
 
 /// How long [`Broker::connect`] waits for the broker to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

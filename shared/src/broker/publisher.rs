@@ -95,7 +95,12 @@ impl Publisher {
         );
         async {
             let payload = message.encode()?;
-            let properties = message_properties(message, headers);
+            let mut headers = headers.clone();
+            headers.insert(
+                super::PUBLISHED_AT_HEADER.into(),
+                amqp::unix_millis(std::time::SystemTime::now()).to_string(),
+            );
+            let properties = message_properties(message, &headers);
             self.publish_with_retries(&message.flow_id, &payload, properties)
                 .await
         }

@@ -45,6 +45,9 @@ pub struct SessionConfig {
     pub mdtm_timezone: Tz,
     /// Connect, reply and data-idle timeouts.
     pub timeouts: Timeouts,
+    /// The configured partner's id: the `partner` label of the connect, session and
+    /// certificate metrics (`telemetry/metrics/partner.rs`). `None` records none.
+    pub partner_id: Option<String>,
 }
 
 impl SessionConfig {
@@ -64,6 +67,7 @@ impl SessionConfig {
             listing_timezone: Tz::UTC,
             mdtm_timezone: Tz::UTC,
             timeouts: Timeouts::default(),
+            partner_id: None,
         }
     }
 }

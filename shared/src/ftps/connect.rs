@@ -23,6 +23,7 @@ use super::error::{FtpsError, FtpsErrorKind};
 use super::passive::PassivePolicy;
 use super::tls_session_reuse::{TlsConnector, TlsObservations};
 use super::trust::{self, CertificateSummary, SeenLeaf};
+use crate::telemetry::metrics::partner::PartnerMetrics;
 
 /// One step of connecting or probing, reported to a callback (see `probe.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub(crate) struct Learned {
 }
 
 /// Connects, secures, logs in and reads the server's features, in an `ftps_connect` span.
+/// With a partner id in `cfg`, counts the attempt (and its failure's kind), and the
+/// connection as an open session while it lives (`telemetry/metrics/partner.rs`).
 pub(crate) async fn connect(
     cfg: &SessionConfig,
     learned: Learned,
@@ -57,7 +60,31 @@ pub(crate) async fn connect(
         port = cfg.port,
         user = %cfg.username
     );
-    steps(cfg, learned, on_step).instrument(span).await
+    let result = steps(cfg, learned, on_step).instrument(span).await;
+    let Some(partner) = cfg.partner_id.as_deref() else {
+        return result;
+    };
+    let metrics = PartnerMetrics::global();
+    match result {
+        Ok(conn) => {
+            metrics.record_connect(partner, None);
+            Ok(conn.counted(metrics.session_opened(partner)))
+        }
+        Err(err) => {
+            metrics.record_connect(partner, Some(err.kind().as_str()));
+            Err(err)
+        }
+    }
+}
+
+/// Sets the partner's certificate expiry gauge from the leaf it presented (accepted or
+/// not), when `cfg` names the partner and the certificate has a readable `notAfter`.
+fn record_expiry(cfg: &SessionConfig, leaf: &[u8]) {
+    if let Some(partner) = cfg.partner_id.as_deref()
+        && let Some(not_after) = CertificateSummary::from_der(leaf).not_after
+    {
+        PartnerMetrics::global().record_certificate_expiry(partner, not_after.timestamp());
+    }
 }
 
 async fn steps(
@@ -126,7 +153,14 @@ async fn steps(
     let secured = tokio::time::timeout(t.reply, control.secure(&connector)).await;
     let control_tls = match secured {
         Err(_) => return Err(FtpsError::timeout("AUTH TLS", "TLS negotiation", t.reply)),
-        Ok(Err(e)) => return Err(handshake_error(cfg, &seen_leaf, e)),
+        Ok(Err(e)) => {
+            // An untrusted or expired certificate still says when it expires.
+            let seen = seen_leaf.lock().ok().and_then(|leaf| leaf.clone());
+            if let Some(leaf) = seen {
+                record_expiry(cfg, &leaf);
+            }
+            return Err(handshake_error(cfg, &seen_leaf, e));
+        }
         Ok(Ok(c)) => c,
     };
     on_step(ProbeStep {
@@ -138,6 +172,7 @@ async fn steps(
         ),
     });
     if let Some(leaf) = control_tls.chain.first() {
+        record_expiry(cfg, leaf);
         on_step(ProbeStep {
             name: "certificate",
             detail: CertificateSummary::from_der(leaf).to_string(),

@@ -11,6 +11,7 @@ use super::data::{DataChannel, DataSetup};
 use super::error::FtpsError;
 use super::reply::Response;
 use super::tls_session_reuse::TlsObservations;
+use crate::telemetry::metrics::partner::SessionOpen;
 
 /// What the server offers, from `FEAT`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub(crate) struct Connection {
     data: DataSetup,
     tls: TlsObservations,
     features: Features,
+    /// Counts the connection in `ferry_ftps_sessions_open` while it lives.
+    open: Option<SessionOpen>,
 }
 
 impl Connection {
@@ -59,7 +62,14 @@ impl Connection {
             data,
             tls,
             features,
+            open: None,
         }
+    }
+
+    /// The same connection, counted as an open session until it is dropped.
+    pub(crate) fn counted(mut self, open: SessionOpen) -> Self {
+        self.open = Some(open);
+        self
     }
 
     /// The same connection with the features `FEAT` announced.

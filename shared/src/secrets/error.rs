@@ -27,6 +27,16 @@ pub enum Store {
     AwsSecretsManager,
 }
 
+impl Store {
+    /// The store as a stable word: the `store` label of the secret metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Store::Vault => "vault",
+            Store::AwsSecretsManager => "aws_secrets_manager",
+        }
+    }
+}
+
 impl fmt::Display for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -176,6 +186,27 @@ pub enum SecretError {
 }
 
 impl SecretError {
+    /// The error's kind as a stable word, for metrics labels (`error_kind` of
+    /// `ferry_secret_resolution_failures_total`).
+    pub fn kind_label(&self) -> &'static str {
+        match self {
+            SecretError::EnvUnset { .. } => "env_unset",
+            SecretError::EnvNotUnicode { .. } => "env_not_unicode",
+            SecretError::FileUnreadable { .. } => "file_unreadable",
+            SecretError::FileNotUtf8 { .. } => "file_not_utf8",
+            SecretError::NotConfigured { .. } => "not_configured",
+            SecretError::InvalidSettings { .. } => "invalid_settings",
+            SecretError::NotFound { .. } => "not_found",
+            SecretError::FieldMissing { .. } => "field_missing",
+            SecretError::NotJson { .. } => "not_json",
+            SecretError::NotText { .. } => "not_text",
+            SecretError::PermissionDenied { .. } => "permission_denied",
+            SecretError::LoginFailed { .. } => "login_failed",
+            SecretError::Unavailable { .. } => "unavailable",
+            SecretError::Unexpected { .. } => "unexpected",
+        }
+    }
+
     /// Whether retrying later may succeed with no change on our side (the store was
     /// unreachable or overloaded). A worker nacks the flow-run for a delayed retry on
     /// `true` and dead-letters it (an operator must act) on `false`.

@@ -74,6 +74,18 @@ pub enum SecretRefError {
 }
 
 impl SecretRef {
+    /// Where the reference points, as a stable word: the `store` label of the secret
+    /// metrics (`env`, `file`, `literal`, `vault`, `aws_secrets_manager`).
+    pub fn store_label(&self) -> &'static str {
+        match self {
+            SecretRef::Env(_) => "env",
+            SecretRef::File(_) => "file",
+            SecretRef::Literal(_) => "literal",
+            SecretRef::Vault { .. } => "vault",
+            SecretRef::AwsSecretsManager { .. } => "aws_secrets_manager",
+        }
+    }
+
     /// Parses a reference as written in a configuration field.
     pub fn parse(text: &str) -> Result<SecretRef, SecretRefError> {
         if let Some(name) = text.strip_prefix("env:") {

@@ -30,6 +30,7 @@ use super::settings::ResolverSettings;
 use super::stale::{Freshness, LastGood, StaleGrace};
 use super::vault::{Fields, VaultBackend};
 use super::{Secret, SecretError, SecretRef, local};
+use crate::telemetry::metrics::secrets::SecretMetrics;
 
 /// The longest one fetch (login and retries included) may take before its waiters get
 /// [`SecretError::Unavailable`].
@@ -108,6 +109,16 @@ impl Resolver {
         fields(reference = %reference, stale = Empty, stale_age_s = Empty)
     )]
     pub async fn resolve(&self, reference: &SecretRef) -> Result<Secret, SecretError> {
+        let result = self.resolve_uncounted(reference).await;
+        SecretMetrics::global().record_resolution(
+            reference.store_label(),
+            result.as_ref().err().map(SecretError::kind_label),
+        );
+        result
+    }
+
+    /// [`Resolver::resolve`] without counting it in the metrics.
+    async fn resolve_uncounted(&self, reference: &SecretRef) -> Result<Secret, SecretError> {
         match reference {
             SecretRef::Env(variable) => local::read_env(reference, variable),
             SecretRef::File(path) => local::read_file(reference, path).await,

@@ -28,6 +28,7 @@ use tracing::{Span, warn};
 
 use super::SecretRef;
 use super::error::{Fault, Store};
+use crate::telemetry::metrics::secrets::SecretMetrics;
 
 /// A value the store returned, and when.
 pub(super) struct LastGood<D> {
@@ -105,6 +106,7 @@ impl StaleGrace {
     /// value), the counter, and the current (`secret.resolve`) span.
     pub(super) fn served(&self, reference: &SecretRef, store: Store, age: Duration, reason: &str) {
         let total = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+        SecretMetrics::global().record_stale_served(store.label());
         let span = Span::current();
         span.record("stale", true);
         span.record("stale_age_s", age.as_secs());

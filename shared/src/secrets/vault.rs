@@ -34,6 +34,7 @@ use vaultrs::error::ClientError;
 use super::error::{Fault, chain};
 use super::settings::{VaultAuth, VaultSettings};
 use super::{Secret, SecretRef, local};
+use crate::telemetry::metrics::secrets::SecretMetrics;
 
 /// How long one HTTP request to Vault may take before it counts as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -146,6 +147,7 @@ impl VaultBackend {
         }
         let session = Arc::new(self.login().await?);
         self.logins.fetch_add(1, Ordering::Relaxed);
+        SecretMetrics::global().record_login("vault");
         *current = Some(Arc::clone(&session));
         Ok(session)
     }

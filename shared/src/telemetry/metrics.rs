@@ -41,6 +41,18 @@
 //! types, so that telemetry does not depend on the engine (which depends on telemetry):
 //! `transfer/metrics.rs` turns a run's final report into these calls, in one place, and
 //! times each file.
+//!
+//! # The other instruments, by area
+//!
+//! This file holds the flow-run and file instruments (and the tick counter); the rest live
+//! in one file per area, each with its own `global()`: [`runs`] (retries, dead letters,
+//! queue lag), [`partner`] (FTPS connects, sessions, certificate expiry), [`secrets`]
+//! (resolutions and their failures), [`schedule`] (flow periods, how ticks were offered).
+
+pub mod partner;
+pub mod runs;
+pub mod schedule;
+pub mod secrets;
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
@@ -96,8 +108,11 @@ impl RunOutcome {
 pub enum TickOutcome {
     /// This replica claimed the tick and RabbitMQ confirmed its flow-run.
     Published,
-    /// Another replica published the tick or is publishing it (normal with replicas).
+    /// Another replica is publishing the tick (normal with replicas).
     ClaimedElsewhere,
+    /// The tick was published already (by another replica, or by this one before a
+    /// restart): deduplicated, not published again.
+    Deduplicated,
     /// Redis did not answer the claim: the tick is offered again.
     ClaimFailed,
     /// RabbitMQ did not confirm the flow-run in time: the tick is left pending for a retry.
@@ -112,6 +127,7 @@ impl TickOutcome {
         match self {
             TickOutcome::Published => "published",
             TickOutcome::ClaimedElsewhere => "claimed_elsewhere",
+            TickOutcome::Deduplicated => "deduplicated",
             TickOutcome::ClaimFailed => "claim_failed",
             TickOutcome::PublishFailed => "publish_failed",
             TickOutcome::Expired => "expired",
@@ -136,7 +152,7 @@ pub struct Metrics {
     pub last_success: Gauge<f64>,
     /// `ferry_flow_runs_in_flight{flow}`.
     pub runs_in_flight: UpDownCounter<i64>,
-    /// `ferry_schedule_ticks_total{flow,outcome}` (the scheduler).
+    /// `ferry_schedule_ticks_total{flow,outcome,offer}` (the scheduler).
     pub ticks: Counter<u64>,
 }
 
@@ -199,20 +215,22 @@ impl Metrics {
                 .u64_counter("ferry_schedule_ticks_total")
                 .with_description(
                     "Cron ticks offered to this scheduler replica, by outcome (published, \
-                     claimed_elsewhere, claim_failed, publish_failed, expired)",
+                     claimed_elsewhere, deduplicated, claim_failed, publish_failed, expired) \
+                     and offer (on_time, catch_up, pending)",
                 )
                 .with_unit("{tick}")
                 .build(),
         }
     }
 
-    /// Counts one cron tick of `flow` by what became of it.
-    pub fn record_tick(&self, flow: &str, outcome: TickOutcome) {
+    /// Counts one cron tick of `flow` by what became of it and how it was offered.
+    pub fn record_tick(&self, flow: &str, outcome: TickOutcome, offer: schedule::TickOffer) {
         self.ticks.add(
             1,
             &[
                 KeyValue::new("flow", flow.to_owned()),
                 KeyValue::new("outcome", outcome.as_str()),
+                KeyValue::new("offer", offer.as_str()),
             ],
         );
     }

@@ -21,6 +21,8 @@ use super::pool::SessionPool;
 use super::report::{FileError, FileErrorKind, FileReport};
 use crate::ftps::FtpsError;
 use crate::idempotency::{Claim, DeliveryRecord, IdempotencyError, Store};
+use crate::telemetry::metrics::file_labels;
+use crate::telemetry::metrics::runs::RunMetrics;
 
 /// The shared state of one flow-run.
 pub(crate) struct RunContext<'a> {
@@ -161,7 +163,7 @@ impl RunContext<'_> {
 
     /// Runs `attempt` (one try of a partner operation, see [`SessionLease::keep_if_ok`])
     /// under the plan's retry policy and within the run's time limit (`retry.rs`).
-    /// `attempts` counts every try.
+    /// `attempts` counts every try; each retry counts in `ferry_file_retries_total`.
     ///
     /// [`SessionLease::keep_if_ok`]: super::pool::SessionLease::keep_if_ok
     pub async fn with_retries<T, F, Fut>(
@@ -173,7 +175,18 @@ impl RunContext<'_> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, FtpsError>>,
     {
-        self.plan.retry.run(self.deadline, attempts, attempt).await
+        let labels = file_labels(
+            &self.plan.flow_id,
+            &self.plan.partner_id,
+            self.plan.direction.as_str(),
+        );
+        let count = |err: &FtpsError| {
+            RunMetrics::global().record_file_retry(&labels, err.kind().as_str());
+        };
+        self.plan
+            .retry
+            .run(self.deadline, attempts, attempt, count)
+            .await
     }
 
     /// Why a delivered file is not reported `transferred`: its claim was lost during the

@@ -106,5 +106,6 @@ pub async fn partner_session_config(
         reply: c.command_timeout,
         data_idle: c.data_timeout,
     };
+    session.partner_id = Some(partner.id.clone());
     Ok(session)
 }

@@ -53,7 +53,8 @@ impl RetryPolicy {
     }
 
     /// Runs `attempt` until it succeeds, retrying transient failures with this policy's
-    /// waits while `deadline` leaves time for the wait. `attempts` counts every try.
+    /// waits while `deadline` leaves time for the wait. `attempts` counts every try;
+    /// `on_retry` is told of each failure that is tried again (for the retry metric).
     ///
     /// `local_file_changed` is never retried: the claim was taken for the old content.
     pub(crate) async fn run<T, F, Fut>(
@@ -61,6 +62,7 @@ impl RetryPolicy {
         deadline: Instant,
         attempts: &mut u32,
         mut attempt: F,
+        on_retry: impl Fn(&FtpsError),
     ) -> Result<T, FtpsError>
     where
         F: FnMut() -> Fut,
@@ -83,6 +85,7 @@ impl RetryPolicy {
                 return Err(err);
             }
             warn!(attempt = *attempts, error = %err, retry_in = ?delay, "transient partner error; retrying");
+            on_retry(&err);
             tokio::time::sleep(delay).await;
         }
     }

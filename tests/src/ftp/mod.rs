@@ -98,6 +98,8 @@ pub enum Quirk {
     CutDownloads,
     /// `MDTM name` answers `213 name`: a test names its files after the replies it wants.
     MdtmEchoesName,
+    /// The first `STOR` the server receives answers 450 (transient); later ones are served.
+    StorRefusedOnce,
 }
 
 impl Quirk {
@@ -112,6 +114,7 @@ impl Quirk {
             Quirk::ListEndless => "list-endless",
             Quirk::CutDownloads => "cut-downloads",
             Quirk::MdtmEchoesName => "mdtm-echoes-name",
+            Quirk::StorRefusedOnce => "stor-450-once",
         }
     }
 }
