@@ -39,6 +39,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// The scheduler process.
     pub scheduler: SchedulerSettings,
+    /// The audit trail (see `audit.rs`).
+    pub audit: super::audit::AuditSettings,
 }
 
 /// RabbitMQ settings. `Debug` hides the URL's password.
@@ -193,6 +195,7 @@ impl Default for Settings {
             },
             telemetry: TelemetrySettings::default(),
             scheduler: SchedulerSettings::default(),
+            audit: super::audit::AuditSettings::default(),
         }
     }
 }
@@ -237,6 +240,7 @@ const ROOT_KEYS: &[&str] = &[
     "retry",
     "telemetry",
     "scheduler",
+    "audit",
 ];
 
 /// Reads `ferry.yaml` (already parsed; `None` when absent or empty) with `env` for the
@@ -496,6 +500,10 @@ pub(crate) fn read(
         {
             settings.scheduler.metrics_listen = addr;
         }
+    }
+
+    if let Some(audit) = section(cx, "audit", super::audit::AUDIT_KEYS) {
+        super::audit::read_audit(cx, &audit, hardened, &mut settings.audit);
     }
 
     (settings, rules)
