@@ -146,7 +146,9 @@ mod tests {
                 .map(|t| t.with_timezone(&Utc))
         );
         assert_eq!(
-            parse_since("2026-12-01T00:00:00Z", now).map(|t| t.timestamp()).ok(),
+            parse_since("2026-12-01T00:00:00Z", now)
+                .map(|t| t.timestamp())
+                .ok(),
             Some(1_796_083_200)
         );
         assert!(parse_since("yesterday", now).is_err());

@@ -239,7 +239,10 @@ pub(crate) mod tests {
         let bytes = record.encode();
         let text = String::from_utf8(bytes.clone()).unwrap_or_default();
         assert!(text.starts_with(r#"{"seq":1,"prev":"000"#), "{text}");
-        assert!(text.contains(r#""time":"2023-11-14T22:13:20.123456789Z""#), "{text}");
+        assert!(
+            text.contains(r#""time":"2023-11-14T22:13:20.123456789Z""#),
+            "{text}"
+        );
         assert!(text.contains(r#""outcome":"failed""#), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
         let back = AuditRecord::decode(&bytes).expect("parses");

@@ -235,12 +235,14 @@ impl AuditStore {
             .map_err(Self::store_error(flow))?;
         match reply {
             (1, id) => Ok(Appended::Written(id)),
-            (_, head) => Head::parse(&head)
-                .map(Appended::HeadMoved)
-                .ok_or_else(|| AuditError::Protocol {
-                    flow: flow.to_owned(),
-                    reason: "the audit head is not `<seq> <hash>`".to_owned(),
-                }),
+            (_, head) => {
+                Head::parse(&head)
+                    .map(Appended::HeadMoved)
+                    .ok_or_else(|| AuditError::Protocol {
+                        flow: flow.to_owned(),
+                        reason: "the audit head is not `<seq> <hash>`".to_owned(),
+                    })
+            }
         }
     }
 
@@ -262,8 +264,8 @@ impl AuditStore {
             .run("audit_read", &Request::Cmd(cmd))
             .await
             .map_err(Self::store_error(flow))?;
-        let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::FromRedisValue::from_redis_value(value)
-            .map_err(|e| AuditError::Protocol {
+        let entries: Vec<(String, Vec<(String, Vec<u8>)>)> =
+            redis::FromRedisValue::from_redis_value(value).map_err(|e| AuditError::Protocol {
                 flow: flow.to_owned(),
                 reason: format!("unexpected XRANGE reply: {e}"),
             })?;

@@ -122,7 +122,10 @@ impl AuditLog {
         let mut writer = inner.writer.lock().await;
         if writer.pending.len() >= MAX_PENDING {
             writer.pending.pop_front();
-            error!(audit.dropped = 1, "the audit queue is full: its oldest record was dropped");
+            error!(
+                audit.dropped = 1,
+                "the audit queue is full: its oldest record was dropped"
+            );
         }
         writer.pending.push_back(event);
         if let Err(err) = inner.flush(&mut writer).await {

@@ -68,17 +68,23 @@ impl fmt::Display for BreakKind {
                 f.write_str("its content does not match its hash (the record was edited)")
             }
             BreakKind::MissingHmac => f.write_str("it has no HMAC, but audit.hmac_key is set"),
-            BreakKind::HmacMismatch => f.write_str(
-                "its HMAC does not verify (the record was rewritten without the key)",
-            ),
+            BreakKind::HmacMismatch => {
+                f.write_str("its HMAC does not verify (the record was rewritten without the key)")
+            }
             BreakKind::Missing { from, to } if from == to => {
                 write!(f, "record #{from} is missing before it (deleted or moved)")
             }
             BreakKind::Missing { from, to } => {
-                write!(f, "records #{from} to #{to} are missing before it (deleted or moved)")
+                write!(
+                    f,
+                    "records #{from} to #{to} are missing before it (deleted or moved)"
+                )
             }
             BreakKind::OutOfOrder { expected } => {
-                write!(f, "record #{expected} was expected here (records were reordered)")
+                write!(
+                    f,
+                    "record #{expected} was expected here (records were reordered)"
+                )
             }
             BreakKind::LinkMismatch => f.write_str(
                 "its link (prev) is not the hash of the record before it (reordered or replaced)",
@@ -277,9 +283,12 @@ mod tests {
         let mut prev = GENESIS.to_owned();
         (1..=n)
             .map(|seq| {
-                let bytes =
-                    AuditRecord::new(event(&format!("{seq}.xml"), AuditOutcome::Transferred), seq, prev.clone())
-                        .encode();
+                let bytes = AuditRecord::new(
+                    event(&format!("{seq}.xml"), AuditOutcome::Transferred),
+                    seq,
+                    prev.clone(),
+                )
+                .encode();
                 prev = record_hash(&bytes);
                 StoredEntry {
                     id: format!("{seq}-0"),
@@ -321,7 +330,10 @@ mod tests {
     #[test]
     fn intact_edited_deleted_swapped_and_trimmed() {
         let entries = chain(5);
-        assert!(matches!(walk(&entries, None), Verdict::Intact { count: 5, .. }));
+        assert!(matches!(
+            walk(&entries, None),
+            Verdict::Intact { count: 5, .. }
+        ));
 
         let mut edited = entries.clone();
         edited[2].record[10] ^= 1;
@@ -345,7 +357,14 @@ mod tests {
         );
 
         let trimmed = &entries[2..];
-        assert!(matches!(walk(trimmed, Some("3-0")), Verdict::Intact { count: 3, first_seq: 3, .. }));
+        assert!(matches!(
+            walk(trimmed, Some("3-0")),
+            Verdict::Intact {
+                count: 3,
+                first_seq: 3,
+                ..
+            }
+        ));
         assert_eq!(
             kind(walk(trimmed, None)),
             Some(("3-0".into(), BreakKind::CutAtStart))
