@@ -10,6 +10,9 @@ use std::process::Stdio;
 use anyhow::Context;
 use redis::Commands;
 
+/// An `XRANGE` entry as Redis sends it.
+type RawEntry = (String, Vec<(String, Vec<u8>)>);
+
 /// One entry of a trail's stream: its id and its fields in stored order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -61,7 +64,7 @@ impl Trail {
 
     /// Every entry, in stream order.
     pub fn entries(&mut self) -> anyhow::Result<Vec<Entry>> {
-        let raw: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+        let raw: Vec<RawEntry> = redis::cmd("XRANGE")
             .arg(&self.stream)
             .arg("-")
             .arg("+")

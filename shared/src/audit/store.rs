@@ -58,6 +58,9 @@ return {1, id}
     )
 });
 
+/// An `XRANGE` entry as Redis sends it: its id and its fields.
+type RawEntry = (String, Vec<(String, Vec<u8>)>);
+
 /// The head of a trail: the last record's seq and hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
@@ -264,7 +267,7 @@ impl AuditStore {
             .run("audit_read", &Request::Cmd(cmd))
             .await
             .map_err(Self::store_error(flow))?;
-        let entries: Vec<(String, Vec<(String, Vec<u8>)>)> =
+        let entries: Vec<RawEntry> =
             redis::FromRedisValue::from_redis_value(value).map_err(|e| AuditError::Protocol {
                 flow: flow.to_owned(),
                 reason: format!("unexpected XRANGE reply: {e}"),
