@@ -7,15 +7,23 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ferry_shared::audit::{AuditLog, AuditStore, Verdict, record_hash, verify};
+use std::time::Duration;
+
+use ferry_shared::audit::{
+    AuditDirection, AuditEvent, AuditLog, AuditOutcome, AuditStore, Filter, Verdict, read,
+    record_hash, verify,
+};
 use ferry_shared::config::AuditSettings;
+use ferry_shared::idempotency::{Store, StoreConfig};
 use ferry_shared::secrets::{Resolver, ResolverSettings};
 use ferry_tests::audit_trail::{AuditCommand, Entry, Trail, audit_command};
 use ferry_tests::bed::{Bed, parse_run, upload, write_files};
 use ferry_tests::fleet::{span_field, target};
 use ferry_tests::ftp::{FTP_PASSWORD, FtpServerKind};
 use ferry_tests::keyspace::Prefix;
+use ferry_tests::redis::RedisServer;
 use serde_json::Value;
+use tracing::Span;
 
 /// The HMAC key of the keyed trail, given to the worker through the environment.
 const AUDIT_KEY: &str = "audit-hmac-key-9c1e7d0b44";
@@ -330,24 +338,7 @@ async fn writers_appending_at_once_never_fork_the_chain() {
         .map(|(w, log)| {
             tokio::spawn(async move {
                 for i in 0..60 {
-                    let event = ferry_shared::audit::AuditEvent {
-                        time: chrono::Utc::now(),
-                        flow: "f".into(),
-                        partner: "p".into(),
-                        direction: ferry_shared::audit::AuditDirection::Upload,
-                        run_id: format!("run-{w}"),
-                        trace_id: None,
-                        worker: format!("w{w}"),
-                        file: format!("{w}-{i}.xml"),
-                        local_path: None,
-                        remote_path: None,
-                        size: 1,
-                        sha256: None,
-                        idempotency_key: None,
-                        outcome: ferry_shared::audit::AuditOutcome::Transferred,
-                        error_kind: None,
-                        message: None,
-                    };
+                    let event = event(&format!("w{w}"), &format!("{w}-{i}.xml"));
                     log.record(&tracing::Span::none(), event).await;
                 }
             })
@@ -368,4 +359,65 @@ async fn writers_appending_at_once_never_fork_the_chain() {
             hmac_checked: false
         }
     );
+}
+
+/// A `transferred` event of `file` by `worker`.
+fn event(worker: &str, file: &str) -> AuditEvent {
+    AuditEvent {
+        time: chrono::Utc::now(),
+        flow: "f".into(),
+        partner: "p".into(),
+        direction: AuditDirection::Upload,
+        run_id: format!("run-{worker}"),
+        trace_id: None,
+        worker: worker.to_owned(),
+        file: file.to_owned(),
+        local_path: None,
+        remote_path: None,
+        size: 1,
+        sha256: None,
+        idempotency_key: None,
+        outcome: AuditOutcome::Transferred,
+        error_kind: None,
+        message: None,
+    }
+}
+
+/// Redis stops answering during an append: the record is kept (the file's outcome was
+/// decided already) and written with the next one once Redis answers: once, in order.
+#[tokio::test]
+async fn a_record_redis_does_not_take_is_kept_and_written_once_in_order_when_it_answers() {
+    let redis = RedisServer::start().expect("private redis");
+    let mut config = StoreConfig::new(redis.url());
+    config.response_timeout = Duration::from_millis(300);
+    let store = Store::connect(&config).await.expect("store");
+    let resolver = Resolver::new(ResolverSettings::default());
+    let log = AuditLog::new(&AuditSettings::default(), &store, resolver);
+
+    log.record(&Span::none(), event("w", "a.xml")).await;
+    redis.freeze();
+    log.record(&Span::none(), event("w", "b.xml")).await;
+    assert_eq!(
+        log.flush().await,
+        1,
+        "b is kept while Redis does not answer"
+    );
+    redis.thaw();
+    log.record(&Span::none(), event("w", "c.xml")).await;
+    assert_eq!(log.flush().await, 0);
+
+    let trail = AuditStore::new(&store);
+    let verdict = verify(&trail, "f", None).await.expect("verify");
+    assert!(
+        matches!(verdict, Verdict::Intact { count: 3, .. }),
+        "{verdict:?}"
+    );
+    let mut files = Vec::new();
+    read(&trail, "f", &Filter::default(), |r| {
+        files.push(r.record.file);
+        Ok(())
+    })
+    .await
+    .expect("read");
+    assert_eq!(files, ["a.xml", "b.xml", "c.xml"]);
 }

@@ -249,6 +249,25 @@ impl AuditStore {
         }
     }
 
+    /// The hashes of the trail's last `count` records, newest first.
+    pub async fn recent_hashes(&self, flow: &str, count: usize) -> Result<Vec<String>, AuditError> {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(self.keys(flow).audit())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(count);
+        let value: Value = self
+            .conn
+            .run("audit_recent", &Request::Cmd(cmd))
+            .await
+            .map_err(Self::store_error(flow))?;
+        Ok(Self::entries(flow, value)?
+            .into_iter()
+            .map(|entry| entry.hash)
+            .collect())
+    }
+
     /// Up to `count` entries after stream id `after` (from the start when `None`), in order.
     pub async fn page(
         &self,
@@ -267,6 +286,10 @@ impl AuditStore {
             .run("audit_read", &Request::Cmd(cmd))
             .await
             .map_err(Self::store_error(flow))?;
+        Self::entries(flow, value)
+    }
+
+    fn entries(flow: &str, value: Value) -> Result<Vec<StoredEntry>, AuditError> {
         let entries: Vec<RawEntry> =
             redis::FromRedisValue::from_redis_value(value).map_err(|e| AuditError::Protocol {
                 flow: flow.to_owned(),

@@ -37,6 +37,10 @@ use crate::secrets::Resolver;
 /// Events kept while Redis refuses them, at most.
 pub const MAX_PENDING: usize = 10_000;
 
+/// How many of the trail's last records are searched for a write that failed but may
+/// have reached Redis late.
+const RECENT: usize = 1_000;
+
 /// How many times one record is rebuilt on a head that moved before giving up for now.
 const MAX_RACES: u32 = 1_000;
 
@@ -71,6 +75,8 @@ impl std::fmt::Debug for Inner {
 struct Writer {
     pending: VecDeque<AuditEvent>,
     heads: HashMap<String, Head>,
+    /// The last write failed: the first pending event may have reached Redis anyway.
+    uncertain: bool,
 }
 
 impl AuditLog {
@@ -168,14 +174,18 @@ impl Inner {
                 Some(head) => head.clone(),
                 None => self.store.head(&flow).await?,
             };
-            match self.write(event, head).await {
+            // After a failure the same head is kept, so the retry rebuilds the very same
+            // record (same seq, link and bytes) and recognises it if the failed attempt
+            // reached Redis after all.
+            let uncertain = writer.uncertain;
+            match self.write(event, head, uncertain).await {
                 Ok(head) => {
                     writer.heads.insert(flow, head);
                     writer.pending.pop_front();
+                    writer.uncertain = false;
                 }
                 Err(err) => {
-                    // Read the head again next time: another worker may have moved it.
-                    writer.heads.remove(&flow);
+                    writer.uncertain = true;
                     return Err(err);
                 }
             }
@@ -184,8 +194,16 @@ impl Inner {
     }
 
     /// Chains `event` on `head` and appends it, building it again on the new head as long
-    /// as another writer got there first; the new head.
-    async fn write(&self, event: AuditEvent, mut head: Head) -> Result<Head, AuditError> {
+    /// as another writer got there first; the new head. When an earlier attempt failed
+    /// (`uncertain`), a moved head may be that attempt's record, executed late: the trail's
+    /// last records are looked at before the record is built again, so it is never written
+    /// twice.
+    async fn write(
+        &self,
+        event: AuditEvent,
+        mut head: Head,
+        uncertain: bool,
+    ) -> Result<Head, AuditError> {
         let key = self.key().await?;
         for _ in 0..MAX_RACES {
             let seq = head.seq + 1;
@@ -209,7 +227,19 @@ impl Inner {
                 Appended::Written(_) => return Ok(Head { seq, hash }),
                 // Our own append whose reply was lost, then retried by the connection.
                 Appended::HeadMoved(moved) if moved.hash == hash => return Ok(moved),
-                Appended::HeadMoved(moved) => head = moved,
+                Appended::HeadMoved(moved) => {
+                    if uncertain
+                        && self
+                            .store
+                            .recent_hashes(&event.flow, RECENT)
+                            .await?
+                            .contains(&hash)
+                    {
+                        // Written by the failed attempt; the head is past it already.
+                        return Ok(moved);
+                    }
+                    head = moved;
+                }
             }
         }
         Err(AuditError::Protocol {
