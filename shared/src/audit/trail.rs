@@ -8,8 +8,11 @@
 //! HMAC key cannot be resolved), the file's outcome is already decided and stays so: the
 //! transfer is neither undone nor repeated for the trail's sake. The event is kept, in order,
 //! in this process's queue (not yet chained: its place in the chain is taken when it is
-//! written) and written before the next event, and again when the run ends; each time the
-//! queue is not empty afterwards a warning says how many records wait (`audit.pending`).
+//! written) and written before a later event (events of the next 5 s are only queued, so an
+//! unresponsive Redis does not hold every file for its timeouts) and again when the run
+//! ends; each time the queue is not empty afterwards a warning says how many records wait
+//! (`audit.pending`). A retry rebuilds the same record on the same head, so an attempt that
+//! reached Redis late is recognised and never written twice.
 //! The queue holds at most [`MAX_PENDING`] events; past that the oldest are dropped with an
 //! error log (`audit.dropped`). A worker that exits with records queued loses them: the
 //! delivery records (`idempotency`) and the run's report still say what happened, and
@@ -36,6 +39,9 @@ use crate::secrets::Resolver;
 
 /// Events kept while Redis refuses them, at most.
 pub const MAX_PENDING: usize = 10_000;
+
+/// How long after a failed write new events are only queued.
+const QUIET_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How many of the trail's last records are searched for a write that failed but may
 /// have reached Redis late.
@@ -77,6 +83,9 @@ struct Writer {
     heads: HashMap<String, Head>,
     /// The last write failed: the first pending event may have reached Redis anyway.
     uncertain: bool,
+    /// After a failure, events are only queued until then (a Redis that does not answer
+    /// must not hold every file of a run for its timeouts); the end of a run always tries.
+    quiet_until: Option<tokio::time::Instant>,
 }
 
 impl AuditLog {
@@ -134,6 +143,12 @@ impl AuditLog {
             );
         }
         writer.pending.push_back(event);
+        if writer
+            .quiet_until
+            .is_some_and(|until| tokio::time::Instant::now() < until)
+        {
+            return;
+        }
         if let Err(err) = inner.flush(&mut writer).await {
             span.in_scope(|| {
                 warn!(
@@ -183,9 +198,11 @@ impl Inner {
                     writer.heads.insert(flow, head);
                     writer.pending.pop_front();
                     writer.uncertain = false;
+                    writer.quiet_until = None;
                 }
                 Err(err) => {
                     writer.uncertain = true;
+                    writer.quiet_until = Some(tokio::time::Instant::now() + QUIET_AFTER_FAILURE);
                     return Err(err);
                 }
             }
