@@ -17,11 +17,12 @@ use ferry_shared::config::AuditSettings;
 use ferry_shared::idempotency::{Store, StoreConfig};
 use ferry_shared::secrets::{Resolver, ResolverSettings};
 use ferry_tests::audit_trail::{AuditCommand, Entry, Trail, audit_command};
-use ferry_tests::bed::{Bed, parse_run, upload, write_files};
+use ferry_tests::bed::{Bed, parse_run, run, upload, write_files};
 use ferry_tests::fleet::{span_field, target};
 use ferry_tests::ftp::{FTP_PASSWORD, FtpServerKind};
 use ferry_tests::keyspace::Prefix;
 use ferry_tests::redis::RedisServer;
+use ferry_tests::redis_cluster::RedisCluster;
 use serde_json::Value;
 use tracing::Span;
 
@@ -420,4 +421,34 @@ async fn a_record_redis_does_not_take_is_kept_and_written_once_in_order_when_it_
     .await
     .expect("read");
     assert_eq!(files, ["a.xml", "b.xml", "c.xml"]);
+}
+
+/// On a Redis Cluster the trail's keys share the flow's slot: the append script runs there
+/// and two runs leave one chain that verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trail_is_one_verifiable_chain_on_a_redis_cluster() {
+    let cluster = RedisCluster::start().unwrap_or_else(|e| panic!("{e:#}"));
+    let mut bed = Bed::start("audit-cluster", FtpServerKind::Vsftpd).await;
+    bed.redis_topology = Some(format!(
+        "  cluster_nodes: [{}]\n",
+        cluster.urls().join(", ")
+    ));
+    write_files(&bed.local(), 6, 2048);
+    let engine = bed.engine_for(&upload("")).await;
+    run(&engine, "run-1").await;
+    run(&engine, "run-2").await;
+
+    let trail = AuditStore::new(engine.store());
+    let verdict = verify(&trail, "f", None).await.expect("verify");
+    assert!(
+        matches!(verdict, Verdict::Intact { count: 12, .. }),
+        "{verdict:?}"
+    );
+    assert_eq!(
+        cluster
+            .keys(&format!("{}:{{flow:f}}:audit*", bed.prefix.0))
+            .len(),
+        2,
+        "the stream and its head"
+    );
 }

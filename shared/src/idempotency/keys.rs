@@ -319,6 +319,9 @@ mod tests {
                 k.ticks_pending(),
                 k.lock_wake(),
                 k.full_run(),
+                k.audit(),
+                k.audit_head(),
+                k.audit_first(),
             ];
             for key in keys {
                 assert_eq!(Slot::for_key(&key), slot, "{key}");
