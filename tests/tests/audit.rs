@@ -17,7 +17,7 @@ use ferry_shared::config::AuditSettings;
 use ferry_shared::idempotency::{Store, StoreConfig};
 use ferry_shared::secrets::{Resolver, ResolverSettings};
 use ferry_tests::audit_trail::{AuditCommand, Entry, Trail, audit_command};
-use ferry_tests::bed::{Bed, parse_run, run, upload, write_files};
+use ferry_tests::bed::{Bed, download, parse_run, run, upload, write_files};
 use ferry_tests::fleet::{span_field, target};
 use ferry_tests::ftp::{FTP_PASSWORD, FtpServerKind};
 use ferry_tests::keyspace::Prefix;
@@ -450,5 +450,69 @@ async fn the_trail_is_one_verifiable_chain_on_a_redis_cluster() {
             .len(),
         2,
         "the stream and its head"
+    );
+}
+
+/// `(file, outcome, error kind)` of every record of flow `f`, in chain order.
+async fn trail_of(engine: &ferry_shared::transfer::Engine) -> Vec<(String, String, String)> {
+    let trail = AuditStore::new(engine.store());
+    let verdict = verify(&trail, "f", None).await.expect("verify");
+    assert!(matches!(verdict, Verdict::Intact { .. }), "{verdict:?}");
+    let mut rows = Vec::new();
+    read(&trail, "f", &Filter::default(), |r| {
+        let r = r.record;
+        rows.push((
+            r.file,
+            r.outcome.as_str().to_owned(),
+            r.error_kind.unwrap_or_default(),
+        ));
+        Ok(())
+    })
+    .await
+    .expect("read");
+    rows
+}
+
+/// An upload that deletes its sources records each deletion after the delivery, and a link
+/// it does not follow as `skipped-link`; a download that deletes remote files records
+/// `remote-deleted`.
+#[tokio::test]
+async fn deletions_and_skipped_links_are_records_of_their_own() {
+    let bed = Bed::start("audit-upload-events", FtpServerKind::Vsftpd).await;
+    std::fs::write(bed.local().join("a.xml"), b"<a/>").expect("a.xml");
+    let outside = tempfile::tempdir().expect("outside");
+    std::fs::write(outside.path().join("s.xml"), b"<s/>").expect("s.xml");
+    std::os::unix::fs::symlink(outside.path().join("s.xml"), bed.local().join("leak.xml"))
+        .expect("link");
+    let engine = bed
+        .engine_for(&upload("    delete_after_upload: true\n"))
+        .await;
+    run(&engine, "run-1").await;
+    let owned = |file: &str, outcome: &str, kind: &str| {
+        (file.to_owned(), outcome.to_owned(), kind.to_owned())
+    };
+    let mut records = trail_of(&engine).await;
+    records.sort();
+    assert_eq!(
+        records,
+        [
+            owned("a.xml", "source-deleted", ""),
+            owned("a.xml", "transferred", ""),
+            owned("leak.xml", "skipped-link", "link_not_followed"),
+        ]
+    );
+
+    let bed = Bed::start("audit-download-events", FtpServerKind::Vsftpd).await;
+    std::fs::write(bed.server.path("out/b.xml"), b"<b/>").expect("remote b.xml");
+    let engine = bed
+        .engine_for(&download("    delete_after_download: true\n"))
+        .await;
+    run(&engine, "run-1").await;
+    assert_eq!(
+        trail_of(&engine).await,
+        [
+            owned("b.xml", "transferred", ""),
+            owned("b.xml", "remote-deleted", ""),
+        ]
     );
 }
