@@ -6,7 +6,9 @@
 //! rewritten with a recomputed SHA-256 chain but without the key fails here); its `seq` must
 //! follow the previous record's (a deleted record leaves a gap, a swapped one goes back) and
 //! its `prev` must be the previous record's hash (a reordered or replaced predecessor fails
-//! here). The first record is accepted with its own `prev` when it is seq 1 (whose `prev` must
+//! here). With a key, records written before the key was set (no HMAC) are accepted when a
+//! keyed record follows them: its HMAC covers its `prev`, which pins everything before it.
+//! The first record is accepted with its own `prev` when it is seq 1 (whose `prev` must
 //! be the genesis zeros) or the first record the retention kept (`audit-first`); any other
 //! first record means records were removed from the start. The last record must be the head
 //! (read before the walk): a trail shorter than its head lost its last records. Records
@@ -67,7 +69,9 @@ impl fmt::Display for BreakKind {
             BreakKind::HashMismatch => {
                 f.write_str("its content does not match its hash (the record was edited)")
             }
-            BreakKind::MissingHmac => f.write_str("it has no HMAC, but audit.hmac_key is set"),
+            BreakKind::MissingHmac => f.write_str(
+                "it has no HMAC, audit.hmac_key is set, and no keyed record after it vouches for it",
+            ),
             BreakKind::HmacMismatch => {
                 f.write_str("its HMAC does not verify (the record was rewritten without the key)")
             }
@@ -160,6 +164,8 @@ pub async fn verify(
     let first_kept = store.first_kept(flow).await?;
     let mut walk = Walk {
         key,
+        seen_keyed: false,
+        unkeyed: None,
         first_kept,
         last: None,
         count: 0,
@@ -187,6 +193,13 @@ pub async fn verify(
 /// The walk's state: the last record that verified.
 struct Walk<'k> {
     key: Option<&'k ChainKey>,
+    /// With a key: a keyed record was seen (every later one must be keyed too).
+    seen_keyed: bool,
+    /// With a key: the first of the records without an HMAC seen since the last keyed one.
+    /// Records written before the key was set are accepted once a keyed record follows
+    /// them (its HMAC covers its `prev`, which pins the whole chain before it); a trail
+    /// that ends without one fails here.
+    unkeyed: Option<BrokenRecord>,
     first_kept: Option<String>,
     last: Option<Head>,
     count: u64,
@@ -212,11 +225,21 @@ impl Walk<'_> {
         }
         if let Some(key) = self.key {
             match &entry.hmac {
-                None => return Some(broken(seq, file, BreakKind::MissingHmac)),
+                None if self.seen_keyed => {
+                    return Some(broken(seq, file, BreakKind::MissingHmac));
+                }
+                None => {
+                    if self.unkeyed.is_none() {
+                        self.unkeyed = Some(broken(seq, file.clone(), BreakKind::MissingHmac));
+                    }
+                }
                 Some(mac) if !key.verifies(&entry.record, mac) => {
                     return Some(broken(seq, file, BreakKind::HmacMismatch));
                 }
-                Some(_) => {}
+                Some(_) => {
+                    self.seen_keyed = true;
+                    self.unkeyed = None;
+                }
             }
         }
         match &self.last {
@@ -254,6 +277,9 @@ impl Walk<'_> {
     }
 
     fn finish(self, head: &Head) -> Verdict {
+        if let Some(unkeyed) = self.unkeyed {
+            return Verdict::Broken(unkeyed);
+        }
         let last = self.last.unwrap_or_else(Head::empty);
         if last.seq < head.seq || (last.seq == head.seq && last.hash != head.hash) {
             return Verdict::Broken(BrokenRecord {
@@ -303,6 +329,8 @@ mod tests {
     fn walk(entries: &[StoredEntry], first_kept: Option<&str>) -> Verdict {
         let mut walk = Walk {
             key: None,
+            seen_keyed: false,
+            unkeyed: None,
             first_kept: first_kept.map(str::to_owned),
             last: None,
             count: 0,
@@ -318,6 +346,54 @@ mod tests {
             hash: entries.last().map(|e| e.hash.clone()).unwrap_or_default(),
         };
         walk.finish(&head)
+    }
+
+    fn keyed_walk(entries: &[StoredEntry], key: &ChainKey) -> Verdict {
+        let mut walk = Walk {
+            key: Some(key),
+            seen_keyed: false,
+            unkeyed: None,
+            first_kept: None,
+            last: None,
+            count: 0,
+            first_seq: 0,
+        };
+        for entry in entries {
+            if let Some(broken) = walk.check(entry) {
+                return Verdict::Broken(broken);
+            }
+        }
+        let last = entries.last().map(|e| e.hash.clone()).unwrap_or_default();
+        walk.finish(&Head {
+            seq: entries.len() as u64,
+            hash: last,
+        })
+    }
+
+    #[test]
+    fn a_key_set_later_pins_the_records_before_it_but_a_trailing_unkeyed_record_fails() {
+        let key = ChainKey::new(crate::secrets::Secret::new("k".to_owned()));
+        let mut entries = chain(5);
+        for entry in &mut entries[2..] {
+            entry.hmac = Some(key.mac(&entry.record));
+        }
+        assert!(matches!(
+            keyed_walk(&entries, &key),
+            Verdict::Intact { count: 5, .. }
+        ));
+
+        let mut stripped = entries.clone();
+        stripped[4].hmac = None;
+        assert_eq!(
+            kind(keyed_walk(&stripped, &key)),
+            Some(("5-0".into(), BreakKind::MissingHmac))
+        );
+
+        let unkeyed = chain(3);
+        assert_eq!(
+            kind(keyed_walk(&unkeyed, &key)),
+            Some(("1-0".into(), BreakKind::MissingHmac))
+        );
     }
 
     fn kind(v: Verdict) -> Option<(String, BreakKind)> {

@@ -13,7 +13,10 @@
 //! No retention means the trail is never trimmed: export it (`ferry-worker audit export`) to
 //! long-term storage and set a retention once the exports are in place. The HMAC key is a
 //! secret reference like every other secret (a literal is refused in hardened mode); it is
-//! resolved by the worker, never written to Redis, and needed again by `audit verify`.
+//! resolved by the worker, never written to Redis, and needed again by `audit verify`. Keep
+//! it: records are verified with the key configured when `verify` runs, so a new key fails
+//! every record written under the old one. Setting a key on an existing trail is fine: the
+//! unkeyed records before the first keyed one are pinned by its HMAC (see `audit/verify.rs`).
 
 use std::time::Duration;
 
