@@ -196,6 +196,18 @@ async fn two_workers_at_once_leave_one_chain_that_verifies_and_each_tampering_is
     );
     assert!(lines[1].contains("duplicate"), "{}", lines[1]);
 
+    // `--since` keeps the records at or after a time (an age, or RFC 3339).
+    let recent = audit(&bed, &["--flow", "f", "--since", "1h", "--json"], &[]).await;
+    let recent: Vec<Value> = serde_json::from_str(&recent.stdout).expect("--json parses");
+    assert_eq!(recent.len(), 60);
+    let future = audit(
+        &bed,
+        &["--flow", "f", "--since", "2999-01-01T00:00:00Z", "--json"],
+        &[],
+    )
+    .await;
+    assert_eq!(future.stdout.trim(), "[]");
+
     // Tampering, each undone before the next (and the trail verifies again).
     let mut trail = Trail::open(&bed.redis, &bed.prefix.0, "f").expect("trail");
     let original = trail.entries().expect("entries");
