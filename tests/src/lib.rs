@@ -5,6 +5,7 @@
 //! its handle is dropped, so tests run in parallel and leave nothing behind. The binaries
 //! come from `scripts/setup-test-env`; when one is missing the error says so.
 
+pub mod audit_trail;
 pub mod bed;
 pub mod fleet;
 pub mod ftp;

@@ -6,13 +6,15 @@
 //! with read access could look is searched, byte for byte, for either password and for the
 //! Vault token: every log line of the worker, every span and metric it exported over OTLP
 //! (the raw protobuf bodies: a string attribute is its UTF-8 bytes there), the Prometheus page
-//! it served, and the dead letter's payload and headers.
+//! it served, the flow's audit trail (`ferry-worker audit export`), and the dead letter's
+//! payload and headers.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferry_shared::broker::{Headers, PublisherOptions};
 use ferry_shared::message::{FlowRunMessage, Trigger};
+use ferry_tests::audit_trail::audit_command;
 use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess};
 use ferry_tests::ftp::FTP_PASSWORD;
 use ferry_tests::otlp_collector::{Received, start_collector};
@@ -81,8 +83,10 @@ fn places(
     exported: &[Received],
     metrics_pages: &[String],
     dead_letter: &ferry_shared::broker::DeadLetter,
+    audit_export: &str,
 ) -> BTreeMap<String, Vec<u8>> {
     let mut places = BTreeMap::new();
+    places.insert("audit export".into(), audit_export.as_bytes().to_vec());
     for (name, worker) in workers {
         places.insert(
             format!("log of the {name} worker"),
@@ -116,7 +120,8 @@ fn drain(requests: &mut mpsc::UnboundedReceiver<Received>) -> Vec<Received> {
 }
 
 #[tokio::test]
-async fn no_secret_appears_in_logs_spans_metrics_or_dead_letters_after_a_failing_and_a_good_run() {
+async fn no_secret_appears_in_logs_spans_metrics_audit_records_or_dead_letters_after_a_failing_and_a_good_run()
+ {
     let vault = OpenBao::start().await.expect("OpenBao");
     vault
         .write_secret("secret", "partners/canary", &[("password", CANARY)])
@@ -185,6 +190,16 @@ async fn no_secret_appears_in_logs_spans_metrics_or_dead_letters_after_a_failing
     good.stop(WAIT).await.expect("the good worker stops");
     let _ = broker.close().await;
 
+    let audit = audit_command(fleet.config_dir(), &["export", "--flow", "f"], &[])
+        .await
+        .expect("audit export runs");
+    assert_eq!(audit.code, Some(0), "{}", audit.stderr);
+    assert!(
+        audit.stdout.contains("canary.xml"),
+        "the good run's transfer is in the trail, so the search covers it:\n{}",
+        audit.stdout
+    );
+
     let exported = drain(&mut requests);
     assert!(
         exported.iter().any(|r| r.path == "/v1/traces"),
@@ -204,6 +219,7 @@ async fn no_secret_appears_in_logs_spans_metrics_or_dead_letters_after_a_failing
         &exported,
         &pages,
         &dead_letter,
+        &audit.stdout,
     );
     for (place, bytes) in &places {
         for (secret, value) in secrets {

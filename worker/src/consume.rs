@@ -291,6 +291,8 @@ mod tests {
             attempts: 1,
             recovery: None,
             error,
+            idempotency_key: None,
+            source_deleted: false,
         }
     }
 

@@ -5,12 +5,14 @@
 //! - `run`: run one flow now, in this process, without a broker;
 //! - `probe`: connect to a partner step by step, as a flow would, and report each step;
 //! - `validate`: check the configuration directory and print its summary;
-//! - `setup`: declare the broker topology and exit.
+//! - `setup`: declare the broker topology and exit;
+//! - `audit`: a flow's or a file's history, `audit verify`, `audit export` (see `audit.rs`).
 //!
 //! This file only parses the command line and turns results into exit codes (0 success,
 //! 1 failure, 2 configuration error); each command lives in its own module and the work
 //! itself in `ferry-shared`.
 
+mod audit;
 mod consume;
 mod probe;
 mod run;
@@ -91,6 +93,8 @@ enum Command {
     Validate,
     /// Declare the broker topology (exchanges, queues, retry and dead-letter paths) and exit.
     Setup,
+    /// Print a flow's (or one file's) audit history; `verify` its hash chain; `export` it.
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
             Command::Probe { partner, path } => {
                 return probe::run(&config, &partner, path.as_deref()).await;
             }
+            Command::Audit(args) => return audit::run(&config, args).await,
             Command::Setup => setup(&config).await,
             Command::Consume | Command::Validate => {
                 consume(config, cli.health_listen, telemetry.scrape()).await

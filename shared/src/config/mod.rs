@@ -13,6 +13,7 @@
 //! from `ferry.yaml`. Nothing downstream reads YAML or the environment again.
 //! `.yml` files are read too; files starting with `.` are ignored.
 
+mod audit;
 mod error;
 mod flow;
 mod http_trigger;
@@ -26,6 +27,7 @@ mod yaml;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use audit::AuditSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub use flow::{Direction, FileSelector, Flow, IdempotencyMode, RemoteEndpoint, Schedule};
 pub use http_trigger::HttpTriggerSettings;

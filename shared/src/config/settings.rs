@@ -42,6 +42,8 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     /// `POST /v1/flows/{flow}/runs` (off unless `http_trigger.listen` is set).
     pub http_trigger: HttpTriggerSettings,
+    /// The audit trail (see `audit.rs`).
+    pub audit: super::audit::AuditSettings,
 }
 
 /// RabbitMQ settings. `Debug` hides the URL's password.
@@ -197,6 +199,7 @@ impl Default for Settings {
             telemetry: TelemetrySettings::default(),
             scheduler: SchedulerSettings::default(),
             http_trigger: HttpTriggerSettings::default(),
+            audit: super::audit::AuditSettings::default(),
         }
     }
 }
@@ -242,6 +245,7 @@ const ROOT_KEYS: &[&str] = &[
     "telemetry",
     "scheduler",
     "http_trigger",
+    "audit",
 ];
 
 /// Reads `ferry.yaml` (already parsed; `None` when absent or empty) with `env` for the
@@ -504,6 +508,10 @@ pub(crate) fn read(
         {
             settings.scheduler.metrics_listen = addr;
         }
+    }
+
+    if let Some(audit) = section(cx, "audit", super::audit::AUDIT_KEYS) {
+        super::audit::read_audit(cx, &audit, hardened, &mut settings.audit);
     }
 
     (settings, rules)

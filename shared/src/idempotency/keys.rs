@@ -78,6 +78,24 @@ impl FlowKeys {
     pub fn full_run(&self) -> String {
         format!("{}:full-run", self.base)
     }
+
+    /// `<prefix>:{flow:<flow>}:audit`: the flow's audit trail, a stream of hash-chained
+    /// records (see `audit/store.rs`).
+    pub fn audit(&self) -> String {
+        format!("{}:audit", self.base)
+    }
+
+    /// `<prefix>:{flow:<flow>}:audit-head`: `<seq> <sha-256 hex>` of the audit trail's last
+    /// record, the link the next record must carry.
+    pub fn audit_head(&self) -> String {
+        format!("{}:audit-head", self.base)
+    }
+
+    /// `<prefix>:{flow:<flow>}:audit-first`: the stream id of the first record kept after
+    /// the retention last trimmed the trail (absent when nothing was ever trimmed).
+    pub fn audit_first(&self) -> String {
+        format!("{}:audit-first", self.base)
+    }
 }
 
 /// Rejects prefixes that would break the layout (braces would move the hash tag).
@@ -301,6 +319,9 @@ mod tests {
                 k.ticks_pending(),
                 k.lock_wake(),
                 k.full_run(),
+                k.audit(),
+                k.audit_head(),
+                k.audit_first(),
             ];
             for key in keys {
                 assert_eq!(Slot::for_key(&key), slot, "{key}");

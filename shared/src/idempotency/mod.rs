@@ -42,6 +42,7 @@
 //! | `<prefix>:{flow:<flow>}:full-run`            | [`FullRun`] as JSON          | 24 h                       | [`Store::record_full_run`]; read by [`Store::covering_run`] |
 //! | `<prefix>:{flow:<flow>}:tick:<unix-seconds>` | JSON `{state: claimed, owner, at_ms}` then `{state: published, run, at_ms}` | tick TTL (`EX`) | [`Store::claim_tick`], [`TickLease`] (scheduler) |
 //! | `<prefix>:{flow:<flow>}:ticks-pending`       | sorted set: ticks claimed, not yet published (score: last renewal, ms) | tick TTL | [`Store::claim_tick`]; emptied by [`TickLease::published`] |
+//! | `<prefix>:{flow:<flow>}:audit`, `:audit-head`, `:audit-first` | the audit trail: a stream of hash-chained records, its head, its first kept record | none (trimmed by `audit.retention`) | `crate::audit` (through [`Store::connection`]) |
 //!
 //! `<flow>` is the flow id with every byte outside `[A-Za-z0-9._-]` percent-escaped.
 //! `<key>` is a [`DeliveryKey`], one of:
@@ -85,6 +86,7 @@ mod store;
 mod tick;
 
 pub use config::StoreConfig;
+pub(crate) use connection::{Connection, Request};
 pub use coverage::{CLOCK_MARGIN, FullRun};
 pub use durability::DurabilityWarning;
 pub use error::{ErrorKind, IdempotencyError};

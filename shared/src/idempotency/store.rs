@@ -242,6 +242,12 @@ impl Store {
         &self.inner.prefix
     }
 
+    /// The shared connection, for the audit trail's stream (`audit/store.rs`), which lives
+    /// beside the flow's other keys.
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.inner.conn
+    }
+
     /// Tries to claim `key` for `lease` on behalf of `owner` (a worker id; a unique
     /// token is appended, so two claims by the same worker never mistake each other).
     ///

@@ -44,6 +44,8 @@ pub(crate) struct RunContext<'a> {
     pub deadline: Instant,
     /// Set once the run lost its flow lock or its store: no new file may start.
     pub stop: &'a RunStop,
+    /// The audit trail every file event is written to.
+    pub audit: &'a crate::audit::AuditLog,
 }
 
 /// Why a run takes no new file (see the module docs).

@@ -48,6 +48,7 @@ pub(crate) async fn download_file(ctx: &RunContext<'_>, entry: RemoteEntry) -> F
         .instrument(span.clone())
         .await;
     super::record_on_span(&span, &row);
+    super::audit::record_row(ctx, &span, &row).await;
     row
 }
 
@@ -81,6 +82,7 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
             },
         };
         let key = DeliveryKey::download(flow_id, &entry.name, size, modified);
+        row.idempotency_key = Some(key.as_str().to_owned());
         let claimed = if ctx.plan.delete_after_transfer {
             let store = ctx.store;
             store
@@ -184,7 +186,7 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
         }
         let row = row.earlier(&previous).delivered_to(previous.remote_path);
         return match delete_source(ctx, &remote_path).await {
-            Ok(()) => row.duplicate(),
+            Ok(deleted) => row.deleted_source(deleted).duplicate(),
             Err(err) => row.failed_after_delivery(err),
         };
     }
@@ -219,7 +221,7 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
         row.transferred()
     } else {
         match delete_source(ctx, &remote_path).await {
-            Ok(()) => row.transferred(),
+            Ok(deleted) => row.deleted_source(deleted).transferred(),
             Err(err) => row.failed_after_delivery(err),
         }
     };
@@ -370,10 +372,11 @@ fn remote_path(remote_dir: &str, name: &str) -> String {
     format!("{}/{name}", remote_dir.trim_end_matches('/'))
 }
 
-/// Deletes the remote source when the flow says so (`delete_after_download`).
-async fn delete_source(ctx: &RunContext<'_>, path: &str) -> Result<(), FileError> {
+/// Deletes the remote source when the flow says so (`delete_after_download`): true when
+/// it did.
+async fn delete_source(ctx: &RunContext<'_>, path: &str) -> Result<bool, FileError> {
     if !ctx.plan.delete_after_transfer {
-        return Ok(());
+        return Ok(false);
     }
     let mut attempts = 0;
     ctx.with_retries(&mut attempts, || async {
@@ -382,6 +385,7 @@ async fn delete_source(ctx: &RunContext<'_>, path: &str) -> Result<(), FileError
         session.keep_if_ok(deleted)
     })
     .await
+    .map(|()| true)
     .map_err(|err| {
         let mut error = partner_failure(&err);
         error.kind = FileErrorKind::DeleteSourceFailed;

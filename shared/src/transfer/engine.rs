@@ -23,6 +23,7 @@ use super::report::{Direction, FileError, FileErrorKind, FileReport, RunInfo, Ru
 use super::selection::{Walk, is_stable, select_local};
 use super::sweep::sweep_stale_parts;
 use super::upload::{remote_location, upload_file};
+use crate::audit::AuditLog;
 use crate::config::{Config, IdempotencyMode};
 use crate::ftps::{FtpsError, FtpsErrorKind, RemoteEntry, SessionConfig};
 use crate::idempotency::{FullRun, LockWait, Store, StoreConfig};
@@ -79,6 +80,7 @@ pub struct Engine {
     store: Store,
     options: EngineOptions,
     pools: Mutex<HashMap<String, PartnerPool>>,
+    audit: AuditLog,
 }
 
 impl std::fmt::Debug for Engine {
@@ -98,12 +100,14 @@ impl Engine {
         store: Store,
         options: EngineOptions,
     ) -> Self {
+        let audit = AuditLog::new(&config.settings.audit, &store, resolver.clone());
         Engine {
             config,
             resolver,
             store,
             options,
             pools: Mutex::new(HashMap::new()),
+            audit,
         }
     }
 
@@ -201,6 +205,8 @@ impl Engine {
             .instrument(span.clone())
             .await;
         drop(in_flight);
+        // What Redis refused during the run is tried once more (see `audit/trail.rs`).
+        self.audit.flush().instrument(span.clone()).await;
         match &result {
             Ok(report) => {
                 metrics::record_run(&plan.partner_id, report);
@@ -357,6 +363,7 @@ impl Engine {
             claim_lease: self.options.claim_lease,
             deadline: started + plan.run_timeout,
             stop,
+            audit: &self.audit,
         };
         let parallel = plan.max_connections.max(1);
         let labels = file_labels(&plan.flow_id, &plan.partner_id, plan.direction.as_str());
@@ -412,6 +419,7 @@ impl Engine {
                 (with_missing(rows, missing), not_yet_stable)
             }
         };
+        super::audit::record_unspanned(&ctx, &rows).await;
         let timed_out = rows.iter().any(|r| {
             r.error
                 .as_ref()

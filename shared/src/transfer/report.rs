@@ -221,6 +221,12 @@ pub struct FileReport {
     pub recovery: Option<Recovery>,
     /// Why the file failed or was skipped; `None` unless `outcome` is `failed` or `skipped`.
     pub error: Option<FileError>,
+    /// The idempotency key the file was claimed under (for the audit trail).
+    #[serde(skip)]
+    pub idempotency_key: Option<String>,
+    /// Set when this run deleted the file's source (the flow's `delete_after_*`).
+    #[serde(skip)]
+    pub source_deleted: bool,
 }
 
 impl FileReport {
@@ -238,6 +244,8 @@ impl FileReport {
             attempts: 0,
             recovery: None,
             error: Some(reason),
+            idempotency_key: None,
+            source_deleted: false,
         }
     }
 
@@ -255,6 +263,8 @@ impl FileReport {
             attempts: 0,
             recovery: None,
             error: Some(error),
+            idempotency_key: None,
+            source_deleted: false,
         }
     }
 }
@@ -268,6 +278,10 @@ pub(crate) struct RowDraft {
     pub sha256: Option<String>,
     pub attempts: u32,
     pub recovery: Option<Recovery>,
+    /// The idempotency key, once known.
+    pub idempotency_key: Option<String>,
+    /// Set once the source was deleted.
+    pub source_deleted: bool,
     /// The source's path (local for an upload, remote for a download).
     source: String,
     /// Where the file is delivered, once it is.
@@ -295,6 +309,8 @@ impl RowDraft {
             sha256: None,
             attempts: 0,
             recovery: None,
+            idempotency_key: None,
+            source_deleted: false,
             source,
             delivered_to: None,
             direction,
@@ -320,6 +336,12 @@ impl RowDraft {
         self
     }
 
+    /// Whether this run deleted the file's source (for the audit trail).
+    pub fn deleted_source(mut self, deleted: bool) -> Self {
+        self.source_deleted = deleted;
+        self
+    }
+
     fn finish(self, outcome: Outcome, error: Option<FileError>) -> FileReport {
         let (remote_path, local_path) = match self.direction {
             Direction::Upload => (self.delivered_to, Some(self.source)),
@@ -337,6 +359,8 @@ impl RowDraft {
             attempts: self.attempts,
             recovery: self.recovery,
             error,
+            idempotency_key: self.idempotency_key,
+            source_deleted: self.source_deleted,
         }
     }
 
@@ -587,6 +611,8 @@ mod tests {
             attempts: 1,
             recovery: None,
             error: None,
+            idempotency_key: None,
+            source_deleted: false,
         }
     }
 

@@ -49,6 +49,7 @@ pub(crate) async fn upload_file(ctx: &RunContext<'_>, file: LocalFile) -> FileRe
         .instrument(span.clone())
         .await;
     super::record_on_span(&span, &row);
+    super::audit::record_row(ctx, &span, &row).await;
     row
 }
 
@@ -94,6 +95,7 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
     };
 
     let part_key = key.as_ref().map(DeliveryKey::digest);
+    row.idempotency_key = key.as_ref().map(|k| k.as_str().to_owned());
 
     // 2. Claim.
     let mut unfinished = None;
@@ -120,7 +122,7 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
                 info!(delivered_to = %printable(&record.remote_path), by_run = %record.flow_run_id, "already delivered");
                 let row = row.earlier(&record).delivered_to(record.remote_path);
                 return match delete_source(ctx, file).await {
-                    Ok(()) => row.duplicate(),
+                    Ok(deleted) => row.deleted_source(deleted).duplicate(),
                     Err(err) => row.failed_after_delivery(err),
                 };
             }
@@ -214,7 +216,7 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
 
     // 6. Tidy up.
     let row = match delete_source(ctx, file).await {
-        Ok(()) => row.transferred(),
+        Ok(deleted) => row.deleted_source(deleted).transferred(),
         Err(err) => row.failed_after_delivery(err),
     };
     crash_point::reached(CrashPoint::SourceDeleted);
@@ -335,12 +337,13 @@ fn staged_of(intent: &CommitIntent) -> StagedUpload {
     }
 }
 
-/// Deletes the local source when the flow says so (`delete_after_upload`).
-async fn delete_source(ctx: &RunContext<'_>, file: &LocalFile) -> Result<(), FileError> {
+/// Deletes the local source when the flow says so (`delete_after_upload`): true when it
+/// did.
+async fn delete_source(ctx: &RunContext<'_>, file: &LocalFile) -> Result<bool, FileError> {
     if !ctx.plan.delete_after_transfer {
-        return Ok(());
+        return Ok(false);
     }
-    remove_file(&file.path).await.map_err(|err| {
+    remove_file(&file.path).await.map(|()| true).map_err(|err| {
         FileError::permanent(
             FileErrorKind::DeleteSourceFailed,
             format!(
