@@ -40,6 +40,15 @@ pub enum TelemetryError {
         source: opentelemetry_otlp::ExporterBuildError,
     },
 
+    /// An `OTEL_EXPORTER_OTLP_*PROTOCOL` variable names a protocol this build does not speak.
+    #[error("{variable}={value:?} is not supported: expected \"http/protobuf\" or \"grpc\"")]
+    UnsupportedProtocol {
+        /// The variable that was set.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+    },
+
     /// Flushing the span exporter failed or timed out.
     #[error("could not flush the span exporter: {0}")]
     Flush(#[source] opentelemetry_sdk::error::OTelSdkError),
