@@ -20,5 +20,6 @@ pub mod prometheus_server;
 pub mod rabbitmq;
 pub mod redis;
 pub mod redis_cluster;
+pub mod span_index;
 pub mod tools;
 pub mod vault;
