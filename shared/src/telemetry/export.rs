@@ -100,10 +100,15 @@ impl OtlpProtocol {
         let Some((variable, value)) = set else {
             return Ok(Self::default());
         };
-        match value.to_ascii_lowercase().as_str() {
-            "http/protobuf" => Ok(Self::HttpProtobuf),
-            "grpc" => Ok(Self::Grpc),
-            _ => Err(TelemetryError::UnsupportedProtocol { variable, value }),
+        Self::parse(&value).ok_or(TelemetryError::UnsupportedProtocol { variable, value })
+    }
+
+    /// The protocol a variable's value names, if this build speaks it.
+    fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "http/protobuf" => Some(Self::HttpProtobuf),
+            "grpc" => Some(Self::Grpc),
+            _ => None,
         }
     }
 }
@@ -146,7 +151,19 @@ impl Export {
         setting: Option<&str>,
         signal: Signal,
     ) -> Result<Option<Self>, TelemetryError> {
-        let protocol = OtlpProtocol::resolve(signal)?;
+        Ok(Self::with_protocol(
+            setting,
+            signal,
+            OtlpProtocol::resolve(signal)?,
+        ))
+    }
+
+    /// [`Export::resolve`] with the protocol given.
+    fn with_protocol(
+        setting: Option<&str>,
+        signal: Signal,
+        protocol: OtlpProtocol,
+    ) -> Option<Self> {
         let target = if let Some(base) = setting.map(str::trim).filter(|base| !base.is_empty()) {
             Some(ExportTarget::Url(match protocol {
                 OtlpProtocol::HttpProtobuf => signal_url(base, signal.path),
@@ -161,7 +178,7 @@ impl Export {
             .find(|var| std::env::var(var).is_ok_and(|value| !value.trim().is_empty()))
             .map(ExportTarget::Environment)
         };
-        Ok(target.map(|target| Self { target, protocol }))
+        target.map(|target| Self { target, protocol })
     }
 
     /// The span exporter for this target and protocol.
@@ -257,5 +274,42 @@ mod tests {
         assert_eq!(traces("http://c:4318"), "http://c:4318/v1/traces");
         assert_eq!(traces("http://c:4318/"), "http://c:4318/v1/traces");
         assert_eq!(traces("http://c:4318/v1/traces"), "http://c:4318/v1/traces");
+    }
+
+    #[test]
+    fn a_configured_url_gets_the_signal_path_over_http_and_is_kept_for_grpc() {
+        let target = |setting, signal, protocol| {
+            Export::with_protocol(Some(setting), signal, protocol).map(|export| export.target)
+        };
+        assert_eq!(
+            target(
+                " http://c:4318 ",
+                Signal::TRACES,
+                OtlpProtocol::HttpProtobuf
+            ),
+            Some(ExportTarget::Url("http://c:4318/v1/traces".into()))
+        );
+        assert_eq!(
+            target(
+                "http://c:4318/",
+                Signal::METRICS,
+                OtlpProtocol::HttpProtobuf
+            ),
+            Some(ExportTarget::Url("http://c:4318/v1/metrics".into()))
+        );
+        assert_eq!(
+            target("http://c:4317/", Signal::TRACES, OtlpProtocol::Grpc),
+            Some(ExportTarget::Url("http://c:4317".into()))
+        );
+    }
+
+    #[test]
+    fn protocols_parse_by_their_standard_names() {
+        assert_eq!(OtlpProtocol::parse("grpc"), Some(OtlpProtocol::Grpc));
+        assert_eq!(
+            OtlpProtocol::parse(" HTTP/protobuf "),
+            Some(OtlpProtocol::HttpProtobuf)
+        );
+        assert_eq!(OtlpProtocol::parse("http/json"), None);
     }
 }

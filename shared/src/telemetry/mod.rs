@@ -252,12 +252,12 @@ fn install(settings: TelemetrySettings) -> Result<TelemetryGuard, TelemetryError
         .try_init()
         .map_err(TelemetryError::SubscriberInstall)?;
 
-    let endpoint = export.map(|export| export.to_string());
     tracing::debug!(
         service = %service_name,
-        endpoint = endpoint.as_deref().unwrap_or("none"),
+        export = %export.as_ref().map_or("none".to_owned(), ToString::to_string),
         "telemetry initialised"
     );
+    let endpoint = export.map(|export| export.target.to_string());
     Ok(TelemetryGuard {
         provider,
         meters,
