@@ -10,6 +10,8 @@
 //!   `OTEL_EXPORTER_OTLP_HEADERS` reach the receiver; the workers' stderr (a file, no
 //!   `--log-format`) is JSON lines whose run lines carry the run span's `trace_id`/`span_id`;
 //! - the same from `ferry-scheduler trigger` with `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`;
+//! - `OTEL_TRACES_SAMPLER=always_off` at the trigger: the workers (parent-based by default)
+//!   export nothing of that run, and its log lines still carry a trace id;
 //! - a message an upstream system published with its own `traceparent` continues that trace;
 //! - with the collector down (a closed port, or a port that accepts and never answers) a run
 //!   of 200 files succeeds, and the spans the small queue could not hold are counted on
@@ -413,6 +415,66 @@ async fn a_triggered_run_exported_over_grpc_is_one_trace() {
     let traces = assert_one_trace_per_run(&fleet, &index, &sent, "scheduler.trigger");
     assert_eq!(traces.len(), 1, "one triggered run, one trace");
     assert_header_sent(&index);
+}
+
+#[tokio::test]
+async fn the_samplers_decision_follows_the_run_across_rabbitmq() {
+    let (collector, mut requests) = start_collector().await.unwrap();
+    let fleet = Fleet::start("traces-sampler", FleetOptions::default())
+        .await
+        .expect("fleet");
+    let sent = write_files(&fleet, 2, 1024);
+    let env = otel_env(&format!("http://{collector}"), "http/protobuf");
+    // The workers keep the default sampler (parentbased_always_on): they follow the parent.
+    let (mut worker_a, _) = worker(&fleet, "worker-a", &env).await;
+    let mut trigger_env = as_refs(&env);
+    trigger_env.push(("OTEL_TRACES_SAMPLER", "always_off"));
+    let mut trigger = fleet
+        .spawn_with_env(
+            "trigger",
+            "ferry-scheduler",
+            &["trigger", "--flow", "f"],
+            &trigger_env,
+        )
+        .expect("trigger");
+    let status = trigger.wait_exit(START).await.expect("trigger exits");
+    assert!(status.success(), "trigger: {}", trigger.tail(20));
+    wait_delivered(&fleet, &sent, &[&worker_a]).await;
+    // Stopping flushes: whatever the worker would export has been received when it exits.
+    worker_a.stop(STOP).await.expect("worker stops");
+
+    let mut index = SpanIndex::default();
+    index.drain(&mut requests).unwrap();
+    let run_spans: Vec<String> = [
+        "scheduler.trigger",
+        "broker.publish",
+        "worker.flow_run",
+        "flow_run",
+        "file",
+    ]
+    .into_iter()
+    .filter(|name| index.named(name).next().is_some())
+    .map(str::to_owned)
+    .collect();
+    assert!(
+        run_spans.is_empty(),
+        "an unsampled run exported {run_spans:?}"
+    );
+    // Not sampled, yet traced: the run's log lines still carry one trace id.
+    let lines = worker_a.lines();
+    let summary = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("flow f run "))
+        })
+        .expect("summary line");
+    assert_eq!(
+        summary["trace_id"].as_str().map(str::len),
+        Some(32),
+        "{summary}"
+    );
 }
 
 #[tokio::test]
