@@ -49,6 +49,11 @@ pub enum TelemetryError {
         value: String,
     },
 
+    /// OTLP/gRPC was asked for, but `init` was called outside a tokio runtime (the gRPC
+    /// channel lives on it).
+    #[error("OTLP over gRPC needs telemetry to be initialised inside a tokio runtime")]
+    GrpcWithoutRuntime,
+
     /// Flushing the span exporter failed or timed out.
     #[error("could not flush the span exporter: {0}")]
     Flush(#[source] opentelemetry_sdk::error::OTelSdkError),

@@ -183,6 +183,7 @@ impl Export {
 
     /// The span exporter for this target and protocol.
     pub(crate) fn span_exporter(&self) -> Result<SpanExporter, TelemetryError> {
+        self.check_runtime()?;
         let url = self.url();
         let built = match self.protocol {
             OtlpProtocol::HttpProtobuf => {
@@ -209,6 +210,7 @@ impl Export {
 
     /// The metric exporter for this target and protocol.
     pub(crate) fn metric_exporter(&self) -> Result<MetricExporter, TelemetryError> {
+        self.check_runtime()?;
         let url = self.url();
         let built = match self.protocol {
             OtlpProtocol::HttpProtobuf => {
@@ -231,6 +233,15 @@ impl Export {
             }
         };
         built.map_err(|source| self.build_error(source))
+    }
+
+    /// gRPC's channel is spawned on the current tokio runtime: without one, a typed error
+    /// rather than tokio's panic.
+    fn check_runtime(&self) -> Result<(), TelemetryError> {
+        if self.protocol == OtlpProtocol::Grpc && tokio::runtime::Handle::try_current().is_err() {
+            return Err(TelemetryError::GrpcWithoutRuntime);
+        }
+        Ok(())
     }
 
     fn url(&self) -> Option<String> {
