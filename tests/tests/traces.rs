@@ -10,6 +10,7 @@
 //!   `OTEL_EXPORTER_OTLP_HEADERS` reach the receiver; the workers' stderr (a file, no
 //!   `--log-format`) is JSON lines whose run lines carry the run span's `trace_id`/`span_id`;
 //! - the same from `ferry-scheduler trigger` with `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`;
+//! - a file that failed names its error kind in `error.type` on its span;
 //! - `OTEL_TRACES_SAMPLER=always_off` at the trigger: the workers (parent-based by default)
 //!   export nothing of that run, and its log lines still carry a trace id;
 //! - a message an upstream system published with its own `traceparent` continues that trace;
@@ -531,6 +532,60 @@ async fn an_upstream_publishers_traceparent_is_continued() {
         index.lineage(file),
         ["file", "flow_run", "worker.flow_run"],
         "the rest of the chain is the upstream's"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_file_names_its_error_kind_on_its_span() {
+    let (collector, mut requests) = start_collector().await.unwrap();
+    let fleet = Fleet::start(
+        "traces-error",
+        FleetOptions {
+            partner_password: Some("not-the-password".into()),
+            max_attempts: 1,
+            file_attempts: 1,
+            ..FleetOptions::default()
+        },
+    )
+    .await
+    .expect("fleet");
+    write_files(&fleet, 1, 1024);
+    let env = otel_env(&format!("http://{collector}"), "http/protobuf");
+    let (mut worker_a, _) = worker(&fleet, "worker-a", &env).await;
+    let message = FlowRunMessage::new("f", Trigger::Manual, None);
+    let broker = fleet.broker().await.expect("broker");
+    broker
+        .publisher(PublisherOptions::default())
+        .publish(&message, &Headers::new())
+        .await
+        .expect("publish");
+    let run_id = message.flow_run_id.to_string();
+    worker_a
+        .wait_for("the run's summary", START, |lines| {
+            run_summaries(lines).iter().any(|s| s.run_id == run_id)
+        })
+        .await
+        .unwrap();
+    worker_a.stop(STOP).await.expect("worker stops");
+
+    let mut index = SpanIndex::default();
+    index
+        .receive_until(&mut requests, ARRIVE, "the failed file's span", |index| {
+            index
+                .named("file")
+                .any(|span| span.attr("outcome").as_deref() == Some("failed"))
+        })
+        .await
+        .unwrap();
+    let file = index
+        .named("file")
+        .find(|span| span.attr("outcome").as_deref() == Some("failed"))
+        .expect("failed file span");
+    assert_eq!(
+        file.attr("error.type").as_deref(),
+        Some("authentication_failed"),
+        "{:?}",
+        file.span.attributes
     );
 }
 
