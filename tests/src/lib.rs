@@ -22,4 +22,5 @@ pub mod redis;
 pub mod redis_cluster;
 pub mod span_index;
 pub mod tools;
+pub mod traced_fleet;
 pub mod vault;

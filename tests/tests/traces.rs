@@ -14,9 +14,8 @@
 //! - `OTEL_TRACES_SAMPLER=always_off` at the trigger: the workers (parent-based by default)
 //!   export nothing of that run, and its log lines still carry a trace id;
 //! - a message an upstream system published with its own `traceparent` continues that trace;
-//! - with the collector down (a closed port, or a port that accepts and never answers) a run
-//!   of 200 files succeeds, and the spans the small queue could not hold are counted on
-//!   `/metrics`.
+//!
+//! A collector that is down is `collector_down.rs`.
 //!
 //! Needs `cargo build -p ferry-worker -p ferry-scheduler` first (the binaries next to the test).
 
@@ -26,100 +25,40 @@ use std::time::Duration;
 
 use ferry_shared::broker::{Headers, PublisherOptions};
 use ferry_shared::message::{FlowRunMessage, Trigger};
-use ferry_shared::telemetry::SPANS_DROPPED_METRIC;
-use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess, noise, run_summaries};
+use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess, run_summaries};
 use ferry_tests::otlp_collector::{Received, start_collector, start_grpc_collector};
 use ferry_tests::ports::free_port;
-use ferry_tests::prometheus::{Exposition, http_get};
 use ferry_tests::span_index::{CollectedSpan, SpanIndex};
+use ferry_tests::traced_fleet::{
+    HEADER, RESOURCE_ATTRIBUTE, WORKER_SERVICE, as_refs, otel_env, traced_worker, write_files,
+};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 /// How long a process may take to connect and start consuming or ticking.
 const START: Duration = Duration::from_secs(60);
-/// How long a clean stop may take (a worker whose collector black-holes waits for the
-/// exporter's shutdown timeout).
+/// How long a clean stop may take.
 const STOP: Duration = Duration::from_secs(30);
 /// How long the spans of stopped (flushed) processes may take to arrive.
 const ARRIVE: Duration = Duration::from_secs(30);
+/// How long the files of a run may take to reach the partner.
+const DELIVER: Duration = Duration::from_secs(120);
 
-/// The service name the workers are given through `OTEL_SERVICE_NAME`.
-const WORKER_SERVICE: &str = "ferry-worker-traced";
-/// The header the exporters are given through `OTEL_EXPORTER_OTLP_HEADERS`.
-const HEADER: (&str, &str) = ("x-ferry-test", "traces-e2e");
-
-/// The telemetry environment of every process: export to `endpoint` quickly, with the test's
-/// header and resource attribute.
-fn otel_env(endpoint: &str, protocol: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_owned()),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
-        (
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            format!("{}={}", HEADER.0, HEADER.1),
-        ),
-        (
-            "OTEL_RESOURCE_ATTRIBUTES",
-            "deployment.environment.name=traces-test".to_owned(),
-        ),
-    ]
-}
-
-fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-/// A consuming worker named `name` with `env` (and `OTEL_SERVICE_NAME`), no `--log-format`;
-/// returns it and its health/metrics address.
+/// A consuming worker exporting with `env`.
 async fn worker(
     fleet: &Fleet,
     name: &str,
     env: &[(&'static str, String)],
 ) -> (FleetProcess, SocketAddr) {
-    let health = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut env = as_refs(env);
-    env.push(("OTEL_SERVICE_NAME", WORKER_SERVICE));
-    let mut process = fleet
-        .spawn_with_env(
-            name,
-            "ferry-worker",
-            &["--health-listen", &health.to_string(), "consume"],
-            &env,
-        )
-        .expect("worker");
-    process.wait_for_message("consuming", START).await.unwrap();
-    (process, health)
-}
-
-/// Writes `count` files `traceNNN.xml` of `size` bytes; name -> size.
-fn write_files(fleet: &Fleet, count: usize, size: usize) -> BTreeMap<String, u64> {
-    (0..count)
-        .map(|n| {
-            let name = format!("trace{n:03}.xml");
-            fleet
-                .write_local(&name, &noise(size + n, rand::random()))
-                .expect("write local file");
-            (name, (size + n) as u64)
-        })
-        .collect()
+    traced_worker(fleet, name, env).await.expect("worker")
 }
 
 /// Waits until every file in `sent` is on the partner.
-async fn wait_delivered(fleet: &Fleet, sent: &BTreeMap<String, u64>, workers: &[&FleetProcess]) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let remote = fleet.remote_names();
-        if sent.keys().all(|name| remote.contains(name)) {
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            let logs: String = workers.iter().map(|w| w.tail(30)).collect();
-            panic!("files not delivered: remote {remote:?}\n{logs}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+async fn wait_delivered(fleet: &Fleet, sent: &BTreeMap<String, u64>, processes: &[&FleetProcess]) {
+    ferry_tests::traced_fleet::wait_delivered(fleet, sent, processes, DELIVER)
+        .await
+        .unwrap();
 }
 
 /// The transferred file spans of `name`.
@@ -179,8 +118,8 @@ fn assert_one_trace_per_run(
         assert_eq!(file.attr("file.size"), Some(size.to_string()), "{name}");
         assert_eq!(file.service(), WORKER_SERVICE, "{name}");
         assert_eq!(
-            file.resource_attr("deployment.environment.name").as_deref(),
-            Some("traces-test"),
+            file.resource_attr(RESOURCE_ATTRIBUTE.0).as_deref(),
+            Some(RESOURCE_ATTRIBUTE.1),
             "OTEL_RESOURCE_ATTRIBUTES"
         );
         let trace = file.trace_id();
@@ -352,7 +291,7 @@ async fn a_scheduled_run_is_one_trace_from_the_tick_to_every_file() {
     )
     .await
     .expect("fleet");
-    let sent = write_files(&fleet, 4, 8 * 1024);
+    let sent = write_files(&fleet, 4, 8 * 1024).expect("files");
     let env = otel_env(&format!("http://{collector}"), "http/protobuf");
     let (mut worker_a, _) = worker(&fleet, "worker-a", &env).await;
     let (mut worker_b, _) = worker(&fleet, "worker-b", &env).await;
@@ -393,7 +332,7 @@ async fn a_triggered_run_exported_over_grpc_is_one_trace() {
     let fleet = Fleet::start("traces-grpc", FleetOptions::default())
         .await
         .expect("fleet");
-    let sent = write_files(&fleet, 3, 4 * 1024);
+    let sent = write_files(&fleet, 3, 4 * 1024).expect("files");
     let env = otel_env(&format!("http://{collector}"), "grpc");
     let (mut worker_a, _) = worker(&fleet, "worker-a", &env).await;
     let (mut worker_b, _) = worker(&fleet, "worker-b", &env).await;
@@ -424,7 +363,7 @@ async fn the_samplers_decision_follows_the_run_across_rabbitmq() {
     let fleet = Fleet::start("traces-sampler", FleetOptions::default())
         .await
         .expect("fleet");
-    let sent = write_files(&fleet, 2, 1024);
+    let sent = write_files(&fleet, 2, 1024).expect("files");
     let env = otel_env(&format!("http://{collector}"), "http/protobuf");
     // The workers keep the default sampler (parentbased_always_on): they follow the parent.
     let (mut worker_a, _) = worker(&fleet, "worker-a", &env).await;
@@ -484,7 +423,7 @@ async fn an_upstream_publishers_traceparent_is_continued() {
     let fleet = Fleet::start("traces-upstream", FleetOptions::default())
         .await
         .expect("fleet");
-    let sent = write_files(&fleet, 1, 1024);
+    let sent = write_files(&fleet, 1, 1024).expect("files");
     let env = otel_env(&format!("http://{collector}"), "http/protobuf");
     let (mut worker_a, _) = worker(&fleet, "worker-a", &env).await;
 
@@ -549,7 +488,7 @@ async fn a_failed_file_names_its_error_kind_on_its_span() {
     )
     .await
     .expect("fleet");
-    write_files(&fleet, 1, 1024);
+    write_files(&fleet, 1, 1024).expect("files");
     let env = otel_env(&format!("http://{collector}"), "http/protobuf");
     let (mut worker_a, _) = worker(&fleet, "worker-a", &env).await;
     let message = FlowRunMessage::new("f", Trigger::Manual, None);
@@ -587,67 +526,4 @@ async fn a_failed_file_names_its_error_kind_on_its_span() {
         "{:?}",
         file.span.attributes
     );
-}
-
-/// A run of 200 files by a worker whose collector is down at `endpoint`, with a queue of 16
-/// spans; returns the worker's count of dropped spans after the run.
-async fn run_with_collector_down(test: &str, endpoint: &str) -> f64 {
-    let fleet = Fleet::start(test, FleetOptions::default())
-        .await
-        .expect("fleet");
-    let sent = write_files(&fleet, 200, 512);
-    let mut env = otel_env(endpoint, "http/protobuf");
-    env.push(("OTEL_BSP_MAX_QUEUE_SIZE", "16".to_owned()));
-    let (mut worker_a, health) = worker(&fleet, "worker-a", &env).await;
-    let message = FlowRunMessage::new("f", Trigger::Manual, None);
-    let broker = fleet.broker().await.expect("broker");
-    broker
-        .publisher(PublisherOptions::default())
-        .publish(&message, &Headers::new())
-        .await
-        .expect("publish");
-    let run_id = message.flow_run_id.to_string();
-    worker_a
-        .wait_for("the run's summary", Duration::from_secs(300), |lines| {
-            run_summaries(lines).iter().any(|s| s.run_id == run_id)
-        })
-        .await
-        .unwrap();
-    let summary = run_summaries(&worker_a.lines())
-        .into_iter()
-        .find(|s| s.run_id == run_id)
-        .expect("summary");
-    assert_eq!(
-        (summary.transferred, summary.failed),
-        (200, 0),
-        "{}",
-        worker_a.tail(20)
-    );
-    let remote = fleet.remote_names();
-    assert!(sent.keys().all(|name| remote.contains(name)));
-    let page = http_get(health, "/metrics").expect("metrics");
-    let dropped = Exposition::parse(&page.body)
-        .expect("exposition")
-        .sum(SPANS_DROPPED_METRIC, &[]);
-    worker_a.stop(STOP).await.expect("worker stops");
-    dropped
-}
-
-#[tokio::test]
-async fn a_closed_collector_port_does_not_fail_a_run_of_200_files() {
-    let closed = free_port();
-    run_with_collector_down("traces-closed", &format!("http://127.0.0.1:{closed}")).await;
-}
-
-#[tokio::test]
-async fn a_black_holed_collector_does_not_fail_a_run_and_dropped_spans_are_counted() {
-    // Accepts connections (the kernel's backlog) and never answers.
-    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let endpoint = format!("http://{}", black_hole.local_addr().expect("address"));
-    let dropped = run_with_collector_down("traces-black-hole", &endpoint).await;
-    assert!(
-        dropped > 0.0,
-        "{SPANS_DROPPED_METRIC} must count the spans a 16-span queue could not hold"
-    );
-    drop(black_hole);
 }
