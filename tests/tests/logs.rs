@@ -1,9 +1,9 @@
-//! The log lines an operator meets before any work: none at `info` from OpenTelemetry's
-//! start-up (issue 10: every command used to print "Global tracer provider is set" and
-//! "Global meter provider is set"), with or without an exporter, whatever the command.
-//!
-//! The processes run with `RUST_LOG=info`, so the lines would show if they were emitted to
-//! the subscriber, rather than only being filtered out by the default filter.
+//! The log lines an operator meets before any work (issue 10):
+//! - none at `info` from OpenTelemetry's start-up (every command used to print "Global tracer
+//!   provider is set" and "Global meter provider is set"), with or without an exporter,
+//!   whatever the command. The processes run with `RUST_LOG=info`, so the lines would show
+//!   if they were emitted to the subscriber, rather than only filtered out by the default;
+//! - without `--log-format`: JSON lines when stderr is not a terminal, text on one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -60,4 +60,52 @@ fn commands_start_without_opentelemetry_announcements() {
         assert!(!out.status.success(), "trigger of an unknown flow");
         assert_quiet("ferry-scheduler trigger", &out);
     }
+}
+
+/// The line `init` logs (at debug) about itself, from `probe` of an unknown partner, with
+/// stderr as `tty` says: a pipe, or a terminal (`script` runs the command on a pseudo-terminal).
+fn init_line(tty: bool) -> String {
+    let binary = workspace_binary("ferry-worker").expect("binary");
+    let command = format!(
+        "{} --config {} probe --partner nope",
+        binary.display(),
+        examples().display()
+    );
+    let mut cmd = if tty {
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &command, "/dev/null"]);
+        cmd
+    } else {
+        let mut cmd = Command::new(&binary);
+        cmd.arg("--config")
+            .arg(examples())
+            .args(["probe", "--partner", "nope"]);
+        cmd
+    };
+    let out = cmd
+        .env_remove("FERRY_LOG_FORMAT")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env("RUST_LOG", "ferry_shared::telemetry=debug")
+        .output()
+        .expect("running the binary");
+    // `script` puts the terminal's output on its stdout.
+    let text = String::from_utf8_lossy(if tty { &out.stdout } else { &out.stderr }).into_owned();
+    text.lines()
+        .find(|line| line.contains("telemetry initialised"))
+        .unwrap_or_else(|| panic!("no init line (tty: {tty}) in:\n{text}"))
+        .to_owned()
+}
+
+#[test]
+fn logs_are_json_off_a_terminal_and_text_on_one() {
+    let piped = init_line(false);
+    let json: serde_json::Value =
+        serde_json::from_str(&piped).unwrap_or_else(|_| panic!("not JSON: {piped}"));
+    assert_eq!(json["level"], "DEBUG", "{piped}");
+    let on_terminal = init_line(true);
+    assert!(
+        serde_json::from_str::<serde_json::Value>(on_terminal.trim()).is_err(),
+        "JSON on a terminal: {on_terminal}"
+    );
+    assert!(on_terminal.contains("DEBUG"), "{on_terminal}");
 }
