@@ -54,6 +54,17 @@ pub enum TelemetryError {
     #[error("OTLP over gRPC needs telemetry to be initialised inside a tokio runtime")]
     GrpcWithoutRuntime,
 
+    /// OTLP/gRPC to an `https://` endpoint: TLS for gRPC is not built in.
+    #[error(
+        "OTLP over gRPC to {endpoint} needs TLS, which this build does not speak over gRPC: \
+         use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf for https, or a plaintext (http://) \
+         collector or sidecar"
+    )]
+    GrpcOverTls {
+        /// The endpoint asked for.
+        endpoint: String,
+    },
+
     /// Flushing the span exporter failed or timed out.
     #[error("could not flush the span exporter: {0}")]
     Flush(#[source] opentelemetry_sdk::error::OTelSdkError),

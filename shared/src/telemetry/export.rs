@@ -21,7 +21,8 @@
 //!   channel is built lazily on the tokio runtime that is current at [`init`](super::init)
 //!   (both binaries call it inside theirs) and does its I/O there; the batch processor's thread
 //!   only waits for the answer. gRPC here is plaintext (`http://`): TLS to a collector is the
-//!   job of a sidecar or of `http/protobuf` over `https://`.
+//!   job of a sidecar or of `http/protobuf` over `https://`; an `https://` endpoint with
+//!   `grpc` is a start-up error rather than spans lost in silence.
 //!
 //! `http/json` is not built in: asking for it is a start-up error naming the variable, rather
 //! than a silent fall-back that would leave an operator looking for spans that never leave.
@@ -235,11 +236,23 @@ impl Export {
         built.map_err(|source| self.build_error(source))
     }
 
-    /// gRPC's channel is spawned on the current tokio runtime: without one, a typed error
-    /// rather than tokio's panic.
+    /// What gRPC export needs: a tokio runtime (its channel is spawned on the current one;
+    /// without one, a typed error rather than tokio's panic) and a plaintext endpoint (TLS
+    /// for gRPC is not built in; silently speaking plaintext to a TLS port would lose every
+    /// span).
     fn check_runtime(&self) -> Result<(), TelemetryError> {
-        if self.protocol == OtlpProtocol::Grpc && tokio::runtime::Handle::try_current().is_err() {
+        if self.protocol != OtlpProtocol::Grpc {
+            return Ok(());
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
             return Err(TelemetryError::GrpcWithoutRuntime);
+        }
+        let endpoint = match &self.target {
+            ExportTarget::Url(url) => Some(url.clone()),
+            ExportTarget::Environment(var) => std::env::var(var).ok(),
+        };
+        if let Some(endpoint) = endpoint.filter(|e| is_https(e)) {
+            return Err(TelemetryError::GrpcOverTls { endpoint });
         }
         Ok(())
     }
@@ -263,6 +276,11 @@ impl fmt::Display for Export {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.target, self.protocol)
     }
+}
+
+/// Whether `endpoint` asks for TLS.
+fn is_https(endpoint: &str) -> bool {
+    endpoint.trim().to_ascii_lowercase().starts_with("https://")
 }
 
 /// `base` with a signal's path appended, unless it already ends with it.
@@ -312,6 +330,27 @@ mod tests {
             target("http://c:4317/", Signal::TRACES, OtlpProtocol::Grpc),
             Some(ExportTarget::Url("http://c:4317".into()))
         );
+    }
+
+    #[tokio::test]
+    async fn grpc_to_a_tls_endpoint_is_refused_at_start() {
+        let export = Export::with_protocol(
+            Some("HTTPS://collector:4317"),
+            Signal::TRACES,
+            OtlpProtocol::Grpc,
+        )
+        .expect("export");
+        assert!(matches!(
+            export.span_exporter(),
+            Err(TelemetryError::GrpcOverTls { .. })
+        ));
+        let plain = Export::with_protocol(
+            Some("http://127.0.0.1:4317"),
+            Signal::TRACES,
+            OtlpProtocol::Grpc,
+        )
+        .expect("export");
+        assert!(plain.span_exporter().is_ok());
     }
 
     #[test]
