@@ -80,8 +80,9 @@ impl Publisher {
         }
     }
 
-    /// Publishes `message` with `headers` (trace context) and returns once the broker
-    /// confirmed it. Retries what may be lost until `retry_for` runs out; fails at once
+    /// Publishes `message` with `headers` and returns once the broker confirmed it. The
+    /// `broker.publish` span (a producer span) continues the trace context in `headers` (or
+    /// the current span's), and the message carries the publish span's own `traceparent`. Retries what may be lost until `retry_for` runs out; fails at once
     /// when no queue is bound for the flow or the message is invalid.
     pub async fn publish(
         &self,
