@@ -184,10 +184,16 @@ fn assert_one_trace_per_run(
             }
         }
         for step in ["ftps_upload", "ftps_rename"] {
-            assert!(
-                !under_file(step).is_empty(),
-                "{name}: no {step} under the file span"
-            );
+            let spans = under_file(step);
+            assert!(!spans.is_empty(), "{name}: no {step} under the file span");
+            for span in spans {
+                assert_eq!(span.kind(), SpanKind::Client, "{step}");
+                assert_eq!(span.attr("server.address"), Some(fleet.server.host.clone()));
+                assert_eq!(
+                    span.attr("server.port"),
+                    Some(fleet.server.port.to_string())
+                );
+            }
         }
         // The FTPS sessions the run opened.
         let connects: Vec<&CollectedSpan> = index
