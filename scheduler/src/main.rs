@@ -39,14 +39,10 @@ struct Cli {
     )]
     config: PathBuf,
 
-    /// Log lines as `pretty` text or `json`.
-    #[arg(
-        long,
-        global = true,
-        env = "FERRY_LOG_FORMAT",
-        default_value = "pretty"
-    )]
-    log_format: LogFormat,
+    /// Log lines (on stderr) as `pretty` text or `json`; by default JSON when stderr is not
+    /// a terminal, text on one.
+    #[arg(long, global = true, env = "FERRY_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
 
     /// Where `GET /metrics` listens, overriding `scheduler.metrics_listen` (for several
     /// schedulers on one host).

@@ -67,11 +67,12 @@ pub enum StartupError {
     RedisPassword(#[from] SecretError),
 }
 
-/// Installs logging and tracing for `service` with the configuration's export settings.
+/// Installs logging and tracing for `service` with the configuration's export settings; the
+/// log format asked for, else the one for stderr ([`LogFormat::for_stderr`]).
 pub fn telemetry(
     config: &Config,
     service: &str,
-    log_format: LogFormat,
+    log_format: Option<LogFormat>,
 ) -> Result<TelemetryGuard, StartupError> {
     let configured = &config.settings.telemetry;
     let mut settings = TelemetrySettings::new(
@@ -81,7 +82,7 @@ pub fn telemetry(
             .unwrap_or_else(|| service.to_owned()),
     );
     settings.otlp_endpoint = configured.otlp_endpoint.clone();
-    settings.log_format = log_format;
+    settings.log_format = log_format.unwrap_or_else(LogFormat::for_stderr);
     Ok(telemetry::init(settings)?)
 }
 

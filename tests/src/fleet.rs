@@ -377,6 +377,26 @@ impl Fleet {
         }
     }
 
+    /// Spawns `binary --config DIR ARGS...` with `env` added and no `--log-format` (the
+    /// binary picks its default: JSON, since its output is a file); for the `scheduler` and
+    /// `worker` commands, give their listen option in `args` as [`Fleet::spawn_worker`] does.
+    pub fn spawn_with_env(
+        &self,
+        name: &str,
+        binary: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<FleetProcess> {
+        spawn_binary_with_env(
+            &self.binary(binary)?,
+            self.config_dir(),
+            &self.config_dir().join("logs"),
+            name,
+            args,
+            env,
+        )
+    }
+
     fn spawn(&self, name: &str, binary: &str, extra: &[&str]) -> anyhow::Result<FleetProcess> {
         spawn_binary(
             &self.binary(binary)?,
@@ -424,6 +444,23 @@ pub fn spawn_binary(
     name: &str,
     extra: &[&str],
 ) -> anyhow::Result<FleetProcess> {
+    let args: Vec<&str> = ["--log-format", "json"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    spawn_binary_with_env(binary, config_dir, logs, name, &args, &[])
+}
+
+/// Spawns `binary --config DIR ARGS...` like [`spawn_binary`], with `env` added (after the
+/// logging variables are removed) and no log format forced.
+pub fn spawn_binary_with_env(
+    binary: &Path,
+    config_dir: &Path,
+    logs: &Path,
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<FleetProcess> {
     std::fs::create_dir_all(logs)?;
     let log = logs.join(format!("{name}.log"));
     let out = std::fs::File::create(&log)?;
@@ -432,13 +469,14 @@ pub fn spawn_binary(
     command
         .arg("--config")
         .arg(config_dir)
-        .args(["--log-format", "json"])
         .args(extra)
         .env_remove("RUST_LOG")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("FERRY_LOG_FORMAT")
         .env_remove("FERRY_CONFIG")
         .env_remove("FERRY_BROKER_URL")
         .env_remove("FERRY_REDIS_URL")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);

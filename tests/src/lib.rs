@@ -23,5 +23,7 @@ pub mod prometheus_server;
 pub mod rabbitmq;
 pub mod redis;
 pub mod redis_cluster;
+pub mod span_index;
 pub mod tools;
+pub mod traced_fleet;
 pub mod vault;

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use ferry_shared::broker::{Broker, ConsumerOptions, DeadLetterReason, Delivery, Settled};
 use ferry_shared::message::FlowRunMessage;
+use ferry_shared::startup;
 use ferry_shared::telemetry;
 use ferry_shared::telemetry::metrics::partner::PartnerMetrics;
 use ferry_shared::telemetry::metrics::runs::RunMetrics;
@@ -137,6 +138,12 @@ async fn handle(engine: Arc<Engine>, delivery: Delivery) {
     };
     let span = tracing::info_span!(
         "worker.flow_run",
+        otel.kind = "consumer",
+        messaging.system = "rabbitmq",
+        messaging.operation.name = "process",
+        messaging.operation.type = "process",
+        messaging.destination.name = %startup::topology(engine.config()).work_queue(),
+        messaging.message.id = %message.flow_run_id,
         flow_id = %message.flow_id,
         flow_run_id = %message.flow_run_id,
         attempt = message.attempt,

@@ -51,14 +51,10 @@ struct Cli {
     #[arg(long, global = true, env = "FERRY_HEALTH_LISTEN")]
     health_listen: Option<SocketAddr>,
 
-    /// Log lines (on stderr) as `pretty` text or `json`.
-    #[arg(
-        long,
-        global = true,
-        env = "FERRY_LOG_FORMAT",
-        default_value = "pretty"
-    )]
-    log_format: LogFormat,
+    /// Log lines (on stderr) as `pretty` text or `json`; by default JSON when stderr is not
+    /// a terminal, text on one.
+    #[arg(long, global = true, env = "FERRY_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     command: Option<Command>,

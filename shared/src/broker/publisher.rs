@@ -15,6 +15,7 @@ use super::amqp::{self, message_properties, publish_confirmed};
 use super::{AmqpUrl, BrokerError, Headers, Topology};
 use crate::backoff::Backoff;
 use crate::message::FlowRunMessage;
+use crate::telemetry;
 
 /// How a [`Publisher`] waits and retries.
 #[derive(Debug, Clone)]
@@ -79,8 +80,9 @@ impl Publisher {
         }
     }
 
-    /// Publishes `message` with `headers` (trace context) and returns once the broker
-    /// confirmed it. Retries what may be lost until `retry_for` runs out; fails at once
+    /// Publishes `message` with `headers` and returns once the broker confirmed it. The
+    /// `broker.publish` span (a producer span) continues the trace context in `headers` (or
+    /// the current span's), and the message carries the publish span's own `traceparent`. Retries what may be lost until `retry_for` runs out; fails at once
     /// when no queue is bound for the flow or the message is invalid.
     pub async fn publish(
         &self,
@@ -89,13 +91,27 @@ impl Publisher {
     ) -> Result<(), BrokerError> {
         let span = info_span!(
             "broker.publish",
+            otel.kind = "producer",
+            messaging.system = "rabbitmq",
+            messaging.operation.name = "publish",
+            messaging.operation.type = "send",
+            messaging.destination.name = %self.inner.topology.exchange(),
+            messaging.rabbitmq.destination.routing_key = %message.flow_id,
+            messaging.message.id = %message.flow_run_id,
+            server.address = %self.inner.url.host(),
+            server.port = self.inner.url.port(),
             flow_id = %message.flow_id,
             flow_run_id = %message.flow_run_id,
             attempt = message.attempt,
         );
+        // The span continues the caller's trace context (an upstream's, or the current span's,
+        // which it is a child of anyway) and the message carries the publish span's own
+        // context, so that the consumer's span is a child of this publish.
+        telemetry::set_parent_from(&span, headers);
         async {
-            let payload = message.encode()?;
             let mut headers = headers.clone();
+            headers.extend(telemetry::inject_current_context());
+            let payload = message.encode()?;
             headers.insert(
                 super::PUBLISHED_AT_HEADER.into(),
                 amqp::unix_millis(std::time::SystemTime::now()).to_string(),

@@ -47,6 +47,16 @@ impl AmqpUrl {
         &self.uri.vhost
     }
 
+    /// The broker's host name or address (span attribute `server.address`).
+    pub fn host(&self) -> &str {
+        &self.uri.authority.host
+    }
+
+    /// The broker's port (span attribute `server.port`).
+    pub fn port(&self) -> u16 {
+        self.uri.authority.port
+    }
+
     /// The parsed URI, for lapin only.
     pub(crate) fn uri(&self) -> AMQPUri {
         self.uri.clone()

@@ -120,7 +120,8 @@ pub struct RetrySettings {
 pub struct TelemetrySettings {
     /// `telemetry.otlp_endpoint`, else `OTEL_EXPORTER_OTLP_ENDPOINT`; no export when absent.
     pub otlp_endpoint: Option<String>,
-    /// `telemetry.service_name`; when absent each binary uses its own name.
+    /// `telemetry.service_name`, else `OTEL_SERVICE_NAME`; when absent each binary uses its
+    /// own name.
     pub service_name: Option<String>,
 }
 
@@ -462,10 +463,13 @@ pub(crate) fn read(
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             env,
         ),
-        service_name: telemetry
-            .as_ref()
-            .and_then(|t| t.get("service_name"))
-            .and_then(|f| f.non_empty_str(cx)),
+        service_name: text_or_env(
+            cx,
+            telemetry.as_ref(),
+            "service_name",
+            "OTEL_SERVICE_NAME",
+            env,
+        ),
     };
 
     if let Some(scheduler) = section(

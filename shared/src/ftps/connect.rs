@@ -56,6 +56,9 @@ pub(crate) async fn connect(
 ) -> Result<Connection, FtpsError> {
     let span = tracing::info_span!(
         "ftps_connect",
+        otel.kind = "client",
+        server.address = %cfg.host,
+        server.port = cfg.port,
         host = %cfg.host,
         port = cfg.port,
         user = %cfg.username

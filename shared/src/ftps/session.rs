@@ -242,8 +242,7 @@ impl Session {
         remote_name: &str,
         options: &UploadOptions,
     ) -> Result<StagedUpload, FtpsError> {
-        let span =
-            tracing::info_span!("ftps_upload", remote_dir, remote_name, local = %local.display());
+        let span = tracing::info_span!("ftps_upload", otel.kind = "client", server.address = %self.cfg.host, server.port = self.cfg.port, remote_dir, remote_name, local = %local.display());
         let mut op = Upload::new(local, remote_dir, remote_name, options);
         let staged = self.run(&mut op).instrument(span.clone()).await?;
         span.in_scope(|| info!(bytes = staged.bytes, sha256 = %hex::encode(staged.sha256), temp = %staged.temp_path, "uploaded under a temporary name"));
@@ -257,8 +256,7 @@ impl Session {
         staged: &StagedUpload,
         policy: RenamePolicy,
     ) -> Result<Uploaded, FtpsError> {
-        let span =
-            tracing::info_span!("ftps_rename", from = %staged.temp_path, to = %staged.final_path);
+        let span = tracing::info_span!("ftps_rename", otel.kind = "client", server.address = %self.cfg.host, server.port = self.cfg.port, from = %staged.temp_path, to = %staged.final_path);
         let uploaded = self
             .run(&mut CommitUpload { staged, policy })
             .instrument(span)
@@ -303,7 +301,7 @@ impl Session {
         local_dir: &Path,
         options: &DownloadOptions,
     ) -> Result<DownloadedFile, FtpsError> {
-        let span = tracing::info_span!("ftps_download", remote_dir, remote_name, local_dir = %local_dir.display());
+        let span = tracing::info_span!("ftps_download", otel.kind = "client", server.address = %self.cfg.host, server.port = self.cfg.port, remote_dir, remote_name, local_dir = %local_dir.display());
         let mut op = Download {
             remote_dir,
             remote_name,

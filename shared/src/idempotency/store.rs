@@ -278,7 +278,7 @@ impl Store {
     #[tracing::instrument(
         name = "idempotency.claim",
         skip_all,
-        fields(flow = key.flow_id(), key = key.as_str(), lease_ms = millis(lease), recheck, outcome)
+        fields(otel.kind = "client", db.system.name = "redis", flow = key.flow_id(), key = key.as_str(), lease_ms = millis(lease), recheck, outcome)
     )]
     async fn claim_as(
         &self,
@@ -377,7 +377,7 @@ impl Store {
     #[tracing::instrument(
         name = "idempotency.begin_commit",
         skip_all,
-        fields(flow = claim.key().flow_id(), key = claim.key().as_str(), held)
+        fields(otel.kind = "client", db.system.name = "redis", flow = claim.key().flow_id(), key = claim.key().as_str(), held)
     )]
     pub async fn begin_commit(
         &self,
@@ -414,7 +414,7 @@ impl Store {
     #[tracing::instrument(
         name = "idempotency.abandon_commit",
         skip_all,
-        fields(flow = claim.key().flow_id(), key = claim.key().as_str())
+        fields(otel.kind = "client", db.system.name = "redis", flow = claim.key().flow_id(), key = claim.key().as_str())
     )]
     pub async fn abandon_commit(&self, claim: &Claim) -> Result<bool, IdempotencyError> {
         let intent_key = self.flow_keys(claim.key().flow_id()).intent(claim.key());
@@ -451,7 +451,7 @@ impl Store {
         name = "idempotency.record_delivery",
         skip_all,
         fields(
-            flow = claim.key().flow_id(),
+            otel.kind = "client", db.system.name = "redis", flow = claim.key().flow_id(),
             key = claim.key().as_str(),
             retention_s = retention.as_secs(),
             still_held
@@ -508,7 +508,7 @@ impl Store {
     #[tracing::instrument(
         name = "idempotency.release",
         skip_all,
-        fields(flow = claim.key().flow_id(), key = claim.key().as_str())
+        fields(otel.kind = "client", db.system.name = "redis", flow = claim.key().flow_id(), key = claim.key().as_str())
     )]
     pub async fn release(&self, claim: Claim) -> Result<bool, IdempotencyError> {
         claim.lease().release().await
@@ -530,7 +530,7 @@ impl Store {
     #[tracing::instrument(
         name = "idempotency.lock_flow",
         skip_all,
-        fields(flow = flow_id, lease_ms = millis(lease), acquired)
+        fields(otel.kind = "client", db.system.name = "redis", flow = flow_id, lease_ms = millis(lease), acquired)
     )]
     pub async fn lock_flow(
         &self,

@@ -40,6 +40,31 @@ pub enum TelemetryError {
         source: opentelemetry_otlp::ExporterBuildError,
     },
 
+    /// An `OTEL_EXPORTER_OTLP_*PROTOCOL` variable names a protocol this build does not speak.
+    #[error("{variable}={value:?} is not supported: expected \"http/protobuf\" or \"grpc\"")]
+    UnsupportedProtocol {
+        /// The variable that was set.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+    },
+
+    /// OTLP/gRPC was asked for, but `init` was called outside a tokio runtime (the gRPC
+    /// channel lives on it).
+    #[error("OTLP over gRPC needs telemetry to be initialised inside a tokio runtime")]
+    GrpcWithoutRuntime,
+
+    /// OTLP/gRPC to an `https://` endpoint: TLS for gRPC is not built in.
+    #[error(
+        "OTLP over gRPC to {endpoint} needs TLS, which this build does not speak over gRPC: \
+         use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf for https, or a plaintext (http://) \
+         collector or sidecar"
+    )]
+    GrpcOverTls {
+        /// The endpoint asked for.
+        endpoint: String,
+    },
+
     /// Flushing the span exporter failed or timed out.
     #[error("could not flush the span exporter: {0}")]
     Flush(#[source] opentelemetry_sdk::error::OTelSdkError),

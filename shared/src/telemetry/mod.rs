@@ -17,19 +17,25 @@
 //! Records of the `log` crate (some dependencies log through it) are forwarded into the same
 //! pipeline.
 //!
-//! # Export protocol
+//! # Export
 //!
-//! Spans are exported with **OTLP over HTTP, protobuf encoded** (`POST {endpoint}/v1/traces`,
-//! default collector port 4318). HTTP keeps the exporter off the async runtime (the batch
-//! processor runs on its own thread with a blocking client) and lets a test receive the spans
-//! with a few lines of HTTP. OTLP/gRPC (port 4317) is a feature switch away: enable
-//! `opentelemetry-otlp`'s `grpc-tonic` feature and build the exporter with `.with_tonic()`.
+//! Spans are exported over OTLP (`http/protobuf` or `grpc`, see `export.rs` for the endpoint
+//! and protocol rules) through a bounded queue that drops, and counts, what a collector that is
+//! down cannot take (`export_queue.rs`): telemetry never slows or fails a transfer. The
+//! resource (`service.name`, `OTEL_RESOURCE_ATTRIBUTES`) is in `resource.rs`. Sampling follows
+//! `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, which the SDK reads itself when no sampler
+//! is set in code (`always_on`, `always_off`, `traceidratio`, `parentbased_always_on` (the
+//! default), `parentbased_always_off`, `parentbased_traceidratio`); `tracing-opentelemetry`
+//! asks the SDK's sampler for every span, so an unsampled span is neither exported nor
+//! propagated as sampled, yet still has ids for the logs.
 //!
-//! The endpoint is [`TelemetrySettings::otlp_endpoint`] when set (a base URL such as
-//! `http://otel-collector:4318`; `/v1/traces` is appended unless already there), otherwise the
-//! standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is) or `OTEL_EXPORTER_OTLP_ENDPOINT`
-//! (`/v1/traces` appended). The other `OTEL_EXPORTER_OTLP_*` and `OTEL_BSP_*` variables
-//! (headers, timeout, compression, batch sizes) apply as usual.
+//! # Quiet start-up
+//!
+//! The OpenTelemetry API announces `set_tracer_provider` and `set_meter_provider` with an
+//! `info` event ("Global tracer provider is set..."), which `RUST_LOG=info` would print on
+//! every start of every command. [`init`] sets both providers *before* it installs the
+//! subscriber, so those two announcements reach no subscriber at all; the SDK's later warnings
+//! and errors (a failed export) still reach the logs.
 //!
 //! # Metrics
 //!
@@ -39,21 +45,23 @@
 //! `metrics.rs` for the choice of export path and the instruments.
 
 mod error;
+mod export;
+mod export_queue;
 mod format;
 pub mod metrics;
 pub mod prometheus_text;
 mod propagation;
+mod resource;
 mod scrape;
 
+use std::io::IsTerminal as _;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use opentelemetry::KeyValue;
 use opentelemetry::global;
+use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{Protocol, WithExportConfig as _};
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -66,12 +74,15 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 pub use error::{TelemetryError, UnknownLogFormat};
+pub use export::{OTLP_METRICS_PATH, OTLP_TRACES_PATH, OtlpProtocol};
+pub use export_queue::SPANS_DROPPED_METRIC;
 pub use propagation::{current_trace_id, inject_current_context, set_parent_from};
 pub use scrape::Scrape;
 /// The type of [`TelemetrySettings::log_writer`], re-exported so callers need not depend on
 /// `tracing-subscriber` to capture logs.
 pub use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
+use export::{Export, Signal};
 use format::{LineSyntax, TraceIdFormat};
 
 /// The filter used when the environment sets none: `info` and above, less the
@@ -82,12 +93,6 @@ pub const DEFAULT_FILTER: &str =
 
 /// The environment variable whose directives replace the default filter.
 pub const FILTER_ENV_VAR: &str = "RUST_LOG";
-
-/// The path of the OTLP/HTTP traces endpoint, appended to a base endpoint URL.
-pub const OTLP_TRACES_PATH: &str = "/v1/traces";
-
-/// The path of the OTLP/HTTP metrics endpoint, appended to a base endpoint URL.
-pub const OTLP_METRICS_PATH: &str = "/v1/metrics";
 
 /// How long dropping the [`TelemetryGuard`] may wait for the last spans to be exported.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -111,6 +116,18 @@ pub enum LogFormat {
     Pretty,
     /// One JSON object per line, for log collectors; the trace id is the `trace_id` field.
     Json,
+}
+
+impl LogFormat {
+    /// The format when none is asked for: JSON lines when stderr is not a terminal (a file, a
+    /// pipe, a container runtime's log collector), readable text on a terminal.
+    pub fn for_stderr() -> Self {
+        if std::io::stderr().is_terminal() {
+            Self::Pretty
+        } else {
+            Self::Json
+        }
+    }
 }
 
 impl FromStr for LogFormat {
@@ -221,25 +238,26 @@ fn install(settings: TelemetrySettings) -> Result<TelemetryGuard, TelemetryError
         log_writer,
     } = settings;
     let filter = env_filter(&default_filter, filter_env_var.as_deref())?;
-    let target = ExportTarget::resolve(otlp_endpoint.as_deref(), Signal::TRACES);
-    let provider = tracer_provider(&service_name, target.as_ref())?;
-    let metrics_target = ExportTarget::resolve(otlp_endpoint.as_deref(), Signal::METRICS);
-    let (meters, scrape) = meter_provider(&service_name, metrics_target.as_ref())?;
+    let export = Export::resolve(otlp_endpoint.as_deref(), Signal::TRACES)?;
+    let metrics_export = Export::resolve(otlp_endpoint.as_deref(), Signal::METRICS)?;
+    let (meters, scrape) = meter_provider(&service_name, metrics_export.as_ref())?;
+    let provider = tracer_provider(&service_name, export.as_ref(), &meters)?;
     let writer = log_writer.unwrap_or_else(|| BoxMakeWriter::new(std::io::stderr));
 
     global::set_text_map_propagator(TraceContextPropagator::new());
+    // Before the subscriber: their `info` announcements must reach no log (module docs).
+    global::set_tracer_provider(provider.clone());
+    global::set_meter_provider(meters.clone());
     subscriber(filter, log_format, writer, &provider)
         .try_init()
         .map_err(TelemetryError::SubscriberInstall)?;
-    global::set_tracer_provider(provider.clone());
-    global::set_meter_provider(meters.clone());
 
-    let endpoint = target.map(|target| target.to_string());
     tracing::debug!(
         service = %service_name,
-        endpoint = endpoint.as_deref().unwrap_or("none"),
+        export = %export.as_ref().map_or("none".to_owned(), ToString::to_string),
         "telemetry initialised"
     );
+    let endpoint = export.map(|export| export.target.to_string());
     Ok(TelemetryGuard {
         provider,
         meters,
@@ -265,127 +283,40 @@ fn env_filter(default: &str, env_var: Option<&str>) -> Result<EnvFilter, Telemet
     })
 }
 
-/// One OTLP signal: its path under a base URL and its own endpoint variable.
-#[derive(Debug, Clone, Copy)]
-struct Signal {
-    path: &'static str,
-    env_var: &'static str,
-}
-
-impl Signal {
-    const TRACES: Signal = Signal {
-        path: OTLP_TRACES_PATH,
-        env_var: opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-    };
-    const METRICS: Signal = Signal {
-        path: OTLP_METRICS_PATH,
-        env_var: opentelemetry_otlp::OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
-    };
-}
-
-/// Where a signal is exported.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum ExportTarget {
-    /// The full URL of the signal, from the settings.
-    Url(String),
-    /// Left to the exporter, which reads this environment variable.
-    Environment(&'static str),
-}
-
-impl ExportTarget {
-    /// The settings' endpoint, else the standard environment variables, else no export.
-    fn resolve(setting: Option<&str>, signal: Signal) -> Option<Self> {
-        if let Some(base) = setting.map(str::trim).filter(|base| !base.is_empty()) {
-            return Some(Self::Url(signal_url(base, signal.path)));
-        }
-        [
-            signal.env_var,
-            opentelemetry_otlp::OTEL_EXPORTER_OTLP_ENDPOINT,
-        ]
-        .into_iter()
-        .find(|var| std::env::var(var).is_ok_and(|value| !value.trim().is_empty()))
-        .map(Self::Environment)
-    }
-}
-
-impl std::fmt::Display for ExportTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Url(url) => f.write_str(url),
-            Self::Environment(var) => write!(f, "${var}"),
-        }
-    }
-}
-
-/// `base` with a signal's path appended, unless it already ends with it.
-fn signal_url(base: &str, path: &str) -> String {
-    let base = base.trim_end_matches('/');
-    if base.ends_with(path) {
-        base.to_owned()
-    } else {
-        format!("{base}{path}")
-    }
-}
-
-/// The resource of every span and metric: the service's name and version.
-fn resource(service_name: &str) -> Resource {
-    Resource::builder()
-        .with_service_name(service_name.to_owned())
-        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
 /// A meter provider naming `service_name`, with the scrape reader, and a periodic OTLP
 /// exporter to `target` if there is one.
 fn meter_provider(
     service_name: &str,
-    target: Option<&ExportTarget>,
+    export: Option<&Export>,
 ) -> Result<(SdkMeterProvider, Scrape), TelemetryError> {
     let (scrape, reader) = Scrape::new();
     let builder = SdkMeterProvider::builder()
-        .with_resource(resource(service_name))
+        .with_resource(resource::resource(service_name))
         .with_reader(reader);
-    let Some(target) = target else {
+    let Some(export) = export else {
         return Ok((builder.build(), scrape));
     };
-    let mut exporter = opentelemetry_otlp::MetricExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary);
-    if let ExportTarget::Url(url) = target {
-        exporter = exporter.with_endpoint(url.clone());
-    }
-    let exporter = exporter
-        .build()
-        .map_err(|source| TelemetryError::Exporter {
-            endpoint: target.to_string(),
-            source,
-        })?;
+    let exporter = export.metric_exporter()?;
     let builder = builder.with_reader(PeriodicReader::builder(exporter).build());
     Ok((builder.build(), scrape))
 }
 
-/// A tracer provider naming `service_name`, exporting in batches to `target` if there is one.
+/// A tracer provider naming `service_name`, exporting through the bounded queue to `export`
+/// if there is one (its drops counted on `meters`).
 fn tracer_provider(
     service_name: &str,
-    target: Option<&ExportTarget>,
+    export: Option<&Export>,
+    meters: &SdkMeterProvider,
 ) -> Result<SdkTracerProvider, TelemetryError> {
-    let builder = SdkTracerProvider::builder().with_resource(resource(service_name));
-    let Some(target) = target else {
+    let builder = SdkTracerProvider::builder().with_resource(resource::resource(service_name));
+    let Some(export) = export else {
         return Ok(builder.build());
     };
-    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary);
-    if let ExportTarget::Url(url) = target {
-        exporter = exporter.with_endpoint(url.clone());
-    }
-    let exporter = exporter
-        .build()
-        .map_err(|source| TelemetryError::Exporter {
-            endpoint: target.to_string(),
-            source,
-        })?;
-    Ok(builder.with_batch_exporter(exporter).build())
+    let queue = export_queue::BoundedQueue::new(
+        export.span_exporter()?,
+        &meters.meter(metrics::METER_NAME),
+    );
+    Ok(builder.with_span_processor(queue).build())
 }
 
 /// The subscriber [`init`] installs: filter, log layer, OpenTelemetry layer.
@@ -443,22 +374,6 @@ mod tests {
         fn text(&self) -> String {
             String::from_utf8_lossy(&self.0.lock().expect("capture lock")).into_owned()
         }
-    }
-
-    #[test]
-    fn signal_urls_append_the_signal_path_once() {
-        let traces = |base| signal_url(base, OTLP_TRACES_PATH);
-        assert_eq!(traces("http://c:4318"), "http://c:4318/v1/traces");
-        assert_eq!(traces("http://c:4318/"), "http://c:4318/v1/traces");
-        assert_eq!(traces("http://c:4318/v1/traces"), "http://c:4318/v1/traces");
-        assert_eq!(
-            ExportTarget::resolve(Some(" http://c:4318 "), Signal::TRACES),
-            Some(ExportTarget::Url("http://c:4318/v1/traces".into()))
-        );
-        assert_eq!(
-            ExportTarget::resolve(Some("http://c:4318/"), Signal::METRICS),
-            Some(ExportTarget::Url("http://c:4318/v1/metrics".into()))
-        );
     }
 
     #[test]

@@ -39,8 +39,10 @@ pub(crate) async fn download_file(ctx: &RunContext<'_>, entry: RemoteEntry) -> F
         run.id = %ctx.run_id,
         file.name = %printable(&entry.name),
         file.bytes = entry.size,
+        file.size = Empty,
         file.sha256 = Empty,
         outcome = Empty,
+        error.type = Empty,
     );
     // Boxed: the steps are a large state machine, and a debug build's stack (a test's, a
     // runtime worker's 2 MiB) must not hold it once per file in flight.

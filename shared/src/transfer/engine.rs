@@ -197,6 +197,7 @@ impl Engine {
             files = Empty,
             bytes = Empty,
             outcome = Empty,
+            error.type = Empty,
         );
         let started = Instant::now();
         let in_flight = Metrics::global().run_started(&plan.flow_id);
@@ -218,6 +219,7 @@ impl Engine {
             Err(err) => {
                 metrics::record_not_run(&plan.flow_id, err, started.elapsed());
                 span.record("outcome", err.kind().as_str());
+                span.record("error.type", err.kind().as_str());
                 span.in_scope(|| warn!(error = %err, "flow-run did not run"));
             }
         }

@@ -140,10 +140,13 @@ pub async fn run_flow(
 fn record_on_span(span: &tracing::Span, row: &FileReport) {
     span.record("outcome", row.outcome.as_str());
     span.record("file.bytes", row.size);
+    // The semantic conventions' name for the same size.
+    span.record("file.size", row.size);
     if let Some(sha256) = &row.sha256 {
         span.record("file.sha256", sha256.as_str());
     }
     if let Some(error) = &row.error {
+        span.record("error.type", error.kind.as_str());
         span.in_scope(|| {
             tracing::warn!(error.kind = %error.kind, error.message = %error.message, "file not done");
         });

@@ -40,8 +40,10 @@ pub(crate) async fn upload_file(ctx: &RunContext<'_>, file: LocalFile) -> FileRe
         run.id = %ctx.run_id,
         file.name = %printable(&file.name),
         file.bytes = file.size,
+        file.size = Empty,
         file.sha256 = Empty,
         outcome = Empty,
+        error.type = Empty,
     );
     // Boxed: the steps are a large state machine, and a debug build's stack (a test's, a
     // runtime worker's 2 MiB) must not hold it once per file in flight.
