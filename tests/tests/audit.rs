@@ -195,6 +195,12 @@ async fn two_workers_at_once_leave_one_chain_that_verifies_and_each_tampering_is
         lines[0]
     );
     assert!(lines[1].contains("duplicate"), "{}", lines[1]);
+    // Each line names its worker and the trace to look up in the tracing back end.
+    for (line, row) in lines.iter().zip(&rows) {
+        let trace = row["trace_id"].as_str().expect("a trace id");
+        assert!(line.contains(&format!("trace {trace}")), "{line}");
+        assert!(line.contains(row["worker"].as_str().unwrap()), "{line}");
+    }
 
     // `--since` keeps the records at or after a time (an age, or RFC 3339).
     let recent = audit(&bed, &["--flow", "f", "--since", "1h", "--json"], &[]).await;

@@ -61,6 +61,9 @@ impl ExportedRecord {
             line.push_str(&format!("  sha256 {sha}"));
         }
         line.push_str(&format!("  run {}  worker {}", r.run_id, r.worker));
+        if let Some(trace) = &r.trace_id {
+            line.push_str(&format!("  trace {trace}"));
+        }
         if let Some(path) = r.remote_path.as_ref().or(r.local_path.as_ref()) {
             line.push_str(&format!("  at {}", crate::ftps::printable(path)));
         }
