@@ -15,10 +15,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ferry_shared::broker::{AmqpUrl, Broker, ConsumerOptions, Headers};
+use ferry_shared::broker::{AmqpUrl, Broker, ConsumerOptions, Headers, PublisherOptions};
 use ferry_shared::config::Config;
 use ferry_shared::idempotency::{Store, StoreConfig};
-use ferry_shared::message::FlowRunMessage;
+use ferry_shared::message::{FlowRunMessage, Trigger};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -196,6 +196,19 @@ impl Fleet {
         let config = self.config()?;
         let url = AmqpUrl::parse(&self.broker_url)?;
         Ok(Broker::connect(&url, &ferry_shared::startup::topology(&config)).await?)
+    }
+
+    /// Publishes (with confirms) a manual run of flow `f` of all its files, as
+    /// `ferry-scheduler trigger --flow f` would; the message, for its flow-run id.
+    pub async fn publish_manual_run(&self) -> anyhow::Result<FlowRunMessage> {
+        let message = FlowRunMessage::new("f", Trigger::Manual, None);
+        let broker = self.broker().await?;
+        broker
+            .publisher(PublisherOptions::default())
+            .publish(&message, &Headers::new())
+            .await?;
+        let _ = broker.close().await;
+        Ok(message)
     }
 
     /// Takes (and acks) every message in the fleet's work queue, as a worker would, until

@@ -75,6 +75,33 @@ impl PrometheusServer {
         })
     }
 
+    /// Polls `promql` every 500 ms until `done` accepts the series, or panics after `timeout`
+    /// with the last answer, the scrape targets and the server's log. A Prometheus still
+    /// opening its storage answers 503: that is "not yet" too.
+    pub async fn query_until(
+        &self,
+        promql: &str,
+        timeout: Duration,
+        done: impl Fn(&[(Value, f64)]) -> bool,
+    ) -> Vec<(Value, f64)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let answer = self.query(promql);
+            if let Ok(series) = &answer
+                && done(series)
+            {
+                return answer.unwrap_or_default();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{promql}: {answer:?} within {timeout:?}\ntargets {:?}\n{}",
+                self.targets(),
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// An instant query: each series' labels and value.
     pub fn query(&self, promql: &str) -> anyhow::Result<Vec<(Value, f64)>> {
         let path = format!("/api/v1/query?query={}", url_encode(promql));

@@ -12,8 +12,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ferry_shared::broker::{Headers, PublisherOptions};
-use ferry_shared::message::{FlowRunMessage, Trigger};
 use ferry_tests::audit_trail::audit_command;
 use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess};
 use ferry_tests::ftp::FTP_PASSWORD;
@@ -53,20 +51,6 @@ async fn ready(worker: &mut FleetProcess) {
         http_get(addr, "/readyz").is_ok_and(|answer| answer.status == 200)
     })
     .await;
-}
-
-/// Publishes a manual run of flow `f`.
-async fn publish_run(fleet: &Fleet) {
-    let broker = fleet.broker().await.expect("broker");
-    broker
-        .publisher(PublisherOptions::default())
-        .publish(
-            &FlowRunMessage::new("f", Trigger::Manual, None),
-            &Headers::new(),
-        )
-        .await
-        .expect("publish");
-    let _ = broker.close().await;
 }
 
 /// The worker's `/metrics` page.
@@ -161,7 +145,7 @@ async fn no_secret_appears_in_logs_spans_metrics_audit_records_or_dead_letters_a
     let mut failing = fleet.spawn_worker("failing").expect("worker");
     let broker = fleet.broker().await.expect("broker");
     ready(&mut failing).await;
-    publish_run(&fleet).await;
+    fleet.publish_manual_run().await.expect("publish");
     until("a dead letter", &mut failing, async || {
         broker.dead_letter_depth().await.unwrap_or(0) > 0
     })
@@ -181,7 +165,7 @@ async fn no_secret_appears_in_logs_spans_metrics_audit_records_or_dead_letters_a
         .expect("write the right password");
     let mut good = fleet.spawn_worker("good").expect("worker");
     ready(&mut good).await;
-    publish_run(&fleet).await;
+    fleet.publish_manual_run().await.expect("publish");
     until("the file at the partner", &mut good, async || {
         fleet.remote_names() == ["canary.xml"]
     })

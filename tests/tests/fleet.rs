@@ -748,13 +748,8 @@ async fn one_file_and_a_manual_run(fleet: &Fleet) -> (FleetProcess, Broker, Flow
     write_batch(fleet, "x", 0, 1);
     let mut worker = fleet.spawn_worker("worker").expect("worker");
     worker.wait_for_message("consuming", START).await.unwrap();
+    let message = fleet.publish_manual_run().await.expect("publish");
     let broker = fleet.broker().await.expect("broker");
-    let message = FlowRunMessage::new("f", Trigger::Manual, None);
-    broker
-        .publisher(PublisherOptions::default())
-        .publish(&message, &Headers::new())
-        .await
-        .expect("publish");
     (worker, broker, message)
 }
 

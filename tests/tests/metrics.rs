@@ -263,31 +263,6 @@ async fn the_worker_serves_prometheus_metrics_of_its_runs_without_file_names() {
     worker.stop(Duration::from_secs(30)).await.unwrap();
 }
 
-/// Polls `promql` on `prometheus` until `done` accepts the series, or panics after `RUN`.
-async fn query_until(
-    prometheus: &PrometheusServer,
-    promql: &str,
-    done: impl Fn(&[(serde_json::Value, f64)]) -> bool,
-) -> Vec<(serde_json::Value, f64)> {
-    let deadline = Instant::now() + RUN;
-    loop {
-        // A Prometheus still opening its storage answers 503: that is "not yet" too.
-        let answer = prometheus.query(promql);
-        if let Ok(series) = &answer
-            && done(series)
-        {
-            return answer.unwrap_or_default();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{promql}: {answer:?} within {RUN:?}\ntargets {:?}\n{}",
-            prometheus.targets(),
-            prometheus.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 #[tokio::test]
 async fn prometheus_scrapes_the_worker_and_answers_dashboard_and_alert_queries() {
     let fleet = Fleet::start("metrics-prom", FleetOptions::default())
@@ -304,61 +279,57 @@ async fn prometheus_scrapes_the_worker_and_answers_dashboard_and_alert_queries()
     let prometheus = PrometheusServer::start(&[worker.health.expect("health address")])
         .await
         .expect("prometheus");
-    query_until(&prometheus, "up{job=\"ferry\"}", |s| {
-        s.len() == 1 && s[0].1 == 1.0
-    })
-    .await;
+    prometheus
+        .query_until("up{job=\"ferry\"}", RUN, |s| s.len() == 1 && s[0].1 == 1.0)
+        .await;
 
-    let broker = fleet.broker().await.expect("broker");
-    broker
-        .publisher(PublisherOptions::default())
-        .publish(
-            &FlowRunMessage::new("f", Trigger::Manual, None),
-            &Headers::new(),
-        )
-        .await
-        .expect("publish");
+    fleet.publish_manual_run().await.expect("publish");
 
     // A dashboard: files per outcome, bytes per flow.
-    let by_outcome = query_until(
-        &prometheus,
-        "sum by (outcome) (ferry_files_total{flow=\"f\"})",
-        |s| s.iter().map(|(_, v)| v).sum::<f64>() >= 2.0,
-    )
-    .await;
+    let by_outcome = prometheus
+        .query_until(
+            "sum by (outcome) (ferry_files_total{flow=\"f\"})",
+            RUN,
+            |s| s.iter().map(|(_, v)| v).sum::<f64>() >= 2.0,
+        )
+        .await;
     assert_eq!(by_outcome.len(), 1, "{by_outcome:?}");
     assert_eq!(by_outcome[0].0["outcome"], "transferred");
     assert_eq!(by_outcome[0].1, 2.0);
-    let bytes = query_until(
-        &prometheus,
-        "sum by (flow, partner) (ferry_transferred_bytes_total)",
-        |s| !s.is_empty(),
-    )
-    .await;
+    let bytes = prometheus
+        .query_until(
+            "sum by (flow, partner) (ferry_transferred_bytes_total)",
+            RUN,
+            |s| !s.is_empty(),
+        )
+        .await;
     assert_eq!(bytes[0].0["partner"], "partner");
     assert_eq!(bytes[0].1, sizes.iter().sum::<usize>() as f64);
     // A latency panel: the histogram's quantile is within its buckets.
-    let p95 = query_until(
-        &prometheus,
-        "histogram_quantile(0.95, sum by (le) (ferry_file_transfer_duration_seconds_bucket))",
-        |s| !s.is_empty(),
-    )
-    .await;
+    let p95 = prometheus
+        .query_until(
+            "histogram_quantile(0.95, sum by (le) (ferry_file_transfer_duration_seconds_bucket))",
+            RUN,
+            |s| !s.is_empty(),
+        )
+        .await;
     assert!(p95[0].1 > 0.0 && p95[0].1 <= 3600.0, "{p95:?}");
     // An alert: "flow f has not succeeded for an hour" must not fire.
-    let stale = query_until(
-        &prometheus,
-        "time() - max by (flow) (ferry_flow_last_success_timestamp_seconds) > 3600",
-        |_| true,
-    )
-    .await;
+    let stale = prometheus
+        .query_until(
+            "time() - max by (flow) (ferry_flow_last_success_timestamp_seconds) > 3600",
+            RUN,
+            |_| true,
+        )
+        .await;
     assert!(stale.is_empty(), "the staleness alert fires: {stale:?}");
-    let age = query_until(
-        &prometheus,
-        "time() - ferry_flow_last_success_timestamp_seconds{flow=\"f\"}",
-        |s| !s.is_empty(),
-    )
-    .await;
+    let age = prometheus
+        .query_until(
+            "time() - ferry_flow_last_success_timestamp_seconds{flow=\"f\"}",
+            RUN,
+            |s| !s.is_empty(),
+        )
+        .await;
     assert!(age[0].1 < 120.0, "last success {}s ago", age[0].1);
     worker.stop(Duration::from_secs(30)).await.unwrap();
 }
@@ -417,17 +388,7 @@ async fn metrics_are_pushed_over_otlp_and_flushed_when_the_worker_stops() {
     }
     let mut worker = fleet.spawn_worker("worker").expect("worker");
     worker.wait_for_message("consuming", START).await.unwrap();
-    fleet
-        .broker()
-        .await
-        .expect("broker")
-        .publisher(PublisherOptions::default())
-        .publish(
-            &FlowRunMessage::new("f", Trigger::Manual, None),
-            &Headers::new(),
-        )
-        .await
-        .expect("publish");
+    fleet.publish_manual_run().await.expect("publish");
     scrape_after_runs(&worker, "success", 1.0).await;
     // The export period is a minute: what arrives now is the push at shutdown.
     worker.stop(Duration::from_secs(30)).await.unwrap();

@@ -22,7 +22,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ferry_shared::broker::{DEATH_KIND_HEADER, Headers, PublisherOptions};
-use ferry_shared::message::{FlowRunMessage, Trigger};
 use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess, noise};
 use ferry_tests::ftp::{FtpServerKind, FtpServerOptions, Quirk};
 use ferry_tests::otlp_collector::start_collector;
@@ -70,21 +69,6 @@ async fn scrape_until(
     }
 }
 
-/// Publishes one manual run of flow `f`.
-async fn trigger(fleet: &Fleet) {
-    fleet
-        .broker()
-        .await
-        .expect("broker")
-        .publisher(PublisherOptions::default())
-        .publish(
-            &FlowRunMessage::new("f", Trigger::Manual, None),
-            &Headers::new(),
-        )
-        .await
-        .expect("publish");
-}
-
 const UPLOAD: [(&str, &str); 3] = [
     ("flow", "f"),
     ("partner", "partner"),
@@ -119,7 +103,7 @@ async fn a_transfer_refused_once_is_retried_and_the_partner_metrics_follow_the_s
         .expect("write local file");
     let mut worker = fleet.spawn_worker("worker").expect("worker");
     worker.wait_for_message("consuming", START).await.unwrap();
-    trigger(&fleet).await;
+    fleet.publish_manual_run().await.expect("publish");
 
     let (text, page) = scrape_until(&worker, "a successful run", |page| {
         page.sum(
@@ -230,7 +214,7 @@ async fn a_partner_refusing_every_connection_counts_retries_failures_and_the_dea
         .expect("write local file");
     let mut worker = fleet.spawn_worker("worker").expect("worker");
     worker.wait_for_message("consuming", START).await.unwrap();
-    trigger(&fleet).await;
+    fleet.publish_manual_run().await.expect("publish");
 
     let (text, page) = scrape_until(&worker, "the dead letter", |page| {
         page.sum("ferry_dead_letters_total", &[]) >= 1.0
@@ -299,29 +283,6 @@ fn alert_rules() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/prometheus/alerts.yml")
 }
 
-/// Polls `promql` until `done` accepts the series, or panics after [`RUN`].
-async fn query_until(
-    prometheus: &PrometheusServer,
-    promql: &str,
-    done: impl Fn(&[(serde_json::Value, f64)]) -> bool,
-) -> Vec<(serde_json::Value, f64)> {
-    let deadline = Instant::now() + RUN;
-    loop {
-        let answer = prometheus.query(promql);
-        if let Ok(series) = &answer
-            && done(series)
-        {
-            return answer.unwrap_or_default();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{promql}: {answer:?} within {RUN:?}\n{}",
-            prometheus.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_malformed_message_is_dead_lettered_by_reason_and_raises_the_alert() {
     let fleet = Fleet::start("metrics-dead", FleetOptions::default())
@@ -336,12 +297,11 @@ async fn a_malformed_message_is_dead_lettered_by_reason_and_raises_the_alert() {
     .await
     .expect("prometheus");
     // The worker starts every reason's counter at zero, and Prometheus has scraped it.
-    query_until(
-        &prometheus,
-        "ferry_dead_letters_total{reason=\"malformed\"}",
-        |s| s.len() == 1 && s[0].1 == 0.0,
-    )
-    .await;
+    prometheus
+        .query_until("ferry_dead_letters_total{reason=\"malformed\"}", RUN, |s| {
+            s.len() == 1 && s[0].1 == 0.0
+        })
+        .await;
 
     let broker = fleet.broker().await.expect("broker");
     broker
@@ -390,12 +350,13 @@ async fn a_malformed_message_is_dead_lettered_by_reason_and_raises_the_alert() {
         Some("malformed")
     );
 
-    let alerts = query_until(
-        &prometheus,
-        "ALERTS{alertname=\"FerryDeadLettersRising\",alertstate=\"firing\"}",
-        |s| !s.is_empty(),
-    )
-    .await;
+    let alerts = prometheus
+        .query_until(
+            "ALERTS{alertname=\"FerryDeadLettersRising\",alertstate=\"firing\"}",
+            RUN,
+            |s| !s.is_empty(),
+        )
+        .await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0].0["reason"], "malformed");
     worker.stop(Duration::from_secs(30)).await.unwrap();
@@ -492,7 +453,7 @@ async fn a_vault_outage_between_runs_is_counted_as_a_stale_value_served() {
             ) >= runs
         }
     };
-    trigger(&fleet).await;
+    fleet.publish_manual_run().await.expect("publish");
     let (text, page) = scrape_until(&worker, "the first run", successes(1.0)).await;
     let vault = [("store", "vault")];
     assert!(
@@ -519,7 +480,7 @@ async fn a_vault_outage_between_runs_is_counted_as_a_stale_value_served() {
     fleet
         .write_local("after.xml", &noise(512, 2))
         .expect("write local file");
-    trigger(&fleet).await;
+    fleet.publish_manual_run().await.expect("publish");
     let (text, page) = scrape_until(&worker, "the second run", successes(2.0)).await;
     assert!(
         page.sum("ferry_secret_stale_served_total", &vault) >= 1.0,
