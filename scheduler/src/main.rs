@@ -21,7 +21,7 @@ use ferry_shared::http_trigger::HttpTrigger;
 use ferry_shared::ops_http::OpsEndpoint;
 use ferry_shared::secrets::Resolver;
 use ferry_shared::startup;
-use ferry_shared::telemetry::{LogFormat, Scrape};
+use ferry_shared::telemetry::{LogEvent, LogFormat, Scrape};
 
 #[derive(Parser)]
 #[command(
@@ -132,7 +132,11 @@ async fn schedule(
             .await?;
     }
     let ticker = ticker::Ticker::new(config, store, publisher);
-    tracing::info!(flows = ticker.scheduled_flows(), "scheduler started");
+    tracing::info!(
+        flows = ticker.scheduled_flows(),
+        event = LogEvent::SchedulerStarted.as_str(),
+        "scheduler started"
+    );
     ticker
         .run(
             config.settings.scheduler.catch_up,

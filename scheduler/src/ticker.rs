@@ -32,9 +32,9 @@ use ferry_shared::broker::Publisher;
 use ferry_shared::config::{CatchUp, Config, Schedule};
 use ferry_shared::idempotency::{Store, TickClaim, TickLease, TickPublished};
 use ferry_shared::message::{FlowRunMessage, Trigger};
-use ferry_shared::telemetry;
 use ferry_shared::telemetry::metrics::schedule::{ScheduleMetrics, TickOffer};
 use ferry_shared::telemetry::metrics::{Metrics, TickOutcome};
+use ferry_shared::telemetry::{self, LogEvent};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -237,7 +237,12 @@ impl Firing {
                     previous_owner,
                     stale_for,
                 }) => {
-                    tracing::warn!(%previous_owner, ?stale_for, "tick claimed but never published: taking it over");
+                    tracing::warn!(
+                        %previous_owner,
+                        ?stale_for,
+                        event = LogEvent::TickTakenOver.as_str(),
+                        "tick claimed but never published: taking it over"
+                    );
                     lease
                 }
                 Ok(TickClaim::AlreadyPublished) => {
@@ -293,7 +298,11 @@ impl Firing {
         };
         match result {
             Ok(()) => {
-                tracing::info!(flow_run_id = %flow_run_id, "flow-run published");
+                tracing::info!(
+                    flow_run_id = %flow_run_id,
+                    event = LogEvent::FlowRunPublished.as_str(),
+                    "flow-run published"
+                );
                 Metrics::global().record_tick(flow_id, TickOutcome::Published, offer.label());
                 match lease.published(&flow_run_id).await {
                     Ok(TickPublished::Marked) => {}
@@ -308,7 +317,12 @@ impl Firing {
                 }
             }
             Err(error) => {
-                tracing::error!(%error, tick_left = "pending", "flow-run NOT published");
+                tracing::error!(
+                    %error,
+                    tick_left = "pending",
+                    event = LogEvent::FlowRunNotPublished.as_str(),
+                    "flow-run NOT published"
+                );
                 Metrics::global().record_tick(flow_id, TickOutcome::PublishFailed, offer.label());
                 if let Err(error) = lease.abandon().await {
                     tracing::warn!(%error, "cannot abandon the tick's claim; it is retried once stale");

@@ -4,7 +4,7 @@
 use ferry_shared::broker::PublisherOptions;
 use ferry_shared::config::Config;
 use ferry_shared::message::{FlowRunMessage, Trigger};
-use ferry_shared::telemetry;
+use ferry_shared::telemetry::{self, LogEvent};
 use tracing::Instrument;
 
 use ferry_shared::startup;
@@ -34,7 +34,10 @@ pub async fn run(
         publisher
             .publish(&message, &telemetry::inject_current_context())
             .await?;
-        tracing::info!("flow-run published");
+        tracing::info!(
+            event = LogEvent::FlowRunPublished.as_str(),
+            "flow-run published"
+        );
         println!("{}", message.flow_run_id);
         Ok(())
     }

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ferry_shared::broker::{Headers, PublisherOptions};
 use ferry_shared::message::{FlowRunMessage, Trigger};
+use ferry_shared::telemetry::LogEvent;
 use ferry_tests::fleet::{
     Fleet, FleetOptions, FleetProcess, msg, noise, span_field, timestamp_micros,
 };
@@ -123,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
             .collect::<Result<_, _>>()?;
         for worker in &mut workers {
             worker
-                .wait_for_message("consuming", Duration::from_secs(60))
+                .wait_for_event(LogEvent::Consuming, Duration::from_secs(60))
                 .await?;
         }
 

@@ -19,6 +19,7 @@ use ferry_shared::broker::{AmqpUrl, Broker, ConsumerOptions, Headers, PublisherO
 use ferry_shared::config::Config;
 use ferry_shared::idempotency::{Store, StoreConfig};
 use ferry_shared::message::{FlowRunMessage, Trigger};
+use ferry_shared::telemetry::LogEvent;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -605,14 +606,14 @@ impl FleetProcess {
         }
     }
 
-    /// Waits for a log line whose message is `message`.
-    pub async fn wait_for_message(
+    /// Waits for a log line that marks `event`.
+    pub async fn wait_for_event(
         &mut self,
-        message: &str,
+        event: LogEvent,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        self.wait_for(&format!("log line {message:?}"), timeout, |lines| {
-            lines.iter().any(|l| msg(l) == message)
+        self.wait_for(&format!("event {event}"), timeout, |lines| {
+            lines.iter().any(|l| is_event(l, event))
         })
         .await
     }
@@ -711,6 +712,11 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
 /// The line's message (`fields.message`), or "".
 pub fn msg(line: &Value) -> &str {
     line["fields"]["message"].as_str().unwrap_or("")
+}
+
+/// Whether a log line marks `event` (its `event` field; see [`LogEvent`]).
+pub fn is_event(line: &Value, event: LogEvent) -> bool {
+    line["fields"]["event"].as_str() == Some(event.as_str())
 }
 
 /// A field of the event itself (`fields.<name>`), as text.
@@ -849,7 +855,7 @@ pub fn run_summaries(lines: &[Value]) -> Vec<RunSummary> {
 pub fn settlements(lines: &[Value]) -> Vec<(String, String, Option<String>)> {
     lines
         .iter()
-        .filter(|l| msg(l) == "flow-run message settled")
+        .filter(|l| is_event(l, LogEvent::FlowRunSettled))
         .filter_map(|l| {
             Some((
                 span_field(l, "flow_run_id")?,
@@ -864,7 +870,7 @@ pub fn settlements(lines: &[Value]) -> Vec<(String, String, Option<String>)> {
 pub fn published(lines: &[Value]) -> BTreeMap<String, (String, Option<String>)> {
     lines
         .iter()
-        .filter(|l| msg(l) == "flow-run published")
+        .filter(|l| is_event(l, LogEvent::FlowRunPublished))
         .filter_map(|l| {
             let id = field(l, "flow_run_id").or_else(|| span_field(l, "flow_run_id"))?;
             let tick = span_field(l, "tick").unwrap_or_default();

@@ -2,6 +2,7 @@
 //! trace tests give the real binaries, and the few steps they all take (files to send, a
 //! consuming worker with its own service name, waiting for the files on the partner).
 
+use ferry_shared::telemetry::LogEvent;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -60,7 +61,7 @@ pub async fn traced_worker(
         &["--health-listen", &health.to_string(), "consume"],
         &env,
     )?;
-    process.wait_for_message("consuming", START).await?;
+    process.wait_for_event(LogEvent::Consuming, START).await?;
     Ok((process, health))
 }
 

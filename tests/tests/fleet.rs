@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 use ferry_shared::broker::{Broker, DEATH_CODE_HEADER, Headers, PublisherOptions};
 use ferry_shared::idempotency::{DeliveryKey, Store};
 use ferry_shared::message::{FlowRunMessage, Trigger};
+use ferry_shared::telemetry::LogEvent;
 use ferry_tests::fleet::{
-    Fleet, FleetOptions, FleetProcess, debug_duration_ms, field, msg, noise, published,
+    Fleet, FleetOptions, FleetProcess, debug_duration_ms, field, is_event, noise, published,
     run_summaries, settlements, span_field,
 };
 use ferry_tests::ports::free_port;
@@ -133,7 +134,7 @@ async fn scheduled_runs_on_two_workers_deliver_each_file_once_under_the_ticks_tr
     let mut workers = two_consuming_workers(&fleet).await;
     let mut scheduler = fleet.spawn_scheduler("scheduler").expect("scheduler");
     scheduler
-        .wait_for_message("scheduler started", START)
+        .wait_for_event(LogEvent::SchedulerStarted, START)
         .await
         .unwrap();
 
@@ -250,7 +251,10 @@ async fn two_consuming_workers(fleet: &Fleet) -> [FleetProcess; 2] {
         fleet.spawn_worker("worker-b").expect("worker b"),
     ];
     for worker in &mut workers {
-        worker.wait_for_message("consuming", START).await.unwrap();
+        worker
+            .wait_for_event(LogEvent::Consuming, START)
+            .await
+            .unwrap();
     }
     workers
 }
@@ -277,7 +281,7 @@ const YEARLY_AND_DISABLED: &str = "flows:
 async fn run_scheduler_for(fleet: &Fleet, name: &str, seconds: u64) {
     let mut scheduler = fleet.spawn_scheduler(name).expect("scheduler");
     scheduler
-        .wait_for_message("scheduler started", START)
+        .wait_for_event(LogEvent::SchedulerStarted, START)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
@@ -358,7 +362,7 @@ async fn three_scheduler_replicas_publish_each_tick_once() {
         .collect();
     for scheduler in &mut schedulers {
         scheduler
-            .wait_for_message("scheduler started", START)
+            .wait_for_event(LogEvent::SchedulerStarted, START)
             .await
             .unwrap();
     }
@@ -582,7 +586,13 @@ async fn a_rabbitmq_restart_loses_no_tick_and_workers_carry_on() {
             .wait_for(
                 "a new consumer after the restart",
                 Duration::from_secs(90),
-                |lines| lines.iter().filter(|l| msg(l) == "consuming").count() >= 2,
+                |lines| {
+                    lines
+                        .iter()
+                        .filter(|l| is_event(l, LogEvent::Consuming))
+                        .count()
+                        >= 2
+                },
             )
             .await
             .unwrap();
@@ -638,7 +648,7 @@ async fn a_rabbitmq_restart_loses_no_tick_and_workers_carry_on() {
     let republished = scheduler
         .lines()
         .iter()
-        .filter(|l| msg(l) == "publish not confirmed; publishing again")
+        .filter(|l| is_event(l, LogEvent::PublishRetried))
         .count();
     eprintln!(
         "{} ticks published and all acked; the scheduler published again {republished} time(s)",
@@ -655,7 +665,10 @@ async fn undecodable_and_unknown_messages_are_dead_lettered_and_the_worker_carri
         .expect("fleet");
     let sent = write_batch(&fleet, "ok", 0, 3);
     let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker.wait_for_message("consuming", START).await.unwrap();
+    worker
+        .wait_for_event(LogEvent::Consuming, START)
+        .await
+        .unwrap();
     let broker = fleet.broker().await.expect("broker");
     let publisher = broker.publisher(PublisherOptions::default());
     let none = Headers::new();
@@ -734,7 +747,7 @@ async fn undecodable_and_unknown_messages_are_dead_lettered_and_the_worker_carri
     let dead_lettered = worker
         .lines()
         .iter()
-        .filter(|l| msg(l) == "flow run dead-lettered")
+        .filter(|l| is_event(l, LogEvent::FlowRunDeadLettered))
         .count();
     assert_eq!(dead_lettered, 3, "the worker logs each dead letter");
     worker.stop(STOP).await.expect("worker stops cleanly");
@@ -747,7 +760,10 @@ async fn undecodable_and_unknown_messages_are_dead_lettered_and_the_worker_carri
 async fn one_file_and_a_manual_run(fleet: &Fleet) -> (FleetProcess, Broker, FlowRunMessage) {
     write_batch(fleet, "x", 0, 1);
     let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker.wait_for_message("consuming", START).await.unwrap();
+    worker
+        .wait_for_event(LogEvent::Consuming, START)
+        .await
+        .unwrap();
     let message = fleet.publish_manual_run().await.expect("publish");
     let broker = fleet.broker().await.expect("broker");
     (worker, broker, message)
@@ -770,13 +786,13 @@ async fn an_unreachable_partner_is_retried_with_growing_delays_then_dead_lettere
     let (mut worker, broker, message) = one_file_and_a_manual_run(&fleet).await;
 
     worker
-        .wait_for_message("flow run dead-lettered", Duration::from_secs(60))
+        .wait_for_event(LogEvent::FlowRunDeadLettered, Duration::from_secs(60))
         .await
         .unwrap();
     let lines = worker.lines();
     let retries: Vec<(String, f64)> = lines
         .iter()
-        .filter(|l| msg(l) == "flow run scheduled for retry")
+        .filter(|l| is_event(l, LogEvent::FlowRunRetryScheduled))
         .map(|l| {
             let attempt = field(l, "attempt").expect("attempt");
             let delay = field(l, "delay").expect("delay");
@@ -790,7 +806,7 @@ async fn an_unreachable_partner_is_retried_with_growing_delays_then_dead_lettere
     );
     let reason = lines
         .iter()
-        .find(|l| msg(l) == "flow run dead-lettered")
+        .find(|l| is_event(l, LogEvent::FlowRunDeadLettered))
         .and_then(|l| field(l, "reason"))
         .expect("a reason");
     assert!(
@@ -831,14 +847,14 @@ async fn a_partner_refusing_the_login_is_dead_lettered_at_once() {
     let (mut worker, broker, message) = one_file_and_a_manual_run(&fleet).await;
 
     worker
-        .wait_for_message("flow run dead-lettered", Duration::from_secs(60))
+        .wait_for_event(LogEvent::FlowRunDeadLettered, Duration::from_secs(60))
         .await
         .unwrap();
     let lines = worker.lines();
     assert!(
         !lines
             .iter()
-            .any(|l| msg(l) == "flow run scheduled for retry"),
+            .any(|l| is_event(l, LogEvent::FlowRunRetryScheduled)),
         "no retry for a wrong password"
     );
     let letter = broker
@@ -891,7 +907,10 @@ async fn worker_health_endpoints_answer_and_sigterm_exits_zero() {
     assert_eq!(worker.http_get("/nope").expect("GET /nope"), 404);
     worker.stop(STOP).await.expect("SIGTERM: exit 0");
     assert!(
-        worker.lines().iter().any(|l| msg(l) == "worker stopped"),
+        worker
+            .lines()
+            .iter()
+            .any(|l| is_event(l, LogEvent::WorkerStopped)),
         "the worker says it stopped"
     );
 }

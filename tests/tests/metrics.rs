@@ -22,7 +22,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ferry_shared::broker::{Headers, PublisherOptions};
 use ferry_shared::message::{FlowRunMessage, Trigger};
-use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess, msg, noise};
+use ferry_shared::telemetry::LogEvent;
+use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess, is_event, noise};
 use ferry_tests::otlp_collector::start_collector;
 use ferry_tests::prometheus::{Exposition, http_get};
 use ferry_tests::prometheus_server::{PrometheusServer, promtool_check_metrics};
@@ -119,7 +120,10 @@ async fn the_worker_serves_prometheus_metrics_of_its_runs_without_file_names() {
         .as_secs_f64();
 
     let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker.wait_for_message("consuming", START).await.unwrap();
+    worker
+        .wait_for_event(LogEvent::Consuming, START)
+        .await
+        .unwrap();
 
     // Before any run: the page is served, and no run is counted.
     let (_, idle) = scrape(&worker);
@@ -275,7 +279,10 @@ async fn prometheus_scrapes_the_worker_and_answers_dashboard_and_alert_queries()
             .expect("write local file");
     }
     let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker.wait_for_message("consuming", START).await.unwrap();
+    worker
+        .wait_for_event(LogEvent::Consuming, START)
+        .await
+        .unwrap();
     let prometheus = PrometheusServer::start(&[worker.health.expect("health address")])
         .await
         .expect("prometheus");
@@ -387,7 +394,10 @@ async fn metrics_are_pushed_over_otlp_and_flushed_when_the_worker_stops() {
             .expect("write local file");
     }
     let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker.wait_for_message("consuming", START).await.unwrap();
+    worker
+        .wait_for_event(LogEvent::Consuming, START)
+        .await
+        .unwrap();
     fleet.publish_manual_run().await.expect("publish");
     scrape_after_runs(&worker, "success", 1.0).await;
     // The export period is a minute: what arrives now is the push at shutdown.
@@ -451,7 +461,7 @@ async fn two_scheduler_replicas_count_the_ticks_they_published_and_those_the_oth
     ];
     for replica in &mut replicas {
         replica
-            .wait_for_message("scheduler started", START)
+            .wait_for_event(LogEvent::SchedulerStarted, START)
             .await
             .unwrap();
     }
@@ -464,7 +474,7 @@ async fn two_scheduler_replicas_count_the_ticks_they_published_and_those_the_oth
         replica
             .lines()
             .iter()
-            .filter(|l| msg(l) == "flow-run published")
+            .filter(|l| is_event(l, LogEvent::FlowRunPublished))
             .count() as f64
     };
     let mut published = 0.0;

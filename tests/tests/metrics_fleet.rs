@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ferry_shared::broker::{DEATH_KIND_HEADER, Headers, PublisherOptions};
+use ferry_shared::telemetry::LogEvent;
 use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess, noise};
 use ferry_tests::ftp::{FtpServerKind, FtpServerOptions, Quirk};
 use ferry_tests::otlp_collector::start_collector;
@@ -102,7 +103,10 @@ async fn a_transfer_refused_once_is_retried_and_the_partner_metrics_follow_the_s
         .write_local("refused-once.xml", &noise(2_048, 7))
         .expect("write local file");
     let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker.wait_for_message("consuming", START).await.unwrap();
+    worker
+        .wait_for_event(LogEvent::Consuming, START)
+        .await
+        .unwrap();
     fleet.publish_manual_run().await.expect("publish");
 
     let (text, page) = scrape_until(&worker, "a successful run", |page| {
@@ -213,7 +217,10 @@ async fn a_partner_refusing_every_connection_counts_retries_failures_and_the_dea
         .write_local("never-sent.xml", &noise(1_000, 9))
         .expect("write local file");
     let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker.wait_for_message("consuming", START).await.unwrap();
+    worker
+        .wait_for_event(LogEvent::Consuming, START)
+        .await
+        .unwrap();
     fleet.publish_manual_run().await.expect("publish");
 
     let (text, page) = scrape_until(&worker, "the dead letter", |page| {
@@ -289,7 +296,10 @@ async fn a_malformed_message_is_dead_lettered_by_reason_and_raises_the_alert() {
         .await
         .expect("fleet");
     let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker.wait_for_message("consuming", START).await.unwrap();
+    worker
+        .wait_for_event(LogEvent::Consuming, START)
+        .await
+        .unwrap();
     let prometheus = PrometheusServer::start_with_rules(
         &[worker.health.expect("health address")],
         &[&alert_rules()],
@@ -385,7 +395,7 @@ async fn a_restarted_scheduler_counts_its_catch_up_as_deduplicated_and_exports_t
     // The first scheduler finds the hour's tick unpublished (every scheduler was down).
     let mut first = fleet.spawn_scheduler("scheduler-1").expect("scheduler");
     first
-        .wait_for_message("flow-run published", START)
+        .wait_for_event(LogEvent::FlowRunPublished, START)
         .await
         .unwrap();
     let (text, page) = scrape(&first);
@@ -400,7 +410,7 @@ async fn a_restarted_scheduler_counts_its_catch_up_as_deduplicated_and_exports_t
     // Restarted, it offers the same tick again: already published, deduplicated.
     let mut second = fleet.spawn_scheduler("scheduler-2").expect("scheduler");
     second
-        .wait_for_message("scheduler started", START)
+        .wait_for_event(LogEvent::SchedulerStarted, START)
         .await
         .unwrap();
     let (text, page) = scrape_until(&second, "the catch-up tick", |page| {
@@ -444,7 +454,10 @@ async fn a_vault_outage_between_runs_is_counted_as_a_stale_value_served() {
         .write_local("before.xml", &noise(512, 1))
         .expect("write local file");
     let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker.wait_for_message("consuming", START).await.unwrap();
+    worker
+        .wait_for_event(LogEvent::Consuming, START)
+        .await
+        .unwrap();
     let successes = |runs: f64| {
         move |page: &Exposition| {
             page.sum(

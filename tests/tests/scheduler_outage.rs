@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Timelike, Utc};
 use ferry_shared::idempotency::TickClaim;
 use ferry_shared::message::{FlowRunMessage, Trigger};
-use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess, msg, published, span_field};
+use ferry_shared::telemetry::LogEvent;
+use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess, is_event, published, span_field};
 use ferry_tests::rabbitmq::RabbitNode;
 
 /// How long a process may take to connect and start ticking.
@@ -106,12 +107,12 @@ async fn a_tick_during_a_broker_outage_is_published_once(replicas: usize) {
         .collect();
     for scheduler in &mut schedulers {
         scheduler
-            .wait_for_message("scheduler started", START)
+            .wait_for_event(LogEvent::SchedulerStarted, START)
             .await
             .unwrap();
     }
     any_logged(&mut schedulers, "catch-up publish", START, |l| {
-        msg(l) == "flow-run published"
+        is_event(l, LogEvent::FlowRunPublished)
     })
     .await;
     let caught_up: Vec<String> = schedulers
@@ -134,13 +135,13 @@ async fn a_tick_during_a_broker_outage_is_published_once(replicas: usize) {
         &mut schedulers,
         "publish that gave up",
         Duration::from_secs(90),
-        |l| msg(l) == "flow-run NOT published",
+        |l| is_event(l, LogEvent::FlowRunNotPublished),
     )
     .await;
     let lost_tick = schedulers
         .iter()
         .flat_map(|s| s.lines())
-        .find(|l| msg(l) == "flow-run NOT published")
+        .find(|l| is_event(l, LogEvent::FlowRunNotPublished))
         .and_then(|l| span_field(&l, "tick"))
         .expect("the tick of the failed publish");
     assert_eq!(
@@ -163,7 +164,10 @@ async fn a_tick_during_a_broker_outage_is_published_once(replicas: usize) {
         &mut schedulers,
         "publish of the pending tick",
         Duration::from_secs(90),
-        |l| msg(l) == "flow-run published" && span_field(l, "tick").as_ref() == Some(&lost_tick),
+        |l| {
+            is_event(l, LogEvent::FlowRunPublished)
+                && span_field(l, "tick").as_ref() == Some(&lost_tick)
+        },
     )
     .await;
     // A few more looks at the pending ticks: none may publish it again.
@@ -241,7 +245,9 @@ async fn a_tick_claimed_by_a_scheduler_that_died_is_published_by_another() {
     let mut scheduler = fleet.spawn_scheduler("scheduler").expect("scheduler");
     scheduler
         .wait_for("the pending tick published", START, |lines| {
-            lines.iter().any(|l| msg(l) == "flow-run published")
+            lines
+                .iter()
+                .any(|l| is_event(l, LogEvent::FlowRunPublished))
         })
         .await
         .unwrap();
@@ -251,7 +257,7 @@ async fn a_tick_claimed_by_a_scheduler_that_died_is_published_by_another() {
         scheduler
             .lines()
             .iter()
-            .any(|l| msg(l) == "tick claimed but never published: taking it over"),
+            .any(|l| is_event(l, LogEvent::TickTakenOver)),
         "{}",
         scheduler.tail(20)
     );

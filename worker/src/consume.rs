@@ -23,9 +23,9 @@ use std::time::Duration;
 use ferry_shared::broker::{Broker, ConsumerOptions, DeadLetterReason, Delivery, Settled};
 use ferry_shared::message::FlowRunMessage;
 use ferry_shared::startup;
-use ferry_shared::telemetry;
 use ferry_shared::telemetry::metrics::partner::PartnerMetrics;
 use ferry_shared::telemetry::metrics::runs::RunMetrics;
+use ferry_shared::telemetry::{self, LogEvent};
 use ferry_shared::transfer::{Engine, RunReport, TransferError};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -110,7 +110,7 @@ pub async fn run(
     }
     pinger.abort();
     engine.close().await;
-    tracing::info!("worker stopped");
+    tracing::info!(event = LogEvent::WorkerStopped.as_str(), "worker stopped");
 }
 
 /// Keeps `ok` up to date with whether Redis answers (for readiness).
@@ -263,7 +263,11 @@ async fn settle(delivery: Delivery, verdict: Verdict) -> Option<Settled> {
     };
     match result {
         Ok(settled) => {
-            tracing::info!(?settled, "flow-run message settled");
+            tracing::info!(
+                ?settled,
+                event = LogEvent::FlowRunSettled.as_str(),
+                "flow-run message settled"
+            );
             Some(settled)
         }
         Err(error) => {

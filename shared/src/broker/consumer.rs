@@ -30,6 +30,7 @@ use super::{
 };
 use crate::backoff::Backoff;
 use crate::message::{DecodeError, FlowRunMessage};
+use crate::telemetry::LogEvent;
 use crate::telemetry::metrics::runs::RunMetrics;
 
 /// How often the supervisor checks that its connection is still alive, in case the
@@ -231,6 +232,7 @@ impl Supervisor {
         info!(
             prefetch = options.prefetch,
             after_failures = *failures,
+            event = LogEvent::Consuming.as_str(),
             "consuming"
         );
         backoff.reset();
@@ -424,6 +426,7 @@ impl Delivery {
             attempt = next.attempt,
             ?delay,
             reason,
+            event = LogEvent::FlowRunRetryScheduled.as_str(),
             "flow run scheduled for retry"
         );
         Ok(Settled::Retried {
@@ -473,6 +476,7 @@ impl Delivery {
             routing_key,
             reason,
             kind = kind.as_str(),
+            event = LogEvent::FlowRunDeadLettered.as_str(),
             "flow run dead-lettered"
         );
         Ok(Settled::DeadLettered)

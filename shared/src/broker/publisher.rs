@@ -15,7 +15,7 @@ use super::amqp::{self, message_properties, publish_confirmed};
 use super::{AmqpUrl, BrokerError, Headers, Topology};
 use crate::backoff::Backoff;
 use crate::message::FlowRunMessage;
-use crate::telemetry;
+use crate::telemetry::{self, LogEvent};
 
 /// How a [`Publisher`] waits and retries.
 #[derive(Debug, Clone)]
@@ -199,7 +199,13 @@ impl Publisher {
                     last: Box::new(error),
                 });
             }
-            warn!(error = %error, attempts, ?delay, "publish not confirmed; publishing again");
+            warn!(
+                error = %error,
+                attempts,
+                ?delay,
+                event = LogEvent::PublishRetried.as_str(),
+                "publish not confirmed; publishing again"
+            );
             tokio::time::sleep(delay).await;
         }
     }

@@ -45,6 +45,7 @@
 //! `metrics.rs` for the choice of export path and the instruments.
 
 mod error;
+mod event;
 mod export;
 mod export_queue;
 mod format;
@@ -74,6 +75,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 pub use error::{TelemetryError, UnknownLogFormat};
+pub use event::LogEvent;
 pub use export::{OTLP_METRICS_PATH, OTLP_TRACES_PATH, OtlpProtocol};
 pub use export_queue::SPANS_DROPPED_METRIC;
 pub use propagation::{current_trace_id, inject_current_context, set_parent_from};
