@@ -34,7 +34,7 @@ use ferry_shared::broker::{Headers, PublisherOptions};
 use ferry_shared::message::{FlowRunMessage, Trigger};
 use ferry_shared::telemetry::LogEvent;
 use ferry_tests::fleet::{
-    Fleet, FleetOptions, FleetProcess, msg, noise, span_field, timestamp_micros,
+    Fleet, FleetOptions, FleetProcess, is_event, noise, span_field, timestamp_micros,
 };
 use tokio::task::JoinSet;
 
@@ -191,10 +191,10 @@ async fn main() -> anyhow::Result<()> {
         let mut retried = 0usize;
         for worker in &workers {
             for line in worker.lines() {
-                if msg(&line) == "flow run scheduled for retry" {
+                if is_event(&line, LogEvent::FlowRunRetryScheduled) {
                     retried += 1;
                 }
-                if msg(&line) != "flow-run message settled"
+                if !is_event(&line, LogEvent::FlowRunSettled)
                     || line["fields"]["settled"].as_str() != Some("Acked")
                 {
                     continue;
