@@ -1,7 +1,7 @@
 //! The tick loop: publish one flow-run message per scheduled flow and cron tick.
 //!
 //! Every replica runs the same loop over the same flows. Before publishing a tick, a
-//! replica claims it in Redis ([`Store::claim_tick`], see `shared/src/idempotency/tick.rs`):
+//! replica claims it in Redis ([`Ticks::claim`](ferry_shared::idempotency::Ticks::claim), see `shared/src/idempotency/tick.rs`):
 //! exactly one replica wins and publishes, the others skip it. So running two or three
 //! schedulers buys availability without duplicate runs.
 //!
@@ -177,7 +177,7 @@ impl Ticker {
     /// Offers every flow's pending ticks again (claimed, never published).
     async fn offer_pending(&self, tasks: &mut JoinSet<()>) {
         for flow in &self.flows {
-            match self.firing.store.pending_ticks(&flow.flow_id).await {
+            match self.firing.store.ticks().pending(&flow.flow_id).await {
                 Ok(ticks) => {
                     for tick in ticks {
                         self.offer(tasks, flow, tick, Offer::Pending);
@@ -220,12 +220,12 @@ impl Firing {
             let claim = match offer {
                 Offer::Due | Offer::CatchUp => {
                     self.store
-                        .claim_tick(flow_id, tick, &self.owner, ttl, self.stale)
+                        .ticks().claim(flow_id, tick, &self.owner, ttl, self.stale)
                         .await
                 }
                 Offer::Pending => {
                     self.store
-                        .retry_tick(flow_id, tick, &self.owner, self.stale)
+                        .ticks().retry(flow_id, tick, &self.owner, self.stale)
                         .await
                 }
             };

@@ -34,7 +34,8 @@ async fn a_waiter_is_woken_by_the_release_and_the_shared_connection_stays_free()
     let holder = prefix.store().await;
     let waiter_store = store_polling_every(&prefix, SLOW_POLL).await;
     let lock = holder
-        .lock_flow("flow-w", "holder", LEASE)
+        .flow_locks()
+        .try_lock("flow-w", "holder", LEASE)
         .await
         .unwrap()
         .expect("free lock");
@@ -42,7 +43,8 @@ async fn a_waiter_is_woken_by_the_release_and_the_shared_connection_stays_free()
         let store = waiter_store.clone();
         tokio::spawn(async move {
             store
-                .wait_for_flow_lock("flow-w", "waiter", LEASE, MAX_WAIT)
+                .flow_locks()
+                .wait("flow-w", "waiter", LEASE, MAX_WAIT)
                 .await
         })
     };
@@ -59,7 +61,7 @@ async fn a_waiter_is_woken_by_the_release_and_the_shared_connection_stays_free()
         !waiter.is_finished(),
         "the waiter waits while the lock is held"
     );
-    assert!(holder.unlock_flow(lock).await.unwrap());
+    assert!(holder.flow_locks().unlock(lock).await.unwrap());
     // Only the release's wake-up can hand it the lock before its safety-net poll.
     let woken = tokio::time::timeout(WOKEN_WITHIN, waiter)
         .await
@@ -68,7 +70,7 @@ async fn a_waiter_is_woken_by_the_release_and_the_shared_connection_stays_free()
         panic!("the waiter must get the lock once it is released");
     };
     assert!(taken.owner().starts_with("waiter/"));
-    assert!(waiter_store.unlock_flow(taken).await.unwrap());
+    assert!(waiter_store.flow_locks().unlock(taken).await.unwrap());
 }
 
 #[tokio::test]
@@ -76,7 +78,8 @@ async fn each_release_hands_the_lock_to_the_next_of_several_waiters() {
     let prefix = Prefix::new("lock-queue");
     let holder = prefix.store().await;
     let lock = holder
-        .lock_flow("flow-q", "holder", LEASE)
+        .flow_locks()
+        .try_lock("flow-q", "holder", LEASE)
         .await
         .unwrap()
         .expect("free lock");
@@ -85,7 +88,8 @@ async fn each_release_hands_the_lock_to_the_next_of_several_waiters() {
         let store = store_polling_every(&prefix, SLOW_POLL).await;
         waiters.push(tokio::spawn(async move {
             let wait = store
-                .wait_for_flow_lock("flow-q", &format!("waiter-{n}"), LEASE, MAX_WAIT)
+                .flow_locks()
+                .wait("flow-q", &format!("waiter-{n}"), LEASE, MAX_WAIT)
                 .await
                 .unwrap();
             let LockWait::Acquired(lock) = wait else {
@@ -93,12 +97,12 @@ async fn each_release_hands_the_lock_to_the_next_of_several_waiters() {
             };
             // Hold it a moment, then hand it on with a release (which wakes the next).
             tokio::time::sleep(Duration::from_millis(50)).await;
-            assert!(store.unlock_flow(lock).await.unwrap());
+            assert!(store.flow_locks().unlock(lock).await.unwrap());
             n
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(holder.unlock_flow(lock).await.unwrap());
+    assert!(holder.flow_locks().unlock(lock).await.unwrap());
     let mut served = Vec::new();
     for waiter in waiters {
         let woken = tokio::time::timeout(WOKEN_WITHIN, waiter)
@@ -117,19 +121,24 @@ async fn a_holder_that_dies_without_releasing_is_replaced_by_the_safety_net_poll
     let waiter = store_polling_every(&prefix, Duration::from_millis(200)).await;
     // Taken with a short lease and never released (no wake-up will come).
     let dead = holder
-        .lock_flow("flow-d", "holder", Duration::from_millis(600))
+        .flow_locks()
+        .try_lock("flow-d", "holder", Duration::from_millis(600))
         .await
         .unwrap()
         .expect("free lock");
     let wait = waiter
-        .wait_for_flow_lock("flow-d", "waiter", LEASE, Duration::from_secs(30))
+        .flow_locks()
+        .wait("flow-d", "waiter", LEASE, Duration::from_secs(30))
         .await
         .unwrap();
     let LockWait::Acquired(taken) = wait else {
         panic!("the lock expired: the waiter must get it: {wait:?}");
     };
-    assert!(!holder.unlock_flow(dead).await.unwrap(), "no longer ours");
-    assert!(waiter.unlock_flow(taken).await.unwrap());
+    assert!(
+        !holder.flow_locks().unlock(dead).await.unwrap(),
+        "no longer ours"
+    );
+    assert!(waiter.flow_locks().unlock(taken).await.unwrap());
 }
 
 #[tokio::test]
@@ -141,7 +150,8 @@ async fn only_a_run_that_started_after_the_request_covers_it() {
     let second = chrono::Duration::seconds(1);
     assert!(
         store
-            .covering_run("flow-c", started)
+            .full_runs()
+            .covering("flow-c", started)
             .await
             .unwrap()
             .is_none()
@@ -151,10 +161,11 @@ async fn only_a_run_that_started_after_the_request_covers_it() {
         started_at: started,
         finished_at: started + second,
     };
-    store.record_full_run("flow-c", &full).await.unwrap();
+    store.full_runs().record("flow-c", &full).await.unwrap();
     // Requested before the start (beyond the clock margin): covered.
     let covering = store
-        .covering_run("flow-c", started - margin - second)
+        .full_runs()
+        .covering("flow-c", started - margin - second)
         .await
         .unwrap();
     assert_eq!(covering.as_ref(), Some(&full));
@@ -162,7 +173,8 @@ async fn only_a_run_that_started_after_the_request_covers_it() {
     for requested in [started - margin, started, started + second] {
         assert!(
             store
-                .covering_run("flow-c", requested)
+                .full_runs()
+                .covering("flow-c", requested)
                 .await
                 .unwrap()
                 .is_none(),
@@ -175,16 +187,18 @@ async fn only_a_run_that_started_after_the_request_covers_it() {
         started_at: started - second * 10,
         finished_at: started + second * 2,
     };
-    store.record_full_run("flow-c", &older).await.unwrap();
+    store.full_runs().record("flow-c", &older).await.unwrap();
     let covering = store
-        .covering_run("flow-c", started - margin - second)
+        .full_runs()
+        .covering("flow-c", started - margin - second)
         .await
         .unwrap();
     assert_eq!(covering.map(|r| r.run_id), Some("full-1".to_owned()));
     // Other flows are not covered by it.
     assert!(
         store
-            .covering_run("flow-other", started - margin * 10)
+            .full_runs()
+            .covering("flow-other", started - margin * 10)
             .await
             .unwrap()
             .is_none()

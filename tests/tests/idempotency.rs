@@ -392,33 +392,38 @@ async fn flow_lock_is_exclusive_and_waiters_get_it_or_give_up(target: Target) {
     let (a, b) = (prefix.store().await, prefix.store().await);
 
     let lock = a
-        .lock_flow("flow-x", "worker-a", LONG)
+        .flow_locks()
+        .try_lock("flow-x", "worker-a", LONG)
         .await
         .unwrap()
         .expect("free lock");
     assert_eq!(lock.flow_id(), "flow-x");
     assert!(
-        b.lock_flow("flow-x", "worker-b", LONG)
+        b.flow_locks()
+            .try_lock("flow-x", "worker-b", LONG)
             .await
             .unwrap()
             .is_none()
     );
     assert!(
-        a.lock_flow("flow-x", "worker-a", LONG)
+        a.flow_locks()
+            .try_lock("flow-x", "worker-a", LONG)
             .await
             .unwrap()
             .is_none()
     );
     // Another flow is not affected.
     let other = b
-        .lock_flow("flow-y", "worker-b", LONG)
+        .flow_locks()
+        .try_lock("flow-y", "worker-b", LONG)
         .await
         .unwrap()
         .expect("other flow");
-    assert!(b.unlock_flow(other).await.unwrap());
+    assert!(b.flow_locks().unlock(other).await.unwrap());
 
     match b
-        .wait_for_flow_lock("flow-x", "worker-b", LONG, Duration::from_millis(300))
+        .flow_locks()
+        .wait("flow-x", "worker-b", LONG, Duration::from_millis(300))
         .await
         .unwrap()
     {
@@ -430,42 +435,46 @@ async fn flow_lock_is_exclusive_and_waiters_get_it_or_give_up(target: Target) {
     let waiter = {
         let b = b.clone();
         tokio::spawn(async move {
-            b.wait_for_flow_lock("flow-x", "worker-b", LONG, Duration::from_secs(30))
+            b.flow_locks()
+                .wait("flow-x", "worker-b", LONG, Duration::from_secs(30))
                 .await
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(a.unlock_flow(lock).await.unwrap());
+    assert!(a.flow_locks().unlock(lock).await.unwrap());
     let LockWait::Acquired(taken) = waiter.await.unwrap().unwrap() else {
         panic!("the waiter must get the lock once it is released");
     };
     assert!(taken.owner().starts_with("worker-b/"));
-    assert!(b.unlock_flow(taken).await.unwrap());
+    assert!(b.flow_locks().unlock(taken).await.unwrap());
 }
 
 async fn expired_flow_lock_cannot_be_released_by_its_old_owner(target: Target) {
     let prefix = Prefix::new(target, "lock-expiry");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let stale = a
-        .lock_flow("flow-e", "worker-a", Duration::from_secs(1))
+        .flow_locks()
+        .try_lock("flow-e", "worker-a", Duration::from_secs(1))
         .await
         .unwrap()
         .expect("free lock");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let fresh = b
-        .lock_flow("flow-e", "worker-b", LONG)
+        .flow_locks()
+        .try_lock("flow-e", "worker-b", LONG)
         .await
         .unwrap()
         .expect("expired lock");
     assert!(!stale.renew(LONG).await.unwrap());
-    assert!(!a.unlock_flow(stale).await.unwrap());
+    assert!(!a.flow_locks().unlock(stale).await.unwrap());
     assert!(
-        b.lock_flow("flow-e", "worker-c", LONG)
+        b.flow_locks()
+            .try_lock("flow-e", "worker-c", LONG)
             .await
             .unwrap()
             .is_none()
     );
-    assert!(b.unlock_flow(fresh).await.unwrap());
+    assert!(b.flow_locks().unlock(fresh).await.unwrap());
 }
 
 async fn each_scheduler_tick_is_claimed_by_exactly_one_replica(target: Target) {
@@ -483,9 +492,9 @@ async fn each_scheduler_tick_is_claimed_by_exactly_one_replica(target: Target) {
     ] {
         let t = at!(tick);
         let (a, b, c) = tokio::join!(
-            replicas[0].claim_tick("flow-t", t, "s1", ttl, ttl),
-            replicas[1].claim_tick("flow-t", t, "s2", ttl, ttl),
-            replicas[2].claim_tick("flow-t", t, "s3", ttl, ttl),
+            replicas[0].ticks().claim("flow-t", t, "s1", ttl, ttl),
+            replicas[1].ticks().claim("flow-t", t, "s2", ttl, ttl),
+            replicas[2].ticks().claim("flow-t", t, "s3", ttl, ttl),
         );
         let mut won = Vec::new();
         for result in [a, b, c] {
@@ -501,7 +510,8 @@ async fn each_scheduler_tick_is_claimed_by_exactly_one_replica(target: Target) {
         // Later attempts (a replica catching up) find it published.
         assert!(matches!(
             replicas[0]
-                .claim_tick("flow-t", t, "s1", ttl, ttl)
+                .ticks()
+                .claim("flow-t", t, "s1", ttl, ttl)
                 .await
                 .unwrap(),
             TickClaim::AlreadyPublished
@@ -510,7 +520,8 @@ async fn each_scheduler_tick_is_claimed_by_exactly_one_replica(target: Target) {
     // Ticks of another flow are independent.
     assert!(matches!(
         replicas[0]
-            .claim_tick("flow-u", at!("2026-11-24T08:00:00Z"), "s1", ttl, ttl)
+            .ticks()
+            .claim("flow-u", at!("2026-11-24T08:00:00Z"), "s1", ttl, ttl)
             .await
             .unwrap(),
         TickClaim::Won(_)
@@ -575,12 +586,14 @@ async fn ping_and_the_key_layout_in_redis() {
         panic!("a fresh key must be claimable");
     };
     let lock = store
-        .lock_flow("flow-k", "w", LONG)
+        .flow_locks()
+        .try_lock("flow-k", "w", LONG)
         .await
         .unwrap()
         .expect("free lock");
     let TickClaim::Won(tick) = store
-        .claim_tick("flow-k", at!("2026-11-24T08:00:00Z"), "s", LONG, LONG)
+        .ticks()
+        .claim("flow-k", at!("2026-11-24T08:00:00Z"), "s", LONG, LONG)
         .await
         .unwrap()
     else {
@@ -606,7 +619,7 @@ async fn ping_and_the_key_layout_in_redis() {
         assert_eq!(tag, "flow:flow-k");
     }
     assert!(store.release(claim).await.unwrap());
-    assert!(store.unlock_flow(lock).await.unwrap());
+    assert!(store.flow_locks().unlock(lock).await.unwrap());
     assert_eq!(
         tick.published("run-1").await.unwrap(),
         TickPublished::Marked

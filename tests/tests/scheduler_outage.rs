@@ -230,7 +230,8 @@ async fn a_tick_claimed_by_a_scheduler_that_died_is_published_by_another() {
     let tick: DateTime<Utc> = "2026-11-24T08:00:00Z".parse().expect("time");
     let store = fleet.store().await.expect("redis");
     let TickClaim::Won(_dead) = store
-        .claim_tick(
+        .ticks()
+        .claim(
             "f",
             tick,
             "dead-scheduler",
@@ -263,5 +264,12 @@ async fn a_tick_claimed_by_a_scheduler_that_died_is_published_by_another() {
     );
     let messages = fleet.drain_work_queue().await;
     assert_eq!(ticks(&messages), [tick], "published once");
-    assert!(store.pending_ticks("f").await.expect("pending").is_empty());
+    assert!(
+        store
+            .ticks()
+            .pending("f")
+            .await
+            .expect("pending")
+            .is_empty()
+    );
 }

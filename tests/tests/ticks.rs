@@ -21,7 +21,7 @@ fn tick_key(prefix: &Prefix, flow: &str, tick: DateTime<Utc>) -> String {
 }
 
 async fn pending(store: &Store, flow: &str) -> Vec<DateTime<Utc>> {
-    store.pending_ticks(flow).await.expect("pending ticks")
+    store.ticks().pending(flow).await.expect("pending ticks")
 }
 
 #[tokio::test]
@@ -39,9 +39,9 @@ async fn each_scheduler_tick_is_claimed_by_exactly_one_replica() {
     ] {
         let t = at(tick);
         let (a, b, c) = tokio::join!(
-            replicas[0].claim_tick("flow-t", t, "s1", LONG, LONG),
-            replicas[1].claim_tick("flow-t", t, "s2", LONG, LONG),
-            replicas[2].claim_tick("flow-t", t, "s3", LONG, LONG),
+            replicas[0].ticks().claim("flow-t", t, "s1", LONG, LONG),
+            replicas[1].ticks().claim("flow-t", t, "s2", LONG, LONG),
+            replicas[2].ticks().claim("flow-t", t, "s3", LONG, LONG),
         );
         let mut results = [a.unwrap(), b.unwrap(), c.unwrap()];
         let winners = results
@@ -67,12 +67,12 @@ async fn each_scheduler_tick_is_claimed_by_exactly_one_replica() {
         assert!(pending(&replicas[0], "flow-t").await.is_empty());
         // Later attempts (a replica catching up, a retry) find it published.
         for replica in &replicas {
-            let again = replica.claim_tick("flow-t", t, "s9", LONG, LONG).await;
+            let again = replica.ticks().claim("flow-t", t, "s9", LONG, LONG).await;
             assert!(
                 matches!(again, Ok(TickClaim::AlreadyPublished)),
                 "{again:?}"
             );
-            let retried = replica.retry_tick("flow-t", t, "s9", LONG).await;
+            let retried = replica.ticks().retry("flow-t", t, "s9", LONG).await;
             assert!(
                 matches!(retried, Ok(TickClaim::AlreadyPublished)),
                 "{retried:?}"
@@ -82,7 +82,8 @@ async fn each_scheduler_tick_is_claimed_by_exactly_one_replica() {
     // Ticks of another flow are independent.
     assert!(matches!(
         replicas[0]
-            .claim_tick("flow-u", at("2026-11-24T08:00:00Z"), "s1", LONG, LONG)
+            .ticks()
+            .claim("flow-u", at("2026-11-24T08:00:00Z"), "s1", LONG, LONG)
             .await,
         Ok(TickClaim::Won(_))
     ));
@@ -98,17 +99,22 @@ async fn a_tick_whose_replica_died_before_publishing_is_taken_over_once_stale() 
     );
     let stale = Duration::from_millis(800);
     let t = at("2026-11-24T09:00:00Z");
-    let TickClaim::Won(dead) = a.claim_tick("flow-s", t, "a", LONG, stale).await.unwrap() else {
+    let TickClaim::Won(dead) = a
+        .ticks()
+        .claim("flow-s", t, "a", LONG, stale)
+        .await
+        .unwrap()
+    else {
         panic!("a fresh tick is won");
     };
     // Replica a "crashes" here: it never publishes, never renews.
     assert_eq!(pending(&b, "flow-s").await, [t], "the claim is pending");
-    match b.retry_tick("flow-s", t, "b", stale).await.unwrap() {
+    match b.ticks().retry("flow-s", t, "b", stale).await.unwrap() {
         TickClaim::ClaimedByOtherReplica { owner, .. } => assert_eq!(owner, dead.owner()),
         other => panic!("a fresh claim is left to its replica: {other:?}"),
     }
     tokio::time::sleep(stale + Duration::from_millis(200)).await;
-    let lease = match b.retry_tick("flow-s", t, "b", stale).await.unwrap() {
+    let lease = match b.ticks().retry("flow-s", t, "b", stale).await.unwrap() {
         TickClaim::TookOver {
             lease,
             previous_owner,
@@ -122,7 +128,7 @@ async fn a_tick_whose_replica_died_before_publishing_is_taken_over_once_stale() 
     };
     // Exactly one replica takes it over: the new claim is fresh.
     assert!(matches!(
-        c.retry_tick("flow-s", t, "c", stale).await.unwrap(),
+        c.ticks().retry("flow-s", t, "c", stale).await.unwrap(),
         TickClaim::ClaimedByOtherReplica { .. }
     ));
     assert_eq!(
@@ -147,18 +153,18 @@ async fn a_tick_whose_publish_gave_up_is_offered_again_at_once() {
     let (a, b) = (prefix.store().await, prefix.store().await);
     let t = at("2026-11-24T10:00:00Z");
     // A claim that would stay fresh for an hour...
-    let TickClaim::Won(lease) = a.claim_tick("flow-g", t, "a", LONG, LONG).await.unwrap() else {
+    let TickClaim::Won(lease) = a.ticks().claim("flow-g", t, "a", LONG, LONG).await.unwrap() else {
         panic!("a fresh tick is won");
     };
     assert!(lease.renew().await.unwrap());
     assert!(matches!(
-        b.retry_tick("flow-g", t, "b", LONG).await.unwrap(),
+        b.ticks().retry("flow-g", t, "b", LONG).await.unwrap(),
         TickClaim::ClaimedByOtherReplica { .. }
     ));
     // ...is stale as soon as its publish gives up and abandons it.
     assert!(lease.abandon().await.unwrap());
     assert_eq!(pending(&b, "flow-g").await, [t], "still pending");
-    let TickClaim::TookOver { lease, .. } = b.retry_tick("flow-g", t, "b", LONG).await.unwrap()
+    let TickClaim::TookOver { lease, .. } = b.ticks().retry("flow-g", t, "b", LONG).await.unwrap()
     else {
         panic!("an abandoned claim is taken over at once");
     };
@@ -172,7 +178,12 @@ async fn a_renewed_claim_is_never_taken_over() {
     let (a, b) = (prefix.store().await, prefix.store().await);
     let stale = Duration::from_millis(900);
     let t = at("2026-11-24T11:00:00Z");
-    let TickClaim::Won(lease) = a.claim_tick("flow-r", t, "a", LONG, stale).await.unwrap() else {
+    let TickClaim::Won(lease) = a
+        .ticks()
+        .claim("flow-r", t, "a", LONG, stale)
+        .await
+        .unwrap()
+    else {
         panic!("a fresh tick is won");
     };
     // Renewed every third of `stale` for three times `stale`: always fresh.
@@ -180,7 +191,7 @@ async fn a_renewed_claim_is_never_taken_over() {
         tokio::time::sleep(stale / 3).await;
         assert!(lease.renew().await.unwrap());
         assert!(matches!(
-            b.retry_tick("flow-r", t, "b", stale).await.unwrap(),
+            b.ticks().retry("flow-r", t, "b", stale).await.unwrap(),
             TickClaim::ClaimedByOtherReplica { .. }
         ));
     }
@@ -193,7 +204,8 @@ async fn a_pending_tick_whose_key_expired_is_dropped_not_published() {
     let store = prefix.store().await;
     let t = at("2026-11-24T12:00:00Z");
     let TickClaim::Won(_lease) = store
-        .claim_tick("flow-x", t, "a", LONG, Duration::ZERO)
+        .ticks()
+        .claim("flow-x", t, "a", LONG, Duration::ZERO)
         .await
         .unwrap()
     else {
@@ -204,7 +216,8 @@ async fn a_pending_tick_whose_key_expired_is_dropped_not_published() {
     assert_eq!(pending(&store, "flow-x").await, [t]);
     assert!(matches!(
         store
-            .retry_tick("flow-x", t, "b", Duration::ZERO)
+            .ticks()
+            .retry("flow-x", t, "b", Duration::ZERO)
             .await
             .unwrap(),
         TickClaim::Expired
@@ -213,7 +226,8 @@ async fn a_pending_tick_whose_key_expired_is_dropped_not_published() {
     // A fresh claim (the cron's own tick) still works.
     assert!(matches!(
         store
-            .claim_tick("flow-x", t, "c", LONG, LONG)
+            .ticks()
+            .claim("flow-x", t, "c", LONG, LONG)
             .await
             .unwrap(),
         TickClaim::Won(_)
@@ -234,7 +248,8 @@ async fn a_tick_claimed_by_an_older_ferry_counts_as_published() {
     ]);
     assert!(matches!(
         store
-            .claim_tick("flow-l", t, "a", LONG, Duration::ZERO)
+            .ticks()
+            .claim("flow-l", t, "a", LONG, Duration::ZERO)
             .await
             .unwrap(),
         TickClaim::AlreadyPublished

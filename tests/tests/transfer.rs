@@ -189,7 +189,8 @@ async fn a_flow_held_by_another_run_is_reported_busy() {
     let engine = bed.engine(bed.config(&upload(""), None), opts).await;
     let held = match engine
         .store()
-        .wait_for_flow_lock("f", "other-worker", Duration::from_secs(30), Duration::ZERO)
+        .flow_locks()
+        .wait("f", "other-worker", Duration::from_secs(30), Duration::ZERO)
         .await
         .expect("redis")
     {
@@ -204,7 +205,12 @@ async fn a_flow_held_by_another_run_is_reported_busy() {
     assert!(err.to_string().contains("other-worker"), "{err}");
     assert!(bed.remote_files("in").is_empty());
 
-    engine.store().unlock_flow(held).await.expect("unlock");
+    engine
+        .store()
+        .flow_locks()
+        .unlock(held)
+        .await
+        .expect("unlock");
     let report = run(&engine, "run-after").await;
     assert_eq!(report.totals.transferred, 1);
 }

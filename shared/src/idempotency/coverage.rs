@@ -8,9 +8,9 @@
 //! to do and finishes at once, with a report that names the run that covered it.
 //!
 //! The run that holds the lock records itself when it ends that way
-//! ([`Store::record_full_run`]): its start (taken when it got the lock, before it selected
+//! ([`FullRuns::record`]): its start (taken when it got the lock, before it selected
 //! any file) in `<prefix>:{flow:<flow>}:full-run`, which only ever moves forward (a script
-//! keeps the later start). A run that takes the lock then asks [`Store::covering_run`]
+//! keeps the later start). A run that takes the lock then asks [`FullRuns::covering`]
 //! before it selects anything. Because the covering run writes its record before it
 //! releases the lock, the next holder always sees it.
 //!
@@ -93,17 +93,26 @@ impl FullRun {
     }
 }
 
-impl Store {
+/// The record of each flow's latest full run in a store: `store.full_runs()`.
+#[derive(Debug, Clone, Copy)]
+pub struct FullRuns<'a> {
+    store: &'a Store,
+}
+
+impl<'a> FullRuns<'a> {
+    /// The full-run records kept in `store`.
+    pub(super) fn new(store: &'a Store) -> Self {
+        FullRuns { store }
+    }
+}
+
+impl FullRuns<'_> {
     /// Records `run` as the flow's latest full run, unless one that started later is
     /// recorded already. Call it only for a run without a `files` filter that settled
     /// every file, before releasing the flow lock (see the module docs).
     #[tracing::instrument(name = "idempotency.record_full_run", skip_all, fields(flow = flow_id))]
-    pub async fn record_full_run(
-        &self,
-        flow_id: &str,
-        run: &FullRun,
-    ) -> Result<(), IdempotencyError> {
-        let key = self.flow_keys(flow_id).full_run();
+    pub async fn record(self, flow_id: &str, run: &FullRun) -> Result<(), IdempotencyError> {
+        let key = self.store.flow_keys(flow_id).full_run();
         let stored = Stored {
             run: run.clone(),
             started_ms: run.started_at.timestamp_millis(),
@@ -119,7 +128,10 @@ impl Store {
             .arg(stored.started_ms)
             .arg(&json)
             .arg(millis(FULL_RUN_RETENTION));
-        let written: i64 = self.run("record_full_run", &Request::Script(inv)).await?;
+        let written: i64 = self
+            .store
+            .run("record_full_run", &Request::Script(inv))
+            .await?;
         debug!(written = written == 1, "full run recorded");
         Ok(())
     }
@@ -127,13 +139,13 @@ impl Store {
     /// The flow's latest full run, if it covers a run requested at `requested_at` (see
     /// [`FullRun::covers`]). Ask while holding the flow lock.
     #[tracing::instrument(name = "idempotency.covering_run", skip_all, fields(flow = flow_id, covered))]
-    pub async fn covering_run(
-        &self,
+    pub async fn covering(
+        self,
         flow_id: &str,
         requested_at: DateTime<Utc>,
     ) -> Result<Option<FullRun>, IdempotencyError> {
-        let key = self.flow_keys(flow_id).full_run();
-        let Some(json) = self.get(&key, "covering_run").await? else {
+        let key = self.store.flow_keys(flow_id).full_run();
+        let Some(json) = self.store.get(&key, "covering_run").await? else {
             return Ok(None);
         };
         let stored: Stored =

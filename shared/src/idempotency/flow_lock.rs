@@ -6,12 +6,12 @@
 //! p99 of the fleet benchmark) or Redis load (short pauses). So the release is a
 //! notification:
 //!
-//! - [`Store::unlock_flow`] deletes the lock if it still holds our token and, in the same
+//! - [`FlowLocks::unlock`] deletes the lock if it still holds our token and, in the same
 //!   script, pushes a token onto the flow's wake list (`<prefix>:{flow:<flow>}:lock-wake`,
 //!   same hash tag as the lock, so the script stays valid on a Redis Cluster). The list is
 //!   trimmed to one element and expires after [`WAKE_TTL`], so releases nobody waited for
 //!   leave at most one stale token behind (costing a waiter one extra look, nothing more).
-//! - [`Store::wait_for_flow_lock`] tries the lock; when it is taken it waits on the wake
+//! - [`FlowLocks::wait`] tries the lock; when it is taken it waits on the wake
 //!   list with `BLPOP` (bounded by the store's `flow_lock_poll`), then tries again. A
 //!   release between the failed try and the `BLPOP` is not missed: its token is in the list
 //!   already. One release wakes one waiter, which is all that can take the lock anyway.
@@ -36,8 +36,8 @@ use tracing::{debug, warn};
 
 use super::connection::{Request, millis};
 use super::error::IdempotencyError;
-use super::lease::FlowLock;
-use super::store::Store;
+use super::lease::{FlowLock, Lease};
+use super::store::{Store, token};
 
 /// How long a wake token nobody took stays in the wake list.
 pub const WAKE_TTL: Duration = Duration::from_secs(30);
@@ -62,7 +62,7 @@ return 1
     )
 });
 
-/// What [`Store::wait_for_flow_lock`] ended with.
+/// What [`FlowLocks::wait`] ended with.
 #[must_use = "an acquired lock must be released; a busy flow must be reported"]
 #[derive(Debug)]
 pub enum LockWait {
@@ -77,9 +77,78 @@ pub enum LockWait {
     },
 }
 
-impl Store {
+/// The flow locks of a store: `store.flow_locks()`.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowLocks<'a> {
+    store: &'a Store,
+}
+
+impl<'a> FlowLocks<'a> {
+    /// The flow locks kept in `store`.
+    pub(super) fn new(store: &'a Store) -> Self {
+        FlowLocks { store }
+    }
+}
+
+impl FlowLocks<'_> {
+    /// Takes the flow-wide lock for `lease` if nobody holds it (`SET NX PX`).
+    #[tracing::instrument(
+        name = "idempotency.lock_flow",
+        skip_all,
+        fields(otel.kind = "client", db.system.name = "redis", flow = flow_id, lease_ms = millis(lease), acquired)
+    )]
+    pub async fn try_lock(
+        self,
+        flow_id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<FlowLock>, IdempotencyError> {
+        let lock_key = self.store.flow_keys(flow_id).lock();
+        let token = token(owner);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&lock_key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(lease));
+        let mut took_over = false;
+        let acquired = loop {
+            let set: Option<String> = self
+                .store
+                .run("lock_flow", &Request::Cmd(cmd.clone()))
+                .await?;
+            if set.is_some() {
+                break true;
+            }
+            match self.store.get(&lock_key, "lock_flow").await? {
+                // A retry after a lost reply finds our own token: that is ours too.
+                Some(holder) if holder == token => break true,
+                // A dead process of this host's lock goes now, not after its lease.
+                Some(holder) if !took_over => {
+                    took_over = true;
+                    if !self
+                        .store
+                        .remove_dead_holder(&lock_key, &holder, "flow lock")
+                        .await?
+                    {
+                        break false;
+                    }
+                }
+                _ => break false,
+            }
+        };
+        tracing::Span::current().record("acquired", acquired);
+        Ok(acquired.then(|| {
+            FlowLock::new(
+                Lease::new(self.store.conn().clone(), lock_key, token),
+                flow_id.to_owned(),
+                lease,
+            )
+        }))
+    }
+
     /// Waits up to `max_wait` for the flow lock: tries it, and while another run holds it,
-    /// sleeps until that run releases it (woken by [`Store::unlock_flow`]) or the store's
+    /// sleeps until that run releases it (woken by [`FlowLocks::unlock`]) or the store's
     /// `flow_lock_poll` passes, then tries again. Ends with [`LockWait::Busy`] if the lock
     /// never came free.
     #[tracing::instrument(
@@ -87,26 +156,27 @@ impl Store {
         skip_all,
         fields(flow = flow_id, max_wait_ms = millis(max_wait), wake_ups)
     )]
-    pub async fn wait_for_flow_lock(
-        &self,
+    pub async fn wait(
+        self,
         flow_id: &str,
         owner: &str,
         lease: Duration,
         max_wait: Duration,
     ) -> Result<LockWait, IdempotencyError> {
         let started = Instant::now();
-        let wake_key = self.flow_keys(flow_id).lock_wake();
-        let poll = self.flow_lock_poll();
+        let wake_key = self.store.flow_keys(flow_id).lock_wake();
+        let poll = self.store.flow_lock_poll();
         let mut wake_ups = 0u32;
         loop {
-            if let Some(lock) = self.lock_flow(flow_id, owner, lease).await? {
+            if let Some(lock) = self.try_lock(flow_id, owner, lease).await? {
                 tracing::Span::current().record("wake_ups", wake_ups);
                 return Ok(LockWait::Acquired(lock));
             }
             let waited = started.elapsed();
             if waited >= max_wait {
                 let holder = self
-                    .get(&self.flow_keys(flow_id).lock(), "wait_for_flow_lock")
+                    .store
+                    .get(&self.store.flow_keys(flow_id).lock(), "wait_for_flow_lock")
                     .await?;
                 debug!(?holder, "flow busy: gave up waiting for its lock");
                 return Ok(LockWait::Busy { holder, waited });
@@ -123,8 +193,8 @@ impl Store {
     /// Blocks on the wake list for up to `bound`, on a dedicated connection; `true` when a
     /// release woke us. Errors are not returned: the next try of the lock reports an
     /// unreachable Redis, and a failed wait only costs a short pause.
-    async fn wait_for_wake(&self, wake_key: &str, bound: Duration) -> bool {
-        let mut blocking = match self.conn().blocking().await {
+    async fn wait_for_wake(self, wake_key: &str, bound: Duration) -> bool {
+        let mut blocking = match self.store.conn().blocking().await {
             Ok(blocking) => blocking,
             Err(error) => {
                 warn!(%error, "no connection to wait on for the flow lock; polling");
@@ -162,14 +232,14 @@ impl Store {
     /// Releases a flow lock if it is still ours, and wakes one run waiting for it; returns
     /// whether it was ours.
     #[tracing::instrument(name = "idempotency.unlock_flow", skip_all, fields(flow = lock.flow_id()))]
-    pub async fn unlock_flow(&self, lock: FlowLock) -> Result<bool, IdempotencyError> {
-        let keys = self.flow_keys(lock.flow_id());
+    pub async fn unlock(self, lock: FlowLock) -> Result<bool, IdempotencyError> {
+        let keys = self.store.flow_keys(lock.flow_id());
         let mut inv = UNLOCK.prepare_invoke();
         inv.key(lock.lease().key())
             .key(keys.lock_wake())
             .arg(lock.lease().token())
             .arg(millis(WAKE_TTL));
-        let released: i64 = self.run("unlock_flow", &Request::Script(inv)).await?;
+        let released: i64 = self.store.run("unlock_flow", &Request::Script(inv)).await?;
         if released != 1 {
             debug!("nothing to release: the flow lock had expired or was taken over");
         }

@@ -176,9 +176,9 @@ impl std::fmt::Debug for Claim {
 }
 
 /// The exclusive right, for the lease, to run one flow. Obtained from
-/// [`Store::lock_flow`](super::Store::lock_flow) or
-/// [`Store::wait_for_flow_lock`](super::Store::wait_for_flow_lock); given back with
-/// [`Store::unlock_flow`](super::Store::unlock_flow).
+/// [`FlowLocks::try_lock`](super::FlowLocks::try_lock) or
+/// [`FlowLocks::wait`](super::FlowLocks::wait); given back with
+/// [`FlowLocks::unlock`](super::FlowLocks::unlock).
 #[must_use = "a flow lock must be released, or the flow stays locked until the lease expires"]
 pub struct FlowLock {
     lease: Lease,

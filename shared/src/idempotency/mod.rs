@@ -37,11 +37,11 @@
 //! | `<prefix>:{flow:<flow>}:claim:<key>`         | owner token `<owner>/<uuid>`| lease (`PX`), renewed      | [`Store::claim`], [`Claim::renew`]; deleted by [`Store::record_delivery`], [`Store::release`] |
 //! | `<prefix>:{flow:<flow>}:delivered:<key>`     | [`DeliveryRecord`] as JSON  | retention (`PX`)           | [`Store::record_delivery`] |
 //! | `<prefix>:{flow:<flow>}:intent:<key>`        | [`CommitIntent`] as JSON    | retention (`PX`)           | [`Store::begin_commit`]; deleted by [`Store::record_delivery`], [`Store::abandon_commit`] |
-//! | `<prefix>:{flow:<flow>}:lock`                | owner token                 | lease (`PX`), renewed      | [`Store::lock_flow`]; deleted by [`Store::unlock_flow`] |
-//! | `<prefix>:{flow:<flow>}:lock-wake`           | list of at most one token   | 30 s ([`WAKE_TTL`])        | [`Store::unlock_flow`]; popped (`BLPOP`) by [`Store::wait_for_flow_lock`] |
-//! | `<prefix>:{flow:<flow>}:full-run`            | [`FullRun`] as JSON          | 24 h                       | [`Store::record_full_run`]; read by [`Store::covering_run`] |
-//! | `<prefix>:{flow:<flow>}:tick:<unix-seconds>` | JSON `{state: claimed, owner, at_ms}` then `{state: published, run, at_ms}` | tick TTL (`EX`) | [`Store::claim_tick`], [`TickLease`] (scheduler) |
-//! | `<prefix>:{flow:<flow>}:ticks-pending`       | sorted set: ticks claimed, not yet published (score: last renewal, ms) | tick TTL | [`Store::claim_tick`]; emptied by [`TickLease::published`] |
+//! | `<prefix>:{flow:<flow>}:lock`                | owner token                 | lease (`PX`), renewed      | [`FlowLocks::try_lock`]; deleted by [`FlowLocks::unlock`] |
+//! | `<prefix>:{flow:<flow>}:lock-wake`           | list of at most one token   | 30 s ([`WAKE_TTL`])        | [`FlowLocks::unlock`]; popped (`BLPOP`) by [`FlowLocks::wait`] |
+//! | `<prefix>:{flow:<flow>}:full-run`            | [`FullRun`] as JSON          | 24 h                       | [`FullRuns::record`]; read by [`FullRuns::covering`] |
+//! | `<prefix>:{flow:<flow>}:tick:<unix-seconds>` | JSON `{state: claimed, owner, at_ms}` then `{state: published, run, at_ms}` | tick TTL (`EX`) | [`Ticks::claim`], [`TickLease`] (scheduler) |
+//! | `<prefix>:{flow:<flow>}:ticks-pending`       | sorted set: ticks claimed, not yet published (score: last renewal, ms) | tick TTL | [`Ticks::claim`]; emptied by [`TickLease::published`] |
 //! | `<prefix>:{flow:<flow>}:audit`, `:audit-head`, `:audit-first` | the audit trail: a stream of hash-chained records, its head, its first kept record | none (trimmed by `audit.retention`) | `crate::audit` (through [`Store::connection`]) |
 //!
 //! `<flow>` is the flow id with every byte outside `[A-Za-z0-9._-]` percent-escaped.
@@ -87,13 +87,13 @@ mod tick;
 
 pub use config::StoreConfig;
 pub(crate) use connection::{Connection, Request};
-pub use coverage::{CLOCK_MARGIN, FullRun};
+pub use coverage::{CLOCK_MARGIN, FullRun, FullRuns};
 pub use durability::DurabilityWarning;
 pub use error::{ErrorKind, IdempotencyError};
-pub use flow_lock::{LockWait, WAKE_TTL};
+pub use flow_lock::{FlowLocks, LockWait, WAKE_TTL};
 pub use intent::{CommitIntent, CommitStart};
 pub use keys::DeliveryKey;
 pub use lease::{Claim, FlowLock};
 pub use record::DeliveryRecord;
 pub use store::{ClaimOutcome, Recorded, Store};
-pub use tick::{TickClaim, TickLease, TickPublished};
+pub use tick::{TickClaim, TickLease, TickPublished, Ticks};

@@ -17,12 +17,15 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::config::StoreConfig;
 use super::connection::{Connection, Request, millis};
+use super::coverage::FullRuns;
 use super::error::IdempotencyError;
+use super::flow_lock::FlowLocks;
 use super::intent::{CommitIntent, CommitStart};
 use super::keys::{self, DeliveryKey, FlowKeys};
-use super::lease::{Claim, FlowLock, Lease};
+use super::lease::{Claim, Lease};
 use super::liveness;
 use super::record::DeliveryRecord;
+use super::tick::Ticks;
 
 /// Claim a delivery key: check the record, `SET claim owner NX PX lease`, and report the
 /// owner when someone else holds it. One script, so the check and the claim are atomic:
@@ -526,56 +529,19 @@ impl Store {
         json.map(|j| decode(&redis_key, &j)).transpose()
     }
 
-    /// Takes the flow-wide lock for `lease` if nobody holds it (`SET NX PX`).
-    #[tracing::instrument(
-        name = "idempotency.lock_flow",
-        skip_all,
-        fields(otel.kind = "client", db.system.name = "redis", flow = flow_id, lease_ms = millis(lease), acquired)
-    )]
-    pub async fn lock_flow(
-        &self,
-        flow_id: &str,
-        owner: &str,
-        lease: Duration,
-    ) -> Result<Option<FlowLock>, IdempotencyError> {
-        let lock_key = self.flow_keys(flow_id).lock();
-        let token = token(owner);
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&lock_key)
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(millis(lease));
-        let mut took_over = false;
-        let acquired = loop {
-            let set: Option<String> = self.run("lock_flow", &Request::Cmd(cmd.clone())).await?;
-            if set.is_some() {
-                break true;
-            }
-            match self.get(&lock_key, "lock_flow").await? {
-                // A retry after a lost reply finds our own token: that is ours too.
-                Some(holder) if holder == token => break true,
-                // A dead process of this host's lock goes now, not after its lease.
-                Some(holder) if !took_over => {
-                    took_over = true;
-                    if !self
-                        .remove_dead_holder(&lock_key, &holder, "flow lock")
-                        .await?
-                    {
-                        break false;
-                    }
-                }
-                _ => break false,
-            }
-        };
-        tracing::Span::current().record("acquired", acquired);
-        Ok(acquired.then(|| {
-            FlowLock::new(
-                Lease::new(self.inner.conn.clone(), lock_key, token),
-                flow_id.to_owned(),
-                lease,
-            )
-        }))
+    /// The scheduler's tick claims (`tick.rs`).
+    pub fn ticks(&self) -> Ticks<'_> {
+        Ticks::new(self)
+    }
+
+    /// The flow locks: one run of a flow at a time (`flow_lock.rs`).
+    pub fn flow_locks(&self) -> FlowLocks<'_> {
+        FlowLocks::new(self)
+    }
+
+    /// The record of each flow's latest full run (`coverage.rs`).
+    pub fn full_runs(&self) -> FullRuns<'_> {
+        FullRuns::new(self)
     }
 
     /// The keys of one flow under this store's prefix.
@@ -597,7 +563,7 @@ impl Store {
     /// key still holds that holder's token (compare-and-delete: anyone who took the key
     /// meanwhile keeps it). Returns whether the holder was judged dead: the caller then tries
     /// once more to take the key.
-    async fn remove_dead_holder(
+    pub(super) async fn remove_dead_holder(
         &self,
         key: &str,
         holder: &str,

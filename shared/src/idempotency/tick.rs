@@ -21,7 +21,7 @@
 //! flow's pending set (`<prefix>:{flow:<flow>}:ticks-pending`, scored by the claim's last
 //! renewal) until it is published. Every replica looks at the pending set of each flow
 //! every third of `stale` and on start (the catch-up after a restart), and tries to claim
-//! each member again ([`Store::retry_tick`]): a fresh claim is left alone, a stale one is
+//! each member again ([`Ticks::retry`]): a fresh claim is left alone, a stale one is
 //! taken over ([`TickClaim::TookOver`]) and published. A pending tick whose key expired
 //! (claimed longer ago than the key's TTL) is dropped ([`TickClaim::Expired`]): the cron
 //! has moved on by at least one period and the scheduler never fires a burst of stale
@@ -217,7 +217,20 @@ impl TickLease {
     }
 }
 
-impl Store {
+/// The tick claims of a store: `store.ticks()`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticks<'a> {
+    store: &'a Store,
+}
+
+impl<'a> Ticks<'a> {
+    /// The tick claims kept in `store`.
+    pub(super) fn new(store: &'a Store) -> Self {
+        Ticks { store }
+    }
+}
+
+impl Ticks<'_> {
     /// Claims `tick` of `flow_id` for this replica (`owner`): see [`TickClaim`]. The tick's
     /// key lives for `ttl` (rounded up to whole seconds; keep it longer than the clock
     /// skew between replicas and than a flow's period); a claim not renewed for `stale` is
@@ -227,46 +240,42 @@ impl Store {
         skip_all,
         fields(flow = flow_id, tick = %tick, outcome)
     )]
-    pub async fn claim_tick(
-        &self,
+    pub async fn claim(
+        self,
         flow_id: &str,
         tick: DateTime<Utc>,
         owner: &str,
         ttl: Duration,
         stale: Duration,
     ) -> Result<TickClaim, IdempotencyError> {
-        self.claim_tick_as(flow_id, tick, owner, ttl, stale, "new")
-            .await
+        self.claim_as(flow_id, tick, owner, ttl, stale, "new").await
     }
 
-    /// Like [`Store::claim_tick`] for a tick found in the pending set: a tick whose key has
+    /// Like [`Ticks::claim`] for a tick found in the pending set: a tick whose key has
     /// expired is dropped ([`TickClaim::Expired`]), never claimed afresh.
     #[tracing::instrument(
         name = "idempotency.retry_tick",
         skip_all,
         fields(flow = flow_id, tick = %tick, outcome)
     )]
-    pub async fn retry_tick(
-        &self,
+    pub async fn retry(
+        self,
         flow_id: &str,
         tick: DateTime<Utc>,
         owner: &str,
         stale: Duration,
     ) -> Result<TickClaim, IdempotencyError> {
-        self.claim_tick_as(flow_id, tick, owner, Duration::from_secs(1), stale, "retry")
+        self.claim_as(flow_id, tick, owner, Duration::from_secs(1), stale, "retry")
             .await
     }
 
     /// The ticks of `flow_id` claimed but not yet published, oldest first.
-    pub async fn pending_ticks(
-        &self,
-        flow_id: &str,
-    ) -> Result<Vec<DateTime<Utc>>, IdempotencyError> {
+    pub async fn pending(self, flow_id: &str) -> Result<Vec<DateTime<Utc>>, IdempotencyError> {
         let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(self.flow_keys(flow_id).ticks_pending())
+        cmd.arg(self.store.flow_keys(flow_id).ticks_pending())
             .arg(0)
             .arg(-1);
-        let members: Vec<String> = self.run("pending_ticks", &Request::Cmd(cmd)).await?;
+        let members: Vec<String> = self.store.run("pending_ticks", &Request::Cmd(cmd)).await?;
         let mut ticks: Vec<DateTime<Utc>> = members
             .iter()
             .filter_map(|m| m.parse::<i64>().ok())
@@ -276,8 +285,8 @@ impl Store {
         Ok(ticks)
     }
 
-    async fn claim_tick_as(
-        &self,
+    async fn claim_as(
+        self,
         flow_id: &str,
         tick: DateTime<Utc>,
         owner: &str,
@@ -285,7 +294,7 @@ impl Store {
         stale: Duration,
         mode: &str,
     ) -> Result<TickClaim, IdempotencyError> {
-        let keys = self.flow_keys(flow_id);
+        let keys = self.store.flow_keys(flow_id);
         let key = keys.tick(tick);
         let pending = keys.ticks_pending();
         let member = tick.timestamp().to_string();
@@ -299,12 +308,12 @@ impl Store {
             .arg(millis(stale))
             .arg(&member)
             .arg(mode);
-        let reply: Vec<String> = self.run("claim_tick", &Request::Script(inv)).await?;
+        let reply: Vec<String> = self.store.run("claim_tick", &Request::Script(inv)).await?;
         let age = |ms: Option<&String>| {
             Duration::from_millis(ms.and_then(|ms| ms.parse::<u64>().ok()).unwrap_or(0))
         };
         let lease = || TickLease {
-            store: self.clone(),
+            store: self.store.clone(),
             key: key.clone(),
             pending: pending.clone(),
             member: member.clone(),
@@ -324,9 +333,9 @@ impl Store {
             },
             Some("expired") => TickClaim::Expired,
             _ => {
-                return Err(
-                    self.unexpected("claim_tick", format!("tick script answered {reply:?}"))
-                );
+                return Err(self
+                    .store
+                    .unexpected("claim_tick", format!("tick script answered {reply:?}")));
             }
         };
         let status = reply.first().map(String::as_str).unwrap_or_default();

@@ -241,7 +241,8 @@ impl Engine {
         };
         let wait = self
             .store
-            .wait_for_flow_lock(
+            .flow_locks()
+            .wait(
                 &plan.flow_id,
                 &self.options.worker_id,
                 self.options.flow_lock_lease,
@@ -263,7 +264,7 @@ impl Engine {
         if let Some(requested_at) = requested_at {
             match self.covered(plan, run_id, requested_at, started_at).await {
                 Ok(Some(report)) => {
-                    if let Err(err) = self.store.unlock_flow(lock).await {
+                    if let Err(err) = self.store.flow_locks().unlock(lock).await {
                         warn!(error = %err, "could not release the flow lock; it expires with its lease");
                     }
                     return Ok(report);
@@ -301,11 +302,11 @@ impl Engine {
                 started_at,
                 finished_at: Utc::now(),
             };
-            if let Err(err) = self.store.record_full_run(&plan.flow_id, &full).await {
+            if let Err(err) = self.store.full_runs().record(&plan.flow_id, &full).await {
                 warn!(error = %err, "could not record the run as covering the runs queued behind it");
             }
         }
-        if let Err(err) = self.store.unlock_flow(lock).await {
+        if let Err(err) = self.store.flow_locks().unlock(lock).await {
             warn!(error = %err, "could not release the flow lock; it expires with its lease");
         }
         outcome
@@ -319,7 +320,12 @@ impl Engine {
         requested_at: DateTime<Utc>,
         started_at: DateTime<Utc>,
     ) -> Result<Option<RunReport>, crate::idempotency::IdempotencyError> {
-        let Some(covering) = self.store.covering_run(&plan.flow_id, requested_at).await? else {
+        let Some(covering) = self
+            .store
+            .full_runs()
+            .covering(&plan.flow_id, requested_at)
+            .await?
+        else {
             return Ok(None);
         };
         info!(
