@@ -13,13 +13,9 @@
 //! from `ferry.yaml`. Nothing downstream reads YAML or the environment again.
 //! `.yml` files are read too; files starting with `.` are ignored.
 
-mod audit;
 mod error;
 mod flow;
-mod http_trigger;
 mod partner;
-mod redis_topology;
-mod secrets;
 mod settings;
 mod summary;
 mod yaml;
@@ -27,17 +23,15 @@ mod yaml;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use audit::AuditSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub use flow::{Direction, FileSelector, Flow, IdempotencyMode, RemoteEndpoint, Schedule};
-pub use http_trigger::HttpTriggerSettings;
 pub use partner::{
     ClientIdentity, FtpsAuth, FtpsConnection, FtpsPartner, FtpsTls, Partner, TlsVersion, TrustMode,
 };
-pub use redis_topology::RedisTopology;
 pub use settings::{
-    BrokerSettings, CatchUp, DEFAULT_BROKER_URL, DEFAULT_REDIS_URL, RedisSettings, RetrySettings,
-    SchedulerSettings, Settings, TelemetrySettings, WorkerSettings, redact_url,
+    AuditSettings, BrokerSettings, CatchUp, DEFAULT_BROKER_URL, DEFAULT_REDIS_URL,
+    HttpTriggerSettings, RedisSettings, RedisTopology, RetrySettings, SchedulerSettings, Settings,
+    TelemetrySettings, WorkerSettings, redact_url,
 };
 pub use summary::render_summary;
 

@@ -10,8 +10,8 @@
 
 use std::fmt;
 
-use super::settings::redact_url;
-use super::yaml::{Cx, Field, Map};
+use crate::config::yaml::{Cx, Field, Map};
+use crate::secrets::redact_url;
 
 /// Where the idempotency store lives.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -78,6 +78,8 @@ impl RedisTopology {
 
 /// The keys of the `redis` section this file reads.
 pub(crate) const KEYS: &[&str] = &["cluster_nodes", "sentinel"];
+/// The keys of `redis.sentinel`.
+pub(crate) const SENTINEL_KEYS: &[&str] = &["master_name", "nodes"];
 
 /// Reads `redis.cluster_nodes` and `redis.sentinel`; errors when more than one of them and
 /// `redis.url` is written. `None` when what was written could not be read (errors recorded).
@@ -120,7 +122,7 @@ pub(crate) fn read(
         return Some(RedisTopology::Cluster { nodes });
     }
     if let Some(field) = redis.get("sentinel") {
-        let sentinel = field.map(cx, &["master_name", "nodes"])?;
+        let sentinel = field.map(cx, SENTINEL_KEYS)?;
         let master_name = sentinel
             .required(cx, "master_name")
             .and_then(|f| f.non_empty_str(cx));

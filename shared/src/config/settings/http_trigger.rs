@@ -18,8 +18,8 @@
 
 use std::net::SocketAddr;
 
-use super::settings::SecretRules;
-use super::yaml::{Cx, Map};
+use super::SecretRules;
+use crate::config::yaml::{Cx, Map};
 use crate::secrets::SecretRef;
 
 /// The keys of the `http_trigger:` section.

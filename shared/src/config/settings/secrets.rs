@@ -2,14 +2,18 @@
 //! (`cache_ttl`) and how long past that it may still be served while the store cannot be
 //! reached (`stale_grace`). Its known keys, defaults and checks live here together.
 
-use super::yaml::{Cx, Map};
+use crate::config::yaml::{Cx, Map};
 use crate::secrets::{MAX_STALE_GRACE, ResolverSettings};
 
 /// The keys of the `secrets:` section.
-pub(crate) const SECRETS_KEYS: &[&str] = &["cache_ttl", "stale_grace"];
+pub(crate) const KEYS: &[&str] = &["cache_ttl", "stale_grace"];
 
-/// Reads the `secrets:` section into `resolver` (defaults stay for absent keys).
-pub(crate) fn read_secrets(cx: &mut Cx<'_>, section: &Map<'_>, resolver: &mut ResolverSettings) {
+/// Reads the `secrets:` section (`None` when absent) into `resolver`'s `cache_ttl` and
+/// `stale_grace` (defaults stay for absent keys; `vault.rs` and `aws.rs` fill the rest).
+pub(crate) fn read(cx: &mut Cx<'_>, section: Option<&Map<'_>>, resolver: &mut ResolverSettings) {
+    let Some(section) = section else {
+        return;
+    };
     if let Some(ttl) = section.get("cache_ttl").and_then(|f| f.duration(cx)) {
         resolver.cache_ttl = ttl;
     }
@@ -46,13 +50,11 @@ mod tests {
         let map = root
             .as_ref()
             .and_then(|node| Map::root(&mut cx, node, &["secrets"]));
-        if let Some(section) = map
+        let section = map
             .as_ref()
             .and_then(|m| m.get("secrets"))
-            .and_then(|f| f.map(&mut cx, SECRETS_KEYS))
-        {
-            read_secrets(&mut cx, &section, &mut resolver);
-        }
+            .and_then(|f| f.map(&mut cx, KEYS));
+        read(&mut cx, section.as_ref(), &mut resolver);
         (resolver, errors)
     }
 

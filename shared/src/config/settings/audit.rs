@@ -20,13 +20,13 @@
 
 use std::time::Duration;
 
-use super::yaml::{Cx, Map};
+use crate::config::yaml::{Cx, Map};
 use crate::secrets::SecretRef;
 
 /// The keys of the `audit:` section.
-pub(crate) const AUDIT_KEYS: &[&str] = &["enabled", "retention", "hmac_key"];
+pub(crate) const KEYS: &[&str] = &["enabled", "retention", "hmac_key"];
 /// The keys of `audit.retention`.
-const RETENTION_KEYS: &[&str] = &["max_age", "max_records"];
+pub(crate) const RETENTION_KEYS: &[&str] = &["max_age", "max_records"];
 
 /// The audit trail's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,13 +52,12 @@ impl Default for AuditSettings {
     }
 }
 
-/// Reads the `audit:` section into `settings` (defaults stay for absent keys).
-pub(crate) fn read_audit(
-    cx: &mut Cx<'_>,
-    section: &Map<'_>,
-    hardened: bool,
-    settings: &mut AuditSettings,
-) {
+/// Reads the `audit:` section (`None` when absent: defaults; defaults stay for absent keys).
+pub(crate) fn read(cx: &mut Cx<'_>, section: Option<&Map<'_>>, hardened: bool) -> AuditSettings {
+    let mut settings = AuditSettings::default();
+    let Some(section) = section else {
+        return settings;
+    };
     if let Some(enabled) = section.get("enabled").and_then(|f| f.bool(cx)) {
         settings.enabled = enabled;
     }
@@ -83,6 +82,7 @@ pub(crate) fn read_audit(
     if let Some(key) = section.get("hmac_key").and_then(|f| f.secret(cx, hardened)) {
         settings.hmac_key = Some(key);
     }
+    settings
 }
 
 #[cfg(test)]
@@ -97,17 +97,14 @@ mod tests {
         let mut errors = Vec::new();
         let mut cx = Cx::new(Path::new("ferry.yaml"), &mut errors);
         let root = parse(&mut cx, text);
-        let mut settings = AuditSettings::default();
         let map = root
             .as_ref()
             .and_then(|node| Map::root(&mut cx, node, &["audit"]));
-        if let Some(section) = map
+        let section = map
             .as_ref()
             .and_then(|m| m.get("audit"))
-            .and_then(|f| f.map(&mut cx, AUDIT_KEYS))
-        {
-            read_audit(&mut cx, &section, hardened, &mut settings);
-        }
+            .and_then(|f| f.map(&mut cx, KEYS));
+        let settings = read(&mut cx, section.as_ref(), hardened);
         (settings, errors)
     }
 
