@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use ferry_shared::idempotency::{CLOCK_MARGIN, FullRun, LockWait, Store};
+use ferry_shared::idempotency::{CLOCK_MARGIN, FullRun, LockWait, Store, Unlocked};
 use ferry_shared::transfer::Outcome;
 use ferry_tests::bed::{Bed, names_with, upload, write_files};
 use ferry_tests::ftp::FtpServerKind;
@@ -61,7 +61,10 @@ async fn a_waiter_is_woken_by_the_release_and_the_shared_connection_stays_free()
         !waiter.is_finished(),
         "the waiter waits while the lock is held"
     );
-    assert!(holder.flow_locks().unlock(lock).await.unwrap());
+    assert_eq!(
+        holder.flow_locks().unlock(lock).await.unwrap(),
+        Unlocked::Released
+    );
     // Only the release's wake-up can hand it the lock before its safety-net poll.
     let woken = tokio::time::timeout(WOKEN_WITHIN, waiter)
         .await
@@ -70,7 +73,10 @@ async fn a_waiter_is_woken_by_the_release_and_the_shared_connection_stays_free()
         panic!("the waiter must get the lock once it is released");
     };
     assert!(taken.owner().starts_with("waiter/"));
-    assert!(waiter_store.flow_locks().unlock(taken).await.unwrap());
+    assert_eq!(
+        waiter_store.flow_locks().unlock(taken).await.unwrap(),
+        Unlocked::Released
+    );
 }
 
 #[tokio::test]
@@ -97,12 +103,18 @@ async fn each_release_hands_the_lock_to_the_next_of_several_waiters() {
             };
             // Hold it a moment, then hand it on with a release (which wakes the next).
             tokio::time::sleep(Duration::from_millis(50)).await;
-            assert!(store.flow_locks().unlock(lock).await.unwrap());
+            assert_eq!(
+                store.flow_locks().unlock(lock).await.unwrap(),
+                Unlocked::Released
+            );
             n
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(holder.flow_locks().unlock(lock).await.unwrap());
+    assert_eq!(
+        holder.flow_locks().unlock(lock).await.unwrap(),
+        Unlocked::Released
+    );
     let mut served = Vec::new();
     for waiter in waiters {
         let woken = tokio::time::timeout(WOKEN_WITHIN, waiter)
@@ -134,11 +146,15 @@ async fn a_holder_that_dies_without_releasing_is_replaced_by_the_safety_net_poll
     let LockWait::Acquired(taken) = wait else {
         panic!("the lock expired: the waiter must get it: {wait:?}");
     };
-    assert!(
-        !holder.flow_locks().unlock(dead).await.unwrap(),
+    assert_eq!(
+        holder.flow_locks().unlock(dead).await.unwrap(),
+        Unlocked::AlreadyLost,
         "no longer ours"
     );
-    assert!(waiter.flow_locks().unlock(taken).await.unwrap());
+    assert_eq!(
+        waiter.flow_locks().unlock(taken).await.unwrap(),
+        Unlocked::Released
+    );
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use ferry_shared::config::RedisTopology;
 use ferry_shared::idempotency::keys::FlowKeys;
 use ferry_shared::idempotency::{
     ClaimOutcome, DeliveryKey, DeliveryRecord, DurabilityWarning, ErrorKind, LockWait, Recorded,
-    Store, StoreConfig, TickClaim, TickPublished,
+    Store, StoreConfig, TickClaim, TickPublished, Unlocked,
 };
 use ferry_shared::secrets::Secret;
 use ferry_tests::redis_cluster::RedisCluster;
@@ -419,7 +419,10 @@ async fn flow_lock_is_exclusive_and_waiters_get_it_or_give_up(target: Target) {
         .await
         .unwrap()
         .expect("other flow");
-    assert!(b.flow_locks().unlock(other).await.unwrap());
+    assert_eq!(
+        b.flow_locks().unlock(other).await.unwrap(),
+        Unlocked::Released
+    );
 
     match b
         .flow_locks()
@@ -441,12 +444,18 @@ async fn flow_lock_is_exclusive_and_waiters_get_it_or_give_up(target: Target) {
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(a.flow_locks().unlock(lock).await.unwrap());
+    assert_eq!(
+        a.flow_locks().unlock(lock).await.unwrap(),
+        Unlocked::Released
+    );
     let LockWait::Acquired(taken) = waiter.await.unwrap().unwrap() else {
         panic!("the waiter must get the lock once it is released");
     };
     assert!(taken.owner().starts_with("worker-b/"));
-    assert!(b.flow_locks().unlock(taken).await.unwrap());
+    assert_eq!(
+        b.flow_locks().unlock(taken).await.unwrap(),
+        Unlocked::Released
+    );
 }
 
 async fn expired_flow_lock_cannot_be_released_by_its_old_owner(target: Target) {
@@ -466,7 +475,10 @@ async fn expired_flow_lock_cannot_be_released_by_its_old_owner(target: Target) {
         .unwrap()
         .expect("expired lock");
     assert!(!stale.renew(LONG).await.unwrap());
-    assert!(!a.flow_locks().unlock(stale).await.unwrap());
+    assert_eq!(
+        a.flow_locks().unlock(stale).await.unwrap(),
+        Unlocked::AlreadyLost
+    );
     assert!(
         b.flow_locks()
             .try_lock("flow-e", "worker-c", LONG)
@@ -474,7 +486,10 @@ async fn expired_flow_lock_cannot_be_released_by_its_old_owner(target: Target) {
             .unwrap()
             .is_none()
     );
-    assert!(b.flow_locks().unlock(fresh).await.unwrap());
+    assert_eq!(
+        b.flow_locks().unlock(fresh).await.unwrap(),
+        Unlocked::Released
+    );
 }
 
 async fn each_scheduler_tick_is_claimed_by_exactly_one_replica(target: Target) {
@@ -619,7 +634,10 @@ async fn ping_and_the_key_layout_in_redis() {
         assert_eq!(tag, "flow:flow-k");
     }
     assert!(store.release(claim).await.unwrap());
-    assert!(store.flow_locks().unlock(lock).await.unwrap());
+    assert_eq!(
+        store.flow_locks().unlock(lock).await.unwrap(),
+        Unlocked::Released
+    );
     assert_eq!(
         tick.published("run-1").await.unwrap(),
         TickPublished::Marked

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_shared::config::Config;
-use ferry_shared::idempotency::{ClaimOutcome, DeliveryKey, LockWait};
+use ferry_shared::idempotency::{ClaimOutcome, DeliveryKey, LockWait, Unlocked};
 use ferry_shared::transfer::{Engine, FileReport, Outcome, TransferErrorKind, run_flow};
 use ferry_tests::bed::{
     Bed, all_names, download, files_in, names_with, options, parse_run, redis_url, run, sha256_hex,
@@ -205,12 +205,13 @@ async fn a_flow_held_by_another_run_is_reported_busy() {
     assert!(err.to_string().contains("other-worker"), "{err}");
     assert!(bed.remote_files("in").is_empty());
 
-    engine
+    let released = engine
         .store()
         .flow_locks()
         .unlock(held)
         .await
         .expect("unlock");
+    assert_eq!(released, Unlocked::Released);
     let report = run(&engine, "run-after").await;
     assert_eq!(report.totals.transferred, 1);
 }

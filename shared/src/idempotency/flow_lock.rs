@@ -229,10 +229,10 @@ impl FlowLocks<'_> {
         }
     }
 
-    /// Releases a flow lock if it is still ours, and wakes one run waiting for it; returns
-    /// whether it was ours.
+    /// Releases a flow lock if it is still ours, and wakes one run waiting for it; says
+    /// whether it was still ours.
     #[tracing::instrument(name = "idempotency.unlock_flow", skip_all, fields(flow = lock.flow_id()))]
-    pub async fn unlock(self, lock: FlowLock) -> Result<bool, IdempotencyError> {
+    pub async fn unlock(self, lock: FlowLock) -> Result<Unlocked, IdempotencyError> {
         let keys = self.store.flow_keys(lock.flow_id());
         let mut inv = UNLOCK.prepare_invoke();
         inv.key(lock.lease().key())
@@ -242,7 +242,19 @@ impl FlowLocks<'_> {
         let released: i64 = self.store.run("unlock_flow", &Request::Script(inv)).await?;
         if released != 1 {
             debug!("nothing to release: the flow lock had expired or was taken over");
+            return Ok(Unlocked::AlreadyLost);
         }
-        Ok(released == 1)
+        Ok(Unlocked::Released)
     }
+}
+
+/// What releasing a flow lock found.
+#[must_use = "a lock found lost means another run of the flow may have started while this one ran"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlocked {
+    /// The lock was still ours and is released; one waiting run was woken.
+    Released,
+    /// The lock had expired or been taken over before the release (its renewals failed for
+    /// longer than its lease): another run of the flow may have overlapped this one.
+    AlreadyLost,
 }

@@ -90,7 +90,7 @@ pub(crate) use connection::{Connection, Request};
 pub use coverage::{CLOCK_MARGIN, FullRun, FullRuns};
 pub use durability::DurabilityWarning;
 pub use error::{ErrorKind, IdempotencyError};
-pub use flow_lock::{FlowLocks, LockWait, WAKE_TTL};
+pub use flow_lock::{FlowLocks, LockWait, Unlocked, WAKE_TTL};
 pub use intent::{CommitIntent, CommitStart};
 pub use keys::DeliveryKey;
 pub use lease::{Claim, FlowLock};

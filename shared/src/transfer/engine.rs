@@ -26,7 +26,7 @@ use super::upload::{remote_location, upload_file};
 use crate::audit::AuditLog;
 use crate::config::{Config, IdempotencyMode};
 use crate::ftps::{FtpsError, FtpsErrorKind, RemoteEntry, SessionConfig};
-use crate::idempotency::{FullRun, LockWait, Store, StoreConfig};
+use crate::idempotency::{FlowLock, FullRun, LockWait, Store, StoreConfig, Unlocked};
 use crate::secrets::{Resolver, Secret};
 use crate::telemetry::metrics::{Metrics, file_labels};
 
@@ -264,9 +264,7 @@ impl Engine {
         if let Some(requested_at) = requested_at {
             match self.covered(plan, run_id, requested_at, started_at).await {
                 Ok(Some(report)) => {
-                    if let Err(err) = self.store.flow_locks().unlock(lock).await {
-                        warn!(error = %err, "could not release the flow lock; it expires with its lease");
-                    }
+                    self.release(lock).await;
                     return Ok(report);
                 }
                 Ok(None) => {}
@@ -306,10 +304,22 @@ impl Engine {
                 warn!(error = %err, "could not record the run as covering the runs queued behind it");
             }
         }
-        if let Err(err) = self.store.flow_locks().unlock(lock).await {
-            warn!(error = %err, "could not release the flow lock; it expires with its lease");
-        }
+        self.release(lock).await;
         outcome
+    }
+
+    /// Gives the flow lock back; says so in the log when it was lost while the run held it.
+    async fn release(&self, lock: FlowLock) {
+        match self.store.flow_locks().unlock(lock).await {
+            Ok(Unlocked::Released) => {}
+            Ok(Unlocked::AlreadyLost) => warn!(
+                "the flow lock had expired or been taken over before the run released it; \
+                 another run of this flow may have overlapped this one"
+            ),
+            Err(err) => {
+                warn!(error = %err, "could not release the flow lock; it expires with its lease");
+            }
+        }
     }
 
     /// The report of a run that a newer, complete run of its flow covered, if one did.
