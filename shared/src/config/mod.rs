@@ -16,6 +16,7 @@
 mod audit;
 mod error;
 mod flow;
+mod flow_limits;
 mod http_trigger;
 mod partner;
 mod redis_topology;
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 pub use audit::AuditSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub use flow::{Direction, FileSelector, Flow, IdempotencyMode, RemoteEndpoint, Schedule};
+pub use flow_limits::{FileOrder, FlowLimits};
 pub use http_trigger::HttpTriggerSettings;
 pub use partner::{
     ClientIdentity, FtpsAuth, FtpsConnection, FtpsPartner, FtpsTls, Partner, TlsVersion, TrustMode,

@@ -20,6 +20,7 @@ use super::partner::partner_session_config;
 use super::plan::FlowPlan;
 use super::pool::SessionPool;
 use super::report::{Direction, FileError, FileErrorKind, FileReport, RunInfo, RunReport};
+use super::limits::bound;
 use super::selection::{Walk, is_stable, select_local};
 use super::sweep::sweep_stale_parts;
 use super::upload::{remote_location, upload_file};
@@ -370,6 +371,7 @@ impl Engine {
         let parallel = plan.max_connections.max(1);
         let labels = file_labels(&plan.flow_id, &plan.partner_id, plan.direction.as_str());
 
+        let left_for_next_run;
         let (rows, not_yet_stable) = match plan.direction {
             Direction::Upload => {
                 let walk = Walk {
@@ -388,6 +390,9 @@ impl Engine {
                             source,
                         })?;
                 let (files, mut missing) = only_named(selection.ready, only_files, |f| &f.name);
+                let files = bound(files, &plan.limits);
+                left_for_next_run = files.left_for_next_run;
+                let files = files.taken;
                 let (links, _) = only_named(selection.links, only_files, |(name, _)| name);
                 if plan.idempotency == IdempotencyMode::None && !files.is_empty() {
                     let dirs = files
@@ -414,6 +419,9 @@ impl Engine {
             Direction::Download => {
                 let (ready, not_yet_stable) = self.list_remote(&ctx).await?;
                 let (entries, missing) = only_named(ready, only_files, |e| &e.name);
+                let entries = bound(entries, &plan.limits);
+                left_for_next_run = entries.left_for_next_run;
+                let entries = entries.taken;
                 let rows = in_parallel(entries, parallel, progress, stop, |entry| {
                     Box::pin(metrics::timed_file(&labels, download_file(&ctx, entry)))
                 })
@@ -427,13 +435,9 @@ impl Engine {
                 .as_ref()
                 .is_some_and(|e| e.kind == FileErrorKind::RunTimeout)
         });
-        Ok(RunReport::new(
-            info,
-            started.elapsed(),
-            rows,
-            not_yet_stable,
-            timed_out,
-        ))
+        let mut report = RunReport::new(info, started.elapsed(), rows, not_yet_stable, timed_out);
+        report.left_for_next_run = left_for_next_run;
+        Ok(report)
     }
 
     /// The partner's files that the flow takes, and those not yet stable.

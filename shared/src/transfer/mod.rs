@@ -99,6 +99,7 @@ mod context;
 mod download;
 mod engine;
 mod error;
+mod limits;
 mod local;
 mod metrics;
 mod partner;
