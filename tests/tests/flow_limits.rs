@@ -96,6 +96,41 @@ async fn download_backlog_goes_in_runs_of_max_files_per_run_and_the_cli_reports_
 }
 
 #[tokio::test]
+async fn kept_sources_do_not_stall_bounded_runs() {
+    let bed = Bed::start("limits-keep", FtpServerKind::Vsftpd).await;
+    let engine = bed
+        .engine_for(&upload("    max_files_per_run: 100\n"))
+        .await;
+    write_backlog(&bed.local(), 250);
+
+    // Each run skips what earlier runs delivered (still in the folder) and sends the next
+    // hundred; the duplicates do not count toward the limit.
+    let runs = [
+        // (transferred, duplicates, left for the next run, files on the partner)
+        (100, 0, 150, 100),
+        (100, 100, 50, 200),
+        (50, 200, 0, 250),
+        (0, 250, 0, 250),
+    ];
+    for (i, (sent, duplicates, left, on_partner)) in runs.into_iter().enumerate() {
+        let report = run(&engine, &format!("run-{i}")).await;
+        let line = report.summary_line();
+        assert!(report.is_success(), "{line}");
+        assert_eq!(report.totals.transferred, sent, "run {i}: {line}");
+        assert_eq!(
+            report.totals.skipped_duplicates, duplicates,
+            "run {i}: {line}"
+        );
+        assert_eq!(report.left_for_next_run, left, "run {i}: {line}");
+        assert_eq!(
+            files_in(&bed.server.path("in")).len(),
+            on_partner,
+            "run {i}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn order_picks_the_first_files_of_an_upload() {
     let bed = Bed::start("limits-order-up", FtpServerKind::Vsftpd).await;
     for (order, expected) in FIRST_TWO {

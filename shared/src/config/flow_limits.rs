@@ -7,10 +7,10 @@
 //! others for the next run; the report counts them (`left_for_next_run`) and the run is a
 //! success. `order` also matters without a limit: the files are started in that order.
 //!
-//! The limit counts the files a run selects, duplicates included: a flow that keeps its
-//! source files (no `delete_after_*`) and whose first files are already delivered selects
-//! those same files again. Bounded runs are meant for flows that delete (or move) what they
-//! transferred, so each run starts on the backlog that remains.
+//! The limit counts the files a run works on, not the duplicates (already delivered): a
+//! flow that keeps its source files (no `delete_after_*`) selects its first files again at
+//! every run; were they counted, it would never get past them. The run checks them (a
+//! duplicate costs a claim, and in `hash` mode a read) and goes on to the next files.
 
 use super::yaml::{Cx, Map};
 

@@ -3,13 +3,16 @@
 //!
 //! The cut comes after the stability rule and the `files` filter of a run, so a run takes
 //! the first `max_files_per_run` files that it could transfer now; the others stay where
-//! they are and the report counts them as left for the next run. Ties (same time, same
-//! size) are broken by name, so two runs over the same folder choose the same files.
+//! they are and the report counts them as left for the next run. Duplicates (files already
+//! delivered) do not count: the run goes on to the next files in batches until it has
+//! worked on `max_files_per_run` files (see [`in_batches`]). Ties (same time, same size)
+//! are broken by name, so two runs over the same folder choose the same files.
 
 use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 
+use super::report::{FileErrorKind, FileReport, Outcome};
 use super::selection::LocalFile;
 use crate::config::{FileOrder, FlowLimits};
 use crate::ftps::RemoteEntry;
@@ -48,28 +51,63 @@ impl Candidate for RemoteEntry {
     }
 }
 
-/// The files of one run, in the flow's order and at most `max_files_per_run`.
-#[derive(Debug)]
-#[must_use]
-pub(crate) struct Bounded<T> {
-    /// The files this run takes, in order.
-    pub(crate) taken: Vec<T>,
-    /// How many selected files were left for the next run.
-    pub(crate) left_for_next_run: usize,
+/// Puts `files` in the flow's `order` (ties by name).
+pub(crate) fn in_order<T: Candidate>(mut files: Vec<T>, order: FileOrder) -> Vec<T> {
+    files.sort_by(|a, b| compare(a, b, order));
+    files
 }
 
-/// Orders `files` as `limits.order` says and keeps the first `limits.max_files_per_run`.
-pub(crate) fn bound<T: Candidate>(mut files: Vec<T>, limits: &FlowLimits) -> Bounded<T> {
-    files.sort_by(|a, b| compare(a, b, limits.order));
-    let keep = limits
-        .max_files_per_run
-        .map_or(usize::MAX, |max| usize::try_from(max).unwrap_or(usize::MAX));
-    let left_for_next_run = files.len().saturating_sub(keep);
-    files.truncate(keep);
-    Bounded {
-        taken: files,
-        left_for_next_run,
+/// Hands `files` (already in order) to `run_batch` until `max` of the rows it returns
+/// `count` (files the run worked on: not the duplicates, already delivered, that cost no
+/// transfer), or until a row `ends_run` (the run's time limit), or the files run out.
+/// Without a `max`, one batch takes them all. Returns every row and how many files were
+/// left for the next run.
+///
+/// Counting duplicates would stall a flow that keeps its sources: each run would select
+/// the same first files, all already delivered, and never reach the rest.
+pub(crate) async fn in_batches<T, R, Fut>(
+    files: Vec<T>,
+    limits: &FlowLimits,
+    count: impl Fn(&R) -> bool,
+    ends_run: impl Fn(&R) -> bool,
+    mut run_batch: impl FnMut(Vec<T>) -> Fut,
+) -> (Vec<R>, usize)
+where
+    Fut: Future<Output = Vec<R>>,
+{
+    let Some(max) = limits.max_files_per_run else {
+        return (run_batch(files).await, 0);
+    };
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let mut rows = Vec::new();
+    let mut counted = 0;
+    let mut queue = files.into_iter();
+    while counted < max {
+        let batch: Vec<T> = queue.by_ref().take(max - counted).collect();
+        if batch.is_empty() {
+            break;
+        }
+        let batch_rows = run_batch(batch).await;
+        counted += batch_rows.iter().filter(|r| count(r)).count();
+        let ended = batch_rows.iter().any(&ends_run);
+        rows.extend(batch_rows);
+        if ended {
+            break;
+        }
     }
+    (rows, queue.len())
+}
+
+/// Whether a row counts toward `max_files_per_run`: every file but a duplicate.
+pub(crate) fn counts_toward_limit(row: &FileReport) -> bool {
+    row.outcome != Outcome::Duplicate
+}
+
+/// Whether a row says the run reached its time limit (no further batch then).
+pub(crate) fn hit_time_limit(row: &FileReport) -> bool {
+    row.error
+        .as_ref()
+        .is_some_and(|e| e.kind == FileErrorKind::RunTimeout)
 }
 
 fn compare<T: Candidate>(a: &T, b: &T, order: FileOrder) -> Ordering {
@@ -117,31 +155,58 @@ mod tests {
         files.iter().map(|f| f.name.as_str()).collect()
     }
 
+    fn files() -> Vec<RemoteEntry> {
+        vec![
+            entry("a", Some(5), Some(30)),
+            entry("b", Some(1), None),
+            entry("c", None, Some(10)),
+            entry("d", Some(5), Some(20)),
+        ]
+    }
+
     #[test]
-    fn orders_then_cuts_with_unknowns_last_and_names_breaking_ties() {
-        let files = || {
-            vec![
-                entry("a", Some(5), Some(30)),
-                entry("b", Some(1), None),
-                entry("c", None, Some(10)),
-                entry("d", Some(5), Some(20)),
-            ]
-        };
-        let limits = |order, max| FlowLimits {
+    fn orders_with_unknowns_last_and_names_breaking_ties() {
+        assert_eq!(
+            names(&in_order(files(), FileOrder::Name)),
+            ["a", "b", "c", "d"]
+        );
+        assert_eq!(
+            names(&in_order(files(), FileOrder::Oldest)),
+            ["b", "a", "d", "c"]
+        );
+        assert_eq!(
+            names(&in_order(files(), FileOrder::Newest)),
+            ["a", "d", "b", "c"]
+        );
+        assert_eq!(
+            names(&in_order(files(), FileOrder::Size)),
+            ["c", "d", "a", "b"]
+        );
+    }
+
+    /// Runs `in_batches` over ten numbered files where the even ones are "duplicates" and
+    /// file `stop_at` ends the run; returns the files handed out and how many were left.
+    async fn batches(max: Option<u32>, stop_at: Option<u32>) -> (Vec<u32>, usize) {
+        let limits = FlowLimits {
             max_files_per_run: max,
-            order,
+            order: FileOrder::Name,
         };
-        let all = bound(files(), &limits(FileOrder::Name, None));
-        assert_eq!(names(&all.taken), ["a", "b", "c", "d"]);
-        assert_eq!(all.left_for_next_run, 0);
-        let oldest = bound(files(), &limits(FileOrder::Oldest, Some(3)));
-        assert_eq!(names(&oldest.taken), ["b", "a", "d"]);
-        assert_eq!(oldest.left_for_next_run, 1);
-        let newest = bound(files(), &limits(FileOrder::Newest, Some(2)));
-        assert_eq!(names(&newest.taken), ["a", "d"]);
-        assert_eq!(newest.left_for_next_run, 2);
-        let size = bound(files(), &limits(FileOrder::Size, Some(10)));
-        assert_eq!(names(&size.taken), ["c", "d", "a", "b"]);
-        assert_eq!(size.left_for_next_run, 0);
+        in_batches(
+            (0..10).collect(),
+            &limits,
+            |n: &u32| n % 2 == 1,
+            |n| Some(*n) == stop_at,
+            std::future::ready,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn batches_count_only_worked_files_and_stop_at_the_time_limit() {
+        assert_eq!(batches(None, None).await, ((0..10).collect(), 0));
+        // 0..3 holds two odd files; then 3..5 one more (3); then 5 makes three.
+        assert_eq!(batches(Some(3), None).await, (vec![0, 1, 2, 3, 4, 5], 4));
+        assert_eq!(batches(Some(20), None).await, ((0..10).collect(), 0));
+        assert_eq!(batches(Some(3), Some(1)).await, (vec![0, 1, 2], 7));
     }
 }
