@@ -56,6 +56,8 @@ pub struct Flow {
     pub min_file_age: Duration,
     /// The longest a flow-run may take (default 5m).
     pub run_timeout: Duration,
+    /// `max_files_per_run` and `order` (see `flow_limits.rs`).
+    pub limits: super::flow_limits::FlowLimits,
     /// The file it was read from, relative to the configuration directory.
     pub source_file: PathBuf,
 }
@@ -169,7 +171,7 @@ impl Schedule {
     }
 }
 
-const FLOW_KEYS: &[&str] = &[
+pub(super) const FLOW_KEYS: &[&str] = &[
     "direction",
     "enabled",
     "description",
@@ -187,6 +189,9 @@ const FLOW_KEYS: &[&str] = &[
     "max_attempts",
     "min_file_age",
     "run_timeout",
+    // flow_limits::KEYS (checked by its test):
+    "max_files_per_run",
+    "order",
 ];
 
 /// What the flow reader needs from the rest of the configuration.
@@ -292,6 +297,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
     let run_timeout = map
         .get("run_timeout")
         .map_or(Some(Duration::from_secs(300)), |f| f.positive_duration(cx));
+    let limits = super::flow_limits::read(cx, map);
     Some(Flow {
         id: id.to_string(),
         description,
@@ -308,6 +314,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
         max_attempts: max_attempts?,
         min_file_age: min_file_age?,
         run_timeout: run_timeout?,
+        limits: limits?,
         source_file: cx.file().to_path_buf(),
     })
 }

@@ -15,6 +15,7 @@
 
 mod error;
 mod flow;
+mod flow_limits;
 mod partner;
 mod settings;
 mod summary;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use flow::{Direction, FileSelector, Flow, IdempotencyMode, RemoteEndpoint, Schedule};
+pub use flow_limits::{FileOrder, FlowLimits};
 pub use partner::{
     ClientIdentity, FtpsAuth, FtpsConnection, FtpsPartner, FtpsTls, Partner, TlsVersion, TrustMode,
 };

@@ -29,6 +29,7 @@
 //! | `listing.rs`           | parsing one MLSD/LIST line, and name safety                        |
 //! | `server_time.rs`       | [`TimePrecision`], the listing's time zone, daylight saving, absurd times |
 //! | `mdtm.rs`              | `MDTM`: one file's time to the second, and refining a listed entry's |
+//! | `mkdir.rs`             | creating an upload's missing folders (`MKD`), tolerating a race    |
 //! | `commands.rs`          | `DELE`, `SIZE`, whether a file exists                              |
 //! | `paths.rs`             | joining remote paths; ferry's temporary names                      |
 //! | `pipeline.rs`          | the disk side of a transfer (read/write + SHA-256) on its own thread |
@@ -63,6 +64,7 @@ mod error;
 mod list;
 mod listing;
 mod mdtm;
+mod mkdir;
 mod passive;
 mod paths;
 mod pipeline;

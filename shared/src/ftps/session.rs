@@ -178,6 +178,14 @@ impl Session {
         self.run(&mut Delete { path: remote_path }).await
     }
 
+    /// Creates the folders `relative` (`/`-separated) below `base` that are missing, with
+    /// `MKD`, tolerating another worker creating them at the same time (see `mkdir.rs`).
+    /// Returns how many it created.
+    pub async fn make_dirs(&mut self, base: &str, relative: &str) -> Result<usize, FtpsError> {
+        self.run(&mut super::mkdir::MakeDirs { base, relative })
+            .await
+    }
+
     /// Renames a remote file (see `rename.rs`): an existing target is replaced, only after
     /// the server refused `RNTO` and showed that the target exists.
     pub async fn rename(&mut self, from: &str, to: &str) -> Result<(), FtpsError> {

@@ -15,6 +15,7 @@ use tracing::{Instrument, field::Empty, info, info_span, warn};
 use super::context::{RunContext, RunStop, StopReason};
 use super::download::download_file;
 use super::error::TransferError;
+use super::limits::{counts_toward_limit, hit_time_limit, in_batches, in_order};
 use super::metrics;
 use super::partner::partner_session_config;
 use super::plan::FlowPlan;
@@ -386,6 +387,9 @@ impl Engine {
         let parallel = plan.max_connections.max(1);
         let labels = file_labels(&plan.flow_id, &plan.partner_id, plan.direction.as_str());
 
+        let left_for_next_run;
+        // Copied into each batch's closures, so the files' futures borrow the run, not them.
+        let (run_ctx, run_labels) = (&ctx, &labels);
         let (rows, not_yet_stable) = match plan.direction {
             Direction::Upload => {
                 let walk = Walk {
@@ -404,6 +408,7 @@ impl Engine {
                             source,
                         })?;
                 let (files, mut missing) = only_named(selection.ready, only_files, |f| &f.name);
+                let files = in_order(files, plan.limits.order);
                 let (links, _) = only_named(selection.links, only_files, |(name, _)| name);
                 if plan.idempotency == IdempotencyMode::None && !files.is_empty() {
                     let dirs = files
@@ -413,10 +418,19 @@ impl Engine {
                     sweep_stale_parts(&ctx, &dirs).await;
                 }
                 missing.retain(|name| !links.iter().any(|(link, _)| link == name));
-                let mut rows = in_parallel(files, parallel, progress, stop, |file| {
-                    Box::pin(metrics::timed_file(&labels, upload_file(&ctx, file)))
-                })
+                let (mut rows, left) = in_batches(
+                    files,
+                    &plan.limits,
+                    counts_toward_limit,
+                    hit_time_limit,
+                    |batch| {
+                        in_parallel(batch, parallel, progress, stop, move |file| {
+                            Box::pin(metrics::timed_file(run_labels, upload_file(run_ctx, file)))
+                        })
+                    },
+                )
                 .await;
+                left_for_next_run = left;
                 rows.extend(links.into_iter().map(|(name, reason)| {
                     let path = plan.local_dir.join(&name).display().to_string();
                     FileReport::skipped(
@@ -430,10 +444,23 @@ impl Engine {
             Direction::Download => {
                 let (ready, not_yet_stable) = self.list_remote(&ctx).await?;
                 let (entries, missing) = only_named(ready, only_files, |e| &e.name);
-                let rows = in_parallel(entries, parallel, progress, stop, |entry| {
-                    Box::pin(metrics::timed_file(&labels, download_file(&ctx, entry)))
-                })
+                let entries = in_order(entries, plan.limits.order);
+                let (rows, left) = in_batches(
+                    entries,
+                    &plan.limits,
+                    counts_toward_limit,
+                    hit_time_limit,
+                    |batch| {
+                        in_parallel(batch, parallel, progress, stop, move |entry| {
+                            Box::pin(metrics::timed_file(
+                                run_labels,
+                                download_file(run_ctx, entry),
+                            ))
+                        })
+                    },
+                )
                 .await;
+                left_for_next_run = left;
                 (with_missing(rows, missing), not_yet_stable)
             }
         };
@@ -443,13 +470,9 @@ impl Engine {
                 .as_ref()
                 .is_some_and(|e| e.kind == FileErrorKind::RunTimeout)
         });
-        Ok(RunReport::new(
-            info,
-            started.elapsed(),
-            rows,
-            not_yet_stable,
-            timed_out,
-        ))
+        let mut report = RunReport::new(info, started.elapsed(), rows, not_yet_stable, timed_out);
+        report.left_for_next_run = left_for_next_run;
+        Ok(report)
     }
 
     /// The partner's files that the flow takes, and those not yet stable.

@@ -15,7 +15,8 @@
 //! - **Upload** (`direction: upload`, `target: {partner, path}`): files in `local.path`
 //!   that match one of `files[].pattern` and none of the excludes are sent to the partner.
 //!   Patterns are globs on the path relative to `local.path`; `*` does not cross `/`, so
-//!   subdirectories are visited only when a pattern says `**`. With
+//!   subdirectories are visited only when a pattern says `**` (the upload then creates the
+//!   partner's missing folders, see `ftps/mkdir.rs`). With
 //!   `delete_after_upload: true` the local file is deleted once its delivery is recorded.
 //! - **Download** (`direction: download`, `source: {partner, path}`): files in the
 //!   partner's directory that match the patterns are fetched into `local.path`. With
@@ -24,6 +25,10 @@
 //!
 //! **Stability rule.** A file modified less than `min_file_age` ago may still be being
 //! written; it is left for a later run and listed under `not_yet_stable` in the report.
+//!
+//! **Bounded runs.** `order` puts the ready files in order and `max_files_per_run` cuts the
+//! list (`limits.rs`): the rest wait for the next run, counted as `left_for_next_run` in
+//! the report; the run is still a success, but it does not cover runs requested before it.
 //!
 //! One run of a flow:
 //!
@@ -99,6 +104,7 @@ mod context;
 mod download;
 mod engine;
 mod error;
+mod limits;
 mod local;
 mod metrics;
 mod partner;

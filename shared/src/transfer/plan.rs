@@ -46,6 +46,8 @@ pub struct FlowPlan {
     pub retention: Duration,
     /// Sessions opened to the partner at most.
     pub max_connections: usize,
+    /// The order files are taken in and how many one run takes.
+    pub limits: config::FlowLimits,
 }
 
 impl FlowPlan {
@@ -103,6 +105,7 @@ impl FlowPlan {
             run_timeout: flow.run_timeout,
             retention: config.settings.redis.delivery_retention,
             max_connections: usize::from(partner.ftps.connection.max_connections),
+            limits: flow.limits,
         })
     }
 

@@ -446,6 +446,10 @@ pub struct RunReport {
     /// Set when the run hit its time limit: files not started by then are `failed` with
     /// kind `run-timeout`.
     pub timed_out: bool,
+    /// Files ready to go that the run did not take because of the flow's
+    /// `max_files_per_run`: the next run takes them (see `transfer/limits.rs`). The run is
+    /// still a success.
+    pub left_for_next_run: usize,
     /// The counts.
     pub totals: Totals,
     /// Set when the run had nothing left to do: a newer run of the flow, started after this
@@ -486,6 +490,7 @@ impl RunReport {
             files,
             not_yet_stable,
             timed_out,
+            left_for_next_run: 0,
             totals,
             covered_by: None,
         }
@@ -512,7 +517,10 @@ impl RunReport {
     /// (transferred, duplicate or skipped for good), none "not yet stable", no time-out. Such
     /// a run covers the runs requested before it started.
     pub fn settled_everything(&self) -> bool {
-        self.all_settled() && self.not_yet_stable.is_empty() && !self.timed_out
+        self.all_settled()
+            && self.not_yet_stable.is_empty()
+            && !self.timed_out
+            && self.left_for_next_run == 0
     }
 
     /// True when no file failed and none was left to another worker: every file the run
@@ -546,6 +554,12 @@ impl RunReport {
             line.push_str(&format!(
                 "; {} not yet stable (left for the next run)",
                 self.not_yet_stable.len()
+            ));
+        }
+        if self.left_for_next_run > 0 {
+            line.push_str(&format!(
+                "; {} left for the next run (max_files_per_run)",
+                self.left_for_next_run
             ));
         }
         if self.timed_out {

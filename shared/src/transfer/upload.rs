@@ -167,12 +167,20 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
                 // crash writes over the same part (the intent may point at it).
                 part_key,
             };
+            // A file below a `**` pattern's folders: create those the partner lacks.
+            let subdirs = file.name.rsplit_once('/').map(|(dirs, _)| dirs);
             let mut attempts = 0;
             let send = ctx.with_retries(&mut attempts, || async {
                 let mut session = ctx.pool.get().await?;
-                let staged = session
-                    .stage_upload(&file.path, &remote_dir, remote_name, &options)
-                    .await;
+                let staged = async {
+                    if let Some(subdirs) = subdirs {
+                        let _created = session.make_dirs(&ctx.plan.remote_dir, subdirs).await?;
+                    }
+                    session
+                        .stage_upload(&file.path, &remote_dir, remote_name, &options)
+                        .await
+                }
+                .await;
                 session.keep_if_ok(staged)
             });
             let sent = ctx.under_claim(claim.as_ref(), send).await;
@@ -357,7 +365,7 @@ async fn delete_source(ctx: &RunContext<'_>, file: &LocalFile) -> Result<bool, F
 }
 
 /// Where a selected file goes on the partner: its subdirectories (from `**` patterns) are
-/// appended to the flow's remote directory, which must already hold them.
+/// appended to the flow's remote directory (the upload creates those missing).
 pub(crate) fn remote_location<'a>(remote_dir: &str, relative_name: &'a str) -> (String, &'a str) {
     match relative_name.rsplit_once('/') {
         Some((subdirs, name)) => (
