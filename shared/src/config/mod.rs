@@ -13,6 +13,7 @@
 //! from `ferry.yaml`. Nothing downstream reads YAML or the environment again.
 //! `.yml` files are read too; files starting with `.` are ignored.
 
+mod after_transfer;
 mod audit;
 mod error;
 mod flow;
@@ -27,6 +28,7 @@ mod yaml;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use after_transfer::{AfterTransfer, Archive};
 pub use audit::AuditSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub use flow::{Direction, FileSelector, Flow, IdempotencyMode, RemoteEndpoint, Schedule};

@@ -93,6 +93,7 @@
 //!   fails with a store error (or the file with `store_unavailable`). A claim whose lease
 //!   cannot be renewed stops its transfer (`lease_lost`) rather than risk a second sender.
 
+mod after_transfer;
 mod audit;
 mod commit;
 mod context;
