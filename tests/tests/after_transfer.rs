@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use ferry_shared::config::{Config, ConfigErrors};
-use ferry_shared::transfer::Outcome;
+use ferry_shared::transfer::{Outcome, as_run_attempt};
 use ferry_tests::bed::{Bed, download, files_in, names_with, run, sha256_hex, upload, write_files};
 use ferry_tests::ftp::FtpServerKind;
 
@@ -177,4 +177,90 @@ async fn refuses_both_forms_and_archives_the_selection_would_reach() {
 
     let fine = "    after_upload: archive\n    archive_path: ./archive\n";
     assert!(load_flow(&bed, "upload", fine).is_ok());
+}
+
+#[tokio::test]
+async fn upload_error_folder_holds_the_failed_file_only_after_its_last_run_attempt() {
+    let bed = Bed::start("error-up", FtpServerKind::Vsftpd).await;
+    // `a.xml` fails for good (the partner has one and the flow never replaces it).
+    bed.server
+        .write_file("in/a.xml", b"<partner's/>")
+        .expect("remote a");
+    std::fs::write(bed.local().join("a.xml"), b"<a/>").expect("a");
+    std::fs::write(bed.local().join("b.xml"), b"<b/>").expect("b");
+    let flow = upload(
+        "    overwrite: false\n    on_failure: move\n    error_path: ./errors\n    after_upload: delete\n",
+    );
+    let engine = bed.engine_for(&flow).await;
+    let errors = bed.dir.path().join("errors");
+
+    let report = as_run_attempt(false, run(&engine, "run-1")).await;
+
+    assert_eq!(names_with(&report, Outcome::Failed), ["a.xml"]);
+    assert!(
+        !errors.exists(),
+        "not the last flow-run attempt: nothing moved"
+    );
+    assert_eq!(files_in(&bed.local()).len(), 1, "a.xml stays for the retry");
+
+    let report = as_run_attempt(true, run(&engine, "run-2")).await;
+
+    assert_eq!(names_with(&report, Outcome::Failed), ["a.xml"]);
+    assert!(files_in(&bed.local()).is_empty(), "moved out of the source");
+    let held = files_in(&errors);
+    assert_eq!(
+        held.keys().collect::<Vec<_>>(),
+        ["a.xml", "a.xml.error.json"]
+    );
+    assert_eq!(held["a.xml"], sha256_hex(b"<a/>"));
+    let reason = read_reason(&errors.join("a.xml.error.json"));
+    assert_eq!(reason["flow"], "f");
+    assert_eq!(reason["run_id"], "run-2");
+    assert_eq!(reason["error_kind"], "target_exists");
+}
+
+#[tokio::test]
+async fn download_error_folder_on_the_partner_holds_the_failed_file_after_its_last_attempt() {
+    let bed = Bed::start("error-down", FtpServerKind::Vsftpd).await;
+    bed.server.create_dir("errors").expect("errors/");
+    bed.server.write_file("out/c.xml", b"<c/>").expect("c");
+    bed.server.write_file("out/d.xml", b"<d/>").expect("d");
+    // A local `c.xml` is never replaced by a download: `c.xml` fails for good.
+    std::fs::write(bed.local().join("c.xml"), b"<local c/>").expect("local c");
+    let flow = download("    on_failure: move\n    error_path: /errors\n");
+    let engine = bed.engine_for(&flow).await;
+
+    let report = as_run_attempt(false, run(&engine, "run-1")).await;
+
+    assert_eq!(names_with(&report, Outcome::Failed), ["c.xml"]);
+    assert!(
+        bed.remote_files("errors").is_empty(),
+        "not the last attempt"
+    );
+    assert!(bed.server.path("out/c.xml").exists());
+
+    let report = run(&engine, "run-2").await;
+
+    assert_eq!(names_with(&report, Outcome::Failed), ["c.xml"]);
+    assert!(
+        !bed.server.path("out/c.xml").exists(),
+        "moved off the source folder"
+    );
+    assert!(
+        bed.server.path("out/d.xml").exists(),
+        "the fetched one is kept"
+    );
+    let held = bed.remote_files("errors");
+    assert_eq!(
+        held.keys().collect::<Vec<_>>(),
+        ["c.xml", "c.xml.error.json"]
+    );
+    assert_eq!(held["c.xml"], sha256_hex(b"<c/>"));
+    let reason = read_reason(&bed.server.path("errors/c.xml.error.json"));
+    assert_eq!(reason["run_id"], "run-2");
+    assert_eq!(reason["error_kind"], "target_exists");
+}
+
+fn read_reason(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("reason file")).expect("reason json")
 }

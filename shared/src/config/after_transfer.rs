@@ -9,6 +9,10 @@
 //! pattern without an exclusion of the archive folder), and so is the local folder
 //! itself. `*` never crosses `/`, so `archive` under the local folder with `*.xml` is safe.
 //! The same holds on the partner: `move_path` must not be the folder the flow lists.
+//!
+//! `on_failure: keep | move` with `error_path` is the dead-letter folder of failed files:
+//! the local folder of an upload's source (checked like the archive), a folder on the
+//! partner for a download's.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +26,8 @@ pub(crate) const KEYS: &[&str] = &[
     "archive_path",
     "archive_date_folders",
     "move_path",
+    "on_failure",
+    "error_path",
 ];
 
 /// What happens to the source of a delivered file (also of a duplicate: a file already
@@ -231,7 +237,7 @@ fn relocate_word(direction: Direction) -> &'static str {
 fn archive_reachable(archive: &Path, local: &Path, files: &[FileSelector]) -> Option<String> {
     if archive == local {
         return Some(
-            "`archive_path` is the flow's local folder: archived files would be sent again".into(),
+            "`archive_path` is the flow's local folder: its files would be sent again".into(),
         );
     }
     let relative = archive.strip_prefix(local).ok()?;
@@ -257,4 +263,78 @@ fn absolute(dir: &Path, path: &Path) -> PathBuf {
         .components()
         .filter(|c| !matches!(c, std::path::Component::CurDir))
         .collect()
+}
+
+/// What happens to a file that failed its last attempt in the flow-run's last attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// It stays where it is, and the next run tries it again (default).
+    #[default]
+    Keep,
+    /// It moves into the error folder, with a reason file `<name>.error.json` beside it.
+    Move(ErrorFolder),
+}
+
+/// The error folder: local for uploads, on the partner for downloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorFolder {
+    /// A local folder, absolute.
+    Local(PathBuf),
+    /// A folder on the partner's server, as written.
+    Remote(String),
+}
+
+/// Reads `on_failure` and `error_path`. `None`: an error was recorded.
+pub(crate) fn read_on_failure(
+    cx: &mut Cx<'_>,
+    map: &Map<'_>,
+    direction: Direction,
+    dir: &Path,
+    local_path: Option<&Path>,
+    files: Option<&[FileSelector]>,
+    remote_path: Option<&str>,
+) -> Option<OnFailure> {
+    let moves = map.get("on_failure").map_or(Some(false), |f| {
+        f.choice(cx, &[("keep", false), ("move", true)])
+    })?;
+    let field = map.get("error_path");
+    let Some(field) = field.filter(|_| moves) else {
+        if let Some(f) = field {
+            f.error(cx, "`error_path` is only read with `on_failure: move`");
+            return None;
+        }
+        if moves {
+            cx.error(
+                map.loc(),
+                &super::yaml::join(map.path(), "error_path"),
+                "`on_failure: move` needs `error_path`, the folder failed files go to",
+            );
+            return None;
+        }
+        return Some(OnFailure::Keep);
+    };
+    let text = field.non_empty_str(cx)?;
+    let folder = match direction {
+        Direction::Upload => {
+            let path = absolute(dir, Path::new(&text));
+            if let (Some(local), Some(files)) = (local_path, files)
+                && let Some(problem) = archive_reachable(&path, local, files)
+            {
+                field.error(cx, problem.replace("archive_path", "error_path"));
+                return None;
+            }
+            ErrorFolder::Local(path)
+        }
+        Direction::Download => {
+            if remote_path.is_some_and(|r| r.trim_end_matches('/') == text.trim_end_matches('/')) {
+                field.error(
+                    cx,
+                    "`error_path` is the folder the flow downloads from: failed files would be fetched again",
+                );
+                return None;
+            }
+            ErrorFolder::Remote(text)
+        }
+    };
+    Some(OnFailure::Move(folder))
 }

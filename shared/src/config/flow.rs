@@ -15,7 +15,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
-use super::after_transfer::{self, AfterTransfer};
+use super::after_transfer::{self, AfterTransfer, OnFailure};
 use super::settings::Settings;
 use super::yaml::{Cx, Field, Loc, Map};
 
@@ -45,6 +45,8 @@ pub struct Flow {
     /// What happens to the source once the delivery is recorded (`after_upload`,
     /// `after_download`; see `after_transfer.rs`).
     pub after_transfer: AfterTransfer,
+    /// What happens to a file that failed for good (`on_failure`, `error_path`).
+    pub on_failure: OnFailure,
     /// Replace a file already under the same name at the destination (`overwrite`): the
     /// partner's file for uploads (default true), the local file for downloads (default
     /// false). Otherwise such a file fails with `target_exists` and nothing is replaced.
@@ -285,6 +287,12 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
             remote,
         )
     });
+    let on_failure = direction.and_then(|d| {
+        let files = files.as_deref();
+        let remote = remote.as_ref().map(|r| r.path.as_str());
+        let local = local_path.as_deref();
+        after_transfer::read_on_failure(cx, map, d, context.dir, local, files, remote)
+    });
     // Uploads replace the partner's older file by default (what partners expect); downloads
     // never replace a local file by default (another flow may have delivered it).
     let overwrite_by_default = direction.is_none_or(|d| d == Direction::Upload);
@@ -325,6 +333,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
         idempotency_mode: idempotency_mode?,
         delete_after_transfer: after_transfer.as_ref()? == &AfterTransfer::Delete,
         after_transfer: after_transfer?,
+        on_failure: on_failure?,
         overwrite: overwrite?,
         follow_links: follow_links?,
         schedule: schedule?,

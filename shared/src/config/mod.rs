@@ -28,7 +28,7 @@ mod yaml;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use after_transfer::{AfterTransfer, Archive};
+pub use after_transfer::{AfterTransfer, Archive, ErrorFolder, OnFailure};
 pub use audit::AuditSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub use flow::{Direction, FileSelector, Flow, IdempotencyMode, RemoteEndpoint, Schedule};

@@ -21,7 +21,7 @@ use super::local::remove_file;
 use super::report::{FileError, FileErrorKind};
 use super::selection::LocalFile;
 use crate::config::{AfterTransfer, Archive};
-use crate::ftps::{RemoteFile, printable};
+use crate::ftps::{FtpsError, RemoteFile, Session, printable};
 
 /// How many suffixed names are tried before giving up on an archive name.
 const MAX_SUFFIX: u32 = 10_000;
@@ -96,7 +96,6 @@ pub(crate) async fn tidy_remote(ctx: &RunContext<'_>, path: &str) -> Result<Tidi
         AfterTransfer::Delete => None,
         AfterTransfer::Move { path } => Some(path.trim_end_matches('/').to_owned()),
     };
-    let name = file_name(path);
     let mut attempts = 0;
     let done = ctx
         .with_retries(&mut attempts, || async {
@@ -106,16 +105,7 @@ pub(crate) async fn tidy_remote(ctx: &RunContext<'_>, path: &str) -> Result<Tidi
                     session.delete(path).await?;
                     return Ok(Tidied::Deleted);
                 };
-                let mut suffix = 0;
-                let to = loop {
-                    let candidate = format!("{dir}/{}", suffixed(name, suffix));
-                    match session.stat(&candidate).await? {
-                        // A server that cannot tell (`Unknown`) gets the plain name.
-                        RemoteFile::Present { .. } if suffix < MAX_SUFFIX => suffix += 1,
-                        _ => break candidate,
-                    }
-                };
-                session.rename(path, &to).await?;
+                let to = rename_into(&mut session, path, dir).await?;
                 Ok(Tidied::Moved(to))
             }
             .await;
@@ -139,6 +129,28 @@ pub(crate) async fn tidy_remote(ctx: &RunContext<'_>, path: &str) -> Result<Tidi
     })
 }
 
+/// Renames the partner's file `path` into `dir` under its name or the first free suffixed
+/// one (a server that cannot tell whether a name exists gets the plain name); returns the
+/// new path.
+pub(crate) async fn rename_into(
+    session: &mut Session,
+    path: &str,
+    dir: &str,
+) -> Result<String, FtpsError> {
+    let dir = dir.trim_end_matches('/');
+    let name = file_name(path);
+    let mut suffix = 0;
+    let to = loop {
+        let candidate = format!("{dir}/{}", suffixed(name, suffix));
+        match session.stat(&candidate).await? {
+            RemoteFile::Present { .. } if suffix < MAX_SUFFIX => suffix += 1,
+            _ => break candidate,
+        }
+    };
+    session.rename(path, &to).await?;
+    Ok(to)
+}
+
 /// The folder a file is archived in: the archive, the UTC day with `archive_date_folders`,
 /// then the file's own subfolders (from `**` patterns).
 fn archive_folder(
@@ -157,7 +169,7 @@ fn archive_folder(
 }
 
 /// The last component of a `/`-separated name.
-fn file_name(relative_name: &str) -> &str {
+pub(crate) fn file_name(relative_name: &str) -> &str {
     relative_name
         .rsplit_once('/')
         .map_or(relative_name, |(_, n)| n)
@@ -176,7 +188,7 @@ fn suffixed(name: &str, suffix: u32) -> String {
 
 /// Moves `source` into `folder` under `name` or its first free suffixed name, never
 /// replacing a file; returns where it went.
-fn archive_file(source: &Path, folder: &Path, name: &str) -> io::Result<PathBuf> {
+pub(crate) fn archive_file(source: &Path, folder: &Path, name: &str) -> io::Result<PathBuf> {
     std::fs::create_dir_all(folder)?;
     for suffix in 0..=MAX_SUFFIX {
         let target = folder.join(suffixed(name, suffix));

@@ -51,6 +51,12 @@ pub(crate) async fn download_file(ctx: &RunContext<'_>, entry: RemoteEntry) -> F
         .instrument(span.clone())
         .await;
     super::record_on_span(&span, &row);
+    let source =
+        super::dead_letter::Source::Remote(&remote_path(&ctx.plan.remote_dir, &entry.name));
+    // Boxed like the steps: moving to the error folder is a rare, deep state machine.
+    Box::pin(super::dead_letter::after_failure(ctx, &row, source))
+        .instrument(span.clone())
+        .await;
     super::audit::record_row(ctx, &span, &row).await;
     row
 }

@@ -97,6 +97,7 @@ mod after_transfer;
 mod audit;
 mod commit;
 mod context;
+mod dead_letter;
 mod download;
 mod engine;
 mod error;
@@ -111,6 +112,7 @@ mod selection;
 mod sweep;
 mod upload;
 
+pub use dead_letter::as_run_attempt;
 pub use engine::{Engine, EngineOptions, Progress};
 pub use error::{TransferError, TransferErrorKind};
 pub use local::hash_file;

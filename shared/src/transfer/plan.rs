@@ -36,6 +36,8 @@ pub struct FlowPlan {
     pub delete_after_transfer: bool,
     /// What happens to the source once the delivery is recorded (see `after_transfer.rs`).
     pub after_transfer: config::AfterTransfer,
+    /// What happens to a file that failed for good (see `dead_letter.rs`).
+    pub on_failure: config::OnFailure,
     /// Replace a file already under the same name at the destination.
     pub overwrite: bool,
     /// Take links to regular files inside the local folder.
@@ -96,6 +98,7 @@ impl FlowPlan {
             idempotency: flow.idempotency_mode,
             delete_after_transfer: flow.delete_after_transfer,
             after_transfer: flow.after_transfer.clone(),
+            on_failure: flow.on_failure.clone(),
             overwrite: flow.overwrite,
             follow_links: flow.follow_links,
             retry: RetryPolicy {

@@ -52,6 +52,11 @@ pub(crate) async fn upload_file(ctx: &RunContext<'_>, file: LocalFile) -> FileRe
         .instrument(span.clone())
         .await;
     super::record_on_span(&span, &row);
+    let source = super::dead_letter::Source::Local(&file.path);
+    // Boxed like the steps: moving to the error folder is a rare, deep state machine.
+    Box::pin(super::dead_letter::after_failure(ctx, &row, source))
+        .instrument(span.clone())
+        .await;
     super::audit::record_row(ctx, &span, &row).await;
     row
 }
