@@ -301,6 +301,7 @@ mod tests {
             error,
             idempotency_key: None,
             source_deleted: false,
+            source_moved_to: None,
         }
     }
 

@@ -39,9 +39,17 @@ pub(crate) enum Tidied {
 }
 
 impl Tidied {
-    /// Whether the source left its folder.
+    /// Whether the source was deleted.
     pub(crate) fn deleted(&self) -> bool {
         *self == Tidied::Deleted
+    }
+
+    /// Where the source was moved, if it was.
+    pub(crate) fn moved_to(self) -> Option<String> {
+        match self {
+            Tidied::Moved(to) => Some(to),
+            Tidied::Kept | Tidied::Deleted => None,
+        }
     }
 }
 

@@ -35,10 +35,10 @@ tokio::task_local! {
 
 /// Runs `run` (a flow-run) knowing whether it is the run's last attempt: only then do
 /// failed files move to the flow's error folder.
-pub async fn as_run_attempt<F: Future>(final_attempt: bool, run: F) -> F::Output {
-    // Boxed: a run is a large state machine, and a debug build's stack must not hold it
-    // twice (here and in the caller's).
-    FINAL_RUN_ATTEMPT.scope(final_attempt, Box::pin(run)).await
+pub fn as_run_attempt<F: Future>(final_attempt: bool, run: F) -> impl Future<Output = F::Output> {
+    // Boxed at once: a run is a large state machine, and a debug build's stack (a test's,
+    // a runtime worker's 2 MiB) must not hold it inline in the caller's.
+    FINAL_RUN_ATTEMPT.scope(final_attempt, Box::pin(run))
 }
 
 /// Whether this run is the last attempt (a run outside [`as_run_attempt`] is).

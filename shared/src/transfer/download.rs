@@ -195,7 +195,10 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
         }
         let row = row.earlier(&previous).delivered_to(previous.remote_path);
         return match super::after_transfer::tidy_remote(ctx, &remote_path).await {
-            Ok(tidied) => row.deleted_source(tidied.deleted()).duplicate(),
+            Ok(tidied) => row
+                .deleted_source(tidied.deleted())
+                .moved_source(tidied.moved_to())
+                .duplicate(),
             Err(err) => row.failed_after_delivery(err),
         };
     }
@@ -230,7 +233,10 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
         row.transferred()
     } else {
         match super::after_transfer::tidy_remote(ctx, &remote_path).await {
-            Ok(tidied) => row.deleted_source(tidied.deleted()).transferred(),
+            Ok(tidied) => row
+                .deleted_source(tidied.deleted())
+                .moved_source(tidied.moved_to())
+                .transferred(),
             Err(err) => row.failed_after_delivery(err),
         }
     };

@@ -130,7 +130,10 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
                 info!(delivered_to = %printable(&record.remote_path), by_run = %record.flow_run_id, "already delivered");
                 let row = row.earlier(&record).delivered_to(record.remote_path);
                 return match super::after_transfer::tidy_local(ctx, file).await {
-                    Ok(tidied) => row.deleted_source(tidied.deleted()).duplicate(),
+                    Ok(tidied) => row
+                        .deleted_source(tidied.deleted())
+                        .moved_source(tidied.moved_to())
+                        .duplicate(),
                     Err(err) => row.failed_after_delivery(err),
                 };
             }
@@ -224,7 +227,10 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
 
     // 6. Tidy up.
     let row = match super::after_transfer::tidy_local(ctx, file).await {
-        Ok(tidied) => row.deleted_source(tidied.deleted()).transferred(),
+        Ok(tidied) => row
+            .deleted_source(tidied.deleted())
+            .moved_source(tidied.moved_to())
+            .transferred(),
         Err(err) => row.failed_after_delivery(err),
     };
     crash_point::reached(CrashPoint::SourceDeleted);
