@@ -130,7 +130,9 @@ fn load_flow(bed: &Bed, direction: &str, extra: &str) -> Result<Config, ConfigEr
 }
 
 fn only_error(result: Result<Config, ConfigErrors>) -> (String, Option<u32>, String, String) {
-    let errors = result.err().expect("should be refused");
+    let Err(errors) = result else {
+        panic!("should be refused");
+    };
     let [error] = errors.errors() else {
         panic!("one error expected: {errors}");
     };
