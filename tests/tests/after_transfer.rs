@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use ferry_shared::config::{Config, ConfigErrors};
+use ferry_shared::config::{Config, ConfigErrors, render_summary};
 use ferry_shared::transfer::{Outcome, as_run_attempt};
 use ferry_tests::bed::{Bed, download, files_in, names_with, run, sha256_hex, upload, write_files};
 use ferry_tests::ftp::FtpServerKind;
@@ -177,8 +177,16 @@ async fn refuses_both_forms_and_archives_the_selection_would_reach() {
     let (_, _, field, _) = only_error(load_flow(&bed, "upload", wrong));
     assert_eq!(field, "flows.f.after_upload");
 
-    let fine = "    after_upload: archive\n    archive_path: ./archive\n";
-    assert!(load_flow(&bed, "upload", fine).is_ok());
+    let fine = "    after_upload: archive\n    archive_path: ./archive\n    on_failure: move\n    error_path: ./errors\n";
+    let config = load_flow(&bed, "upload", fine).unwrap_or_else(|e| panic!("{e}"));
+    let now = serde_json::from_str("\"2026-12-04T00:00:00Z\"").expect("time");
+    let summary = render_summary(&config, now);
+    let archive = bed.dir.path().join("archive");
+    assert!(
+        summary.contains(&format!("after upload: archive to {}", archive.display())),
+        "{summary}"
+    );
+    assert!(summary.contains("on failure: move to"), "{summary}");
 }
 
 #[tokio::test]
