@@ -16,11 +16,14 @@
 //!   that match one of `files[].pattern` and none of the excludes are sent to the partner.
 //!   Patterns are globs on the path relative to `local.path`; `*` does not cross `/`, so
 //!   subdirectories are visited only when a pattern says `**`. With
-//!   `delete_after_upload: true` the local file is deleted once its delivery is recorded.
+//!   `delete_after_upload: true` the local file is deleted once its delivery is recorded
+//!   (`after_upload: archive`: moved to the archive folder, see `after_transfer.rs`).
 //! - **Download** (`direction: download`, `source: {partner, path}`): files in the
 //!   partner's directory that match the patterns are fetched into `local.path`. With
 //!   `delete_after_download: true` the remote file is deleted once the local copy is
-//!   fsynced, renamed into place and recorded.
+//!   fsynced, renamed into place and recorded (`after_download: move`: renamed into the
+//!   partner's processed folder). A file that fails for good may go to an error folder
+//!   (`on_failure: move`, see `dead_letter.rs`).
 //!
 //! **Stability rule.** A file modified less than `min_file_age` ago may still be being
 //! written; it is left for a later run and listed under `not_yet_stable` in the report.
