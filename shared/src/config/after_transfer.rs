@@ -5,8 +5,8 @@
 //! error (which one would win is not obvious to the reader of the file).
 //!
 //! The one danger of an archive folder is a file picked up again: an archive inside the
-//! flow's local folder is refused when the flow's selection could reach it (a `**`
-//! pattern without an exclusion of the archive folder), and so is the local folder
+//! flow's local folder is refused when the flow's selection could reach it (a pattern
+//! with `**` or `/` without an exclusion of the archive folder), and so is the local folder
 //! itself. `*` never crosses `/`, so `archive` under the local folder with `*.xml` is safe.
 //! The same holds on the partner: `move_path` must not be the folder the flow lists.
 //!
@@ -233,7 +233,8 @@ fn relocate_word(direction: Direction) -> &'static str {
 }
 
 /// Why the archive folder would feed the flow again, if it would: it is the local folder,
-/// or inside it where a `**` pattern reaches (unless an exclusion names the archive).
+/// or inside it where a pattern with `**` or `/` reaches (unless an exclusion names the
+/// archive).
 fn archive_reachable(archive: &Path, local: &Path, files: &[FileSelector]) -> Option<String> {
     if archive == local {
         return Some(
@@ -243,7 +244,9 @@ fn archive_reachable(archive: &Path, local: &Path, files: &[FileSelector]) -> Op
     let relative = archive.strip_prefix(local).ok()?;
     let relative_text = relative.to_string_lossy();
     let recursive = files.iter().any(|s| {
-        s.pattern.contains("**")
+        // `**` reaches any depth, a pattern with `/` (`*/*.xml`) into subfolders: either
+        // may select archived files unless the archive is excluded.
+        (s.pattern.contains("**") || s.pattern.contains('/'))
             && !s
                 .exclude
                 .iter()
@@ -251,7 +254,7 @@ fn archive_reachable(archive: &Path, local: &Path, files: &[FileSelector]) -> Op
     });
     recursive.then(|| {
         format!(
-            "`archive_path` is inside the local folder where a `**` pattern reaches: exclude it (`exclude: [\"{}/**\"]`) or archive elsewhere",
+            "`archive_path` is inside the local folder where a pattern with `**` or `/` reaches: exclude it (`exclude: [\"{}/**\"]`) or archive elsewhere",
             relative.display()
         )
     })
