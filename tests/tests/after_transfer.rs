@@ -4,11 +4,18 @@
 //! ambiguous or dangerous combinations. Real FTPS servers, the real Redis.
 
 use std::path::Path;
+use std::time::Duration;
 
+use ferry_shared::broker::{Headers, PublisherOptions};
 use ferry_shared::config::{Config, ConfigErrors, render_summary};
+use ferry_shared::message::{FlowRunMessage, Trigger};
 use ferry_shared::transfer::{Outcome, as_run_attempt};
-use ferry_tests::bed::{Bed, download, files_in, names_with, run, sha256_hex, upload, write_files};
+use ferry_tests::bed::{
+    Bed, download, files_in, names_with, options, run, sha256_hex, upload, write_files,
+};
+use ferry_tests::fleet::{Fleet, FleetOptions};
 use ferry_tests::ftp::FtpServerKind;
+use ferry_tests::ports::free_port;
 
 /// The dated archive folder of today (UTC), under `archive`.
 fn dated(archive: &Path) -> std::path::PathBuf {
@@ -189,19 +196,15 @@ async fn refuses_both_forms_and_archives_the_selection_would_reach() {
     assert!(summary.contains("on failure: move to"), "{summary}");
 }
 
+/// A transient failure (the partner unreachable) moves the file only in the flow-run's
+/// last attempt.
 #[tokio::test]
 async fn upload_error_folder_holds_the_failed_file_only_after_its_last_run_attempt() {
     let bed = Bed::start("error-up", FtpServerKind::Vsftpd).await;
-    // `a.xml` fails for good (the partner has one and the flow never replaces it).
-    bed.server
-        .write_file("in/a.xml", b"<partner's/>")
-        .expect("remote a");
     std::fs::write(bed.local().join("a.xml"), b"<a/>").expect("a");
-    std::fs::write(bed.local().join("b.xml"), b"<b/>").expect("b");
-    let flow = upload(
-        "    overwrite: false\n    on_failure: move\n    error_path: ./errors\n    after_upload: delete\n",
-    );
-    let engine = bed.engine_for(&flow).await;
+    let flow = upload("    on_failure: move\n    error_path: ./errors\n");
+    let unreachable = bed.config(&flow, Some(free_port()));
+    let engine = bed.engine(unreachable, options("w1")).await;
     let errors = bed.dir.path().join("errors");
 
     let report = as_run_attempt(false, run(&engine, "run-1")).await;
@@ -226,11 +229,14 @@ async fn upload_error_folder_holds_the_failed_file_only_after_its_last_run_attem
     let reason = read_reason(&errors.join("a.xml.error.json"));
     assert_eq!(reason["flow"], "f");
     assert_eq!(reason["run_id"], "run-2");
-    assert_eq!(reason["error_kind"], "target_exists");
+    let kind = report.files[0].error.as_ref().expect("error").kind.as_str();
+    assert_eq!(reason["error_kind"], kind);
 }
 
+/// A permanent failure (`target_exists`: no retry can help) moves at once, in any attempt;
+/// on a download, into the error folder on the partner.
 #[tokio::test]
-async fn download_error_folder_on_the_partner_holds_the_failed_file_after_its_last_attempt() {
+async fn download_error_folder_on_the_partner_holds_a_permanently_failed_file_at_once() {
     let bed = Bed::start("error-down", FtpServerKind::Vsftpd).await;
     bed.server.create_dir("errors").expect("errors/");
     bed.server.write_file("out/c.xml", b"<c/>").expect("c");
@@ -240,16 +246,8 @@ async fn download_error_folder_on_the_partner_holds_the_failed_file_after_its_la
     let flow = download("    on_failure: move\n    error_path: /errors\n");
     let engine = bed.engine_for(&flow).await;
 
+    // Not the run's last attempt, but no retry can help `target_exists`.
     let report = as_run_attempt(false, run(&engine, "run-1")).await;
-
-    assert_eq!(names_with(&report, Outcome::Failed), ["c.xml"]);
-    assert!(
-        bed.remote_files("errors").is_empty(),
-        "not the last attempt"
-    );
-    assert!(bed.server.path("out/c.xml").exists());
-
-    let report = run(&engine, "run-2").await;
 
     assert_eq!(names_with(&report, Outcome::Failed), ["c.xml"]);
     assert!(
@@ -267,10 +265,69 @@ async fn download_error_folder_on_the_partner_holds_the_failed_file_after_its_la
     );
     assert_eq!(held["c.xml"], sha256_hex(b"<c/>"));
     let reason = read_reason(&bed.server.path("errors/c.xml.error.json"));
-    assert_eq!(reason["run_id"], "run-2");
+    assert_eq!(reason["run_id"], "run-1");
     assert_eq!(reason["error_kind"], "target_exists");
 }
 
 fn read_reason(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("reason file")).expect("reason json")
+}
+
+/// The worker says which flow-run attempt is the last: a file failing transiently (the
+/// partner unreachable) stays through the first attempt (else the second would have
+/// nothing to fail on, and the run would not be dead-lettered) and is in the error folder
+/// after the last.
+#[tokio::test]
+async fn a_worker_moves_the_failed_file_in_the_runs_last_attempt_only() {
+    let fleet = Fleet::start(
+        "error-worker",
+        FleetOptions {
+            retry_delays: vec!["1s".into()],
+            max_attempts: 2,
+            partner_port: Some(free_port()),
+            ..FleetOptions::default()
+        },
+    )
+    .await
+    .expect("fleet");
+    let flow_file = fleet.config_dir().join("flows/f.yaml");
+    let mut flow = std::fs::read_to_string(&flow_file).expect("flow");
+    flow.push_str("    on_failure: move\n    error_path: ./errors\n");
+    std::fs::write(&flow_file, flow).expect("flow");
+    fleet.write_local("a.xml", b"<a/>").expect("local a");
+    fleet.config().expect("the configuration loads");
+    let mut worker = fleet.spawn_worker("w").expect("worker");
+    let broker = fleet.broker().await.expect("broker");
+    broker
+        .publisher(PublisherOptions::default())
+        .publish(
+            &FlowRunMessage::new("f", Trigger::Manual, None),
+            &Headers::new(),
+        )
+        .await
+        .expect("publish");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while broker.dead_letter_depth().await.unwrap_or(0) == 0 {
+        assert!(worker.is_running(), "{}", worker.tail(30));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no dead letter:\n{}",
+            worker.tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    worker.stop(Duration::from_secs(30)).await.expect("stop");
+    let _ = broker.close().await;
+
+    let errors = fleet.config_dir().join("errors");
+    let held = files_in(&errors);
+    assert_eq!(
+        held.keys().collect::<Vec<_>>(),
+        ["a.xml", "a.xml.error.json"]
+    );
+    assert_eq!(held["a.xml"], sha256_hex(b"<a/>"));
+    assert!(files_in(&fleet.local()).is_empty());
+    let reason = read_reason(&errors.join("a.xml.error.json"));
+    assert_ne!(reason["error_kind"], "target_exists");
 }

@@ -6,8 +6,10 @@
 //! **When.** Only a row that failed before delivery, on the file itself: not one that was
 //! delivered and failed a later step (its delivery is recorded: moving it would hide a
 //! delivered file among failed ones), not a lost claim (another worker owns the file now),
-//! not an unanswering store or a run out of time (the file was not really tried). And only
-//! in the flow-run's last attempt: the worker says which attempt a run is
+//! not an unanswering store or a run out of time (the file was not really tried). A
+//! permanent failure (`transient: false`, such as `target_exists`) is final at once: no
+//! retry can help, and the worker dead-letters such a run without retrying it. A transient
+//! one moves only in the flow-run's last attempt: the worker says which attempt a run is
 //! ([`as_run_attempt`]); a run outside it (the CLI's one-shot run) is its own last attempt.
 //!
 //! **Secrets.** The message is the row's, which is written without secrets (see
@@ -84,7 +86,10 @@ pub(crate) async fn after_failure(ctx: &RunContext<'_>, row: &FileReport, source
             | FileErrorKind::NotFound
             | FileErrorKind::LinkNotFollowed
     );
-    if row.outcome != Outcome::Failed || !on_the_file || !final_run_attempt() {
+    // A permanent failure is final in any attempt: no retry can help it, and the worker
+    // dead-letters such a run at once. A transient one waits for the run's last attempt.
+    let last_try = !error.transient || final_run_attempt();
+    if row.outcome != Outcome::Failed || !on_the_file || !last_try {
         return;
     }
     let reason = Reason {
