@@ -534,3 +534,39 @@ async fn deletions_and_skipped_links_are_records_of_their_own() {
         ]
     );
 }
+
+/// An upload that archives its sources records `archived` after the delivery, naming the
+/// archived file; a download that moves remote files records `remote-moved` with where
+/// the file went.
+#[tokio::test]
+async fn archives_and_remote_moves_are_records_of_their_own() {
+    let bed = Bed::start("audit-archive-events", FtpServerKind::Vsftpd).await;
+    std::fs::write(bed.local().join("a.xml"), b"<a/>").expect("a.xml");
+    let flow = upload("    after_upload: archive\n    archive_path: ./archive\n");
+    let engine = bed.engine_for(&flow).await;
+    run(&engine, "run-1").await;
+    let owned = |file: &str, outcome: &str, kind: &str| {
+        (file.to_owned(), outcome.to_owned(), kind.to_owned())
+    };
+    assert_eq!(
+        trail_of(&engine).await,
+        [
+            owned("a.xml", "transferred", ""),
+            owned("a.xml", "archived", ""),
+        ]
+    );
+
+    let bed = Bed::start("audit-move-events", FtpServerKind::Vsftpd).await;
+    bed.server.create_dir("out/done").expect("done/");
+    std::fs::write(bed.server.path("out/b.xml"), b"<b/>").expect("remote b.xml");
+    let flow = download("    after_download: move\n    move_path: /out/done\n");
+    let engine = bed.engine_for(&flow).await;
+    run(&engine, "run-1").await;
+    assert_eq!(
+        trail_of(&engine).await,
+        [
+            owned("b.xml", "transferred", ""),
+            owned("b.xml", "remote-moved", ""),
+        ]
+    );
+}

@@ -194,15 +194,16 @@ async fn run_message(
     let run_id = message.flow_run_id.to_string();
     // With the request time, a run that a newer complete run of the flow covered while this
     // one was queued finishes at once (see `idempotency/coverage.rs`).
-    let outcome = engine
-        .run_flow_requested(
-            &message.flow_id,
-            message.files.as_deref(),
-            &run_id,
-            Some(message.requested_at),
-            None,
-        )
-        .await;
+    // The last attempt (no retry follows): failed files may go to the flow's error folder.
+    let last_attempt = message.attempt >= startup::topology(engine.config()).max_attempts;
+    let run = engine.run_flow_requested(
+        &message.flow_id,
+        message.files.as_deref(),
+        &run_id,
+        Some(message.requested_at),
+        None,
+    );
+    let outcome = ferry_shared::transfer::as_run_attempt(last_attempt, run).await;
     verdict(outcome)
 }
 
@@ -304,6 +305,7 @@ mod tests {
             error,
             idempotency_key: None,
             source_deleted: false,
+            source_moved_to: None,
         }
     }
 

@@ -35,6 +35,12 @@ pub enum AuditOutcome {
     SourceDeleted,
     /// A download's remote file was deleted after its delivery was recorded.
     RemoteDeleted,
+    /// An upload's local source was moved to the archive folder after its delivery was
+    /// recorded (the event's local path is the archived file).
+    Archived,
+    /// A download's remote file was moved to the processed folder after its delivery was
+    /// recorded (the event's remote path is where it went).
+    RemoteMoved,
     /// Another worker held the file's claim and delivers it.
     LeftToOtherWorker,
     /// A symbolic link the flow does not follow: left where it is.
@@ -50,6 +56,8 @@ impl AuditOutcome {
             AuditOutcome::Failed => "failed",
             AuditOutcome::SourceDeleted => "source-deleted",
             AuditOutcome::RemoteDeleted => "remote-deleted",
+            AuditOutcome::Archived => "archived",
+            AuditOutcome::RemoteMoved => "remote-moved",
             AuditOutcome::LeftToOtherWorker => "left-to-other-worker",
             AuditOutcome::SkippedLink => "skipped-link",
         }

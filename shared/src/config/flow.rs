@@ -15,6 +15,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
+use super::after_transfer::{self, AfterTransfer, OnFailure};
 use super::settings::Settings;
 use super::yaml::{Cx, Field, Loc, Map};
 
@@ -38,8 +39,14 @@ pub struct Flow {
     /// How a file already delivered is recognised.
     pub idempotency_mode: IdempotencyMode,
     /// Delete the source file once transferred (`delete_after_upload` of an upload,
-    /// `delete_after_download` of a download); default false.
+    /// `delete_after_download` of a download); default false. True exactly when
+    /// `after_transfer` is [`AfterTransfer::Delete`].
     pub delete_after_transfer: bool,
+    /// What happens to the source once the delivery is recorded (`after_upload`,
+    /// `after_download`; see `after_transfer.rs`).
+    pub after_transfer: AfterTransfer,
+    /// What happens to a file that failed for good (`on_failure`, `error_path`).
+    pub on_failure: OnFailure,
     /// Replace a file already under the same name at the destination (`overwrite`): the
     /// partner's file for uploads (default true), the local file for downloads (default
     /// false). Otherwise such a file fails with `target_exists` and nothing is replaced.
@@ -223,7 +230,12 @@ pub(crate) fn read_file(
         if id_ok {
             ids.push((id.to_string(), field.loc));
         }
-        let Some(map) = field.map(cx, FLOW_KEYS) else {
+        let keys: Vec<&str> = FLOW_KEYS
+            .iter()
+            .chain(after_transfer::KEYS)
+            .copied()
+            .collect();
+        let Some(map) = field.map(cx, &keys) else {
             continue;
         };
         if let Some(flow) = read_flow(cx, id, &map, context)
@@ -267,7 +279,25 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
                 ],
             )
         });
-    let delete_after_transfer = direction.and_then(|d| read_delete(cx, map, d));
+    let after_transfer = direction.and_then(|d| {
+        let files = files.as_deref();
+        let remote = remote.as_ref().map(|r| r.path.as_str());
+        after_transfer::read(
+            cx,
+            map,
+            d,
+            context.dir,
+            local_path.as_deref(),
+            files,
+            remote,
+        )
+    });
+    let on_failure = direction.and_then(|d| {
+        let files = files.as_deref();
+        let remote = remote.as_ref().map(|r| r.path.as_str());
+        let local = local_path.as_deref();
+        after_transfer::read_on_failure(cx, map, d, context.dir, local, files, remote)
+    });
     // Uploads replace the partner's older file by default (what partners expect); downloads
     // never replace a local file by default (another flow may have delivered it).
     let overwrite_by_default = direction.is_none_or(|d| d == Direction::Upload);
@@ -307,7 +337,9 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
         local_path: local_path?,
         files: files?,
         idempotency_mode: idempotency_mode?,
-        delete_after_transfer: delete_after_transfer?,
+        delete_after_transfer: after_transfer.as_ref()? == &AfterTransfer::Delete,
+        after_transfer: after_transfer?,
+        on_failure: on_failure?,
         overwrite: overwrite?,
         follow_links: follow_links?,
         schedule: schedule?,
@@ -399,22 +431,6 @@ fn unknown_partner_message(id: &str, partners: &BTreeMap<String, PathBuf>) -> St
             partners.keys().cloned().collect::<Vec<_>>().join(", ")
         ),
     }
-}
-
-/// `delete_after_upload` for an upload, `delete_after_download` for a download.
-fn read_delete(cx: &mut Cx<'_>, map: &Map<'_>, direction: Direction) -> Option<bool> {
-    let (wanted, other) = match direction {
-        Direction::Upload => ("delete_after_upload", "delete_after_download"),
-        Direction::Download => ("delete_after_download", "delete_after_upload"),
-    };
-    if let Some(f) = map.get(other) {
-        f.error(
-            cx,
-            format!("`{other}` does not apply to a {direction} flow; use `{wanted}`"),
-        );
-        return None;
-    }
-    map.get(wanted).map_or(Some(false), |f| f.bool(cx))
 }
 
 fn read_files(cx: &mut Cx<'_>, field: Field<'_>) -> Option<Vec<FileSelector>> {

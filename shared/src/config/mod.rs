@@ -13,6 +13,7 @@
 //! from `ferry.yaml`. Nothing downstream reads YAML or the environment again.
 //! `.yml` files are read too; files starting with `.` are ignored.
 
+mod after_transfer;
 mod error;
 mod flow;
 mod flow_limits;
@@ -24,6 +25,7 @@ mod yaml;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use after_transfer::{AfterTransfer, Archive, ErrorFolder, OnFailure};
 pub use error::{ConfigError, ConfigErrors};
 pub use flow::{Direction, FileSelector, Flow, IdempotencyMode, RemoteEndpoint, Schedule};
 pub use flow_limits::{FileOrder, FlowLimits};

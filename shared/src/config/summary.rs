@@ -154,6 +154,31 @@ fn write_flow(out: &mut String, flow: &Flow, now: DateTime<Utc>) -> std::fmt::Re
         },
         flow.max_attempts
     )?;
+    match &flow.after_transfer {
+        super::AfterTransfer::Archive(archive) => writeln!(
+            out,
+            "      after upload: archive to {}{}",
+            archive.path.display(),
+            if archive.date_folders {
+                "/YYYY/MM/DD"
+            } else {
+                ""
+            }
+        )?,
+        super::AfterTransfer::Move { path } => {
+            writeln!(out, "      after download: move to {path} on the partner")?;
+        }
+        super::AfterTransfer::Keep | super::AfterTransfer::Delete => {}
+    }
+    match &flow.on_failure {
+        super::OnFailure::Move(super::ErrorFolder::Local(path)) => {
+            writeln!(out, "      on failure: move to {}", path.display())?;
+        }
+        super::OnFailure::Move(super::ErrorFolder::Remote(path)) => {
+            writeln!(out, "      on failure: move to {path} on the partner")?;
+        }
+        super::OnFailure::Keep => {}
+    }
     match &flow.schedule {
         None => writeln!(out, "      schedule: manual/event only"),
         Some(schedule) => {

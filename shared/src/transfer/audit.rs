@@ -1,5 +1,5 @@
-//! A finished file's audit events: the row's outcome, then the source's deletion when this
-//! run deleted it (see [`crate::audit`] for the trail itself).
+//! A finished file's audit events: the row's outcome, then the source's deletion (or its
+//! move to the archive or processed folder) when this run did it (see [`crate::audit`] for the trail itself).
 //!
 //! The events are written after the row is final, so the trail never says more than the
 //! report: a file is `transferred` in the trail exactly when it is in the report. The file's
@@ -72,6 +72,17 @@ fn events(ctx: &RunContext<'_>, row: &FileReport) -> Vec<AuditEvent> {
         message: row.error.as_ref().map(|e| e.message.clone()),
     };
     let mut events = vec![event(outcome)];
+    if let Some(to) = &row.source_moved_to {
+        let mut moved = event(match direction {
+            AuditDirection::Upload => AuditOutcome::Archived,
+            AuditDirection::Download => AuditOutcome::RemoteMoved,
+        });
+        match direction {
+            AuditDirection::Upload => moved.local_path = Some(to.clone()),
+            AuditDirection::Download => moved.remote_path = Some(to.clone()),
+        }
+        events.push(moved);
+    }
     if row.source_deleted {
         events.push(event(match direction {
             AuditDirection::Upload => AuditOutcome::SourceDeleted,

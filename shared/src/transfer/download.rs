@@ -15,7 +15,8 @@
 //!    of the `fsync`ed part to its final name.
 //! 5. **Record** under both keys (claim and content), which removes the intent and releases
 //!    the claim.
-//! 6. **Tidy up**: only now, delete the remote file if the flow says so.
+//! 6. **Tidy up**: only now, delete or move the remote file if the flow says so
+//!    (`after_transfer.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,12 @@ pub(crate) async fn download_file(ctx: &RunContext<'_>, entry: RemoteEntry) -> F
         .instrument(span.clone())
         .await;
     super::record_on_span(&span, &row);
+    let source =
+        super::dead_letter::Source::Remote(&remote_path(&ctx.plan.remote_dir, &entry.name));
+    // Boxed like the steps: moving to the error folder is a rare, deep state machine.
+    Box::pin(super::dead_letter::after_failure(ctx, &row, source))
+        .instrument(span.clone())
+        .await;
     super::audit::record_row(ctx, &span, &row).await;
     row
 }
@@ -85,7 +92,7 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
         };
         let key = DeliveryKey::download(flow_id, &entry.name, size, modified);
         row.idempotency_key = Some(key.as_str().to_owned());
-        let claimed = if ctx.plan.delete_after_transfer {
+        let claimed = if ctx.plan.after_transfer.removes_source() {
             let store = ctx.store;
             store
                 .claim_to_recheck(&key, ctx.owner, ctx.claim_lease)
@@ -187,8 +194,11 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
             }
         }
         let row = row.earlier(&previous).delivered_to(previous.remote_path);
-        return match delete_source(ctx, &remote_path).await {
-            Ok(deleted) => row.deleted_source(deleted).duplicate(),
+        return match super::after_transfer::tidy_remote(ctx, &remote_path).await {
+            Ok(tidied) => row
+                .deleted_source(tidied.deleted())
+                .moved_source(tidied.moved_to())
+                .duplicate(),
             Err(err) => row.failed_after_delivery(err),
         };
     }
@@ -222,8 +232,11 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
     let row = if row_recovered {
         row.transferred()
     } else {
-        match delete_source(ctx, &remote_path).await {
-            Ok(deleted) => row.deleted_source(deleted).transferred(),
+        match super::after_transfer::tidy_remote(ctx, &remote_path).await {
+            Ok(tidied) => row
+                .deleted_source(tidied.deleted())
+                .moved_source(tidied.moved_to())
+                .transferred(),
             Err(err) => row.failed_after_delivery(err),
         }
     };
@@ -372,30 +385,4 @@ fn hex_digest(hex: &str) -> [u8; 32] {
 /// The remote file's path: the flow's remote folder and the listed name.
 fn remote_path(remote_dir: &str, name: &str) -> String {
     format!("{}/{name}", remote_dir.trim_end_matches('/'))
-}
-
-/// Deletes the remote source when the flow says so (`delete_after_download`): true when
-/// it did.
-async fn delete_source(ctx: &RunContext<'_>, path: &str) -> Result<bool, FileError> {
-    if !ctx.plan.delete_after_transfer {
-        return Ok(false);
-    }
-    let mut attempts = 0;
-    ctx.with_retries(&mut attempts, || async {
-        let mut session = ctx.pool.get().await?;
-        let deleted = session.delete(path).await;
-        session.keep_if_ok(deleted)
-    })
-    .await
-    .map(|()| true)
-    .map_err(|err| {
-        let mut error = partner_failure(&err);
-        error.kind = FileErrorKind::DeleteSourceFailed;
-        error.message = format!(
-            "fetched, but the remote file {} could not be deleted: {}",
-            printable(path),
-            error.message
-        );
-        error
-    })
 }

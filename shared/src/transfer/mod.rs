@@ -17,11 +17,14 @@
 //!   Patterns are globs on the path relative to `local.path`; `*` does not cross `/`, so
 //!   subdirectories are visited only when a pattern says `**` (the upload then creates the
 //!   partner's missing folders, see `ftps/mkdir.rs`). With
-//!   `delete_after_upload: true` the local file is deleted once its delivery is recorded.
+//!   `delete_after_upload: true` the local file is deleted once its delivery is recorded
+//!   (`after_upload: archive`: moved to the archive folder, see `after_transfer.rs`).
 //! - **Download** (`direction: download`, `source: {partner, path}`): files in the
 //!   partner's directory that match the patterns are fetched into `local.path`. With
 //!   `delete_after_download: true` the remote file is deleted once the local copy is
-//!   fsynced, renamed into place and recorded.
+//!   fsynced, renamed into place and recorded (`after_download: move`: renamed into the
+//!   partner's processed folder). A file that fails for good may go to an error folder
+//!   (`on_failure: move`, see `dead_letter.rs`).
 //!
 //! **Stability rule.** A file modified less than `min_file_age` ago may still be being
 //! written; it is left for a later run and listed under `not_yet_stable` in the report.
@@ -98,9 +101,11 @@
 //!   fails with a store error (or the file with `store_unavailable`). A claim whose lease
 //!   cannot be renewed stops its transfer (`lease_lost`) rather than risk a second sender.
 
+mod after_transfer;
 mod audit;
 mod commit;
 mod context;
+mod dead_letter;
 mod download;
 mod engine;
 mod error;
@@ -116,6 +121,7 @@ mod selection;
 mod sweep;
 mod upload;
 
+pub use dead_letter::as_run_attempt;
 pub use engine::{Engine, EngineOptions, Progress};
 pub use error::{TransferError, TransferErrorKind};
 pub use local::hash_file;

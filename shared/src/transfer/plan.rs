@@ -34,6 +34,10 @@ pub struct FlowPlan {
     /// Delete the source (local file for uploads, remote file for downloads) once the
     /// delivery is recorded.
     pub delete_after_transfer: bool,
+    /// What happens to the source once the delivery is recorded (see `after_transfer.rs`).
+    pub after_transfer: config::AfterTransfer,
+    /// What happens to a file that failed for good (see `dead_letter.rs`).
+    pub on_failure: config::OnFailure,
     /// Replace a file already under the same name at the destination.
     pub overwrite: bool,
     /// Take links to regular files inside the local folder.
@@ -95,6 +99,8 @@ impl FlowPlan {
             min_file_age: flow.min_file_age,
             idempotency: flow.idempotency_mode,
             delete_after_transfer: flow.delete_after_transfer,
+            after_transfer: flow.after_transfer.clone(),
+            on_failure: flow.on_failure.clone(),
             overwrite: flow.overwrite,
             follow_links: flow.follow_links,
             retry: RetryPolicy {

@@ -227,6 +227,10 @@ pub struct FileReport {
     /// Set when this run deleted the file's source (the flow's `delete_after_*`).
     #[serde(skip)]
     pub source_deleted: bool,
+    /// Where this run moved the file's source (`after_upload: archive`,
+    /// `after_download: move`).
+    #[serde(skip)]
+    pub source_moved_to: Option<String>,
 }
 
 impl FileReport {
@@ -246,6 +250,7 @@ impl FileReport {
             error: Some(reason),
             idempotency_key: None,
             source_deleted: false,
+            source_moved_to: None,
         }
     }
 
@@ -265,6 +270,7 @@ impl FileReport {
             error: Some(error),
             idempotency_key: None,
             source_deleted: false,
+            source_moved_to: None,
         }
     }
 }
@@ -282,6 +288,8 @@ pub(crate) struct RowDraft {
     pub idempotency_key: Option<String>,
     /// Set once the source was deleted.
     pub source_deleted: bool,
+    /// Set once the source was moved (archived, or to the partner's processed folder).
+    pub source_moved_to: Option<String>,
     /// The source's path (local for an upload, remote for a download).
     source: String,
     /// Where the file is delivered, once it is.
@@ -311,6 +319,7 @@ impl RowDraft {
             recovery: None,
             idempotency_key: None,
             source_deleted: false,
+            source_moved_to: None,
             source,
             delivered_to: None,
             direction,
@@ -342,6 +351,12 @@ impl RowDraft {
         self
     }
 
+    /// Notes where the source went, when it was moved rather than deleted.
+    pub fn moved_source(mut self, to: Option<String>) -> Self {
+        self.source_moved_to = to;
+        self
+    }
+
     fn finish(self, outcome: Outcome, error: Option<FileError>) -> FileReport {
         let (remote_path, local_path) = match self.direction {
             Direction::Upload => (self.delivered_to, Some(self.source)),
@@ -361,6 +376,7 @@ impl RowDraft {
             error,
             idempotency_key: self.idempotency_key,
             source_deleted: self.source_deleted,
+            source_moved_to: self.source_moved_to,
         }
     }
 
@@ -627,6 +643,7 @@ mod tests {
             error: None,
             idempotency_key: None,
             source_deleted: false,
+            source_moved_to: None,
         }
     }
 

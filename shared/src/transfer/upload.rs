@@ -13,7 +13,8 @@
 //!    step 1 fails here and stays.
 //! 4. **Commit**: the intent, written only while the claim is still ours, then the rename.
 //! 5. **Record** the delivery (which also removes the intent and releases the claim).
-//! 6. **Tidy up**: delete the local file if the flow says so; a failure is reported.
+//! 6. **Tidy up**: delete or archive the local file if the flow says so (`after_transfer.rs`);
+//!    a failure is reported.
 
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use tracing::{Instrument, field::Empty, info, info_span};
 
 use super::commit::{self, Located};
 use super::context::{RunContext, store_failure};
-use super::local::{hash_file, remove_file};
+use super::local::hash_file;
 use super::report::{FileError, FileErrorKind, FileReport, RowDraft};
 use super::selection::LocalFile;
 use crate::config::IdempotencyMode;
@@ -51,6 +52,11 @@ pub(crate) async fn upload_file(ctx: &RunContext<'_>, file: LocalFile) -> FileRe
         .instrument(span.clone())
         .await;
     super::record_on_span(&span, &row);
+    let source = super::dead_letter::Source::Local(&file.path);
+    // Boxed like the steps: moving to the error folder is a rare, deep state machine.
+    Box::pin(super::dead_letter::after_failure(ctx, &row, source))
+        .instrument(span.clone())
+        .await;
     super::audit::record_row(ctx, &span, &row).await;
     row
 }
@@ -123,8 +129,11 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
             Ok(ClaimOutcome::AlreadyDelivered(record)) => {
                 info!(delivered_to = %printable(&record.remote_path), by_run = %record.flow_run_id, "already delivered");
                 let row = row.earlier(&record).delivered_to(record.remote_path);
-                return match delete_source(ctx, file).await {
-                    Ok(deleted) => row.deleted_source(deleted).duplicate(),
+                return match super::after_transfer::tidy_local(ctx, file).await {
+                    Ok(tidied) => row
+                        .deleted_source(tidied.deleted())
+                        .moved_source(tidied.moved_to())
+                        .duplicate(),
                     Err(err) => row.failed_after_delivery(err),
                 };
             }
@@ -225,8 +234,11 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
     crash_point::reached(CrashPoint::Recorded);
 
     // 6. Tidy up.
-    let row = match delete_source(ctx, file).await {
-        Ok(deleted) => row.deleted_source(deleted).transferred(),
+    let row = match super::after_transfer::tidy_local(ctx, file).await {
+        Ok(tidied) => row
+            .deleted_source(tidied.deleted())
+            .moved_source(tidied.moved_to())
+            .transferred(),
         Err(err) => row.failed_after_delivery(err),
     };
     crash_point::reached(CrashPoint::SourceDeleted);
@@ -345,23 +357,6 @@ fn staged_of(intent: &CommitIntent) -> StagedUpload {
         temp_path: intent.temp_path.clone(),
         final_path: intent.final_path.clone(),
     }
-}
-
-/// Deletes the local source when the flow says so (`delete_after_upload`): true when it
-/// did.
-async fn delete_source(ctx: &RunContext<'_>, file: &LocalFile) -> Result<bool, FileError> {
-    if !ctx.plan.delete_after_transfer {
-        return Ok(false);
-    }
-    remove_file(&file.path).await.map(|()| true).map_err(|err| {
-        FileError::permanent(
-            FileErrorKind::DeleteSourceFailed,
-            format!(
-                "delivered, but the local file {} could not be deleted: {err}",
-                file.path.display()
-            ),
-        )
-    })
 }
 
 /// Where a selected file goes on the partner: its subdirectories (from `**` patterns) are
