@@ -225,6 +225,8 @@ async fn the_endpoint_keeps_its_openapi_contract_under_generated_requests() {
         let reports = reports.path().to_owned();
         move || {
             Command::new(schemathesis)
+                // Its example cache goes to the scratch folder, not into the repository.
+                .current_dir(&reports)
                 .arg("--config-file")
                 .arg(&config)
                 .arg("run")
