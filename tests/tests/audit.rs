@@ -433,7 +433,7 @@ async fn a_record_redis_does_not_take_is_kept_and_written_once_in_order_when_it_
     );
     let mut files = Vec::new();
     read(&trail, "f", &Filter::default(), |r| {
-        files.push(r.record.file);
+        files.push(r.record.event.file);
         Ok(())
     })
     .await
@@ -478,7 +478,7 @@ async fn trail_of(engine: &ferry_shared::transfer::Engine) -> Vec<(String, Strin
     assert!(matches!(verdict, Verdict::Intact { .. }), "{verdict:?}");
     let mut rows = Vec::new();
     read(&trail, "f", &Filter::default(), |r| {
-        let r = r.record;
+        let r = r.record.event;
         rows.push((
             r.file,
             r.outcome.as_str().to_owned(),

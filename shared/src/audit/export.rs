@@ -25,8 +25,8 @@ pub struct Filter {
 
 impl Filter {
     fn keeps(&self, record: &AuditRecord) -> bool {
-        self.file.as_ref().is_none_or(|f| *f == record.file)
-            && self.since.is_none_or(|since| record.time >= since)
+        self.file.as_ref().is_none_or(|f| *f == record.event.file)
+            && self.since.is_none_or(|since| record.event.time >= since)
     }
 }
 
@@ -48,11 +48,11 @@ pub struct ExportedRecord {
 impl ExportedRecord {
     /// One line for people: time, seq, outcome, file, size, hash, run, worker, error.
     pub fn human_line(&self) -> String {
-        let r = &self.record;
+        let (seq, r) = (self.record.seq, &self.record.event);
         let mut line = format!(
             "{}  #{}  {:<20}  {}  {} B",
             r.time.to_rfc3339_opts(SecondsFormat::Nanos, true),
-            r.seq,
+            seq,
             r.outcome.as_str(),
             crate::ftps::printable(&r.file),
             r.size,

@@ -81,9 +81,10 @@ pub enum AuditDirection {
 }
 
 /// The event itself, before it has a place in the chain (what the engine hands over).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    /// When it happened.
+    /// When it happened (UTC, nanoseconds).
+    #[serde(serialize_with = "time_ns", deserialize_with = "parse_time")]
     pub time: DateTime<Utc>,
     /// The flow.
     pub flow: String,
@@ -118,70 +119,23 @@ pub struct AuditEvent {
 }
 
 /// One record of a flow's audit trail: the event, its place (`seq`) and its link (`prev`).
+/// Stored as one flat JSON object (`seq`, `prev`, then the event's fields).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// Position in the flow's chain: 1 for the first record ever written, +1 for each next.
     pub seq: u64,
     /// SHA-256 (hex) of the previous record's stored bytes; 64 zeros for the first.
     pub prev: String,
-    /// When it happened (UTC, nanoseconds).
-    #[serde(serialize_with = "time_ns", deserialize_with = "parse_time")]
-    pub time: DateTime<Utc>,
-    /// The flow.
-    pub flow: String,
-    /// The flow's partner.
-    pub partner: String,
-    /// Which way.
-    pub direction: AuditDirection,
-    /// The flow-run.
-    pub run_id: String,
-    /// The flow-run's trace, when one is exported.
-    pub trace_id: Option<String>,
-    /// The worker.
-    pub worker: String,
-    /// The file's name.
-    pub file: String,
-    /// The local path.
-    pub local_path: Option<String>,
-    /// The remote path.
-    pub remote_path: Option<String>,
-    /// Size in bytes.
-    pub size: u64,
-    /// SHA-256 of the content, when known.
-    pub sha256: Option<String>,
-    /// The idempotency key.
-    pub idempotency_key: Option<String>,
-    /// What happened.
-    pub outcome: AuditOutcome,
-    /// The error's kind.
-    pub error_kind: Option<String>,
-    /// The redacted message.
-    pub message: Option<String>,
+    /// The event (its message redacted).
+    #[serde(flatten)]
+    pub event: AuditEvent,
 }
 
 impl AuditRecord {
     /// `event` at position `seq`, linked to `prev`.
-    pub fn new(event: AuditEvent, seq: u64, prev: String) -> Self {
-        AuditRecord {
-            seq,
-            prev,
-            time: event.time,
-            flow: event.flow,
-            partner: event.partner,
-            direction: event.direction,
-            run_id: event.run_id,
-            trace_id: event.trace_id,
-            worker: event.worker,
-            file: event.file,
-            local_path: event.local_path,
-            remote_path: event.remote_path,
-            size: event.size,
-            sha256: event.sha256,
-            idempotency_key: event.idempotency_key,
-            outcome: event.outcome,
-            error_kind: event.error_kind,
-            message: event.message.map(|m| redact(&m)),
-        }
+    pub fn new(mut event: AuditEvent, seq: u64, prev: String) -> Self {
+        event.message = event.message.map(|m| redact(&m));
+        AuditRecord { seq, prev, event }
     }
 
     /// The canonical bytes (see the module docs).

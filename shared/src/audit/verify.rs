@@ -219,7 +219,7 @@ impl Walk<'_> {
             return Some(broken(None, None, BreakKind::Unreadable));
         };
         let seq = Some(record.seq);
-        let file = Some(record.file.clone());
+        let file = Some(record.event.file.clone());
         if record_hash(&entry.record) != entry.hash {
             return Some(broken(seq, file, BreakKind::HashMismatch));
         }
