@@ -34,7 +34,7 @@
 
 use std::fmt;
 
-use opentelemetry_otlp::{MetricExporter, Protocol, SpanExporter, WithExportConfig as _};
+use opentelemetry_otlp::{MetricExporter, Protocol, SpanExporter, WithExportConfig};
 
 use super::TelemetryError;
 
@@ -187,24 +187,20 @@ impl Export {
         self.check_runtime()?;
         let url = self.url();
         let built = match self.protocol {
-            OtlpProtocol::HttpProtobuf => {
-                let builder = SpanExporter::builder()
+            OtlpProtocol::HttpProtobuf => at(
+                SpanExporter::builder()
                     .with_http()
-                    .with_protocol(Protocol::HttpBinary);
-                match url {
-                    Some(url) => builder.with_endpoint(url).build(),
-                    None => builder.build(),
-                }
-            }
-            OtlpProtocol::Grpc => {
-                let builder = SpanExporter::builder()
+                    .with_protocol(Protocol::HttpBinary),
+                url,
+            )
+            .build(),
+            OtlpProtocol::Grpc => at(
+                SpanExporter::builder()
                     .with_tonic()
-                    .with_protocol(Protocol::Grpc);
-                match url {
-                    Some(url) => builder.with_endpoint(url).build(),
-                    None => builder.build(),
-                }
-            }
+                    .with_protocol(Protocol::Grpc),
+                url,
+            )
+            .build(),
         };
         built.map_err(|source| self.build_error(source))
     }
@@ -214,24 +210,20 @@ impl Export {
         self.check_runtime()?;
         let url = self.url();
         let built = match self.protocol {
-            OtlpProtocol::HttpProtobuf => {
-                let builder = MetricExporter::builder()
+            OtlpProtocol::HttpProtobuf => at(
+                MetricExporter::builder()
                     .with_http()
-                    .with_protocol(Protocol::HttpBinary);
-                match url {
-                    Some(url) => builder.with_endpoint(url).build(),
-                    None => builder.build(),
-                }
-            }
-            OtlpProtocol::Grpc => {
-                let builder = MetricExporter::builder()
+                    .with_protocol(Protocol::HttpBinary),
+                url,
+            )
+            .build(),
+            OtlpProtocol::Grpc => at(
+                MetricExporter::builder()
                     .with_tonic()
-                    .with_protocol(Protocol::Grpc);
-                match url {
-                    Some(url) => builder.with_endpoint(url).build(),
-                    None => builder.build(),
-                }
-            }
+                    .with_protocol(Protocol::Grpc),
+                url,
+            )
+            .build(),
         };
         built.map_err(|source| self.build_error(source))
     }
@@ -290,6 +282,15 @@ pub(crate) fn signal_url(base: &str, path: &str) -> String {
         base.to_owned()
     } else {
         format!("{base}{path}")
+    }
+}
+
+/// `builder` sent to `url` when the settings give one; otherwise the exporter reads the
+/// `OTEL_EXPORTER_OTLP_*` endpoint variables itself.
+fn at<B: WithExportConfig>(builder: B, url: Option<String>) -> B {
+    match url {
+        Some(url) => builder.with_endpoint(url),
+        None => builder,
     }
 }
 
