@@ -365,6 +365,17 @@ impl Fleet {
         Ok(())
     }
 
+    /// Spawns `ferry-worker consume` and waits (up to `timeout`) until it consumes.
+    pub async fn spawn_consuming_worker(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<FleetProcess> {
+        let mut worker = self.spawn_worker(name)?;
+        worker.wait_for_event(LogEvent::Consuming, timeout).await?;
+        Ok(worker)
+    }
+
     /// Spawns `ferry-scheduler` (the tick loop) with its own metrics port.
     pub fn spawn_scheduler(&self, name: &str) -> anyhow::Result<FleetProcess> {
         let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));

@@ -664,11 +664,10 @@ async fn undecodable_and_unknown_messages_are_dead_lettered_and_the_worker_carri
         .await
         .expect("fleet");
     let sent = write_batch(&fleet, "ok", 0, 3);
-    let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker
-        .wait_for_event(LogEvent::Consuming, START)
+    let mut worker = fleet
+        .spawn_consuming_worker("worker", START)
         .await
-        .unwrap();
+        .expect("a consuming worker");
     let broker = fleet.broker().await.expect("broker");
     let publisher = broker.publisher(PublisherOptions::default());
     let none = Headers::new();
@@ -759,11 +758,10 @@ async fn undecodable_and_unknown_messages_are_dead_lettered_and_the_worker_carri
 /// worker consumes: the opening of the tests that watch one run's fate.
 async fn one_file_and_a_manual_run(fleet: &Fleet) -> (FleetProcess, Broker, FlowRunMessage) {
     write_batch(fleet, "x", 0, 1);
-    let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker
-        .wait_for_event(LogEvent::Consuming, START)
+    let worker = fleet
+        .spawn_consuming_worker("worker", START)
         .await
-        .unwrap();
+        .expect("a consuming worker");
     let message = fleet.publish_manual_run().await.expect("publish");
     let broker = fleet.broker().await.expect("broker");
     (worker, broker, message)

@@ -119,11 +119,10 @@ async fn the_worker_serves_prometheus_metrics_of_its_runs_without_file_names() {
         .unwrap()
         .as_secs_f64();
 
-    let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker
-        .wait_for_event(LogEvent::Consuming, START)
+    let mut worker = fleet
+        .spawn_consuming_worker("worker", START)
         .await
-        .unwrap();
+        .expect("a consuming worker");
 
     // Before any run: the page is served, and no run is counted.
     let (_, idle) = scrape(&worker);
@@ -278,11 +277,10 @@ async fn prometheus_scrapes_the_worker_and_answers_dashboard_and_alert_queries()
             .write_local(&format!("batch-{n}.xml"), &noise(*size, rand::random()))
             .expect("write local file");
     }
-    let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker
-        .wait_for_event(LogEvent::Consuming, START)
+    let mut worker = fleet
+        .spawn_consuming_worker("worker", START)
         .await
-        .unwrap();
+        .expect("a consuming worker");
     let prometheus = PrometheusServer::start(&[worker.health.expect("health address")])
         .await
         .expect("prometheus");
@@ -393,11 +391,10 @@ async fn metrics_are_pushed_over_otlp_and_flushed_when_the_worker_stops() {
             .write_local(&format!("pushed-{n}.xml"), &noise(*size, rand::random()))
             .expect("write local file");
     }
-    let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker
-        .wait_for_event(LogEvent::Consuming, START)
+    let mut worker = fleet
+        .spawn_consuming_worker("worker", START)
         .await
-        .unwrap();
+        .expect("a consuming worker");
     fleet.publish_manual_run().await.expect("publish");
     scrape_after_runs(&worker, "success", 1.0).await;
     // The export period is a minute: what arrives now is the push at shutdown.

@@ -102,11 +102,10 @@ async fn a_transfer_refused_once_is_retried_and_the_partner_metrics_follow_the_s
     fleet
         .write_local("refused-once.xml", &noise(2_048, 7))
         .expect("write local file");
-    let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker
-        .wait_for_event(LogEvent::Consuming, START)
+    let mut worker = fleet
+        .spawn_consuming_worker("worker", START)
         .await
-        .unwrap();
+        .expect("a consuming worker");
     fleet.publish_manual_run().await.expect("publish");
 
     let (text, page) = scrape_until(&worker, "a successful run", |page| {
@@ -216,11 +215,10 @@ async fn a_partner_refusing_every_connection_counts_retries_failures_and_the_dea
     fleet
         .write_local("never-sent.xml", &noise(1_000, 9))
         .expect("write local file");
-    let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker
-        .wait_for_event(LogEvent::Consuming, START)
+    let mut worker = fleet
+        .spawn_consuming_worker("worker", START)
         .await
-        .unwrap();
+        .expect("a consuming worker");
     fleet.publish_manual_run().await.expect("publish");
 
     let (text, page) = scrape_until(&worker, "the dead letter", |page| {
@@ -295,11 +293,10 @@ async fn a_malformed_message_is_dead_lettered_by_reason_and_raises_the_alert() {
     let fleet = Fleet::start("metrics-dead", FleetOptions::default())
         .await
         .expect("fleet");
-    let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker
-        .wait_for_event(LogEvent::Consuming, START)
+    let mut worker = fleet
+        .spawn_consuming_worker("worker", START)
         .await
-        .unwrap();
+        .expect("a consuming worker");
     let prometheus = PrometheusServer::start_with_rules(
         &[worker.health.expect("health address")],
         &[&alert_rules()],
@@ -453,11 +450,10 @@ async fn a_vault_outage_between_runs_is_counted_as_a_stale_value_served() {
     fleet
         .write_local("before.xml", &noise(512, 1))
         .expect("write local file");
-    let mut worker = fleet.spawn_worker("worker").expect("worker");
-    worker
-        .wait_for_event(LogEvent::Consuming, START)
+    let mut worker = fleet
+        .spawn_consuming_worker("worker", START)
         .await
-        .unwrap();
+        .expect("a consuming worker");
     let successes = |runs: f64| {
         move |page: &Exposition| {
             page.sum(
