@@ -13,6 +13,7 @@ use ferry_shared::message::Trigger;
 use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess};
 use ferry_tests::http_client::{HttpAnswer, request};
 use ferry_tests::ports::free_port;
+use ferry_tests::rabbitmq::RabbitNode;
 use ferry_tests::tools::find_tool;
 
 /// The token the tests configure (through a `file:` reference).
@@ -27,16 +28,19 @@ struct TriggerFleet {
 }
 
 async fn trigger_fleet(test: &str) -> TriggerFleet {
+    trigger_fleet_with(test, FleetOptions::default(), "").await
+}
+
+/// [`trigger_fleet`] with `options` and more `ferry.yaml` (`settings`).
+async fn trigger_fleet_with(test: &str, options: FleetOptions, settings: &str) -> TriggerFleet {
     let token_dir = tempfile::tempdir().unwrap();
     let token_file = token_dir.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let fleet = Fleet::start(test, FleetOptions::default())
-        .await
-        .expect("fleet");
+    let fleet = Fleet::start(test, options).await.expect("fleet");
     fleet
         .append_settings(&format!(
-            "http_trigger:\n  listen: {addr}\n  token: file:{}\n",
+            "http_trigger:\n  listen: {addr}\n  token: file:{}\n{settings}",
             token_file.display()
         ))
         .expect("trigger settings");
@@ -204,6 +208,68 @@ async fn a_post_queues_one_run_with_the_callers_files_event_and_trace_and_bad_re
         .stop(Duration::from_secs(30))
         .await
         .expect("the scheduler stops");
+}
+
+/// RabbitMQ down: the trigger answers 503 with `Retry-After` (never 202 for a run it could
+/// not queue, never a 500), and nothing of that request reaches the queue later. Back up, the
+/// next request is queued exactly once.
+#[tokio::test]
+async fn with_rabbitmq_down_a_request_gets_503_and_is_never_queued_and_the_next_one_is() {
+    let mut node = tokio::task::spawn_blocking(RabbitNode::start)
+        .await
+        .expect("join")
+        .expect("private RabbitMQ node");
+    let mut bed = trigger_fleet_with(
+        "http-trigger-broker-down",
+        FleetOptions {
+            broker_url: Some(node.url()),
+            ..FleetOptions::default()
+        },
+        "scheduler:\n  publish_give_up: 2s\n",
+    )
+    .await;
+    node = tokio::task::spawn_blocking(move || node.kill().map(|()| node))
+        .await
+        .expect("join")
+        .expect("RabbitMQ stopped");
+
+    let refused = bed.post(
+        "/v1/flows/f/runs",
+        &[JSON],
+        r#"{"upstream_id": "while-down"}"#,
+    );
+    assert_eq!(problem_status(&refused), 503, "{refused:?}");
+    assert!(refused.headers.contains_key("retry-after"), "{refused:?}");
+
+    node = tokio::task::spawn_blocking(move || node.boot().map(|()| node))
+        .await
+        .expect("join")
+        .expect("RabbitMQ back");
+    // The publisher reconnects on the next request; retry as a caller told 503 would.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let accepted = loop {
+        let answer = bed.post("/v1/flows/f/runs", &[JSON], r#"{"upstream_id": "after"}"#);
+        if answer.status == 202 {
+            break answer.json().unwrap();
+        }
+        assert_eq!(problem_status(&answer), 503, "{answer:?}");
+        assert!(tokio::time::Instant::now() < deadline, "{answer:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let queued = bed.fleet.drain_work_queue().await;
+    assert_eq!(queued.len(), 1, "only the accepted run: {queued:?}");
+    assert_eq!(queued[0].flow_run_id.to_string(), accepted["flow_run_id"]);
+    assert_eq!(
+        queued[0].trigger,
+        Trigger::Event {
+            upstream_id: "after".into()
+        }
+    );
+    bed.scheduler
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("the scheduler stops");
+    drop(node);
 }
 
 fn repo() -> PathBuf {
