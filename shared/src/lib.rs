@@ -13,6 +13,7 @@
 //! | [`message`]   | the versioned flow-run message                                 |
 //! | [`broker`]    | RabbitMQ topology, publishing with confirms, consuming         |
 //! | [`ops_http`]  | `/healthz`, `/readyz` and `/metrics` of both binaries           |
+//! | [`run_requests`] | where a requested run goes: RabbitMQ, or the local run queue |
 //! | [`telemetry`] | tracing subscriber, OpenTelemetry export, propagation          |
 //! | [`startup`]   | a binary's connections at start, built from the configuration  |
 //! | [`transfer`]  | the flow-run engine that composes the modules above           |
@@ -28,6 +29,7 @@ pub mod http_trigger;
 pub mod idempotency;
 pub mod message;
 pub mod ops_http;
+pub mod run_requests;
 pub mod secrets;
 pub mod startup;
 pub mod telemetry;

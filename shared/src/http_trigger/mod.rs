@@ -33,7 +33,6 @@ pub mod body;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -49,38 +48,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tracing::Instrument as _;
 
-use crate::broker::{Headers, Publisher};
 use crate::config::Config;
 use crate::message::FlowRunMessage;
+pub use crate::run_requests::{QueueUnavailable, RunRequests};
 use crate::secrets::{Resolver, SecretRef};
 use crate::telemetry;
-
-/// Where a requested run goes: the broker in a fleet, the local run queue on a single node.
-pub trait RunRequests: Send + Sync + 'static {
-    /// Queues `message`, with `headers` (the trace context); `Ok` once it is durably queued.
-    fn request(
-        &self,
-        message: &FlowRunMessage,
-        headers: &Headers,
-    ) -> impl Future<Output = Result<(), QueueUnavailable>> + Send;
-}
-
-/// The run could not be queued now (answered `503`, with the reason).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("the run could not be queued: {0}")]
-pub struct QueueUnavailable(pub String);
-
-impl RunRequests for Publisher {
-    async fn request(
-        &self,
-        message: &FlowRunMessage,
-        headers: &Headers,
-    ) -> Result<(), QueueUnavailable> {
-        self.publish(message, headers)
-            .await
-            .map_err(|error| QueueUnavailable(error.to_string()))
-    }
-}
 
 /// The endpoint's state: the flows it knows, the token it asks for, where runs go.
 pub struct HttpTrigger<R> {

@@ -86,6 +86,19 @@ pub enum IdempotencyError {
         /// Why the lease is considered lost.
         reason: String,
     },
+
+    /// The embedded store's database file refused an operation.
+    #[error("the embedded store ({path}) failed during {op}: {detail}")]
+    Embedded {
+        /// The database file.
+        path: String,
+        /// The store operation that failed.
+        op: &'static str,
+        /// SQLite's error.
+        detail: String,
+        /// Whether a retry may help (busy, locked, full disk, I/O error).
+        transient: bool,
+    },
 }
 
 impl IdempotencyError {
@@ -97,6 +110,10 @@ impl IdempotencyError {
             Self::Serialization { .. } => ErrorKind::Serialization,
             Self::Config { .. } => ErrorKind::Config,
             Self::LeaseLost { .. } => ErrorKind::LeaseLost,
+            Self::Embedded {
+                transient: true, ..
+            } => ErrorKind::Unavailable,
+            Self::Embedded { .. } => ErrorKind::Protocol,
         }
     }
 

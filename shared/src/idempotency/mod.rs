@@ -74,6 +74,7 @@ mod config;
 mod connection;
 mod coverage;
 mod durability;
+pub mod embedded;
 mod error;
 mod flow_lock;
 pub mod intent;
