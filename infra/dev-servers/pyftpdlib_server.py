@@ -39,6 +39,7 @@ QUIRKS = {
     "its files after the (hostile) replies it wants",
     "stor-450-once": "the first STOR the server receives answers 450 (a transient refusal); "
     "every later one is served",
+    "xsha256-lies": "FEAT lists XSHA256, which answers a SHA-256 of zeros whatever the file",
 }
 
 
@@ -197,6 +198,21 @@ def handler_class(args):
                     self.respond("450 Requested file action not taken: file busy, try again.")
                     return
                 return base.ftp_STOR(self, file, mode)
+
+        if "xsha256-lies" in quirks:
+            proto_cmds = {
+                **base.proto_cmds,
+                "XSHA256": dict(
+                    perm="r", auth=True, arg=True, help="Syntax: XSHA256 <SP> file-name."
+                ),
+            }
+
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self._extra_feats.append("XSHA256")
+
+            def ftp_XSHA256(self, path):
+                self.respond("250 " + "0" * 64)
 
         if "mlsd-refused" in quirks:
 

@@ -302,6 +302,7 @@ mod tests {
             holder: None,
             attempts: 1,
             recovery: None,
+            verified: None,
             error,
             idempotency_key: None,
             source_deleted: false,

@@ -23,6 +23,7 @@ use super::error::{FtpsError, FtpsErrorKind};
 use super::passive::PassivePolicy;
 use super::tls_session_reuse::{TlsConnector, TlsObservations};
 use super::trust::{self, CertificateSummary, SeenLeaf};
+use super::verify::HashCommand;
 use crate::telemetry::metrics::partner::PartnerMetrics;
 
 /// One step of connecting or probing, reported to a callback (see `probe.rs`).
@@ -240,11 +241,15 @@ async fn steps(
     // FEAT: optional; a server without it gets LIST and no SIZE check.
     let feat = conn.command("FEAT", "FEAT").await?;
     let features = if feat.code == 211 {
-        let names: Vec<String> = feat
+        let feature_lines: Vec<&str> = feat
             .lines
             .iter()
             .skip(1)
             .filter(|l| l.starts_with(' '))
+            .map(|l| l.trim())
+            .collect();
+        let names: Vec<String> = feature_lines
+            .iter()
             .filter_map(|l| l.split_whitespace().next())
             .map(|w| w.to_ascii_uppercase())
             .collect();
@@ -259,6 +264,11 @@ async fn steps(
             mlsd: learned.mlsd && (has("MLSD") || has("MLST")),
             size: has("SIZE"),
             mdtm: has("MDTM"),
+            // `HASH` (SHA-256 listed) is preferred to `XSHA256`: it is the documented one.
+            hash: feature_lines
+                .iter()
+                .filter_map(|l| HashCommand::from_feat_line(l))
+                .min_by_key(|c| *c != HashCommand::Hash),
         }
     } else {
         on_step(ProbeStep {
@@ -271,6 +281,7 @@ async fn steps(
         mlsd = features.mlsd,
         size = features.size,
         mdtm = features.mdtm,
+        hash = ?features.hash,
         "session ready"
     );
     Ok(conn.with_features(features))

@@ -11,6 +11,7 @@ use super::data::{DataChannel, DataSetup};
 use super::error::FtpsError;
 use super::reply::Response;
 use super::tls_session_reuse::TlsObservations;
+use super::verify::HashCommand;
 use crate::telemetry::metrics::partner::SessionOpen;
 
 /// What the server offers, from `FEAT`.
@@ -22,6 +23,8 @@ pub(crate) struct Features {
     pub(crate) size: bool,
     /// `MDTM` (a file's modification time to the second).
     pub(crate) mdtm: bool,
+    /// A command that hashes a stored file with SHA-256 (`HASH`, `XSHA256`; see `verify.rs`).
+    pub(crate) hash: Option<HashCommand>,
 }
 
 /// One step of work over a connection: an upload, a download, a listing, a rename...

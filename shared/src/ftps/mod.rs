@@ -79,6 +79,7 @@ mod tls_session_reuse;
 mod tls_stream;
 mod trust;
 mod upload;
+mod verify;
 
 pub use commands::RemoteFile;
 pub use config::{
@@ -102,3 +103,4 @@ pub use trust::{
     parse_fingerprint, sha256_fingerprint,
 };
 pub use upload::{StagedUpload, UploadOptions, Uploaded};
+pub use verify::Verified;

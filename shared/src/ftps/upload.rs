@@ -5,8 +5,8 @@
 //! (`pipeline.rs`) that hashes each buffer (SHA-256) in the same pass while the previous one
 //! is encrypted and sent. The data goes to a hidden temporary name in the target directory
 //! (`paths.rs`); only after the server confirmed the transfer (226), the bytes sent match the
-//! file's size (and the caller's expected hash), and, where the server offers `SIZE`, the
-//! stored size equals the bytes sent, is it renamed to its final name (`rename.rs`). Any
+//! file's size (and the caller's expected hash), and the stored file passed the strongest
+//! check the server offers (its SHA-256, else its size: `verify.rs`), is it renamed to its final name (`rename.rs`). Any
 //! failure deletes the temporary file (best effort). The hash returned is the hash of the
 //! bytes sent: it is the one the flow records.
 //!
@@ -22,7 +22,6 @@ use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
 use super::classify::{ReplyTo, from_net_io};
-use super::commands::size;
 use super::connection::{Connection, Operation};
 use super::control::check_line;
 use super::data::DataChannel;
@@ -30,6 +29,7 @@ use super::error::{FtpsError, FtpsErrorKind};
 use super::paths::{join_remote, remote_file, temp_name};
 use super::pipeline::{FileReader, open_no_follow};
 use super::rename::{RenamePolicy, rename};
+use super::verify::{Verified, verify_stored};
 use crate::crash_point::{self, CrashPoint};
 
 /// How an upload treats the content and an existing file.
@@ -53,6 +53,8 @@ pub struct StagedUpload {
     pub bytes: u64,
     /// SHA-256 of the bytes sent.
     pub sha256: [u8; 32],
+    /// How the stored file was checked on the partner (`verify.rs`).
+    pub verified: Verified,
     /// The temporary remote path the data is under.
     pub temp_path: String,
     /// The final remote path it is to get.
@@ -66,6 +68,8 @@ pub struct Uploaded {
     pub bytes: u64,
     /// SHA-256 of the bytes sent.
     pub sha256: [u8; 32],
+    /// How the stored file was checked on the partner before its rename.
+    pub verified: Verified,
     /// The final remote path.
     pub remote_path: String,
 }
@@ -182,22 +186,14 @@ impl Operation for Upload<'_> {
             );
             return Err(discard(conn, &temp_path, e).await);
         }
-        match size(conn, &step, &temp_path).await {
-            Ok(Some(stored)) if stored != bytes => {
-                let e = FtpsError::new(
-                    FtpsErrorKind::Protocol,
-                    &step,
-                    format!("the server stored {stored} bytes, ferry sent {bytes}"),
-                )
-                .transient(true);
-                return Err(discard(conn, &temp_path, e).await);
-            }
-            Ok(_) => {}
+        let verified = match verify_stored(conn, &step, &temp_path, bytes, &sha256).await {
+            Ok(verified) => verified,
             Err(e) => return Err(discard(conn, &temp_path, e).await),
-        }
+        };
         Ok(StagedUpload {
             bytes,
             sha256,
+            verified,
             temp_path,
             final_path,
         })
@@ -228,6 +224,7 @@ impl Operation for CommitUpload<'_> {
         Ok(Uploaded {
             bytes: staged.bytes,
             sha256: staged.sha256,
+            verified: staged.verified,
             remote_path: staged.final_path.clone(),
         })
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 
-use crate::ftps::{FtpsErrorKind, printable};
+use crate::ftps::{FtpsErrorKind, Verified, printable};
 
 /// Which way a flow moves files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -219,6 +219,10 @@ pub struct FileReport {
     /// Set when this run finished a crashed attempt's delivery of the file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
+    /// For an upload this run renamed into place: how the stored file was checked on the
+    /// partner first (`sha256`, `size` or `none`; see `ftps/verify.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verified>,
     /// Why the file failed or was skipped; `None` unless `outcome` is `failed` or `skipped`.
     pub error: Option<FileError>,
     /// The idempotency key the file was claimed under (for the audit trail).
@@ -247,6 +251,7 @@ impl FileReport {
             holder: None,
             attempts: 0,
             recovery: None,
+            verified: None,
             error: Some(reason),
             idempotency_key: None,
             source_deleted: false,
@@ -267,6 +272,7 @@ impl FileReport {
             holder: None,
             attempts: 0,
             recovery: None,
+            verified: None,
             error: Some(error),
             idempotency_key: None,
             source_deleted: false,
@@ -284,6 +290,7 @@ pub(crate) struct RowDraft {
     pub sha256: Option<String>,
     pub attempts: u32,
     pub recovery: Option<Recovery>,
+    verified: Option<Verified>,
     /// The idempotency key, once known.
     pub idempotency_key: Option<String>,
     /// Set once the source was deleted.
@@ -317,6 +324,7 @@ impl RowDraft {
             sha256: None,
             attempts: 0,
             recovery: None,
+            verified: None,
             idempotency_key: None,
             source_deleted: false,
             source_moved_to: None,
@@ -342,6 +350,12 @@ impl RowDraft {
     /// the local one for a download.
     pub fn delivered_to(mut self, path: impl Into<String>) -> Self {
         self.delivered_to = Some(path.into());
+        self
+    }
+
+    /// How the partner's copy was checked before the rename (uploads).
+    pub fn verified(mut self, verified: Verified) -> Self {
+        self.verified = Some(verified);
         self
     }
 
@@ -373,6 +387,7 @@ impl RowDraft {
             holder: self.holder,
             attempts: self.attempts,
             recovery: self.recovery,
+            verified: self.verified,
             error,
             idempotency_key: self.idempotency_key,
             source_deleted: self.source_deleted,
@@ -640,6 +655,7 @@ mod tests {
             holder: None,
             attempts: 1,
             recovery: None,
+            verified: None,
             error: None,
             idempotency_key: None,
             source_deleted: false,

@@ -29,7 +29,7 @@ use super::selection::LocalFile;
 use crate::config::IdempotencyMode;
 use crate::crash_point::{self, CrashPoint};
 use crate::ftps::{
-    FtpsError, RemoteFile, RenamePolicy, StagedUpload, UploadOptions, Uploaded, printable,
+    FtpsError, RemoteFile, RenamePolicy, StagedUpload, UploadOptions, Uploaded, Verified, printable,
 };
 use crate::idempotency::{Claim, ClaimOutcome, CommitIntent, DeliveryKey, IdempotencyError};
 
@@ -220,7 +220,9 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
         }
     };
     let sha256 = hex::encode(uploaded.sha256);
-    let row = row.delivered_to(uploaded.remote_path.clone());
+    let row = row
+        .delivered_to(uploaded.remote_path.clone())
+        .verified(uploaded.verified);
     crash_point::reached(CrashPoint::Renamed);
 
     // 5. Record.
@@ -267,6 +269,7 @@ async fn commit_upload(
     let uploaded = Uploaded {
         bytes: staged.bytes,
         sha256: staged.sha256,
+        verified: staged.verified,
         remote_path: staged.final_path.clone(),
     };
     if located == Located::InPlace {
@@ -354,6 +357,8 @@ fn staged_of(intent: &CommitIntent) -> StagedUpload {
     StagedUpload {
         bytes: intent.size,
         sha256: intent.sha256_bytes(),
+        // Checked by the crashed attempt before it wrote its intent; not by this run.
+        verified: Verified::None,
         temp_path: intent.temp_path.clone(),
         final_path: intent.final_path.clone(),
     }

@@ -100,6 +100,8 @@ pub enum Quirk {
     MdtmEchoesName,
     /// The first `STOR` the server receives answers 450 (transient); later ones are served.
     StorRefusedOnce,
+    /// `FEAT` lists `XSHA256`, which answers a SHA-256 of zeros whatever the file.
+    Xsha256Lies,
 }
 
 impl Quirk {
@@ -115,6 +117,7 @@ impl Quirk {
             Quirk::CutDownloads => "cut-downloads",
             Quirk::MdtmEchoesName => "mdtm-echoes-name",
             Quirk::StorRefusedOnce => "stor-450-once",
+            Quirk::Xsha256Lies => "xsha256-lies",
         }
     }
 }
