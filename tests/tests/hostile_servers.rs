@@ -119,6 +119,7 @@ async fn a_server_that_will_not_rename_over_a_file_gets_it_replaced_without_a_ga
     let keep = UploadOptions {
         expected_sha256: Some(sha),
         replace_existing: false,
+        preserve_mtime: false,
         part_key: None,
     };
     let e = s

@@ -55,6 +55,10 @@ pub struct Flow {
     /// (`follow_links`, default false; refused in hardened mode). Links that leave the folder
     /// are never followed.
     pub follow_links: bool,
+    /// Keep each file's modification time at the destination (`preserve_mtime`, default
+    /// false): `MFMT` on the partner for uploads (where the server offers it), the remote
+    /// file's time on the local copy for downloads.
+    pub preserve_mtime: bool,
     /// When the scheduler starts this flow; `None` means manual or event-triggered only.
     pub schedule: Option<Schedule>,
     /// Attempts per file, the first included (default `retry.max_attempts`).
@@ -191,6 +195,7 @@ pub(super) const FLOW_KEYS: &[&str] = &[
     "delete_after_download",
     "overwrite",
     "follow_links",
+    "preserve_mtime",
     "schedule_cron",
     "schedule_timezone",
     "max_attempts",
@@ -315,6 +320,9 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
         }
         Some(follow)
     });
+    let preserve_mtime = map
+        .get("preserve_mtime")
+        .map_or(Some(false), |f| f.bool(cx));
     let schedule = read_schedule(cx, map);
     let max_attempts = map
         .get("max_attempts")
@@ -342,6 +350,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
         on_failure: on_failure?,
         overwrite: overwrite?,
         follow_links: follow_links?,
+        preserve_mtime: preserve_mtime?,
         schedule: schedule?,
         max_attempts: max_attempts?,
         min_file_age: min_file_age?,

@@ -264,6 +264,7 @@ async fn steps(
             mlsd: learned.mlsd && (has("MLSD") || has("MLST")),
             size: has("SIZE"),
             mdtm: has("MDTM"),
+            mfmt: has("MFMT"),
             // `HASH` (SHA-256 listed) is preferred to `XSHA256`: it is the documented one.
             hash: feature_lines
                 .iter()

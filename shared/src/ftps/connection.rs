@@ -23,6 +23,8 @@ pub(crate) struct Features {
     pub(crate) size: bool,
     /// `MDTM` (a file's modification time to the second).
     pub(crate) mdtm: bool,
+    /// `MFMT` (set a file's modification time; see `mfmt.rs`).
+    pub(crate) mfmt: bool,
     /// A command that hashes a stored file with SHA-256 (`HASH`, `XSHA256`; see `verify.rs`).
     pub(crate) hash: Option<HashCommand>,
 }

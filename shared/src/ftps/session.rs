@@ -209,6 +209,7 @@ impl Session {
         let options = UploadOptions {
             expected_sha256,
             replace_existing: true,
+            preserve_mtime: false,
             part_key: None,
         };
         self.upload_with(local, remote_dir, remote_name, &options)

@@ -19,13 +19,14 @@
 use std::path::Path;
 
 use tokio::io::AsyncWriteExt;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::classify::{ReplyTo, from_net_io};
 use super::connection::{Connection, Operation};
 use super::control::check_line;
 use super::data::DataChannel;
 use super::error::{FtpsError, FtpsErrorKind};
+use super::mfmt::{MtimeKept, set_modified};
 use super::paths::{join_remote, remote_file, temp_name};
 use super::pipeline::{FileReader, open_no_follow};
 use super::rename::{RenamePolicy, rename};
@@ -40,6 +41,9 @@ pub struct UploadOptions {
     pub expected_sha256: Option<[u8; 32]>,
     /// Replace a file already under the final name (the flow's `overwrite`).
     pub replace_existing: bool,
+    /// Keep the local file's modification time on the partner (`MFMT`, where the server
+    /// offers it: the flow's `preserve_mtime`).
+    pub preserve_mtime: bool,
     /// What names the temporary file: the same key, the same name, so that a retry writes
     /// over a dead attempt's part. `None`: `expected_sha256`, else a random name.
     pub part_key: Option<[u8; 32]>,
@@ -107,15 +111,14 @@ impl Operation for Upload<'_> {
         let opened = tokio::task::spawn_blocking(move || {
             let file =
                 open_no_follow(&local).map_err(|e| (format!("opening {}", local.display()), e))?;
-            let len = file
+            let metadata = file
                 .metadata()
-                .map_err(|e| (format!("reading {}", local.display()), e))?
-                .len();
-            Ok::<_, (String, std::io::Error)>((file, len))
+                .map_err(|e| (format!("reading {}", local.display()), e))?;
+            Ok::<_, (String, std::io::Error)>((file, metadata.len(), metadata.modified().ok()))
         })
         .await
         .map_err(|e| FtpsError::local_io(&step, std::io::Error::other(e)))?;
-        let (file, expected_len) =
+        let (file, expected_len, modified) =
             opened.map_err(|(what, e)| FtpsError::local_io(format!("{step}: {what}"), e))?;
         let expected_sha256 = self.options.expected_sha256;
         let part_key = self.options.part_key.or(expected_sha256);
@@ -190,6 +193,17 @@ impl Operation for Upload<'_> {
             Ok(verified) => verified,
             Err(e) => return Err(discard(conn, &temp_path, e).await),
         };
+        if self.options.preserve_mtime
+            && let Some(modified) = modified
+        {
+            match set_modified(conn, &step, &temp_path, modified).await {
+                Ok(MtimeKept::Kept) => {}
+                Ok(not_kept) => {
+                    warn!(temp = %temp_path, ?not_kept, "the partner did not keep the modification time")
+                }
+                Err(e) => return Err(discard(conn, &temp_path, e).await),
+            }
+        }
         Ok(StagedUpload {
             bytes,
             sha256,

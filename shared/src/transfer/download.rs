@@ -215,6 +215,7 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
     let delivered_to = local_path.display().to_string();
     let row = row.delivered_to(delivered_to.clone());
     crash_point::reached(CrashPoint::Renamed);
+    super::mtime::keep_remote_time(ctx, entry, &remote_path, &local_path).await;
 
     // 5. Record under both keys (claim and content), which releases the claim.
     if let Some(claim) = &claim {
@@ -361,7 +362,10 @@ async fn locate(intent: &CommitIntent) -> Located {
 }
 
 /// The server's `MDTM` time of `path` (`None` when it offers none), with the run's retries.
-async fn exact_time(ctx: &RunContext<'_>, path: &str) -> Result<Option<DateTime<Utc>>, FileError> {
+pub(super) async fn exact_time(
+    ctx: &RunContext<'_>,
+    path: &str,
+) -> Result<Option<DateTime<Utc>>, FileError> {
     let mut attempts = 0;
     let asked = ctx.with_retries(&mut attempts, || async {
         let mut session = ctx.pool.get().await?;

@@ -112,6 +112,7 @@ mod error;
 mod limits;
 mod local;
 mod metrics;
+mod mtime;
 mod partner;
 mod plan;
 mod pool;

@@ -42,6 +42,8 @@ pub struct FlowPlan {
     pub overwrite: bool,
     /// Take links to regular files inside the local folder.
     pub follow_links: bool,
+    /// Keep each file's modification time at the destination.
+    pub preserve_mtime: bool,
     /// Per-file retries of transient errors.
     pub retry: RetryPolicy,
     /// The run's time limit.
@@ -103,6 +105,7 @@ impl FlowPlan {
             on_failure: flow.on_failure.clone(),
             overwrite: flow.overwrite,
             follow_links: flow.follow_links,
+            preserve_mtime: flow.preserve_mtime,
             retry: RetryPolicy {
                 max_attempts: flow.max_attempts,
                 base_delay: retry.base_delay,

@@ -172,6 +172,7 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
             let options = UploadOptions {
                 expected_sha256,
                 replace_existing: ctx.plan.overwrite,
+                preserve_mtime: ctx.plan.preserve_mtime,
                 // `name` mode: the part is named after the delivery key, so a retry after a
                 // crash writes over the same part (the intent may point at it).
                 part_key,
