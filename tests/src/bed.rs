@@ -126,6 +126,25 @@ impl Bed {
         Arc::new(Config::load(dir).unwrap_or_else(|e| panic!("config: {e}")))
     }
 
+    /// [`Bed::config`] with `connection_extra` (lines indented by four spaces, such as
+    /// `    disable_epsv: true\n`) added to the partner's `ftps.connection`.
+    pub fn config_with_connection(
+        &self,
+        flow: &FlowSpec<'_>,
+        connection_extra: &str,
+    ) -> Arc<Config> {
+        self.config(flow, None);
+        let path = self.dir.path().join("partners/partner.yaml");
+        let partner = std::fs::read_to_string(&path).expect("partner");
+        let partner = partner.replacen(
+            "    max_connections: 4\n",
+            &format!("    max_connections: 4\n{connection_extra}"),
+            1,
+        );
+        std::fs::write(&path, partner).expect("partner");
+        Arc::new(Config::load(self.dir.path()).unwrap_or_else(|e| panic!("config: {e}")))
+    }
+
     /// An engine for `flow` (written with [`Bed::config`]) as worker `w1`, with the
     /// test options of [`options`].
     pub async fn engine_for(&self, flow: &FlowSpec<'_>) -> Engine {

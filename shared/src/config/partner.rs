@@ -69,6 +69,15 @@ pub struct FtpsConnection {
     /// The zone of the server's `MDTM` replies (default UTC, as RFC 3659 says; vsftpd with
     /// `use_localtime=YES` answers local time).
     pub mdtm_timezone: Tz,
+    /// Never send `EPSV`, only `PASV` (`disable_epsv`, default false): for servers whose
+    /// `EPSV` answers but leads nowhere (a firewall that only knows `PASV`).
+    pub disable_epsv: bool,
+    /// Never list with `MLSD`, only `LIST` (`disable_mlsd`, default false): for servers that
+    /// list `MLST` in `FEAT` but send broken `MLSD` lines.
+    pub disable_mlsd: bool,
+    /// The most bytes per second this worker moves to and from the partner, all its sessions
+    /// together (`max_bytes_per_second`; default: no cap).
+    pub max_bytes_per_second: Option<u64>,
 }
 
 /// `ftps.auth`.
@@ -196,6 +205,9 @@ const CONNECTION_KEYS: &[&str] = &[
     "data_timeout",
     "listing_timezone",
     "mdtm_timezone",
+    "disable_epsv",
+    "disable_mlsd",
+    "max_bytes_per_second",
 ];
 const TLS_KEYS: &[&str] = &[
     "mode",
@@ -319,6 +331,13 @@ fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>, rules: SecretRules) -> Option<F
     let zone = |cx: &mut Cx<'_>, key: &str| c.get(key).map_or(Some(Tz::UTC), |f| f.timezone(cx));
     let listing_timezone = zone(cx, "listing_timezone");
     let mdtm_timezone = zone(cx, "mdtm_timezone");
+    let disable_epsv = c.get("disable_epsv").map_or(Some(false), |f| f.bool(cx));
+    let disable_mlsd = c.get("disable_mlsd").map_or(Some(false), |f| f.bool(cx));
+    // At least 1 KiB/s: a smaller cap is a typo that would make every transfer time out.
+    let max_bytes_per_second = match c.get("max_bytes_per_second") {
+        None => Some(None),
+        Some(f) => f.int(cx, 1024u64, 1 << 40).map(Some),
+    };
     passive?;
     Some(FtpsConnection {
         host: host?,
@@ -333,6 +352,9 @@ fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>, rules: SecretRules) -> Option<F
         data_timeout: data_timeout?,
         listing_timezone: listing_timezone?,
         mdtm_timezone: mdtm_timezone?,
+        disable_epsv: disable_epsv?,
+        disable_mlsd: disable_mlsd?,
+        max_bytes_per_second: max_bytes_per_second?,
     })
 }
 

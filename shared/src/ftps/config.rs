@@ -48,6 +48,12 @@ pub struct SessionConfig {
     /// The configured partner's id: the `partner` label of the connect, session and
     /// certificate metrics (`telemetry/metrics/partner.rs`). `None` records none.
     pub partner_id: Option<String>,
+    /// The partner's bandwidth cap, shared by its sessions in this process (`bandwidth.rs`);
+    /// `None`: as fast as the network goes.
+    pub bandwidth: Option<std::sync::Arc<super::BandwidthCap>>,
+    /// List with `MLSD` when `FEAT` offers it (default `true`); `false` always uses `LIST`,
+    /// for servers whose `MLSD` is broken although listed.
+    pub use_mlsd: bool,
 }
 
 impl SessionConfig {
@@ -68,6 +74,8 @@ impl SessionConfig {
             mdtm_timezone: Tz::UTC,
             timeouts: Timeouts::default(),
             partner_id: None,
+            bandwidth: None,
+            use_mlsd: true,
         }
     }
 }

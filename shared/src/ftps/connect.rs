@@ -202,7 +202,8 @@ async fn steps(
             ..TlsObservations::default()
         },
         Features::default(),
-    );
+    )
+    .with_bandwidth(cfg.bandwidth.clone());
     conn.accepted("PBSZ/PROT", "PBSZ 0", ReplyTo::Protection)
         .await?;
     conn.accepted("PBSZ/PROT", "PROT P", ReplyTo::Protection)

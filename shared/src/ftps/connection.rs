@@ -7,6 +7,9 @@
 
 use super::classify::{ReplyTo, from_response};
 use super::control::Control;
+use std::sync::Arc;
+
+use super::bandwidth::BandwidthCap;
 use super::data::{DataChannel, DataSetup};
 use super::error::FtpsError;
 use super::reply::Response;
@@ -53,6 +56,8 @@ pub(crate) struct Connection {
     features: Features,
     /// Counts the connection in `ferry_ftps_sessions_open` while it lives.
     open: Option<SessionOpen>,
+    /// The partner's bandwidth cap, drawn from by every data transfer (`bandwidth.rs`).
+    bandwidth: Option<Arc<BandwidthCap>>,
 }
 
 impl Connection {
@@ -68,6 +73,7 @@ impl Connection {
             tls,
             features,
             open: None,
+            bandwidth: None,
         }
     }
 
@@ -75,6 +81,17 @@ impl Connection {
     pub(crate) fn counted(mut self, open: SessionOpen) -> Self {
         self.open = Some(open);
         self
+    }
+
+    /// The same connection, its transfers held to `cap`.
+    pub(crate) fn with_bandwidth(mut self, cap: Option<Arc<BandwidthCap>>) -> Self {
+        self.bandwidth = cap;
+        self
+    }
+
+    /// The partner's bandwidth cap, if it has one.
+    pub(crate) fn bandwidth(&self) -> Option<Arc<BandwidthCap>> {
+        self.bandwidth.clone()
     }
 
     /// The same connection with the features `FEAT` announced.

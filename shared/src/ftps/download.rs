@@ -167,7 +167,7 @@ impl Operation for Download<'_> {
         let guard = TempGuard { path, armed: true };
         let retr = format!("RETR {remote_path}");
         let mut data = conn.open_data(&step, &retr, ReplyTo::ExistingPath).await?;
-        let received = receive(&mut data, file, conn.data_idle(), &step).await;
+        let received = receive(&mut data, file, conn.data_idle(), conn.bandwidth(), &step).await;
         let clean_end = data.ended_cleanly();
         let (bytes, sha256, file) = match received {
             Ok(v) => {
@@ -267,6 +267,7 @@ async fn receive(
     data: &mut DataChannel,
     file: std::fs::File,
     idle: std::time::Duration,
+    cap: Option<std::sync::Arc<super::BandwidthCap>>,
     step: &str,
 ) -> Result<(u64, [u8; 32], std::fs::File), FtpsError> {
     let mut writer = FileWriter::start(file);
@@ -288,7 +289,13 @@ async fn receive(
                     }
                     break 'outer;
                 }
-                Ok(k) => n += k,
+                Ok(k) => {
+                    // Received already: waiting here slows the sender through TCP's window.
+                    if let Some(cap) = &cap {
+                        cap.take(k).await;
+                    }
+                    n += k
+                }
                 Err(e) => {
                     received = Err(e);
                     break 'outer;

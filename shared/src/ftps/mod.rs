@@ -52,6 +52,7 @@
 //! - text from the partner is printed without control or bidi characters;
 //! - secrets are [`Secret`](crate::secrets::Secret)s: never in logs, errors or `Debug`.
 
+mod bandwidth;
 mod classify;
 mod commands;
 mod config;
@@ -82,6 +83,7 @@ mod trust;
 mod upload;
 mod verify;
 
+pub use bandwidth::BandwidthCap;
 pub use commands::RemoteFile;
 pub use config::{
     ListingLimits, ParseTlsSettingError, SessionConfig, Timeouts, TlsMode, TlsSettings, TlsVersion,

@@ -73,7 +73,7 @@ impl Session {
             dirty: false,
             fallback: Tls12Fallback::new(cfg.tls.max_version),
             epsv: cfg.prefer_epsv,
-            mlsd: true,
+            mlsd: cfg.use_mlsd,
         };
         session.conn = Some(connect::connect(cfg, session.learned(), on_step).await?);
         Ok(session)

@@ -17,10 +17,12 @@
 //! calls [`DiscardUpload`].
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
+use super::bandwidth::BandwidthCap;
 use super::classify::{ReplyTo, from_net_io};
 use super::connection::{Connection, Operation};
 use super::control::check_line;
@@ -148,7 +150,7 @@ impl Operation for Upload<'_> {
         };
         // From here on a temporary file may exist on the server: every failure removes it.
         let idle = conn.data_idle();
-        let sent = send(file, &mut data, idle, &step).await;
+        let sent = send(file, &mut data, idle, conn.bandwidth(), &step).await;
         let finished = data
             .finish_upload(conn.control(), &step, ReplyTo::NewPath)
             .await;
@@ -277,12 +279,16 @@ async fn send(
     file: std::fs::File,
     data: &mut DataChannel,
     idle: std::time::Duration,
+    cap: Option<Arc<BandwidthCap>>,
     step: &str,
 ) -> Result<(u64, [u8; 32]), FtpsError> {
     let mut reader = FileReader::start(file);
     let mut sent: Result<(), FtpsError> = Ok(());
     let mut first = true;
     while let Some(buf) = reader.next().await {
+        if let Some(cap) = &cap {
+            cap.take(buf.len()).await;
+        }
         sent = match tokio::time::timeout(idle, data.stream().write_all(&buf)).await {
             Ok(r) => r.map_err(|e| from_net_io(step, e)),
             Err(_) => Err(FtpsError::timeout(step, "data connection (upload)", idle)),

@@ -4,7 +4,7 @@
 
 use super::error::TransferError;
 use crate::config::{Partner, TlsVersion as ConfiguredTlsVersion};
-use crate::ftps::{ListingLimits, SessionConfig, Timeouts, TlsSettings, TlsVersion};
+use crate::ftps::{BandwidthCap, ListingLimits, SessionConfig, Timeouts, TlsSettings, TlsVersion};
 use crate::secrets::{Resolver, Secret, SecretRef};
 
 /// Resolves one of the partner's secret references, naming the field in the error.
@@ -106,6 +106,11 @@ pub async fn partner_session_config(
         reply: c.command_timeout,
         data_idle: c.data_timeout,
     };
+    session.prefer_epsv = !c.disable_epsv;
+    session.use_mlsd = !c.disable_mlsd;
+    session.bandwidth = c
+        .max_bytes_per_second
+        .map(|rate| BandwidthCap::for_partner(&partner.id, rate));
     session.partner_id = Some(partner.id.clone());
     Ok(session)
 }

@@ -1,0 +1,107 @@
+//! A partner's connection options for servers that need them: a bandwidth cap shared by
+//! the partner's sessions (`max_bytes_per_second`), and `disable_epsv` / `disable_mlsd`
+//! for servers whose `EPSV` or `MLSD` are listed but broken. The cap is checked as a lower
+//! bound on the time (a capped transfer cannot be faster than its cap), never an upper one.
+
+use std::time::Instant;
+
+use ferry_shared::transfer::Outcome;
+use ferry_tests::bed::{Bed, download, files_in, options, run, upload, write_files};
+use ferry_tests::ftp::{FtpServerKind, FtpServerOptions};
+
+const MIB: usize = 1024 * 1024;
+
+#[tokio::test]
+async fn a_cap_of_10_mb_per_second_keeps_a_50_mib_upload_above_4_seconds() {
+    let bed = Bed::start("cap-up", FtpServerKind::Vsftpd).await;
+    let sent = write_files(&bed.local(), 1, 50 * MIB);
+    let config = bed.config_with_connection(&upload(""), "    max_bytes_per_second: 10000000\n");
+    let engine = bed.engine(config, options("w1")).await;
+
+    let started = Instant::now();
+    let report = run(&engine, "run-1").await;
+    let took = started.elapsed();
+
+    assert!(report.is_success(), "{:#?}", report.files);
+    assert_eq!(bed.remote_files("in"), sent, "every byte arrived");
+    assert!(
+        took.as_secs_f64() > 4.0,
+        "50 MiB at 10 MB/s took only {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_cap_is_shared_by_the_partners_sessions_and_holds_downloads_too() {
+    let bed = Bed::start("cap-down", FtpServerKind::Vsftpd).await;
+    // Four files of 5 MiB over up to four sessions: 20 MiB at 5 MB/s together is >= 4 s;
+    // four separate caps would take about a second.
+    for i in 0..4 {
+        let bytes: Vec<u8> = (0..5 * MIB).map(|_| rand::random::<u8>()).collect();
+        bed.server
+            .write_file(&format!("out/f{i}.xml"), &bytes)
+            .expect("remote file");
+    }
+    let config = bed.config_with_connection(&download(""), "    max_bytes_per_second: 5000000\n");
+    let engine = bed.engine(config, options("w1")).await;
+
+    let started = Instant::now();
+    let report = run(&engine, "run-1").await;
+    let took = started.elapsed();
+
+    assert!(report.is_success(), "{:#?}", report.files);
+    assert_eq!(files_in(&bed.local()), bed.remote_files("out"));
+    assert!(
+        took.as_secs_f64() > 3.5,
+        "20 MiB at 5 MB/s took only {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn disable_epsv_sets_up_every_data_connection_with_pasv() {
+    let bed = Bed::start_with("no-epsv", FtpServerOptions::new(FtpServerKind::Pyftpdlib)).await;
+    let sent = write_files(&bed.local(), 2, 1_000);
+    let config = bed.config_with_connection(&upload(""), "    disable_epsv: true\n");
+    let engine = bed.engine(config, options("w1")).await;
+
+    let report = run(&engine, "run-1").await;
+
+    assert!(report.is_success(), "{:#?}", report.files);
+    assert_eq!(bed.remote_files("in"), sent);
+    let commands = bed.server.received_commands();
+    assert!(
+        !commands.iter().any(|c| c.starts_with("EPSV")),
+        "{commands:?}"
+    );
+    assert!(
+        commands.iter().any(|c| c.starts_with("PASV")),
+        "{commands:?}"
+    );
+}
+
+#[tokio::test]
+async fn disable_mlsd_lists_with_list_although_feat_offers_mlsd() {
+    let bed = Bed::start_with("no-mlsd", FtpServerOptions::new(FtpServerKind::Pyftpdlib)).await;
+    bed.server
+        .write_file("out/a.xml", b"<a/>")
+        .expect("remote file");
+    let config = bed.config_with_connection(&download(""), "    disable_mlsd: true\n");
+    let engine = bed.engine(config, options("w1")).await;
+
+    let report = run(&engine, "run-1").await;
+
+    assert_eq!(
+        report.files[0].outcome,
+        Outcome::Transferred,
+        "{:#?}",
+        report.files
+    );
+    let commands = bed.server.received_commands();
+    assert!(
+        !commands.iter().any(|c| c.starts_with("MLSD")),
+        "{commands:?}"
+    );
+    assert!(
+        commands.iter().any(|c| c.starts_with("LIST")),
+        "{commands:?}"
+    );
+}
