@@ -25,9 +25,11 @@ pub struct BandwidthCap {
     next_free: Mutex<Instant>,
 }
 
-/// Every cap of this process, by partner id and rate.
-static CAPS: LazyLock<Mutex<HashMap<(String, u64), Arc<BandwidthCap>>>> =
-    LazyLock::new(Mutex::default);
+/// Caps by partner id and rate.
+type CapTable = HashMap<(String, u64), Arc<BandwidthCap>>;
+
+/// Every cap of this process.
+static CAPS: LazyLock<Mutex<CapTable>> = LazyLock::new(Mutex::default);
 
 impl BandwidthCap {
     /// The cap of `partner` at `bytes_per_second`, shared with every other session of that
@@ -69,9 +71,9 @@ impl BandwidthCap {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn two_takers_share_one_rate() {
-        let cap = Arc::new(BandwidthCap::new(1_000));
+        let cap = Arc::new(BandwidthCap::new(10_000));
         let started = Instant::now();
         let a = tokio::spawn({
             let cap = cap.clone();
@@ -91,9 +93,9 @@ mod tests {
         });
         a.await.unwrap();
         b.await.unwrap();
-        // 1000 bytes at 1000 B/s: the last chunk starts after 0.9 s.
-        assert!(started.elapsed() >= Duration::from_millis(900));
-        assert!(started.elapsed() < Duration::from_millis(1_100));
+        // 1000 bytes at 10 000 B/s: the last chunk starts after 90 ms (one cap for both;
+        // two caps would let both finish after 40 ms).
+        assert!(started.elapsed() >= Duration::from_millis(90));
     }
 
     #[test]
