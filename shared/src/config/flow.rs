@@ -59,6 +59,8 @@ pub struct Flow {
     /// false): `MFMT` on the partner for uploads (where the server offers it), the remote
     /// file's time on the local copy for downloads.
     pub preserve_mtime: bool,
+    /// The partner's marker-file convention (`done_marker`, see `done_marker.rs`).
+    pub done_marker: Option<super::DoneMarker>,
     /// When the scheduler starts this flow; `None` means manual or event-triggered only.
     pub schedule: Option<Schedule>,
     /// Attempts per file, the first included (default `retry.max_attempts`).
@@ -238,6 +240,7 @@ pub(crate) fn read_file(
         let keys: Vec<&str> = FLOW_KEYS
             .iter()
             .chain(after_transfer::KEYS)
+            .chain(super::done_marker::KEYS)
             .copied()
             .collect();
         let Some(map) = field.map(cx, &keys) else {
@@ -323,6 +326,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
     let preserve_mtime = map
         .get("preserve_mtime")
         .map_or(Some(false), |f| f.bool(cx));
+    let done_marker = super::done_marker::read(cx, map);
     let schedule = read_schedule(cx, map);
     let max_attempts = map
         .get("max_attempts")
@@ -351,6 +355,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
         overwrite: overwrite?,
         follow_links: follow_links?,
         preserve_mtime: preserve_mtime?,
+        done_marker: done_marker?,
         schedule: schedule?,
         max_attempts: max_attempts?,
         min_file_age: min_file_age?,

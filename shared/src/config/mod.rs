@@ -14,6 +14,7 @@
 //! `.yml` files are read too; files starting with `.` are ignored.
 
 mod after_transfer;
+mod done_marker;
 mod error;
 mod flow;
 mod flow_limits;
@@ -26,6 +27,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use after_transfer::{AfterTransfer, Archive, ErrorFolder, OnFailure};
+pub use done_marker::DoneMarker;
 pub use error::{ConfigError, ConfigErrors};
 pub use flow::{Direction, FileSelector, Flow, IdempotencyMode, RemoteEndpoint, Schedule};
 pub use flow_limits::{FileOrder, FlowLimits};

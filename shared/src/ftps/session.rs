@@ -186,6 +186,11 @@ impl Session {
             .await
     }
 
+    /// Writes an empty file at `path` (a marker; see `empty_file.rs`), replacing one there.
+    pub async fn write_empty(&mut self, path: &str) -> Result<(), FtpsError> {
+        self.run(&mut super::empty_file::WriteEmpty { path }).await
+    }
+
     /// Renames a remote file (see `rename.rs`): an existing target is replaced, only after
     /// the server refused `RNTO` and showed that the target exists.
     pub async fn rename(&mut self, from: &str, to: &str) -> Result<(), FtpsError> {

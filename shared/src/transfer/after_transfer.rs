@@ -120,6 +120,10 @@ pub(crate) async fn tidy_remote(ctx: &RunContext<'_>, path: &str) -> Result<Tidi
             session.keep_if_ok(done)
         })
         .await;
+    if done.is_ok() {
+        // The file left the partner's pickup folder: its marker goes too (`markers.rs`).
+        super::markers::delete_marker(ctx, path).await;
+    }
     done.map_err(|err| {
         let mut error = partner_failure(&err);
         error.kind = FileErrorKind::DeleteSourceFailed;

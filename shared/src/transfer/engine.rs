@@ -507,9 +507,12 @@ impl Engine {
                 partner: plan.partner_id.clone(),
                 source: Box::new(source),
             })?;
+        // A file still waiting for its marker counts as not yet stable (see `markers.rs`).
+        let (listing, mut not_yet_stable) =
+            super::markers::ready_by_marker(plan.done_marker.as_ref(), listing);
+        not_yet_stable.retain(|name| plan.selects(name));
         let now = SystemTime::now();
         let mut ready = Vec::new();
-        let mut not_yet_stable = Vec::new();
         for entry in listing {
             if !entry.is_file || !plan.selects(&entry.name) {
                 continue;

@@ -111,6 +111,7 @@ mod engine;
 mod error;
 mod limits;
 mod local;
+mod markers;
 mod metrics;
 mod mtime;
 mod partner;

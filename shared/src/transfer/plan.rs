@@ -44,6 +44,8 @@ pub struct FlowPlan {
     pub follow_links: bool,
     /// Keep each file's modification time at the destination.
     pub preserve_mtime: bool,
+    /// The partner's marker-file convention (see `markers.rs`).
+    pub done_marker: Option<config::DoneMarker>,
     /// Per-file retries of transient errors.
     pub retry: RetryPolicy,
     /// The run's time limit.
@@ -106,6 +108,7 @@ impl FlowPlan {
             overwrite: flow.overwrite,
             follow_links: flow.follow_links,
             preserve_mtime: flow.preserve_mtime,
+            done_marker: flow.done_marker.clone(),
             retry: RetryPolicy {
                 max_attempts: flow.max_attempts,
                 base_delay: retry.base_delay,

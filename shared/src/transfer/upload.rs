@@ -225,6 +225,10 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
         .delivered_to(uploaded.remote_path.clone())
         .verified(uploaded.verified);
     crash_point::reached(CrashPoint::Renamed);
+    if let Err(err) = super::markers::write_marker(ctx, &uploaded.remote_path).await {
+        ctx.release(claim).await;
+        return row.failed_after_delivery(err);
+    }
 
     // 5. Record.
     if let Some(claim) = &claim {
