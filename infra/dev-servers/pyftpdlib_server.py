@@ -40,6 +40,8 @@ QUIRKS = {
     "stor-450-once": "the first STOR the server receives answers 450 (a transient refusal); "
     "every later one is served",
     "xsha256-lies": "FEAT lists XSHA256, which answers a SHA-256 of zeros whatever the file",
+    "cut-first-upload": "the first STOR is cut after --cut-upload-at bytes: the file keeps "
+    "that many, the data connection closes without TLS close_notify, and STOR answers 426",
 }
 
 
@@ -64,6 +66,7 @@ def parse_args():
     p.add_argument("--commands-log", required=True, help="every command line received")
     p.add_argument("--quirk", action="append", default=[], choices=sorted(QUIRKS))
     p.add_argument("--trickle-seconds", type=float, default=100.0)
+    p.add_argument("--cut-upload-at", type=int, default=120 * 1024 * 1024)
     return p.parse_args()
 
 
@@ -103,6 +106,26 @@ class CutDTPHandler(TLS_DTPHandler):
 
     def close(self):
         DTPHandler.close(self)
+
+
+class CutUploadDTPHandler(TLS_DTPHandler):
+    """Cuts the first upload after `cut_at` bytes (quirk cut-first-upload)."""
+
+    cut_at = None
+
+    # DTPHandler binds handle_read_event to its own handle_read: check after each event.
+    def handle_read_event(self):
+        super().handle_read_event()
+        limit = type(self).cut_at
+        if limit is None or not self.receive or self._closed:
+            return
+        if self.tot_bytes_received >= limit:
+            type(self).cut_at = None
+            self.file_obj.flush()
+            self.file_obj.truncate(limit)
+            self.transfer_finished = False
+            self._resp = ("426 Connection closed; transfer aborted.", logging.warning)
+            DTPHandler.close(self)
 
 
 def tls_context(args):
@@ -213,6 +236,10 @@ def handler_class(args):
 
             def ftp_XSHA256(self, path):
                 self.respond("250 " + "0" * 64)
+
+        if "cut-first-upload" in quirks:
+            CutUploadDTPHandler.cut_at = args.cut_upload_at
+            dtp_handler = CutUploadDTPHandler
 
         if "mlsd-refused" in quirks:
 

@@ -50,7 +50,11 @@ async fn an_upload_writes_the_marker_after_the_rename() {
     assert!(report.is_success(), "{:#?}", report.files);
     let on_partner = bed.remote_files("in");
     assert_eq!(on_partner[&name], sent[&name]);
-    assert_eq!(on_partner.len(), 2, "the file and its marker: {on_partner:?}");
+    assert_eq!(
+        on_partner.len(),
+        2,
+        "the file and its marker: {on_partner:?}"
+    );
     let marker = bed.server.path(&format!("in/{name}.done"));
     assert_eq!(std::fs::read(&marker).unwrap(), b"", "an empty marker");
     let commands = bed.server.received_commands();

@@ -120,6 +120,7 @@ async fn a_server_that_will_not_rename_over_a_file_gets_it_replaced_without_a_ga
         expected_sha256: Some(sha),
         replace_existing: false,
         preserve_mtime: false,
+        resume: false,
         part_key: None,
     };
     let e = s

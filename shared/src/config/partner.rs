@@ -78,6 +78,9 @@ pub struct FtpsConnection {
     /// The most bytes per second this worker moves to and from the partner, all its sessions
     /// together (`max_bytes_per_second`; default: no cap).
     pub max_bytes_per_second: Option<u64>,
+    /// Never resume an interrupted upload with `REST` (`disable_resume`, default false): for
+    /// servers that mishandle `REST` before `STOR`.
+    pub disable_resume: bool,
 }
 
 /// `ftps.auth`.
@@ -208,6 +211,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "disable_epsv",
     "disable_mlsd",
     "max_bytes_per_second",
+    "disable_resume",
 ];
 const TLS_KEYS: &[&str] = &[
     "mode",
@@ -333,6 +337,7 @@ fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>, rules: SecretRules) -> Option<F
     let mdtm_timezone = zone(cx, "mdtm_timezone");
     let disable_epsv = c.get("disable_epsv").map_or(Some(false), |f| f.bool(cx));
     let disable_mlsd = c.get("disable_mlsd").map_or(Some(false), |f| f.bool(cx));
+    let disable_resume = c.get("disable_resume").map_or(Some(false), |f| f.bool(cx));
     // At least 1 KiB/s: a smaller cap is a typo that would make every transfer time out.
     let max_bytes_per_second = match c.get("max_bytes_per_second") {
         None => Some(None),
@@ -355,6 +360,7 @@ fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>, rules: SecretRules) -> Option<F
         disable_epsv: disable_epsv?,
         disable_mlsd: disable_mlsd?,
         max_bytes_per_second: max_bytes_per_second?,
+        disable_resume: disable_resume?,
     })
 }
 

@@ -54,6 +54,9 @@ pub struct SessionConfig {
     /// List with `MLSD` when `FEAT` offers it (default `true`); `false` always uses `LIST`,
     /// for servers whose `MLSD` is broken although listed.
     pub use_mlsd: bool,
+    /// Resume an interrupted upload where the server's part ends (default `true`; see
+    /// `resume.rs`); `false` for servers that mishandle `REST`.
+    pub resume: bool,
 }
 
 impl SessionConfig {
@@ -76,6 +79,7 @@ impl SessionConfig {
             partner_id: None,
             bandwidth: None,
             use_mlsd: true,
+            resume: true,
         }
     }
 }

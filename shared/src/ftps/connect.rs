@@ -203,7 +203,8 @@ async fn steps(
         },
         Features::default(),
     )
-    .with_bandwidth(cfg.bandwidth.clone());
+    .with_bandwidth(cfg.bandwidth.clone())
+    .with_resume(cfg.resume);
     conn.accepted("PBSZ/PROT", "PBSZ 0", ReplyTo::Protection)
         .await?;
     conn.accepted("PBSZ/PROT", "PROT P", ReplyTo::Protection)
@@ -266,6 +267,9 @@ async fn steps(
             size: has("SIZE"),
             mdtm: has("MDTM"),
             mfmt: has("MFMT"),
+            rest_stream: feature_lines
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case("REST STREAM")),
             // `HASH` (SHA-256 listed) is preferred to `XSHA256`: it is the documented one.
             hash: feature_lines
                 .iter()

@@ -26,6 +26,8 @@ pub(crate) struct Features {
     pub(crate) size: bool,
     /// `MDTM` (a file's modification time to the second).
     pub(crate) mdtm: bool,
+    /// `REST STREAM` (a transfer may restart at an offset; see `resume.rs`).
+    pub(crate) rest_stream: bool,
     /// `MFMT` (set a file's modification time; see `mfmt.rs`).
     pub(crate) mfmt: bool,
     /// A command that hashes a stored file with SHA-256 (`HASH`, `XSHA256`; see `verify.rs`).
@@ -58,6 +60,8 @@ pub(crate) struct Connection {
     open: Option<SessionOpen>,
     /// The partner's bandwidth cap, drawn from by every data transfer (`bandwidth.rs`).
     bandwidth: Option<Arc<BandwidthCap>>,
+    /// Whether interrupted uploads may be resumed (the partner's `disable_resume` off).
+    resume: bool,
 }
 
 impl Connection {
@@ -74,6 +78,7 @@ impl Connection {
             features,
             open: None,
             bandwidth: None,
+            resume: true,
         }
     }
 
@@ -87,6 +92,17 @@ impl Connection {
     pub(crate) fn with_bandwidth(mut self, cap: Option<Arc<BandwidthCap>>) -> Self {
         self.bandwidth = cap;
         self
+    }
+
+    /// The same connection, with resuming uploads allowed or not.
+    pub(crate) fn with_resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// Whether an interrupted upload may be resumed (`resume.rs`).
+    pub(crate) fn resume_allowed(&self) -> bool {
+        self.resume
     }
 
     /// The partner's bandwidth cap, if it has one.

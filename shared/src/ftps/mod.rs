@@ -75,6 +75,7 @@ mod printable;
 mod probe;
 mod rename;
 mod reply;
+mod resume;
 mod server_time;
 mod session;
 mod tls12_fallback;

@@ -46,8 +46,10 @@ pub(crate) struct FileReader {
 }
 
 impl FileReader {
-    /// Starts reading `file` from its current position.
-    pub(crate) fn start(mut file: File) -> FileReader {
+    /// Starts reading `file` from its current position, handing out only what follows the
+    /// first `skip` bytes; those are read and hashed all the same, so the hash and the byte
+    /// count at the end are the whole file's (a resumed upload, `resume.rs`).
+    pub(crate) fn start_after(mut file: File, skip: u64) -> FileReader {
         let (full_tx, full) = channel::<Vec<u8>>(DEPTH);
         let (empty, mut empty_rx) = channel::<Vec<u8>>(DEPTH + 1);
         for _ in 0..DEPTH + 1 {
@@ -58,14 +60,29 @@ impl FileReader {
             let mut hasher = Sha256::new();
             let mut total = 0u64;
             while let Some(mut buf) = empty_rx.blocking_recv() {
-                buf.resize(BUF_SIZE, 0);
-                let n = fill(&mut file, &mut buf)?;
-                if n == 0 {
+                // Fill `buf` with the next bytes to send; bytes before `skip` (the server
+                // has them) are hashed in the same buffer and not sent.
+                let sendable = loop {
+                    buf.resize(BUF_SIZE, 0);
+                    let n = fill(&mut file, &mut buf)?;
+                    if n == 0 {
+                        break 0;
+                    }
+                    buf.truncate(n);
+                    hasher.update(&buf);
+                    let before = total;
+                    total += n as u64;
+                    if total <= skip {
+                        continue;
+                    }
+                    if before < skip {
+                        buf.drain(..(skip - before) as usize);
+                    }
+                    break buf.len();
+                };
+                if sendable == 0 {
                     break;
                 }
-                buf.truncate(n);
-                hasher.update(&buf);
-                total += n as u64;
                 if full_tx.blocking_send(buf).is_err() {
                     break; // the network side is gone (error or cancellation)
                 }
@@ -189,7 +206,7 @@ mod tests {
         std::fs::write(&src, &data).unwrap();
         let expected: [u8; 32] = Sha256::digest(&data).into();
 
-        let mut reader = FileReader::start(File::open(&src).unwrap());
+        let mut reader = FileReader::start_after(File::open(&src).unwrap(), 0);
         let dst = dir.path().join("dst");
         let mut writer = FileWriter::start(File::create(&dst).unwrap());
         while let Some(chunk) = reader.next().await {
@@ -213,10 +230,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("empty");
         std::fs::write(&src, b"").unwrap();
-        let mut reader = FileReader::start(File::open(&src).unwrap());
+        let mut reader = FileReader::start_after(File::open(&src).unwrap(), 0);
         assert!(reader.next().await.is_none());
         let (n, sha, _) = reader.finish().await.unwrap();
         assert_eq!(n, 0);
         assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(b"")));
+    }
+
+    #[tokio::test]
+    async fn a_resumed_read_hands_out_only_the_rest_and_hashes_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        let data: Vec<u8> = (0..(3 * BUF_SIZE + 123)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        let skip = BUF_SIZE + 7;
+        let mut reader = FileReader::start_after(File::open(&src).unwrap(), skip as u64);
+        let mut handed_out = Vec::new();
+        while let Some(chunk) = reader.next().await {
+            handed_out.extend_from_slice(&chunk);
+            reader.recycle(chunk);
+        }
+        let (n, sha, _) = reader.finish().await.unwrap();
+        assert_eq!(handed_out, data[skip..]);
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&data)));
     }
 }

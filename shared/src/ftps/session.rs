@@ -215,6 +215,7 @@ impl Session {
             expected_sha256,
             replace_existing: true,
             preserve_mtime: false,
+            resume: false,
             part_key: None,
         };
         self.upload_with(local, remote_dir, remote_name, &options)

@@ -7,7 +7,9 @@
 //! (`paths.rs`); only after the server confirmed the transfer (226), the bytes sent match the
 //! file's size (and the caller's expected hash), and the stored file passed the strongest
 //! check the server offers (its SHA-256, else its size: `verify.rs`), is it renamed to its final name (`rename.rs`). Any
-//! failure deletes the temporary file (best effort). The hash returned is the hash of the
+//! failure deletes the temporary file (best effort), but one: a transfer broken on the way
+//! to a server that can resume keeps its part, named after the content, for the next
+//! attempt to continue (`resume.rs`). The hash returned is the hash of the
 //! bytes sent: it is the one the flow records.
 //!
 //! The two halves are separate operations, so that the flow engine can write its commit
@@ -20,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::bandwidth::BandwidthCap;
 use super::classify::{ReplyTo, from_net_io};
@@ -32,6 +34,7 @@ use super::mfmt::{MtimeKept, set_modified};
 use super::paths::{join_remote, remote_file, temp_name};
 use super::pipeline::{FileReader, open_no_follow};
 use super::rename::{RenamePolicy, rename};
+use super::resume::resume_offset;
 use super::verify::{Verified, verify_stored};
 use crate::crash_point::{self, CrashPoint};
 
@@ -43,6 +46,10 @@ pub struct UploadOptions {
     pub expected_sha256: Option<[u8; 32]>,
     /// Replace a file already under the final name (the flow's `overwrite`).
     pub replace_existing: bool,
+    /// Look for a part an interrupted attempt left under the temporary name and send only
+    /// the rest (`resume.rs`); costs a `SIZE` round trip, so the engine asks on retries and
+    /// for large files.
+    pub resume: bool,
     /// Keep the local file's modification time on the partner (`MFMT`, where the server
     /// offers it: the flow's `preserve_mtime`).
     pub preserve_mtime: bool,
@@ -129,6 +136,12 @@ impl Operation for Upload<'_> {
             &temp_name(self.remote_name, part_key.as_ref()),
         );
         let stor = format!("STOR {temp_path}");
+        let mut offset = match part_key {
+            Some(_) if self.options.resume => {
+                resume_offset(conn, &step, &temp_path, expected_len).await?
+            }
+            _ => 0,
+        };
         let mut data = match conn.open_data(&step, &stor, ReplyTo::NewPath).await {
             Ok(data) => data,
             // A part of this same content left by an attempt that died, on a server that
@@ -139,6 +152,7 @@ impl Operation for Upload<'_> {
             {
                 debug!(temp = %temp_path, reply = ?e.reply(), "STOR refused; replacing a stale part");
                 let _ = discard(conn, &temp_path, e).await;
+                offset = 0;
                 match conn.open_data(&step, &stor, ReplyTo::NewPath).await {
                     Ok(data) => data,
                     Err(e) => return Err(discard(conn, &temp_path, e).await),
@@ -150,10 +164,16 @@ impl Operation for Upload<'_> {
         };
         // From here on a temporary file may exist on the server: every failure removes it.
         let idle = conn.data_idle();
-        let sent = send(file, &mut data, idle, conn.bandwidth(), &step).await;
+        if offset > 0 {
+            info!(temp = %temp_path, offset, "resuming an interrupted upload: sending only the rest");
+        }
+        let sent = send(file, offset, &mut data, idle, conn.bandwidth(), &step).await;
         let finished = data
             .finish_upload(conn.control(), &step, ReplyTo::NewPath)
             .await;
+        // A transfer broken on the way leaves its part for the next attempt to continue
+        // (`resume.rs`), where the part's name is the content's and the server can resume.
+        let resumable = part_key.is_some() && conn.features().rest_stream && conn.resume_allowed();
         let (bytes, sha256) = match (sent, finished) {
             (Ok(v), Ok(())) => v,
             // No final reply: the control connection is out of step, nothing more to say.
@@ -161,6 +181,10 @@ impl Operation for Upload<'_> {
             (Ok(_), Err(f)) => return Err(discard(conn, &temp_path, f).await),
             (Err(e), Err(f)) if e.kind() != FtpsErrorKind::LocalIo => {
                 // The server's reply explains a broken data connection better than EPIPE.
+                if resumable && f.is_transient() {
+                    debug!(temp = %temp_path, "transfer broken; its part is kept to resume");
+                    return Err(f);
+                }
                 return Err(discard(conn, &temp_path, f).await);
             }
             (Err(e), _) => return Err(discard(conn, &temp_path, e).await),
@@ -274,15 +298,17 @@ async fn discard(conn: &mut Connection, temp_path: &str, err: FtpsError) -> Ftps
     err
 }
 
-/// Reads `file` once (on the disk thread, hashing there) and sends each buffer.
+/// Reads `file` once (on the disk thread, hashing there) and sends each buffer after the
+/// first `skip` bytes (those the server has from an interrupted attempt: hashed, not sent).
 async fn send(
     file: std::fs::File,
+    skip: u64,
     data: &mut DataChannel,
     idle: std::time::Duration,
     cap: Option<Arc<BandwidthCap>>,
     step: &str,
 ) -> Result<(u64, [u8; 32]), FtpsError> {
-    let mut reader = FileReader::start(file);
+    let mut reader = FileReader::start_after(file, skip);
     let mut sent: Result<(), FtpsError> = Ok(());
     let mut first = true;
     while let Some(buf) = reader.next().await {

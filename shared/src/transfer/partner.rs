@@ -108,6 +108,7 @@ pub async fn partner_session_config(
     };
     session.prefer_epsv = !c.disable_epsv;
     session.use_mlsd = !c.disable_mlsd;
+    session.resume = !c.disable_resume;
     session.bandwidth = c
         .max_bytes_per_second
         .map(|rate| BandwidthCap::for_partner(&partner.id, rate));

@@ -173,6 +173,7 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
                 expected_sha256,
                 replace_existing: ctx.plan.overwrite,
                 preserve_mtime: ctx.plan.preserve_mtime,
+                resume: file.size >= LOOK_FOR_A_PART_FROM,
                 // `name` mode: the part is named after the delivery key, so a retry after a
                 // crash writes over the same part (the intent may point at it).
                 part_key,
@@ -180,7 +181,14 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
             // A file below a `**` pattern's folders: create those the partner lacks.
             let subdirs = file.name.rsplit_once('/').map(|(dirs, _)| dirs);
             let mut attempts = 0;
+            // A retry looks for the part the failed attempt left, whatever the file's size.
+            let retrying = std::sync::atomic::AtomicBool::new(false);
             let send = ctx.with_retries(&mut attempts, || async {
+                let options = UploadOptions {
+                    resume: options.resume
+                        || retrying.swap(true, std::sync::atomic::Ordering::Relaxed),
+                    ..options
+                };
                 let mut session = ctx.pool.get().await?;
                 let staged = async {
                     if let Some(subdirs) = subdirs {
@@ -193,7 +201,8 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
                 .await;
                 session.keep_if_ok(staged)
             });
-            let sent = ctx.under_claim(claim.as_ref(), send).await;
+            // Boxed: each step's state machine lives on the heap, not on a debug build's stack.
+            let sent = ctx.under_claim(claim.as_ref(), Box::pin(send)).await;
             row.attempts = attempts;
             match sent {
                 Ok(staged) => Resumed {
@@ -213,7 +222,7 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
 
     // 4. Put in place: the intent under the claim, then the rename.
     let kept = "the local file is kept";
-    let uploaded = match commit_upload(ctx, claim.as_ref(), staged, policy, kept).await {
+    let uploaded = match Box::pin(commit_upload(ctx, claim.as_ref(), staged, policy, kept)).await {
         Ok(uploaded) => uploaded,
         Err(err) => {
             ctx.release(claim).await;
@@ -225,7 +234,7 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
         .delivered_to(uploaded.remote_path.clone())
         .verified(uploaded.verified);
     crash_point::reached(CrashPoint::Renamed);
-    if let Err(err) = super::markers::write_marker(ctx, &uploaded.remote_path).await {
+    if let Err(err) = Box::pin(super::markers::write_marker(ctx, &uploaded.remote_path)).await {
         ctx.release(claim).await;
         return row.failed_after_delivery(err);
     }
@@ -368,6 +377,11 @@ fn staged_of(intent: &CommitIntent) -> StagedUpload {
         final_path: intent.final_path.clone(),
     }
 }
+
+/// From this size on, even a first attempt asks the partner for a part an interrupted
+/// earlier run left (one `SIZE` round trip, nothing next to sending 16 MiB again); smaller
+/// files look for one only on a retry (see `ftps/resume.rs`).
+const LOOK_FOR_A_PART_FROM: u64 = 16 * 1024 * 1024;
 
 /// Where a selected file goes on the partner: its subdirectories (from `**` patterns) are
 /// appended to the flow's remote directory (the upload creates those missing).

@@ -102,7 +102,13 @@ pub enum Quirk {
     StorRefusedOnce,
     /// `FEAT` lists `XSHA256`, which answers a SHA-256 of zeros whatever the file.
     Xsha256Lies,
+    /// The first `STOR` is cut after [`CUT_UPLOAD_AT`] bytes (the file keeps that many, the
+    /// data connection closes without TLS `close_notify`, `STOR` answers 426).
+    CutFirstUpload,
 }
+
+/// Where [`Quirk::CutFirstUpload`] cuts (the server's `--cut-upload-at` default): 120 MiB.
+pub const CUT_UPLOAD_AT: u64 = 120 * 1024 * 1024;
 
 impl Quirk {
     pub(super) fn flag(self) -> &'static str {
@@ -118,6 +124,7 @@ impl Quirk {
             Quirk::MdtmEchoesName => "mdtm-echoes-name",
             Quirk::StorRefusedOnce => "stor-450-once",
             Quirk::Xsha256Lies => "xsha256-lies",
+            Quirk::CutFirstUpload => "cut-first-upload",
         }
     }
 }
