@@ -78,7 +78,11 @@ impl Store {
             let store = Store {
                 inner: Arc::new(Inner {
                     backend,
-                    wakes: LockWakes::default(),
+                    wakes: config
+                        .embedded
+                        .as_deref()
+                        .map(LockWakes::for_file)
+                        .unwrap_or_default(),
                     flow_lock_poll: config.flow_lock_poll,
                     url,
                     prefix: config.key_prefix.clone(),
