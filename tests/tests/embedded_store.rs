@@ -1,11 +1,13 @@
 //! The embedded store (`store: { kind: embedded, path: ... }`) through the binaries:
 //! `ferry-worker run` delivers with it and skips the duplicates on the next run, the fleet's
 //! processes refuse it, and a run killed with `SIGKILL` mid-transfer is finished by the next
-//! run: every file at the partner exactly once, and recorded.
+//! run: every file at the partner exactly once, and recorded. The audit trail kept in the
+//! file verifies with `ferry-worker audit verify`, trimmed by its retention too.
 
 use std::os::unix::process::ExitStatusExt;
 
 use ferry_shared::crash_point::CrashPoint;
+use ferry_tests::audit_trail::audit_command;
 use ferry_tests::bed::{Bed, all_names, parse_run, upload, write_files};
 use ferry_tests::ftp::FtpServerKind;
 use ferry_tests::tools::workspace_binary;
@@ -144,4 +146,38 @@ async fn killed_mid_transfer_on_the_embedded_store_the_next_run_delivers_each_fi
 #[tokio::test]
 async fn killed_between_intent_and_rename_on_the_embedded_store_the_next_run_finishes_it() {
     killed_and_run_again(CrashPoint::IntentWritten).await;
+}
+
+#[tokio::test]
+async fn the_audit_trail_in_the_embedded_store_verifies_and_is_trimmed_by_its_retention() {
+    let mut bed = Bed::start("embedded-audit", FtpServerKind::Vsftpd).await;
+    bed.use_embedded_store();
+    let retention = "audit:\n  retention:\n    max_records: 4\n";
+    let password = format!("literal:{}", bed.server.password);
+    bed.config_with(&upload(""), None, retention, &password);
+    write_files(&bed.local(), 3, 1024);
+    run_ok(&bed).await;
+    run_ok(&bed).await;
+
+    // 6 records written (3 transferred, 3 duplicates), the first 2 trimmed.
+    let verify = audit_command(bed.dir.path(), &["verify", "--flow", "f"], &[])
+        .await
+        .expect("audit verify");
+    assert_eq!(verify.code, Some(0), "{}{}", verify.stdout, verify.stderr);
+    assert!(
+        verify
+            .stdout
+            .contains("intact, 4 records verified (#3 to #6)"),
+        "{}",
+        verify.stdout
+    );
+    let history = audit_command(bed.dir.path(), &["--flow", "f", "--json"], &[])
+        .await
+        .expect("audit");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&history.stdout).expect("JSON");
+    let outcomes: Vec<&str> = rows.iter().filter_map(|r| r["outcome"].as_str()).collect();
+    assert_eq!(
+        outcomes,
+        ["transferred", "duplicate", "duplicate", "duplicate"]
+    );
 }
