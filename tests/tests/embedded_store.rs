@@ -87,6 +87,21 @@ async fn the_fleets_processes_refuse_the_embedded_store() {
         !bed.embedded.as_ref().expect("path").exists(),
         "a refused process creates no store file"
     );
+    // `validate` works with it, and names the file it would use.
+    let output = tokio::process::Command::new(workspace_binary("ferry-worker").expect("binary"))
+        .arg("--config")
+        .arg(bed.dir.path())
+        .arg("validate")
+        .output()
+        .await
+        .expect("validate");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let state = bed.embedded.as_ref().expect("path").display().to_string();
+    assert!(
+        stdout.contains(&format!("store: embedded, {state}")),
+        "{stdout}"
+    );
 }
 
 /// `kill -9` of `ferry-worker run` on the embedded store at `point` (the second file to get

@@ -177,7 +177,7 @@ impl Store {
     #[tracing::instrument(
         name = "idempotency.claim",
         skip_all,
-        fields(otel.kind = "client", db.system.name = "redis", flow = key.flow_id(), key = key.as_str(), lease_ms = millis(lease), recheck, outcome)
+        fields(otel.kind = "client", db.system.name = self.db_system(), flow = key.flow_id(), key = key.as_str(), lease_ms = millis(lease), recheck, outcome)
     )]
     async fn claim_as(
         &self,

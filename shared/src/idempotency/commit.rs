@@ -90,7 +90,7 @@ impl Store {
     #[tracing::instrument(
         name = "idempotency.begin_commit",
         skip_all,
-        fields(otel.kind = "client", db.system.name = "redis", flow = claim.key().flow_id(), key = claim.key().as_str(), held)
+        fields(otel.kind = "client", db.system.name = self.db_system(), flow = claim.key().flow_id(), key = claim.key().as_str(), held)
     )]
     pub async fn begin_commit(
         &self,
@@ -146,7 +146,7 @@ impl Store {
     #[tracing::instrument(
         name = "idempotency.abandon_commit",
         skip_all,
-        fields(otel.kind = "client", db.system.name = "redis", flow = claim.key().flow_id(), key = claim.key().as_str())
+        fields(otel.kind = "client", db.system.name = self.db_system(), flow = claim.key().flow_id(), key = claim.key().as_str())
     )]
     pub async fn abandon_commit(&self, claim: &Claim) -> Result<bool, IdempotencyError> {
         let intent_key = self.flow_keys(claim.key().flow_id()).intent(claim.key());
@@ -192,7 +192,7 @@ impl Store {
         name = "idempotency.record_delivery",
         skip_all,
         fields(
-            otel.kind = "client", db.system.name = "redis", flow = claim.key().flow_id(),
+            otel.kind = "client", db.system.name = self.db_system(), flow = claim.key().flow_id(),
             key = claim.key().as_str(),
             retention_s = retention.as_secs(),
             still_held
@@ -267,7 +267,7 @@ impl Store {
     #[tracing::instrument(
         name = "idempotency.release",
         skip_all,
-        fields(otel.kind = "client", db.system.name = "redis", flow = claim.key().flow_id(), key = claim.key().as_str())
+        fields(otel.kind = "client", db.system.name = self.db_system(), flow = claim.key().flow_id(), key = claim.key().as_str())
     )]
     pub async fn release(&self, claim: Claim) -> Result<bool, IdempotencyError> {
         claim.lease().release().await

@@ -102,7 +102,7 @@ impl FlowLocks<'_> {
     #[tracing::instrument(
         name = "idempotency.lock_flow",
         skip_all,
-        fields(otel.kind = "client", db.system.name = "redis", flow = flow_id, lease_ms = millis(lease), acquired)
+        fields(otel.kind = "client", db.system.name = self.store.db_system(), flow = flow_id, lease_ms = millis(lease), acquired)
     )]
     pub async fn try_lock(
         self,

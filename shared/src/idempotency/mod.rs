@@ -46,6 +46,11 @@
 //! | `<prefix>:{flow:<flow>}:ticks-pending`       | sorted set: ticks claimed, not yet published (score: last renewal, ms) | tick TTL | [`Ticks::claim`]; emptied by [`TickLease::published`] |
 //! | `<prefix>:{flow:<flow>}:audit`, `:audit-head`, `:audit-first` | the audit trail: a stream of hash-chained records, its head, its first kept record | none (trimmed by `audit.retention`) | `crate::audit` (through [`Store::connection`]) |
 //!
+//! The embedded store keeps the same names: the string keys are rows of its `kv` table (with
+//! an `expires_at_ms` column for the expiry), the pending ticks rows of `tick_pending`, the
+//! audit stream rows of `audit_records` (see `embedded/`). No wake list: a release wakes the
+//! waiters of the same process directly.
+//!
 //! `<flow>` is the flow id with every byte outside `[A-Za-z0-9._-]` percent-escaped.
 //! `<key>` is a [`DeliveryKey`], one of:
 //!

@@ -147,6 +147,14 @@ impl Store {
         }
     }
 
+    /// The `db.system.name` of the store's client spans: `redis` or `sqlite`.
+    pub(crate) fn db_system(&self) -> &'static str {
+        match self.backend() {
+            Backend::Redis(_) => "redis",
+            Backend::Embedded(_) => "sqlite",
+        }
+    }
+
     /// Where the store lives, safe for messages (a Redis URL redacted, or the file).
     pub fn describe(&self) -> &str {
         &self.inner.url

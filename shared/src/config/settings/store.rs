@@ -14,6 +14,8 @@
 //! `ferry-worker consume` and `ferry-scheduler` refuse to start with it. A relative `path` is
 //! resolved against the configuration directory (not the working directory), so the same
 //! configuration names the same file wherever it is started from; the file's folder must exist.
+//! `redis.key_prefix` and `redis.delivery_retention` apply to the embedded store as well (its
+//! rows carry the same key names).
 
 use std::path::{Path, PathBuf};
 
