@@ -196,3 +196,20 @@ async fn the_audit_trail_in_the_embedded_store_verifies_and_is_trimmed_by_its_re
         ["transferred", "duplicate", "duplicate", "duplicate"]
     );
 }
+
+#[tokio::test]
+async fn two_runs_at_once_on_one_embedded_file_send_each_file_once() {
+    let mut bed = Bed::start("embedded-two-runs", FtpServerKind::Vsftpd).await;
+    bed.use_embedded_store();
+    bed.config(&upload(""), None);
+    let expected = write_files(&bed.local(), 30, 4096);
+
+    // Two processes on the same file: SQLite's locks serialise their transactions, and the
+    // flow lock (a row of the file) their runs; the later one is woken by its poll.
+    let (a, b) = tokio::join!(run_ok(&bed), run_ok(&bed));
+    let transferred =
+        |report: &serde_json::Value| report["totals"]["transferred"].as_u64().unwrap_or(0);
+    assert_eq!(transferred(&a) + transferred(&b), 30, "{a}\n{b}");
+    assert_eq!(bed.remote_files("in"), expected);
+    assert_eq!(bed.recorded_names(), expected.keys().cloned().collect());
+}
