@@ -59,8 +59,8 @@ pub enum StartupError {
     /// The broker URL is invalid, or RabbitMQ stayed unreachable.
     #[error("RabbitMQ: {0}")]
     Broker(#[from] BrokerError),
-    /// Redis stayed unreachable.
-    #[error("Redis: {0}")]
+    /// Redis stayed unreachable, or the embedded store's file could not be opened.
+    #[error("store: {0}")]
     Store(#[from] IdempotencyError),
     /// `redis.password` could not be resolved.
     #[error("redis.password: {0}")]
