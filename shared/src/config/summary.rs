@@ -43,17 +43,27 @@ fn write_summary(out: &mut String, config: &Config, now: DateTime<Utc>) -> std::
         s.broker.max_attempts,
         run_delays.join(", ")
     )?;
-    write!(
-        out,
-        "  redis: {} (key prefix `{}`, delivery records kept {}",
-        s.redis.topology.describe(&s.redis.url),
-        s.redis.key_prefix,
-        format_duration(s.redis.delivery_retention)
-    )?;
-    if let Some(password) = &s.redis.password {
-        write!(out, ", password {password}")?;
+    if let Some(path) = s.store.embedded_path() {
+        writeln!(
+            out,
+            "  store: embedded, {} (key prefix `{}`, delivery records kept {}; one node only)",
+            path.display(),
+            s.redis.key_prefix,
+            format_duration(s.redis.delivery_retention)
+        )?;
+    } else {
+        write!(
+            out,
+            "  redis: {} (key prefix `{}`, delivery records kept {}",
+            s.redis.topology.describe(&s.redis.url),
+            s.redis.key_prefix,
+            format_duration(s.redis.delivery_retention)
+        )?;
+        if let Some(password) = &s.redis.password {
+            write!(out, ", password {password}")?;
+        }
+        writeln!(out, ")")?;
     }
-    writeln!(out, ")")?;
     match &s.resolver.vault {
         Some(vault) => {
             let auth = match &vault.auth {
