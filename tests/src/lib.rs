@@ -7,6 +7,7 @@
 
 pub mod audit_trail;
 pub mod bed;
+pub mod embedded;
 pub mod fleet;
 pub mod ftp;
 pub mod ftps_client;

@@ -114,6 +114,12 @@ fn main() -> ExitCode {
     let Some(config) = startup::load_config(&cli.config) else {
         return ExitCode::from(startup::EXIT_CONFIG);
     };
+    if let Command::Consume = command
+        && let Err(error) = startup::require_fleet_store(&config, "ferry-worker consume")
+    {
+        eprintln!("ferry-worker: {error}");
+        return ExitCode::from(startup::EXIT_CONFIG);
+    }
     let config = Arc::new(config);
     let runtime = match runtime() {
         Ok(runtime) => runtime,
