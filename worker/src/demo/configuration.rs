@@ -1,5 +1,5 @@
 //! The demo's scratch folder and the ferry configuration it writes there: `ferry.yaml`
-//! (the store), one partner (the local FTPS server, CA verification on with the run's
+//! (the embedded store, a file in the scratch folder), one partner (the local FTPS server, CA verification on with the run's
 //! CA file, the password in a file as a `file:` secret reference) and two flows, an
 //! upload and a download. The same files `ferry-worker run`, `validate` and `audit`
 //! read, so the printed folder can be used with them after the demo.
@@ -74,26 +74,13 @@ impl Layout {
     }
 }
 
-/// Where the demo keeps ferry's state (delivery records, claims, locks, audit trail).
-pub enum StoreChoice {
-    /// The embedded single-node store: one file in the scratch folder.
-    Embedded(PathBuf),
-    /// A Redis server, under a key prefix of this demo only.
-    Redis {
-        /// `redis.url`.
-        url: String,
-        /// `redis.key_prefix`.
-        key_prefix: String,
-    },
-}
-
 /// Writes the configuration; returns the `--config` directory.
 pub fn write(
     layout: &Layout,
     partner: SocketAddr,
     certificates: &Certificates,
     password: &str,
-    store: &StoreChoice,
+    store: &Path,
 ) -> anyhow::Result<PathBuf> {
     let password_file = layout.secrets.join("partner-password");
     std::fs::write(&password_file, password)?;
@@ -112,19 +99,20 @@ pub fn write(
     Ok(layout.config.clone())
 }
 
-/// `ferry.yaml`: the store and the audit trail; everything else takes its default.
-fn settings(store: &StoreChoice) -> String {
-    let store = match store {
-        StoreChoice::Embedded(path) => format!(
-            "# One machine, no Redis: state in an embedded database file.\nstore:\n  kind: embedded\n  path: {}\n",
-            quoted(&path.display().to_string())
-        ),
-        StoreChoice::Redis { url, key_prefix } => format!(
-            "redis:\n  url: {url}\n  # Keys of this demo only.\n  key_prefix: {key_prefix}\n"
-        ),
-    };
+/// `ferry.yaml`: the embedded store (no Redis) and the audit trail; everything else
+/// takes its default.
+fn settings(store: &Path) -> String {
     format!(
-        "# Written by `ferry-worker demo`.\n{store}\naudit:\n  # One hash-chained record per file event: `ferry-worker audit --flow F`.\n  enabled: true\n"
+        "# Written by `ferry-worker demo`.\n\
+         # One machine, no Redis: delivery records, claims, locks and the audit trail live in\n\
+         # one embedded database file.\n\
+         store:\n\
+         \x20 kind: embedded\n\
+         \x20 path: {path}\n\
+         audit:\n\
+         \x20 # One hash-chained record per file event: `ferry-worker audit --flow F`.\n\
+         \x20 enabled: true\n",
+        path = quoted(&store.display().to_string()),
     )
 }
 

@@ -13,7 +13,7 @@ use ferry_shared::telemetry::{self, LogFormat, TelemetrySettings};
 use ferry_shared::transfer::{self, Engine, FileReport, Outcome, RunReport};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::configuration::{self, DOWNLOAD_FLOW, Layout, StoreChoice, UPLOAD_FLOW, USERNAME};
+use super::configuration::{self, DOWNLOAD_FLOW, Layout, UPLOAD_FLOW, USERNAME};
 use super::partner::{Certificates, Partner};
 use super::samples::{self, Arrival, Sample};
 
@@ -110,7 +110,7 @@ async fn with_partner(
         statements.len()
     );
 
-    let store = store_choice(layout);
+    let store = layout.scratch.join("state.db");
     let config_dir = configuration::write(layout, partner.addr, certificates, password, &store)?;
     println!(
         "configuration: {} (try `ferry-worker validate --config {}`)",
@@ -160,18 +160,6 @@ async fn with_partner(
         duplicates,
         expected: orders.len() + statements.len(),
     })
-}
-
-/// The embedded store in the scratch folder: no Redis needed.
-fn store_choice(layout: &Layout) -> StoreChoice {
-    let _ = layout;
-    StoreChoice::Redis {
-        url: "redis://127.0.0.1:6379".to_owned(),
-        key_prefix: format!(
-            "ferry-demo-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        ),
-    }
 }
 
 /// Log lines on stderr at `warn` unless `RUST_LOG` says otherwise: the walkthrough's
