@@ -203,3 +203,37 @@ fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    use super::*;
+
+    /// The demo partner refuses a login on a plain control channel (reply 534): a
+    /// client must say `AUTH TLS` first. After the stop nothing listens on its port.
+    #[tokio::test]
+    async fn the_partner_refuses_a_login_without_tls_and_stops_listening() {
+        let scratch = tempfile::tempdir().expect("temp dir");
+        let certificates = Certificates::generate(scratch.path()).expect("certificates");
+        let partner = Partner::start(scratch.path(), &certificates, "demo", "secret")
+            .await
+            .expect("partner");
+
+        let stream = tokio::net::TcpStream::connect(partner.addr)
+            .await
+            .expect("connect");
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let greeting = lines.next_line().await.expect("read").expect("greeting");
+        assert!(greeting.starts_with("220"), "{greeting}");
+        write.write_all(b"USER demo\r\n").await.expect("write");
+        let reply = lines.next_line().await.expect("read").expect("reply");
+        assert!(reply.starts_with("534"), "plain USER got {reply:?}");
+        drop((lines, write));
+
+        let addr = partner.addr;
+        partner.stop().await.expect("stop");
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+}
