@@ -8,7 +8,9 @@
 //! The command builds before it runs. `CARGO_TARGET_DIR` points at this workspace's target
 //! folder, so the clone reuses the compiled dependencies and only rebuilds ferry's own
 //! crates (its sources sit at another path); a cold build is measured separately (see the
-//! README). The test needs `git` and `cargo` on `PATH`, as a newcomer does.
+//! README). That build replaces `target/debug/ferry-worker` with the clone's (the committed
+//! sources), so `tests/nextest.toml` runs this test alone. The test needs `git` and `cargo`
+//! on `PATH`, as a newcomer does.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
