@@ -11,7 +11,7 @@ use anyhow::Context;
 use ferry_shared::config::Config;
 use ferry_shared::telemetry::{self, LogFormat, TelemetrySettings};
 use ferry_shared::transfer::{self, Engine, FileReport, Outcome, RunReport};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::configuration::{self, DOWNLOAD_FLOW, Layout, UPLOAD_FLOW, USERNAME};
 use super::partner::{Certificates, Partner};
@@ -176,7 +176,9 @@ fn telemetry_settings(log_format: Option<LogFormat>) -> TelemetrySettings {
 async fn run_flow(engine: &Engine, flow: &str, samples: &[Sample]) -> anyhow::Result<RunReport> {
     println!("  {flow}:");
     let bar = std::io::stdout().is_terminal().then(|| {
-        let bar = ProgressBar::new(samples.len() as u64);
+        // On stdout, where the file lines go (stderr carries the log lines).
+        let bar =
+            ProgressBar::with_draw_target(Some(samples.len() as u64), ProgressDrawTarget::stdout());
         bar.set_style(
             ProgressStyle::with_template("  [{bar:30}] {pos}/{len} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
