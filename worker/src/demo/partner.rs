@@ -130,6 +130,9 @@ impl Partner {
         password: &str,
     ) -> anyhow::Result<Partner> {
         let root = root.to_path_buf();
+        // Opened once here so that a missing folder is an error, not a panic in a session.
+        Filesystem::new(root.clone())
+            .with_context(|| format!("opening the partner's folder {}", root.display()))?;
         let port = free_port()?;
         let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -138,7 +141,7 @@ impl Partner {
             password: password.to_owned(),
         });
         let server = ServerBuilder::with_authenticator(
-            Box::new(move || Filesystem::new(root.clone()).expect("the partner's folder")),
+            Box::new(move || Filesystem::new(root.clone()).expect("opened above")),
             authenticator,
         )
         .greeting("ferry demo partner (FTPS required)")

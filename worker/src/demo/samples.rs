@@ -39,8 +39,8 @@ impl Sample {
     }
 }
 
-/// Writes `names` with `rows` rows each (the row counts cycle) into `dir`; each sample
-/// is to arrive under `dest`.
+/// Writes each `(name, rows)` of `files` into `dir` as a CSV of `kind` records with that
+/// many rows; each sample is to arrive under `dest`.
 fn write(
     dir: &Path,
     dest: &Path,
