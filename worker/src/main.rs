@@ -6,7 +6,8 @@
 //! - `probe`: connect to a partner step by step, as a flow would, and report each step;
 //! - `validate`: check the configuration directory and print its summary;
 //! - `setup`: declare the broker topology and exit;
-//! - `audit`: a flow's or a file's history, `audit verify`, `audit export` (see `audit.rs`).
+//! - `audit`: a flow's or a file's history, `audit verify`, `audit export` (see `audit.rs`);
+//! - `demo`: ferry's main job end to end against a local FTPS partner (see `demo/`).
 //!
 //! This file only parses the command line and turns results into exit codes (0 success,
 //! 1 failure, 2 configuration error); each command lives in its own module and the work
@@ -14,6 +15,7 @@
 
 mod audit;
 mod consume;
+mod demo;
 mod probe;
 mod run;
 
@@ -91,6 +93,9 @@ enum Command {
     Setup,
     /// Print a flow's (or one file's) audit history; `verify` its hash chain; `export` it.
     Audit(audit::AuditArgs),
+    /// Move real files end to end: a local FTPS partner, an upload and a download flow run
+    /// twice (the second run skips every file as a duplicate); needs no configuration.
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -98,6 +103,13 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Consume);
     if let Command::Validate = command {
         return startup::validate(&cli.config);
+    }
+    if let Command::Demo = command {
+        // The demo writes its own configuration; `--config` does not apply.
+        return match runtime() {
+            Ok(runtime) => runtime.block_on(demo::run(cli.log_format)),
+            Err(code) => code,
+        };
     }
     let Some(config) = startup::load_config(&cli.config) else {
         return ExitCode::from(startup::EXIT_CONFIG);
@@ -109,18 +121,9 @@ fn main() -> ExitCode {
         return ExitCode::from(startup::EXIT_CONFIG);
     }
     let config = Arc::new(config);
-    // 8 MiB per runtime thread rather than tokio's 2 MiB: a flow-run is a deep state
-    // machine, and a debug build's frames are large (the futures are boxed per file too).
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(8 * 1024 * 1024)
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("ferry-worker: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let telemetry = match startup::telemetry(&config, "ferry-worker", cli.log_format) {
@@ -139,7 +142,8 @@ fn main() -> ExitCode {
             }
             Command::Audit(args) => return audit::run(&config, args).await,
             Command::Setup => setup(&config).await,
-            Command::Consume | Command::Validate => {
+            // `validate` and `demo` returned above.
+            Command::Consume | Command::Validate | Command::Demo => {
                 consume(config, cli.health_listen, telemetry.scrape()).await
             }
         };
@@ -152,6 +156,20 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// The async runtime, or the exit code after saying why it cannot start. 8 MiB per
+/// runtime thread rather than tokio's 2 MiB: a flow-run is a deep state machine, and a
+/// debug build's frames are large (the futures are boxed per file too).
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 * 1024 * 1024)
+        .build()
+        .map_err(|error| {
+            eprintln!("ferry-worker: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        })
 }
 
 /// `setup`: declares the topology (connecting does it) and says what exists.
