@@ -120,6 +120,7 @@ mod retry;
 mod selection;
 mod sweep;
 mod upload;
+mod verdict;
 
 pub use dead_letter::as_run_attempt;
 pub use engine::{Engine, EngineOptions, Progress};
@@ -133,6 +134,7 @@ pub use report::{
     Recovery, RunInfo, RunReport, Totals,
 };
 pub use retry::RetryPolicy;
+pub use verdict::{Verdict, run_requested, verdict};
 pub use selection::{LocalFile, Selection, Walk, is_stable, select_local};
 
 /// Runs one flow with `engine`: the call the worker's consume loop and `ferry-worker run`

@@ -26,10 +26,13 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The tables of every part of the embedded store, created when the file is opened. A part
 /// adds its statements here (one entry per part, named for its file).
-const SCHEMA: &[(&str, &str)] = &[(
-    "meta",
-    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
-)];
+const SCHEMA: &[(&str, &str)] = &[
+    (
+        "meta",
+        "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    ),
+    ("run_queue", crate::run_queue::SCHEMA),
+];
 
 /// The embedded store's database file. Cheap to clone (one shared connection).
 #[derive(Clone)]
