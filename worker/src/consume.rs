@@ -21,24 +21,46 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ferry_shared::broker::{Broker, ConsumerOptions, DeadLetterReason, Delivery, Settled};
-use ferry_shared::startup;
+use ferry_shared::broker::{Broker, ConsumerOptions, DeadLetterReason, Settled};
 use ferry_shared::telemetry::metrics::partner::PartnerMetrics;
 use ferry_shared::telemetry::metrics::runs::RunMetrics;
 use ferry_shared::telemetry::{self, LogEvent};
-use ferry_shared::transfer::{Engine, Verdict, run_requested};
+use ferry_shared::transfer::{Engine, TakenRun, Verdict, run_requested, settle};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use ferry_shared::ops_http::Readiness;
 
+use crate::source::RunSource;
+
 /// How often readiness is re-evaluated (broker consuming, Redis answering).
 const READINESS_CHECK: Duration = Duration::from_secs(2);
 
-/// Consumes until `shutdown` completes, then drains in-flight runs within the grace period.
+/// Consumes RabbitMQ's work queue until `shutdown` completes, then drains in-flight runs
+/// within the grace period.
 pub async fn run(
     engine: Arc<Engine>,
     broker: Broker,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()>,
+) {
+    let settings = &engine.config().settings.worker;
+    let consumer = broker.consumer(ConsumerOptions {
+        prefetch: settings.concurrency.max(1),
+        connection_name: format!("ferry-worker {}", std::process::id()),
+        ..ConsumerOptions::default()
+    });
+    let destination = broker.topology().work_queue();
+    run_from(engine, consumer, destination, readiness, shutdown).await;
+}
+
+/// Runs what `source` hands out (at most `worker.concurrency` at once) until `shutdown`
+/// completes, then drains in-flight runs within the grace period. `destination` names the
+/// queue in the runs' spans.
+pub async fn run_from<S: RunSource>(
+    engine: Arc<Engine>,
+    mut source: S,
+    destination: String,
     readiness: Readiness,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -49,11 +71,6 @@ pub async fn run(
         PartnerMetrics::global().initialize(partner);
     }
     let concurrency = usize::from(settings.concurrency.max(1));
-    let mut consumer = broker.consumer(ConsumerOptions {
-        prefetch: settings.concurrency.max(1),
-        connection_name: format!("ferry-worker {}", std::process::id()),
-        ..ConsumerOptions::default()
-    });
     let redis_ok = Arc::new(AtomicBool::new(true));
     let pinger = tokio::spawn(watch_redis(engine.clone(), redis_ok.clone()));
     let mut readiness_tick = tokio::time::interval(READINESS_CHECK);
@@ -64,9 +81,9 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            delivery = consumer.next(), if running.len() < concurrency => match delivery {
-                Some(delivery) => {
-                    running.spawn(handle(engine.clone(), delivery));
+            taken = source.next(), if running.len() < concurrency => match taken {
+                Some(taken) => {
+                    running.spawn(handle(engine.clone(), taken, destination.clone()));
                 }
                 None => break,
             },
@@ -76,14 +93,14 @@ pub async fn run(
                 }
             }
             _ = readiness_tick.tick() => {
-                readiness.set(consumer.is_consuming() && redis_ok.load(Ordering::Relaxed));
+                readiness.set(source.is_consuming() && redis_ok.load(Ordering::Relaxed));
             }
         }
     }
 
     readiness.set(false);
     tracing::info!(in_flight = running.len(), grace = ?settings.shutdown_grace, "stopping: no new flow-runs");
-    consumer.shutdown().await;
+    source.shutdown().await;
     let grace = tokio::time::sleep(settings.shutdown_grace);
     tokio::pin!(grace);
     loop {
@@ -111,14 +128,14 @@ async fn watch_redis(engine: Arc<Engine>, ok: Arc<AtomicBool>) {
     }
 }
 
-/// Runs one delivery's flow-run and settles the delivery.
-async fn handle(engine: Arc<Engine>, delivery: Delivery) {
-    let message = match delivery.message() {
+/// Runs one taken run's flow-run and settles it.
+async fn handle<T: TakenRun>(engine: Arc<Engine>, taken: T, destination: String) {
+    let message = match taken.message() {
         Ok(message) => message.clone(),
         Err(error) => {
             let reason = format!("undecodable flow-run message: {error}");
-            settle(
-                delivery,
+            let _ = settle(
+                taken,
                 Verdict::DeadLetter(DeadLetterReason::Malformed, reason),
             )
             .await;
@@ -128,20 +145,20 @@ async fn handle(engine: Arc<Engine>, delivery: Delivery) {
     let span = tracing::info_span!(
         "worker.flow_run",
         otel.kind = "consumer",
-        messaging.system = "rabbitmq",
+        messaging.system = T::MESSAGING_SYSTEM,
         messaging.operation.name = "process",
         messaging.operation.type = "process",
-        messaging.destination.name = %startup::topology(engine.config()).work_queue(),
+        messaging.destination.name = %destination,
         messaging.message.id = %message.flow_run_id,
         flow_id = %message.flow_id,
         flow_run_id = %message.flow_run_id,
         attempt = message.attempt,
-        redelivered = delivery.redelivered(),
+        redelivered = taken.redelivered(),
     );
-    telemetry::set_parent_from(&span, delivery.headers());
+    telemetry::set_parent_from(&span, taken.headers());
     async move {
-        let verdict = run_requested(&engine, &message, delivery.published_at()).await;
-        let settled = settle(delivery, verdict).await;
+        let verdict = run_requested(&engine, &message, taken.published_at()).await;
+        let settled = settle(taken, verdict).await;
         if let Some(Settled::Retried { .. }) = settled {
             // Only a configured flow's run comes back through the delay queues.
             RunMetrics::global().record_flow_run_retry(&message.flow_id);
@@ -149,28 +166,4 @@ async fn handle(engine: Arc<Engine>, delivery: Delivery) {
     }
     .instrument(span)
     .await
-}
-
-/// Settles `delivery` as `verdict` says, and says how. A failure to settle leaves the
-/// message with the broker, which redelivers it: logged, never fatal (`None`).
-async fn settle(delivery: Delivery, verdict: Verdict) -> Option<Settled> {
-    let result = match &verdict {
-        Verdict::Ack => delivery.ack().await,
-        Verdict::RetryLater(reason) => delivery.retry_later(reason).await,
-        Verdict::DeadLetter(kind, reason) => delivery.dead_letter(*kind, reason).await,
-    };
-    match result {
-        Ok(settled) => {
-            tracing::info!(
-                ?settled,
-                event = LogEvent::FlowRunSettled.as_str(),
-                "flow-run message settled"
-            );
-            Some(settled)
-        }
-        Err(error) => {
-            tracing::warn!(%error, ?verdict, "could not settle the message; the broker will redeliver it");
-            None
-        }
-    }
 }

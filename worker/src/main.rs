@@ -6,7 +6,10 @@
 //! - `probe`: connect to a partner step by step, as a flow would, and report each step;
 //! - `validate`: check the configuration directory and print its summary;
 //! - `setup`: declare the broker topology and exit;
-//! - `audit`: a flow's or a file's history, `audit verify`, `audit export` (see `audit.rs`).
+//! - `audit`: a flow's or a file's history, `audit verify`, `audit export` (see `audit.rs`);
+//! - `standalone`: the whole of ferry on one machine: schedule, triggers and runs in one
+//!   process over the embedded store, no broker (see `standalone.rs`);
+//! - `dead-letters`: the runs a standalone node gave up on, as JSON.
 //!
 //! This file only parses the command line and turns results into exit codes (0 success,
 //! 1 failure, 2 configuration error); each command lives in its own module and the work
@@ -16,6 +19,8 @@ mod audit;
 mod consume;
 mod probe;
 mod run;
+mod source;
+mod standalone;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -91,6 +96,11 @@ enum Command {
     Setup,
     /// Print a flow's (or one file's) audit history; `verify` its hash chain; `export` it.
     Audit(audit::AuditArgs),
+    /// Run the whole of ferry on this machine: the schedule, the triggers and the flow-runs
+    /// in one process, over the embedded store (`store.kind: embedded`), no broker.
+    Standalone,
+    /// Print the runs a standalone node gave up on (its dead letters), as JSON.
+    DeadLetters,
 }
 
 fn main() -> ExitCode {
@@ -133,6 +143,11 @@ fn main() -> ExitCode {
             }
             Command::Audit(args) => return audit::run(&config, args).await,
             Command::Setup => setup(&config).await,
+            Command::DeadLetters => standalone::print_dead_letters(&config).await,
+            Command::Standalone => {
+                let options = engine_options(&config);
+                standalone::run(config, cli.health_listen, telemetry.scrape(), options).await
+            }
             Command::Consume | Command::Validate => {
                 consume(config, cli.health_listen, telemetry.scrape()).await
             }

@@ -223,6 +223,12 @@ impl Store {
         .await
     }
 
+    /// The embedded store's database file, when this store is embedded (`store.kind:
+    /// embedded`); `None` for Redis. (The embedded backend arrives with branch `e`.)
+    pub fn embedded(&self) -> Option<&super::embedded::EmbeddedDb> {
+        None
+    }
+
     /// Checks that Redis answers (for readiness probes).
     pub async fn ping(&self) -> Result<(), IdempotencyError> {
         let reply: String = self.run("ping", &Request::Cmd(redis::cmd("PING"))).await?;

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS run_queue (
     published_at_ms INTEGER NOT NULL,
     due_at_ms INTEGER NOT NULL,
     taken INTEGER NOT NULL DEFAULT 0,
+    deliveries INTEGER NOT NULL DEFAULT 0,
     retry_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS run_queue_due ON run_queue (taken, due_at_ms, id);

@@ -58,7 +58,7 @@ impl QueuedRun {
             .call("run_queue.retry_later", move |tx| {
                 tx.execute(
                     "UPDATE run_queue SET taken = 0, message = ?2, headers = ?3,
-                         published_at_ms = ?4, due_at_ms = ?4, retry_reason = ?5
+                         published_at_ms = ?4, due_at_ms = ?4, retry_reason = ?5, deliveries = 0
                      WHERE id = ?1 AND taken = 1",
                     rusqlite::params![id, payload, headers, due, reason_text],
                 )

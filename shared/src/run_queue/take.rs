@@ -26,12 +26,13 @@ pub struct QueuedRun {
     pub(super) payload: Vec<u8>,
     pub(super) headers: Headers,
     pub(super) published_at_ms: i64,
+    pub(super) redelivered: bool,
     pub(super) queue: RunQueue,
     pub(super) settled: bool,
 }
 
-/// One row as read.
-type Row = (i64, String, String, Vec<u8>, String, i64);
+/// One row as read: id, flow, run, message, headers, published at, deliveries before.
+type Row = (i64, String, String, Vec<u8>, String, i64, i64);
 
 /// What a look at the queue found.
 enum Look {
@@ -49,6 +50,12 @@ impl QueuedRun {
     /// Its headers (the trace context of whoever queued it, the last retry's reason).
     pub fn headers(&self) -> &Headers {
         &self.headers
+    }
+
+    /// Whether it was handed out before, to a run that never settled it (the node died, or
+    /// the run task did): the run may be partly done.
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
     }
 
     /// When it was queued, or when its retry delay ended (the start of its queue lag).
@@ -93,15 +100,28 @@ impl RunQueue {
             .call("run_queue.take", move |tx| {
                 let row: Option<Row> = tx
                     .query_row(
-                        "SELECT id, flow_id, flow_run_id, message, headers, published_at_ms
+                        "SELECT id, flow_id, flow_run_id, message, headers, published_at_ms, deliveries
                          FROM run_queue WHERE taken = 0 AND due_at_ms <= ?1
                          ORDER BY due_at_ms, id LIMIT 1",
                         [now],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                        |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                                r.get(6)?,
+                            ))
+                        },
                     )
                     .optional()?;
                 if let Some(row) = row {
-                    tx.execute("UPDATE run_queue SET taken = 1 WHERE id = ?1", [row.0])?;
+                    tx.execute(
+                        "UPDATE run_queue SET taken = 1, deliveries = deliveries + 1 WHERE id = ?1",
+                        [row.0],
+                    )?;
                     return Ok(Look::Taken(row));
                 }
                 let earliest: Option<i64> = tx.query_row(
@@ -115,7 +135,7 @@ impl RunQueue {
             })
             .await?;
         match look {
-            Look::Taken((id, flow_id, flow_run_id, payload, headers, published_at_ms)) => {
+            Look::Taken((id, flow_id, flow_run_id, payload, headers, published_at_ms, before)) => {
                 Ok(Some(QueuedRun {
                     id,
                     flow_id,
@@ -124,6 +144,7 @@ impl RunQueue {
                     payload,
                     headers: serde_json::from_str(&headers).unwrap_or_default(),
                     published_at_ms,
+                    redelivered: before > 0,
                     queue: self.clone(),
                     settled: false,
                 }))

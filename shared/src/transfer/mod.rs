@@ -119,6 +119,7 @@ mod report;
 mod retry;
 mod selection;
 mod sweep;
+mod taken_run;
 mod upload;
 mod verdict;
 
@@ -134,6 +135,7 @@ pub use report::{
     Recovery, RunInfo, RunReport, Totals,
 };
 pub use retry::RetryPolicy;
+pub use taken_run::{TakenRun, settle};
 pub use verdict::{Verdict, run_requested, verdict};
 pub use selection::{LocalFile, Selection, Walk, is_stable, select_local};
 
