@@ -24,6 +24,7 @@ pub mod rabbitmq;
 pub mod redis;
 pub mod redis_cluster;
 pub mod span_index;
+pub mod standalone;
 pub mod tools;
 pub mod traced_fleet;
 pub mod vault;
