@@ -97,20 +97,31 @@ async fn a_node_killed_mid_transfer_and_restarted_delivers_each_file_once() {
         .await
         .expect("the node crashed mid-transfer");
     assert_eq!(status.signal(), Some(9), "{}", first.tail(30));
-    assert_ne!(node.remote_files("f"), expected, "the crash left work to do");
+    assert_ne!(
+        node.remote_files("f"),
+        expected,
+        "the crash left work to do"
+    );
 
     let mut second = start_node(&node, "node-2", &[]).await;
     wait_delivered(&node, &mut second, "f", &expected, Duration::from_secs(60)).await;
     second
-        .wait_for("the recovered run settled", Duration::from_secs(30), |lines| {
-            lines.iter().any(|l| {
-                is_event(l, LogEvent::FlowRunSettled)
-                    && field(l, "settled").is_some_and(|s| s.contains("Acked"))
-            })
-        })
+        .wait_for(
+            "the recovered run settled",
+            Duration::from_secs(30),
+            |lines| {
+                lines.iter().any(|l| {
+                    is_event(l, LogEvent::FlowRunSettled)
+                        && field(l, "settled").is_some_and(|s| s.contains("Acked"))
+                })
+            },
+        )
         .await
         .expect("settled");
-    second.stop(Duration::from_secs(30)).await.expect("clean stop");
+    second
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("clean stop");
     renamed_once(&node, "f", &expected);
 
     let (code, history) = node
@@ -185,7 +196,10 @@ async fn three_scheduled_flows_for_twenty_seconds_deliver_every_file_once() {
         )
         .await;
     }
-    process.stop(Duration::from_secs(30)).await.expect("clean stop");
+    process
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("clean stop");
     for flow in flows {
         renamed_once(&node, flow, &expected[flow]);
     }
@@ -207,21 +221,29 @@ async fn a_queued_run_survives_a_restart() {
         ..NodeOptions::default()
     };
     let node = Node::start(options).await.expect("node");
-    let sha = node.write_local("f", "late.xml", b"<late/>").expect("write");
+    let sha = node
+        .write_local("f", "late.xml", b"<late/>")
+        .expect("write");
     let mut first = start_node(&node, "node-1", &[]).await;
     assert_eq!(node.trigger_run("f").expect("trigger").status, 202);
     first
         .wait_for_event(LogEvent::FlowRunRetryScheduled, Duration::from_secs(60))
         .await
         .expect("the run waits for its retry");
-    first.stop(Duration::from_secs(30)).await.expect("clean stop");
+    first
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("clean stop");
 
     // The partner is back (its real port); a new process runs the queued run.
     node.write_partner(node.server.port).expect("partner");
     let mut second = start_node(&node, "node-2", &[]).await;
     let expected = BTreeMap::from([("late.xml".to_owned(), sha)]);
     wait_delivered(&node, &mut second, "f", &expected, Duration::from_secs(60)).await;
-    second.stop(Duration::from_secs(30)).await.expect("clean stop");
+    second
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("clean stop");
     renamed_once(&node, "f", &expected);
     let triggered_again = second
         .lines()
@@ -239,7 +261,8 @@ async fn a_run_that_keeps_failing_is_retried_with_the_delays_then_dead_lettered(
         ..NodeOptions::default()
     };
     let node = Node::start(options).await.expect("node");
-    node.write_local("f", "stuck.xml", b"<stuck/>").expect("write");
+    node.write_local("f", "stuck.xml", b"<stuck/>")
+        .expect("write");
     let mut process = start_node(&node, "node", &[]).await;
     let answer = node.trigger_run("f").expect("trigger");
     assert_eq!(answer.status, 202);
@@ -264,8 +287,14 @@ async fn a_run_that_keeps_failing_is_retried_with_the_delays_then_dead_lettered(
         .find(|l| is_event(l, LogEvent::FlowRunDeadLettered))
         .expect("dead letter line");
     let waited = timestamp_micros(dead).expect("time") - first_retry;
-    assert!(waited >= 3_000_000, "dead-lettered {waited} µs after the first retry");
-    process.stop(Duration::from_secs(30)).await.expect("clean stop");
+    assert!(
+        waited >= 3_000_000,
+        "dead-lettered {waited} µs after the first retry"
+    );
+    process
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("clean stop");
 
     let dead = node.dead_letters().await.expect("dead letters");
     assert_eq!(dead.len(), 1, "{dead:?}");
@@ -290,7 +319,10 @@ async fn the_http_trigger_answers_202_and_the_run_happens() {
     let expected = BTreeMap::from([("now.xml".to_owned(), sha)]);
     wait_delivered(&node, &mut process, "f", &expected, Duration::from_secs(60)).await;
     assert_eq!(node.trigger_run("nope").expect("trigger").status, 404);
-    process.stop(Duration::from_secs(30)).await.expect("clean stop");
+    process
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("clean stop");
     assert!(
         process
             .lines()
@@ -313,7 +345,7 @@ async fn without_the_embedded_store_standalone_refuses_to_start() {
         .wait_exit(Duration::from_secs(60))
         .await
         .expect("it exits");
-    assert!(!status.success());
+    assert_eq!(status.code(), Some(2), "a configuration error");
     let text = process.log_text();
     assert!(text.contains("store: { kind: embedded"), "{text}");
 }

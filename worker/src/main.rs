@@ -157,7 +157,11 @@ fn main() -> ExitCode {
             Err(error) => {
                 tracing::error!("{error:#}");
                 eprintln!("ferry-worker: {error:#}");
-                ExitCode::FAILURE
+                if error.is::<standalone::StandaloneError>() {
+                    ExitCode::from(startup::EXIT_CONFIG)
+                } else {
+                    ExitCode::FAILURE
+                }
             }
         }
     })

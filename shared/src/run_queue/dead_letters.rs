@@ -32,11 +32,14 @@ fn reason_word<S: serde::Serializer>(kind: &DeadLetterReason, s: S) -> Result<S:
     s.serialize_str(kind.as_str())
 }
 
+/// One row as read: run, flow, attempt, message, kind, reason, when (Unix ms).
+type DeadRow = (String, String, u32, Vec<u8>, String, String, i64);
+
 impl RunQueue {
     /// Every dead letter in the file, oldest first. A row whose kind this build does not
     /// know (written by a newer ferry) is listed as `permanent_failure`.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetterEntry>, RunQueueError> {
-        let rows: Vec<(String, String, u32, Vec<u8>, String, String, i64)> = self
+        let rows: Vec<DeadRow> = self
             .db
             .call("run_queue.dead_letters", |tx| {
                 let mut statement = tx.prepare(

@@ -79,7 +79,9 @@ pub enum RunQueueError {
     #[error("refusing to queue an invalid flow-run message: {0}")]
     InvalidMessage(#[from] DecodeError),
     /// The run was settled or released already (by this process, before).
-    #[error("flow-run {flow_run_id} is no longer taken: settled already, or the queue was recovered")]
+    #[error(
+        "flow-run {flow_run_id} is no longer taken: settled already, or the queue was recovered"
+    )]
     NotTaken {
         /// The run.
         flow_run_id: String,

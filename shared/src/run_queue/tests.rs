@@ -11,7 +11,10 @@ use super::RunQueue;
 
 fn topology(delays_ms: &[u64], max_attempts: u32) -> Topology {
     Topology {
-        retry_delays: delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect(),
+        retry_delays: delays_ms
+            .iter()
+            .map(|ms| Duration::from_millis(*ms))
+            .collect(),
         max_attempts,
         ..Topology::default()
     }
@@ -50,7 +53,11 @@ async fn a_queued_run_survives_reopening_the_file_and_comes_out_once() {
     assert_eq!(run.headers().get("traceparent").unwrap(), "00-abc-def-01");
     assert_eq!(run.ack().await.unwrap(), Settled::Acked);
     assert_eq!(queue.depth().await.unwrap(), 0);
-    assert!(next_within(&queue, Duration::from_millis(300)).await.is_none());
+    assert!(
+        next_within(&queue, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -64,7 +71,11 @@ async fn runs_come_out_in_the_order_they_were_queued_and_a_taken_one_is_not_hand
     let second = next_within(&queue, Duration::from_secs(5)).await.unwrap();
     assert_eq!(first.message().unwrap().flow_id, "a");
     assert_eq!(second.message().unwrap().flow_id, "b");
-    assert!(next_within(&queue, Duration::from_millis(300)).await.is_none());
+    assert!(
+        next_within(&queue, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
     let _ = first.ack().await.unwrap();
     let _ = second.ack().await.unwrap();
 }
@@ -86,7 +97,10 @@ async fn a_retry_is_not_due_before_its_delay_and_carries_the_next_attempt_and_th
     let started = std::time::Instant::now();
     let again = next_within(&queue, Duration::from_secs(5)).await.unwrap();
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(1400), "due after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "due after {waited:?}"
+    );
     assert_eq!(again.message().unwrap().attempt, 2);
     assert_eq!(
         again.headers().get(RETRY_REASON_HEADER).unwrap(),
@@ -137,7 +151,10 @@ async fn the_last_attempt_allowed_goes_to_the_dead_letters_with_its_reason() {
 async fn a_dead_letter_keeps_its_kind_and_sentence() {
     let dir = tempfile::tempdir().unwrap();
     let queue = queue_at(&dir.path().join("state.db"), Topology::default()).await;
-    queue.enqueue(&message("gone"), &Headers::new()).await.unwrap();
+    queue
+        .enqueue(&message("gone"), &Headers::new())
+        .await
+        .unwrap();
     let run = next_within(&queue, Duration::from_secs(5)).await.unwrap();
     let settled = run
         .dead_letter(DeadLetterReason::UnknownFlow, "unknown flow `gone`")
@@ -164,7 +181,11 @@ async fn a_run_taken_by_a_process_that_died_is_due_again_after_recovery() {
         std::mem::forget(run);
     }
     let queue = queue_at(&path, Topology::default()).await;
-    assert!(next_within(&queue, Duration::from_millis(300)).await.is_none());
+    assert!(
+        next_within(&queue, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
     assert_eq!(queue.recover_taken().await.unwrap(), 1);
     let run = next_within(&queue, Duration::from_secs(5)).await.unwrap();
     assert_eq!(run.message().unwrap().flow_run_id, sent.flow_run_id);

@@ -29,7 +29,6 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use crate::config::{CatchUp, Config, Schedule};
 use crate::idempotency::{Store, TickClaim, TickLease, TickPublished};
 use crate::message::{FlowRunMessage, Trigger};
@@ -37,6 +36,7 @@ use crate::run_requests::RunRequests;
 use crate::telemetry::metrics::schedule::{ScheduleMetrics, TickOffer};
 use crate::telemetry::metrics::{Metrics, TickOutcome};
 use crate::telemetry::{self, LogEvent};
+use chrono::{DateTime, Utc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;

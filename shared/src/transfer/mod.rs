@@ -135,9 +135,9 @@ pub use report::{
     Recovery, RunInfo, RunReport, Totals,
 };
 pub use retry::RetryPolicy;
+pub use selection::{LocalFile, Selection, Walk, is_stable, select_local};
 pub use taken_run::{TakenRun, settle};
 pub use verdict::{Verdict, run_requested, verdict};
-pub use selection::{LocalFile, Selection, Walk, is_stable, select_local};
 
 /// Runs one flow with `engine`: the call the worker's consume loop and `ferry-worker run`
 /// make. See [`Engine::run_flow`].

@@ -35,7 +35,8 @@ pub trait TakenRun: Send + 'static {
     fn ack(self) -> impl Future<Output = Result<Settled, Self::Error>> + Send;
     /// Runs it again after the queue's delay for this attempt; dead-letters it after the
     /// last attempt allowed.
-    fn retry_later(self, reason: &str) -> impl Future<Output = Result<Settled, Self::Error>> + Send;
+    fn retry_later(self, reason: &str)
+    -> impl Future<Output = Result<Settled, Self::Error>> + Send;
     /// It can never succeed: dead-letters it with `kind` and the sentence `reason`.
     fn dead_letter(
         self,
@@ -90,7 +91,11 @@ impl TakenRun for Delivery {
     async fn retry_later(self, reason: &str) -> Result<Settled, BrokerError> {
         Delivery::retry_later(self, reason).await
     }
-    async fn dead_letter(self, kind: DeadLetterReason, reason: &str) -> Result<Settled, BrokerError> {
+    async fn dead_letter(
+        self,
+        kind: DeadLetterReason,
+        reason: &str,
+    ) -> Result<Settled, BrokerError> {
         Delivery::dead_letter(self, kind, reason).await
     }
 }

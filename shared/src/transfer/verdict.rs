@@ -124,9 +124,9 @@ pub fn verdict(outcome: Result<RunReport, TransferError>) -> Verdict {
 mod tests {
     use std::time::Duration;
 
-    use chrono::Utc;
     use crate::ftps::FtpsErrorKind;
     use crate::transfer::{Direction, FileError, FileErrorKind, FileReport, Outcome, RunInfo};
+    use chrono::Utc;
 
     use super::*;
 
