@@ -78,6 +78,10 @@ fn main() -> ExitCode {
     let Some(config) = startup::load_config(&cli.config) else {
         return ExitCode::from(startup::EXIT_CONFIG);
     };
+    if let Err(error) = startup::require_fleet_store(&config, "ferry-scheduler") {
+        eprintln!("ferry-scheduler: {error}");
+        return ExitCode::from(startup::EXIT_CONFIG);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -65,6 +65,32 @@ pub enum StartupError {
     /// `redis.password` could not be resolved.
     #[error("redis.password: {0}")]
     RedisPassword(#[from] SecretError),
+    /// A fleet process was started with `store.kind: embedded`.
+    #[error(
+        "{process} needs the fleet's shared store, but ferry.yaml sets `store.kind: embedded` \
+         ({path}): every worker and scheduler of a fleet must see the same claims, records and \
+         ticks. Use `store.kind: redis` for a fleet; the embedded store is for one node \
+         (`ferry-worker run`, `probe`, `validate`, `audit`)"
+    )]
+    EmbeddedStoreInFleet {
+        /// The refusing command, e.g. `ferry-worker consume`.
+        process: &'static str,
+        /// The embedded store's file.
+        path: String,
+    },
+}
+
+/// Refuses to start a fleet process (`ferry-worker consume`, `ferry-scheduler`) on the
+/// embedded store: a fleet must share one store, and a file on one machine is not shared.
+/// The caller exits with [`EXIT_CONFIG`].
+pub fn require_fleet_store(config: &Config, process: &'static str) -> Result<(), StartupError> {
+    match config.settings.store.embedded_path() {
+        Some(path) => Err(StartupError::EmbeddedStoreInFleet {
+            process,
+            path: path.display().to_string(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Installs logging and tracing for `service` with the configuration's export settings; the
@@ -105,9 +131,13 @@ pub async fn broker(config: &Config) -> Result<Broker, StartupError> {
     Ok(retry("RabbitMQ", || Broker::connect(&url, &topology)).await?)
 }
 
-/// Connects to Redis, retrying at start.
+/// Connects to Redis, retrying at start, or opens the embedded store (`store.kind`), once:
+/// a file that cannot be opened now (missing folder, no permission) will not open later.
 pub async fn store(config: &Config, resolver: &Resolver) -> Result<Store, StartupError> {
     let store_config = StoreConfig::from_config(config, resolver).await?;
+    if store_config.embedded.is_some() {
+        return Ok(Store::connect(&store_config).await?);
+    }
     let store = retry("Redis", || Store::connect(&store_config)).await?;
     for warning in store.durability_warnings().await.unwrap_or_default() {
         tracing::warn!(%warning, "Redis is not set up for ferry's guarantees");

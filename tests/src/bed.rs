@@ -1,7 +1,8 @@
 //! A flow engine's world for one test: a partner server from the test bed, a configuration
 //! directory with a local folder, and a Redis key prefix deleted when the test ends, so that
 //! engine tests run in parallel against the real Redis at 127.0.0.1:6379 (or
-//! `FERRY_TEST_REDIS_URL`). Also the small readers the tests assert with: the files of a
+//! `FERRY_TEST_REDIS_URL`); or, after [`Bed::use_embedded_store`], the embedded store's
+//! file in the configuration directory (`store: { kind: embedded, path: state.db }`). Also the small readers the tests assert with: the files of a
 //! folder and their hashes, the rows of a report with an outcome.
 
 use std::collections::BTreeMap;
@@ -31,6 +32,9 @@ pub struct Bed {
     /// `redis.` lines written instead of `url: <redis>` (such as `cluster_nodes: [...]`),
     /// indented by two spaces, for a test on another Redis topology.
     pub redis_topology: Option<String>,
+    /// The embedded store's file, when the configuration selects it (see
+    /// [`Bed::use_embedded_store`]); `None`: Redis.
+    pub embedded: Option<PathBuf>,
 }
 
 /// What a flow file says besides its partner and folders.
@@ -65,7 +69,14 @@ impl Bed {
             prefix: Prefix::new(test),
             redis: redis_url(),
             redis_topology: None,
+            embedded: None,
         }
+    }
+
+    /// Makes the configuration select the embedded store, in `state.db` of the configuration
+    /// directory (written as a relative path: resolved against the directory).
+    pub fn use_embedded_store(&mut self) {
+        self.embedded = Some(self.dir.path().join("state.db"));
     }
 
     pub fn local(&self) -> PathBuf {
@@ -94,8 +105,13 @@ impl Bed {
         std::fs::create_dir_all(dir.join("flows")).expect("flows/");
         let redis =
             (self.redis_topology.clone()).unwrap_or_else(|| format!("  url: {}\n", self.redis));
+        let store = if self.embedded.is_some() {
+            "store:\n  kind: embedded\n  path: state.db\n"
+        } else {
+            ""
+        };
         let settings = format!(
-            "redis:\n{redis}  key_prefix: \"{}\"\n  delivery_retention: 1h\n\
+            "redis:\n{redis}  key_prefix: \"{}\"\n  delivery_retention: 1h\n{store}\
              retry:\n  max_attempts: 3\n  base_delay: 50ms\n  max_delay: 500ms\n\
              worker:\n  claim_lease: 3s\n{settings_extra}",
             self.prefix.0
@@ -154,9 +170,13 @@ impl Bed {
         cmd
     }
 
-    /// A store on this bed's Redis and key prefix (to look at or set up its records).
+    /// A store on this bed's Redis (or embedded file) and key prefix (to look at or set up
+    /// its records).
     pub async fn store(&self) -> ferry_shared::idempotency::Store {
-        let mut config = ferry_shared::idempotency::StoreConfig::new(self.redis.clone());
+        let mut config = match &self.embedded {
+            Some(path) => ferry_shared::idempotency::StoreConfig::embedded(path),
+            None => ferry_shared::idempotency::StoreConfig::new(self.redis.clone()),
+        };
         config.key_prefix = self.prefix.0.clone();
         ferry_shared::idempotency::Store::connect(&config)
             .await
@@ -165,6 +185,13 @@ impl Bed {
 
     /// The Redis keys of flow `f` of kind `kind` (`claim`, `delivered`, `intent`, `lock`).
     pub fn flow_keys(&self, kind: &str) -> Vec<String> {
+        if let Some(path) = &self.embedded {
+            let prefix = format!("{}:{{flow:f}}:{kind}", self.prefix.0);
+            return crate::embedded::live_rows(path, &prefix)
+                .into_iter()
+                .map(|(key, _)| key)
+                .collect();
+        }
         let pattern = format!("{}:{{flow:f}}:{kind}*", self.prefix.0);
         let out = std::process::Command::new("redis-cli")
             .args(["-u", &self.redis, "--scan", "--pattern", &pattern])
@@ -180,6 +207,16 @@ impl Bed {
 
     /// The file names of flow `f`'s delivery records.
     pub fn recorded_names(&self) -> std::collections::BTreeSet<String> {
+        if let Some(path) = &self.embedded {
+            let prefix = format!("{}:{{flow:f}}:delivered", self.prefix.0);
+            return crate::embedded::live_rows(path, &prefix)
+                .into_iter()
+                .filter_map(|(_, json)| {
+                    let record: serde_json::Value = serde_json::from_str(&json).ok()?;
+                    record["file_name"].as_str().map(str::to_owned)
+                })
+                .collect();
+        }
         self.flow_keys("delivered")
             .iter()
             .filter_map(|key| {

@@ -7,6 +7,7 @@
 
 pub mod audit_trail;
 pub mod bed;
+pub mod embedded;
 pub mod fleet;
 pub mod ftp;
 pub mod ftps_client;
@@ -25,6 +26,7 @@ pub mod redis;
 pub mod redis_cluster;
 pub mod span_index;
 pub mod standalone;
+pub mod store_target;
 pub mod tools;
 pub mod traced_fleet;
 pub mod vault;

@@ -3,7 +3,9 @@
 //! holds exactly one `transferred` record per file; editing a byte of a record, deleting a
 //! record or swapping two makes `audit verify` exit 1 naming the record; with an HMAC key a
 //! chain rebuilt without the key fails; a trail trimmed by the retention still verifies; no
-//! secret reaches a record.
+//! secret reaches a record. Concurrent appends never fork the chain on either store (Redis
+//! and embedded: `redis::` and `embedded::`); the tampering tests edit the Redis stream and
+//! stay Redis-only (the embedded trail through the binaries is in `embedded_store.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,9 +22,9 @@ use ferry_tests::audit_trail::{AuditCommand, Entry, Trail, audit_command};
 use ferry_tests::bed::{Bed, download, parse_run, run, upload, write_files};
 use ferry_tests::fleet::{span_field, target};
 use ferry_tests::ftp::{FTP_PASSWORD, FtpServerKind};
-use ferry_tests::keyspace::Prefix;
 use ferry_tests::redis::RedisServer;
 use ferry_tests::redis_cluster::RedisCluster;
+use ferry_tests::store_target::{Target, TestStore};
 use serde_json::Value;
 use tracing::Span;
 
@@ -340,9 +342,8 @@ async fn with_an_hmac_key_a_rebuilt_chain_fails_a_trimmed_trail_verifies_and_no_
     assert_eq!(code, Some(0), "{out}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writers_appending_at_once_never_fork_the_chain() {
-    let prefix = Prefix::new("audit-race");
+async fn writers_appending_at_once_never_fork_the_chain(target: Target) {
+    let prefix = TestStore::new(target, "audit-race");
     let settings = AuditSettings::default();
     let resolver = Resolver::new(ResolverSettings::default());
     let mut logs = Vec::new();
@@ -570,3 +571,6 @@ async fn archives_and_remote_moves_are_records_of_their_own() {
         ]
     );
 }
+
+// The trail's store on Redis and on the embedded store, from one body.
+ferry_tests::on_both_stores!(writers_appending_at_once_never_fork_the_chain);

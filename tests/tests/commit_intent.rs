@@ -2,13 +2,18 @@
 //! real Redis and vsftpd: an intent is written only under a held claim, a later claim gets
 //! it back, the record removes it; and a download flow that deletes remote files never
 //! deletes one it has not fetched and compared in this run, however its listing looks.
+//!
+//! The store-level test runs on Redis and on the embedded store (`redis::` and `embedded::`,
+//! see `ferry_tests::on_both_stores!`); the download tests run the engine on Redis.
 
 use std::time::{Duration, SystemTime};
 
+use ferry_shared::idempotency::keys::FlowKeys;
 use ferry_shared::idempotency::{ClaimOutcome, CommitIntent, CommitStart, DeliveryKey, Recorded};
 use ferry_shared::transfer::Outcome;
 use ferry_tests::bed::{Bed, download, files_in, options, run, sha256_hex};
 use ferry_tests::ftp::FtpServerKind;
+use ferry_tests::store_target::{Target, TestStore};
 
 fn intent() -> CommitIntent {
     CommitIntent {
@@ -21,11 +26,11 @@ fn intent() -> CommitIntent {
     }
 }
 
-#[tokio::test]
-async fn an_intent_is_written_only_under_a_held_claim_and_the_record_removes_it() {
-    let bed = Bed::start("intent-store", FtpServerKind::Vsftpd).await;
-    let store = bed.store().await;
+async fn an_intent_is_written_only_under_a_held_claim_and_the_record_removes_it(target: Target) {
+    let prefix = TestStore::new(target, "intent-store");
+    let store = prefix.store().await;
     let key = DeliveryKey::content("f", &[7; 32]);
+    let intent_key = FlowKeys::new(&prefix.prefix, "f").intent(&key);
     let short = Duration::from_millis(300);
     let ClaimOutcome::Claimed(first) = store.claim(&key, "worker-a", short).await.unwrap() else {
         panic!("a fresh key is claimed");
@@ -38,7 +43,7 @@ async fn an_intent_is_written_only_under_a_held_claim_and_the_record_removes_it(
     tokio::time::sleep(short * 2).await;
     let second = match store.claim(&key, "worker-b", Duration::from_secs(60)).await {
         Ok(ClaimOutcome::Unfinished { claim, intent }) => {
-            assert_eq!(intent, written);
+            assert_eq!(intent, written.clone());
             claim
         }
         other => panic!("expected the unfinished commit, got {other:?}"),
@@ -47,7 +52,10 @@ async fn an_intent_is_written_only_under_a_held_claim_and_the_record_removes_it(
     let other = intent();
     let late = store.begin_commit(&first, &other, Duration::from_secs(60));
     assert_eq!(late.await.unwrap(), CommitStart::ClaimLost);
-    assert_eq!(bed.flow_keys("intent").len(), 1);
+    let stored: Option<CommitIntent> = prefix
+        .get(&intent_key)
+        .map(|json| serde_json::from_str(&json).expect("intent JSON"));
+    assert_eq!(stored, Some(written), "the first intent stays");
 
     let record = ferry_shared::idempotency::DeliveryRecord {
         file_name: "a.xml".into(),
@@ -61,8 +69,9 @@ async fn an_intent_is_written_only_under_a_held_claim_and_the_record_removes_it(
     };
     let recorded = store.record_delivery(&second, &record, Duration::from_secs(60));
     assert_eq!(recorded.await.unwrap(), Recorded::ClaimHeld);
-    assert!(
-        bed.flow_keys("intent").is_empty(),
+    assert_eq!(
+        prefix.get(&intent_key),
+        None,
         "the record removes the intent"
     );
     assert!(matches!(
@@ -188,3 +197,7 @@ async fn a_file_replaced_under_the_same_name_size_and_time_is_fetched_not_delete
         sha256_hex(b"<v1>first</v1>")
     );
 }
+
+ferry_tests::on_both_stores!(
+    an_intent_is_written_only_under_a_held_claim_and_the_record_removes_it
+);

@@ -2,6 +2,10 @@
 //! wait never blocks the store's shared connection, a dead holder is still replaced by the
 //! slow safety-net poll; and a queued run that a newer complete run covered finishes at once
 //! without touching the partner.
+//!
+//! The lock and coverage tests run on Redis and on the embedded store (`redis::` and
+//! `embedded::`, see `ferry_tests::on_both_stores!`), where the wake-up is in-process; the two
+//! engine tests run on Redis.
 
 use std::time::Duration;
 
@@ -10,7 +14,7 @@ use ferry_shared::idempotency::{CLOCK_MARGIN, FullRun, LockWait, Store, Unlocked
 use ferry_shared::transfer::Outcome;
 use ferry_tests::bed::{Bed, names_with, upload, write_files};
 use ferry_tests::ftp::FtpServerKind;
-use ferry_tests::keyspace::Prefix;
+use ferry_tests::store_target::{Target, TestStore};
 
 const LEASE: Duration = Duration::from_secs(60);
 /// The safety-net poll of the waiters in the wake-up tests.
@@ -22,15 +26,14 @@ const MAX_WAIT: Duration = Duration::from_secs(1200);
 /// safety-net poll. Woken, it takes milliseconds; unwoken, it would sleep out its poll.
 const WOKEN_WITHIN: Duration = Duration::from_secs(60);
 
-async fn store_polling_every(prefix: &Prefix, poll: Duration) -> Store {
+async fn store_polling_every(prefix: &TestStore, poll: Duration) -> Store {
     let mut config = prefix.config();
     config.flow_lock_poll = poll;
-    Prefix::connect(&config).await
+    TestStore::connect(&config).await
 }
 
-#[tokio::test]
-async fn a_waiter_is_woken_by_the_release_and_the_shared_connection_stays_free() {
-    let prefix = Prefix::new("lock-wake");
+async fn a_waiter_is_woken_by_the_release_and_the_shared_connection_stays_free(target: Target) {
+    let prefix = TestStore::new(target, "lock-wake");
     let holder = prefix.store().await;
     let waiter_store = store_polling_every(&prefix, SLOW_POLL).await;
     let lock = holder
@@ -79,9 +82,8 @@ async fn a_waiter_is_woken_by_the_release_and_the_shared_connection_stays_free()
     );
 }
 
-#[tokio::test]
-async fn each_release_hands_the_lock_to_the_next_of_several_waiters() {
-    let prefix = Prefix::new("lock-queue");
+async fn each_release_hands_the_lock_to_the_next_of_several_waiters(target: Target) {
+    let prefix = TestStore::new(target, "lock-queue");
     let holder = prefix.store().await;
     let lock = holder
         .flow_locks()
@@ -126,9 +128,8 @@ async fn each_release_hands_the_lock_to_the_next_of_several_waiters() {
     assert_eq!(served, [0, 1, 2, 3], "every waiter got the lock in turn");
 }
 
-#[tokio::test]
-async fn a_holder_that_dies_without_releasing_is_replaced_by_the_safety_net_poll() {
-    let prefix = Prefix::new("lock-dead");
+async fn a_holder_that_dies_without_releasing_is_replaced_by_the_safety_net_poll(target: Target) {
+    let prefix = TestStore::new(target, "lock-dead");
     let holder = prefix.store().await;
     let waiter = store_polling_every(&prefix, Duration::from_millis(200)).await;
     // Taken with a short lease and never released (no wake-up will come).
@@ -157,9 +158,8 @@ async fn a_holder_that_dies_without_releasing_is_replaced_by_the_safety_net_poll
     );
 }
 
-#[tokio::test]
-async fn only_a_run_that_started_after_the_request_covers_it() {
-    let prefix = Prefix::new("coverage");
+async fn only_a_run_that_started_after_the_request_covers_it(target: Target) {
+    let prefix = TestStore::new(target, "coverage");
     let store = prefix.store().await;
     let started = Utc::now();
     let margin = chrono::Duration::from_std(CLOCK_MARGIN).unwrap();
@@ -303,3 +303,10 @@ async fn a_run_of_named_files_never_covers_another_run() {
     assert_eq!(names_with(&queued, Outcome::Transferred), ["f001.xml"]);
     assert_eq!(names_with(&queued, Outcome::Duplicate), ["f000.xml"]);
 }
+
+ferry_tests::on_both_stores!(
+    a_waiter_is_woken_by_the_release_and_the_shared_connection_stays_free,
+    each_release_hands_the_lock_to_the_next_of_several_waiters,
+    a_holder_that_dies_without_releasing_is_replaced_by_the_safety_net_poll,
+    only_a_run_that_started_after_the_request_covers_it,
+);

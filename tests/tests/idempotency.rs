@@ -6,93 +6,29 @@
 //! when Redis is not there. Each test writes under its own key prefix and deletes it when
 //! done, so the tests run in parallel and leave Redis as they found it.
 //!
-//! The claim, record, lease, lock and tick tests run twice (see [`on_every_topology`]): on
-//! one node and on a private 3-master Redis Cluster, where every flow's keys must share a
-//! slot for the store's scripts to run at all.
+//! The claim, record, lease, lock and tick tests run three times (see
+//! [`on_every_topology`]): on one node, on a private 3-master Redis Cluster, where every
+//! flow's keys must share a slot for the store's scripts to run at all, and on the embedded
+//! store (`store.kind: embedded`). The rest is about Redis itself and stays Redis-only: an
+//! unreachable Redis, a rejected password, bad URLs, the key layout as `redis-cli` sees it,
+//! `rediss://` with a private CA, Redis going away and coming back, and its durability
+//! settings.
 
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-use ferry_shared::config::RedisTopology;
 use ferry_shared::idempotency::keys::FlowKeys;
 use ferry_shared::idempotency::{
     ClaimOutcome, DeliveryKey, DeliveryRecord, DurabilityWarning, ErrorKind, LockWait, Recorded,
     Store, StoreConfig, TickClaim, TickPublished, Unlocked,
 };
 use ferry_shared::secrets::Secret;
-use ferry_tests::redis_cluster::RedisCluster;
+use ferry_tests::store_target::{Target, TestStore};
 
 /// The Redis the tests use.
 fn redis_url() -> String {
     std::env::var("FERRY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// Where a store test runs: the machine's Redis, or a private 3-master Redis Cluster (see
-/// [`on_every_topology`]).
-enum Target {
-    Single,
-    Cluster(RedisCluster),
-}
-
-impl Target {
-    fn cluster() -> Target {
-        Target::Cluster(RedisCluster::start().unwrap_or_else(|e| panic!("{e:#}")))
-    }
-}
-
-/// A key prefix of one test on its target, deleted (all keys under it) when dropped.
-struct Prefix(String, Target);
-
-impl Prefix {
-    fn new(target: Target, test: &str) -> Self {
-        Prefix(
-            format!("ferry-test:{test}:{:016x}", rand::random::<u64>()),
-            target,
-        )
-    }
-
-    fn config(&self) -> StoreConfig {
-        let mut config = StoreConfig::new(redis_url());
-        if let Target::Cluster(cluster) = &self.1 {
-            config.topology = RedisTopology::Cluster {
-                nodes: cluster.urls(),
-            };
-        }
-        config.key_prefix = self.0.clone();
-        config
-    }
-
-    /// `redis-cli` on the target (`-c` on the cluster, to follow `MOVED`).
-    fn cli(&self, args: &[&str]) -> String {
-        match &self.1 {
-            Target::Single => redis_cli(args),
-            Target::Cluster(cluster) => {
-                let out = Command::new("redis-cli")
-                    .args(cluster.cli_args())
-                    .args(args)
-                    .output()
-                    .expect("running redis-cli");
-                assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
-                String::from_utf8_lossy(&out.stdout).trim().to_owned()
-            }
-        }
-    }
-
-    async fn store(&self) -> Store {
-        Store::connect(&self.config()).await.unwrap_or_else(|e| {
-            panic!("{e}\n(start Redis on 127.0.0.1:6379, or set FERRY_TEST_REDIS_URL)")
-        })
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        // A private cluster goes with its keys.
-        if let Target::Single = self.1 {
-            delete_prefix(&self.0);
-        }
-    }
 }
 
 /// Runs `redis-cli` against the test Redis (to inspect or tamper with keys directly).
@@ -104,15 +40,6 @@ fn redis_cli(args: &[&str]) -> String {
         .expect("running redis-cli (install redis-tools)");
     assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Deletes every key under `prefix`; best effort (it runs in `Drop`, maybe while panicking).
-fn delete_prefix(prefix: &str) {
-    let _ = Command::new("redis-cli")
-        .args(["-u", &redis_url(), "EVAL"])
-        .arg("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end")
-        .args(["0", &format!("{prefix}:*")])
-        .output();
 }
 
 /// A timestamp from RFC 3339 text, typed by inference (this crate does not name chrono).
@@ -142,7 +69,7 @@ fn record(name: &str) -> DeliveryRecord {
 const LONG: Duration = Duration::from_secs(60);
 
 async fn claim_duplicate_and_claimed_by_other(target: Target) {
-    let prefix = Prefix::new(target, "claim");
+    let prefix = TestStore::new(target, "claim");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let key = content_key("flow-a", 1);
 
@@ -178,7 +105,7 @@ async fn claim_duplicate_and_claimed_by_other(target: Target) {
 }
 
 async fn recorded_delivery_is_never_claimed_again(target: Target) {
-    let prefix = Prefix::new(target, "record");
+    let prefix = TestStore::new(target, "record");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let key = DeliveryKey::name(
         "flow-r",
@@ -205,22 +132,19 @@ async fn recorded_delivery_is_never_claimed_again(target: Target) {
     assert_eq!(b.delivery(&key).await.unwrap(), Some(rec));
 
     // The record carries the retention TTL; the claim key is gone.
-    let keys = FlowKeys::new(&prefix.0, "flow-r");
-    let ttl: i64 = prefix
-        .cli(&["PTTL", &keys.delivered(&key)])
-        .parse()
-        .unwrap();
+    let keys = FlowKeys::new(&prefix.prefix, "flow-r");
+    let ttl = prefix.ttl_ms(&keys.delivered(&key)).expect("a TTL");
     assert!(
         (3_500_000..=3_600_000).contains(&ttl),
         "record TTL {ttl} ms, expected about 1 h"
     );
-    assert_eq!(prefix.cli(&["EXISTS", &keys.claim(&key)]), "0");
+    assert_eq!(prefix.get(&keys.claim(&key)), None);
     // Releasing after recording is harmless.
     assert!(!a.release(claim).await.unwrap());
 }
 
 async fn records_expire_after_retention_and_aliases_are_written(target: Target) {
-    let prefix = Prefix::new(target, "retention");
+    let prefix = TestStore::new(target, "retention");
     let store = prefix.store().await;
     let listing = DeliveryKey::download("flow-d", "INV_001.xml", 42, at!("2026-11-24T20:00:00Z"));
     let content = content_key("flow-d", 7);
@@ -261,7 +185,7 @@ async fn records_expire_after_retention_and_aliases_are_written(target: Target) 
 }
 
 async fn expired_lease_lets_another_worker_claim_and_the_loser_cannot_interfere(target: Target) {
-    let prefix = Prefix::new(target, "lease");
+    let prefix = TestStore::new(target, "lease");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let key = content_key("flow-l", 3);
 
@@ -289,7 +213,7 @@ async fn expired_lease_lets_another_worker_claim_and_the_loser_cannot_interfere(
 }
 
 async fn record_after_lost_lease_still_records_but_reports_it(target: Target) {
-    let prefix = Prefix::new(target, "late-record");
+    let prefix = TestStore::new(target, "late-record");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let key = content_key("flow-late", 4);
     let ClaimOutcome::Claimed(stale) = a
@@ -310,8 +234,11 @@ async fn record_after_lost_lease_still_records_but_reports_it(target: Target) {
         Recorded::ClaimLost,
         "the stale claim is not ours any more"
     );
-    let keys = FlowKeys::new(&prefix.0, "flow-late");
-    assert_eq!(prefix.cli(&["GET", &keys.claim(&key)]), fresh.owner());
+    let keys = FlowKeys::new(&prefix.prefix, "flow-late");
+    assert_eq!(
+        prefix.get(&keys.claim(&key)).as_deref(),
+        Some(fresh.owner())
+    );
     assert_eq!(
         b.record_delivery(&fresh, &record("f"), LONG).await.unwrap(),
         Recorded::ClaimHeld
@@ -319,7 +246,7 @@ async fn record_after_lost_lease_still_records_but_reports_it(target: Target) {
 }
 
 async fn hold_while_keeps_the_claim_and_stops_when_it_is_lost(target: Target) {
-    let prefix = Prefix::new(target, "hold");
+    let prefix = TestStore::new(target, "hold");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let lease = Duration::from_secs(1);
     let key = content_key("flow-h", 5);
@@ -342,8 +269,8 @@ async fn hold_while_keeps_the_claim_and_stops_when_it_is_lost(target: Target) {
     );
 
     // Someone takes the key over: the work is stopped with LeaseLost.
-    let keys = FlowKeys::new(&prefix.0, "flow-h");
-    prefix.cli(&["SET", &keys.claim(&key), "intruder"]);
+    let keys = FlowKeys::new(&prefix.prefix, "flow-h");
+    prefix.set(&keys.claim(&key), "intruder");
     let err = claim
         .hold_while(tokio::time::sleep(Duration::from_secs(60)))
         .await
@@ -351,11 +278,11 @@ async fn hold_while_keeps_the_claim_and_stops_when_it_is_lost(target: Target) {
     assert_eq!(err.kind(), ErrorKind::LeaseLost);
     assert!(err.is_transient());
     assert!(!a.release(claim).await.unwrap());
-    assert_eq!(prefix.cli(&["GET", &keys.claim(&key)]), "intruder");
+    assert_eq!(prefix.get(&keys.claim(&key)).as_deref(), Some("intruder"));
 }
 
 async fn concurrent_claimers_claim_each_key_exactly_once(target: Target) {
-    let prefix = Prefix::new(target, "race");
+    let prefix = TestStore::new(target, "race");
     let keys: Vec<DeliveryKey> = (0..100u8).map(|n| content_key("flow-race", n)).collect();
     let mut tasks = Vec::new();
     for worker in 0..8usize {
@@ -388,7 +315,7 @@ async fn concurrent_claimers_claim_each_key_exactly_once(target: Target) {
 }
 
 async fn flow_lock_is_exclusive_and_waiters_get_it_or_give_up(target: Target) {
-    let prefix = Prefix::new(target, "lock");
+    let prefix = TestStore::new(target, "lock");
     let (a, b) = (prefix.store().await, prefix.store().await);
 
     let lock = a
@@ -459,7 +386,7 @@ async fn flow_lock_is_exclusive_and_waiters_get_it_or_give_up(target: Target) {
 }
 
 async fn expired_flow_lock_cannot_be_released_by_its_old_owner(target: Target) {
-    let prefix = Prefix::new(target, "lock-expiry");
+    let prefix = TestStore::new(target, "lock-expiry");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let stale = a
         .flow_locks()
@@ -493,7 +420,7 @@ async fn expired_flow_lock_cannot_be_released_by_its_old_owner(target: Target) {
 }
 
 async fn each_scheduler_tick_is_claimed_by_exactly_one_replica(target: Target) {
-    let prefix = Prefix::new(target, "tick");
+    let prefix = TestStore::new(target, "tick");
     let replicas = [
         prefix.store().await,
         prefix.store().await,
@@ -563,7 +490,7 @@ async fn unreachable_redis_is_unavailable_and_says_what_to_do() {
 async fn rejected_password_is_a_protocol_error_without_the_password() {
     // The test Redis has no password: sending one is refused, and neither the URL's
     // password nor the separate secret may appear in the error.
-    let prefix = Prefix::new(Target::Single, "auth");
+    let prefix = TestStore::new(Target::Redis, "auth");
     let mut config = prefix.config();
     config.password = Some(Secret::new("s3cr3t-from-vault"));
     let err = Store::connect(&config).await.unwrap_err();
@@ -592,7 +519,7 @@ async fn bad_configuration_is_reported_as_such() {
 
 #[tokio::test]
 async fn ping_and_the_key_layout_in_redis() {
-    let prefix = Prefix::new(Target::Single, "layout");
+    let prefix = TestStore::new(Target::Redis, "layout");
     let store = prefix.store().await;
     store.ping().await.unwrap();
 
@@ -614,11 +541,11 @@ async fn ping_and_the_key_layout_in_redis() {
     else {
         panic!("a fresh tick must be won");
     };
-    let listed = redis_cli(&["KEYS", &format!("{}:*", prefix.0)]);
+    let listed = redis_cli(&["KEYS", &format!("{}:*", prefix.prefix)]);
     let mut listed: Vec<&str> = listed.lines().collect();
     listed.sort();
     let hex = "09".repeat(32);
-    let p = &prefix.0;
+    let p = &prefix.prefix;
     assert_eq!(
         listed,
         [
@@ -834,15 +761,16 @@ async fn redis_settings_that_weaken_the_guarantees_are_reported() {
     );
 }
 
-/// Runs each store test on one node (`single_node::`) and on a 3-master Redis Cluster
-/// started for it (`cluster::`).
+/// Runs each store test on one node (`single_node::`), on a 3-master Redis Cluster
+/// started for it (`cluster::`) and on the embedded store, in a file of its own
+/// (`embedded::`): the same body, the same semantics.
 macro_rules! on_every_topology {
     ($($name:ident),* $(,)?) => {
         mod single_node {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::Target::Single).await
+                    super::$name(super::Target::Redis).await
                 }
             )*
         }
@@ -851,6 +779,14 @@ macro_rules! on_every_topology {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::Target::cluster()).await
+                }
+            )*
+        }
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Target::embedded()).await
                 }
             )*
         }

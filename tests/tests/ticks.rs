@@ -1,6 +1,7 @@
 //! Scheduler ticks in the real Redis: the two-state claim (claimed, then published) that lets
 //! any replica publish a tick whose claimant crashed or gave up, and never publishes a tick
-//! twice while its claimant is alive.
+//! twice while its claimant is alive. Every test runs on Redis and on the embedded store
+//! (`redis::` and `embedded::`, see `ferry_tests::on_both_stores!`).
 //!
 //! The scheduler itself, with RabbitMQ down across a tick, is in `scheduler_outage.rs`.
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ferry_shared::idempotency::{Store, TickClaim, TickPublished};
-use ferry_tests::keyspace::{Prefix, redis_cli};
+use ferry_tests::store_target::{Target, TestStore};
 
 const LONG: Duration = Duration::from_secs(3600);
 
@@ -16,17 +17,20 @@ fn at(text: &str) -> DateTime<Utc> {
     text.parse().expect("RFC 3339 time")
 }
 
-fn tick_key(prefix: &Prefix, flow: &str, tick: DateTime<Utc>) -> String {
-    format!("{}:{{flow:{flow}}}:tick:{}", prefix.0, tick.timestamp())
+fn tick_key(prefix: &TestStore, flow: &str, tick: DateTime<Utc>) -> String {
+    format!(
+        "{}:{{flow:{flow}}}:tick:{}",
+        prefix.prefix,
+        tick.timestamp()
+    )
 }
 
 async fn pending(store: &Store, flow: &str) -> Vec<DateTime<Utc>> {
     store.ticks().pending(flow).await.expect("pending ticks")
 }
 
-#[tokio::test]
-async fn each_scheduler_tick_is_claimed_by_exactly_one_replica() {
-    let prefix = Prefix::new("tick");
+async fn each_scheduler_tick_is_claimed_by_exactly_one_replica(target: Target) {
+    let prefix = TestStore::new(target, "tick");
     let replicas = [
         prefix.store().await,
         prefix.store().await,
@@ -89,9 +93,8 @@ async fn each_scheduler_tick_is_claimed_by_exactly_one_replica() {
     ));
 }
 
-#[tokio::test]
-async fn a_tick_whose_replica_died_before_publishing_is_taken_over_once_stale() {
-    let prefix = Prefix::new("tick-stale");
+async fn a_tick_whose_replica_died_before_publishing_is_taken_over_once_stale(target: Target) {
+    let prefix = TestStore::new(target, "tick-stale");
     let (a, b, c) = (
         prefix.store().await,
         prefix.store().await,
@@ -142,14 +145,15 @@ async fn a_tick_whose_replica_died_before_publishing_is_taken_over_once_stale() 
         TickPublished::ClaimLost
     );
     assert!(
-        redis_cli(&["GET", &tick_key(&prefix, "flow-s", t)]).contains("run-b"),
+        prefix
+            .get(&tick_key(&prefix, "flow-s", t))
+            .is_some_and(|state| state.contains("run-b")),
         "the record names the run that was published"
     );
 }
 
-#[tokio::test]
-async fn a_tick_whose_publish_gave_up_is_offered_again_at_once() {
-    let prefix = Prefix::new("tick-abandon");
+async fn a_tick_whose_publish_gave_up_is_offered_again_at_once(target: Target) {
+    let prefix = TestStore::new(target, "tick-abandon");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let t = at("2026-11-24T10:00:00Z");
     // A claim that would stay fresh for an hour...
@@ -172,9 +176,8 @@ async fn a_tick_whose_publish_gave_up_is_offered_again_at_once() {
     assert!(pending(&a, "flow-g").await.is_empty());
 }
 
-#[tokio::test]
-async fn a_renewed_claim_is_never_taken_over() {
-    let prefix = Prefix::new("tick-renew");
+async fn a_renewed_claim_is_never_taken_over(target: Target) {
+    let prefix = TestStore::new(target, "tick-renew");
     let (a, b) = (prefix.store().await, prefix.store().await);
     let stale = Duration::from_millis(900);
     let t = at("2026-11-24T11:00:00Z");
@@ -198,9 +201,8 @@ async fn a_renewed_claim_is_never_taken_over() {
     assert_eq!(lease.published("run").await.unwrap(), TickPublished::Marked);
 }
 
-#[tokio::test]
-async fn a_pending_tick_whose_key_expired_is_dropped_not_published() {
-    let prefix = Prefix::new("tick-expired");
+async fn a_pending_tick_whose_key_expired_is_dropped_not_published(target: Target) {
+    let prefix = TestStore::new(target, "tick-expired");
     let store = prefix.store().await;
     let t = at("2026-11-24T12:00:00Z");
     let TickClaim::Won(_lease) = store
@@ -212,7 +214,7 @@ async fn a_pending_tick_whose_key_expired_is_dropped_not_published() {
         panic!("a fresh tick is won");
     };
     // The key's TTL ran out (twice the flow's period at least an hour: simulated).
-    redis_cli(&["DEL", &tick_key(&prefix, "flow-x", t)]);
+    prefix.del(&tick_key(&prefix, "flow-x", t));
     assert_eq!(pending(&store, "flow-x").await, [t]);
     assert!(matches!(
         store
@@ -234,18 +236,14 @@ async fn a_pending_tick_whose_key_expired_is_dropped_not_published() {
     ));
 }
 
-#[tokio::test]
-async fn a_tick_claimed_by_an_older_ferry_counts_as_published() {
-    let prefix = Prefix::new("tick-legacy");
+async fn a_tick_claimed_by_an_older_ferry_counts_as_published(target: Target) {
+    let prefix = TestStore::new(target, "tick-legacy");
     let store = prefix.store().await;
     let t = at("2026-11-24T13:00:00Z");
-    redis_cli(&[
-        "SET",
+    prefix.set(
         &tick_key(&prefix, "flow-l", t),
         "2026-11-24T13:00:00.012+00:00",
-        "EX",
-        "3600",
-    ]);
+    );
     assert!(matches!(
         store
             .ticks()
@@ -255,3 +253,12 @@ async fn a_tick_claimed_by_an_older_ferry_counts_as_published() {
         TickClaim::AlreadyPublished
     ));
 }
+
+ferry_tests::on_both_stores!(
+    each_scheduler_tick_is_claimed_by_exactly_one_replica,
+    a_tick_whose_replica_died_before_publishing_is_taken_over_once_stale,
+    a_tick_whose_publish_gave_up_is_offered_again_at_once,
+    a_renewed_claim_is_never_taken_over,
+    a_pending_tick_whose_key_expired_is_dropped_not_published,
+    a_tick_claimed_by_an_older_ferry_counts_as_published,
+);

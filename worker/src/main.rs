@@ -112,6 +112,12 @@ fn main() -> ExitCode {
     let Some(config) = startup::load_config(&cli.config) else {
         return ExitCode::from(startup::EXIT_CONFIG);
     };
+    if let Command::Consume = command
+        && let Err(error) = startup::require_fleet_store(&config, "ferry-worker consume")
+    {
+        eprintln!("ferry-worker: {error}");
+        return ExitCode::from(startup::EXIT_CONFIG);
+    }
     let config = Arc::new(config);
     // 8 MiB per runtime thread rather than tokio's 2 MiB: a flow-run is a deep state
     // machine, and a debug build's frames are large (the futures are boxed per file too).

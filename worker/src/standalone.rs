@@ -140,6 +140,10 @@ pub async fn open_queue(
     resolver: &Resolver,
     command: &'static str,
 ) -> anyhow::Result<(Store, RunQueue)> {
+    // Checked before anything connects: a Redis configuration is refused, never used.
+    if config.settings.store.embedded_path().is_none() {
+        return Err(StandaloneError::NotEmbedded { command }.into());
+    }
     let store = startup::store(config, resolver).await?;
     let db = store
         .embedded()

@@ -1,5 +1,7 @@
 //! [`AuditStore`]: a flow's audit trail in Redis, one stream per flow, appended by a script
-//! that links each record to the last one atomically.
+//! that links each record to the last one atomically. On the embedded store the same trail
+//! is rows of one table, appended by the script's twin in one transaction
+//! (`idempotency/embedded/audit.rs`); everything below holds for both.
 //!
 //! **Keys** (all with the flow's hash tag, so one slot on a Cluster; built in
 //! `idempotency/keys.rs`): `<prefix>:{flow:<flow>}:audit` (the stream: fields `record`,
@@ -26,8 +28,9 @@ use std::time::Duration;
 use redis::{Script, Value};
 
 use super::error::AuditError;
+use crate::idempotency::embedded::audit::{self as embedded_audit, AuditRows, NewRecord};
 use crate::idempotency::keys::FlowKeys;
-use crate::idempotency::{Connection, Request, Store};
+use crate::idempotency::{Backend, Request, Store};
 
 /// Append if the head is unchanged, then trim.
 ///
@@ -134,7 +137,7 @@ pub enum Appended {
 /// A flow's audit trail in Redis (see the module docs). Cheap to clone.
 #[derive(Clone)]
 pub struct AuditStore {
-    conn: Connection,
+    backend: Backend,
     prefix: String,
 }
 
@@ -150,7 +153,7 @@ impl AuditStore {
     /// The trail beside `store`'s keys, over its connection.
     pub fn new(store: &Store) -> Self {
         AuditStore {
-            conn: store.connection().clone(),
+            backend: store.backend().clone(),
             prefix: store.key_prefix().to_owned(),
         }
     }
@@ -169,11 +172,9 @@ impl AuditStore {
 
     /// The trail's head (an empty trail's when it has none).
     pub async fn head(&self, flow: &str) -> Result<Head, AuditError> {
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(self.keys(flow).audit_head());
-        let text: Option<String> = self
-            .conn
-            .run("audit_head", &Request::Cmd(cmd))
+        let text = self
+            .backend
+            .get(&self.keys(flow).audit_head(), "audit_head")
             .await
             .map_err(Self::store_error(flow))?;
         Head::parse(text.as_deref().unwrap_or("")).ok_or_else(|| AuditError::Protocol {
@@ -184,10 +185,8 @@ impl AuditStore {
 
     /// The id of the first record kept by the last retention trim, if one trimmed.
     pub async fn first_kept(&self, flow: &str) -> Result<Option<String>, AuditError> {
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(self.keys(flow).audit_first());
-        self.conn
-            .run("audit_first", &Request::Cmd(cmd))
+        self.backend
+            .get(&self.keys(flow).audit_first(), "audit_first")
             .await
             .map_err(Self::store_error(flow))
     }
@@ -220,6 +219,32 @@ impl AuditStore {
                     .max(1)
             })
             .unwrap_or(0);
+        if let Backend::Embedded(db) = &self.backend {
+            let rows = AuditRows {
+                stream: keys.audit(),
+                head: keys.audit_head(),
+                first: keys.audit_first(),
+            };
+            let new = NewRecord {
+                expected_head: expected.encode(),
+                new_head: new_head.encode(),
+                record: record.to_vec(),
+                hash: hash.to_owned(),
+                hmac: hmac.map(str::to_owned),
+                max_records: retention.max_records.unwrap_or(0),
+                min_ms: min_id,
+            };
+            let reply = db
+                .call("audit_append", move |tx| {
+                    embedded_audit::append(tx, &rows, &new)
+                })
+                .await
+                .map_err(Self::store_error(flow))?;
+            return match reply {
+                Ok(id) => Ok(Appended::Written(id)),
+                Err(head) => Self::moved(flow, &head),
+            };
+        }
         let mut inv = APPEND.prepare_invoke();
         inv.key(keys.audit())
             .key(keys.audit_head())
@@ -232,36 +257,82 @@ impl AuditStore {
             .arg(retention.max_records.unwrap_or(0))
             .arg(min_id);
         let reply: (i64, String) = self
-            .conn
-            .run("audit_append", &Request::Script(inv))
-            .await
-            .map_err(Self::store_error(flow))?;
+            .redis("audit_append", &Request::Script(inv), flow)
+            .await?;
         match reply {
             (1, id) => Ok(Appended::Written(id)),
-            (_, head) => {
-                Head::parse(&head)
-                    .map(Appended::HeadMoved)
-                    .ok_or_else(|| AuditError::Protocol {
-                        flow: flow.to_owned(),
-                        reason: "the audit head is not `<seq> <hash>`".to_owned(),
-                    })
-            }
+            (_, head) => Self::moved(flow, &head),
         }
+    }
+
+    fn moved(flow: &str, head: &str) -> Result<Appended, AuditError> {
+        Head::parse(head)
+            .map(Appended::HeadMoved)
+            .ok_or_else(|| AuditError::Protocol {
+                flow: flow.to_owned(),
+                reason: "the audit head is not `<seq> <hash>`".to_owned(),
+            })
+    }
+
+    /// Sends `req` to Redis (the Redis branch of an operation).
+    async fn redis<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        req: &Request<'_>,
+        flow: &str,
+    ) -> Result<T, AuditError> {
+        match &self.backend {
+            Backend::Redis(conn) => conn.run(op, req).await.map_err(Self::store_error(flow)),
+            Backend::Embedded(_) => Err(AuditError::Protocol {
+                flow: flow.to_owned(),
+                reason: format!("{op} is a Redis command; this trail is in the embedded store"),
+            }),
+        }
+    }
+
+    /// Reads rows of the embedded trail (see `embedded/audit.rs`).
+    async fn embedded_rows(
+        &self,
+        flow: &str,
+        after: Option<&str>,
+        count: usize,
+        newest_first: bool,
+    ) -> Result<Option<Vec<StoredEntry>>, AuditError> {
+        let Backend::Embedded(db) = &self.backend else {
+            return Ok(None);
+        };
+        let stream = self.keys(flow).audit();
+        let after = after.map(str::to_owned);
+        let rows = db
+            .call("audit_read", move |tx| {
+                embedded_audit::read(tx, &stream, after.as_deref(), count, newest_first)
+            })
+            .await
+            .map_err(Self::store_error(flow))?;
+        Ok(Some(
+            rows.into_iter()
+                .map(|(id, record, hash, hmac)| StoredEntry {
+                    id,
+                    record,
+                    hash,
+                    hmac,
+                })
+                .collect(),
+        ))
     }
 
     /// The hashes of the trail's last `count` records, newest first.
     pub async fn recent_hashes(&self, flow: &str, count: usize) -> Result<Vec<String>, AuditError> {
+        if let Some(rows) = self.embedded_rows(flow, None, count, true).await? {
+            return Ok(rows.into_iter().map(|entry| entry.hash).collect());
+        }
         let mut cmd = redis::cmd("XREVRANGE");
         cmd.arg(self.keys(flow).audit())
             .arg("+")
             .arg("-")
             .arg("COUNT")
             .arg(count);
-        let value: Value = self
-            .conn
-            .run("audit_recent", &Request::Cmd(cmd))
-            .await
-            .map_err(Self::store_error(flow))?;
+        let value: Value = self.redis("audit_recent", &Request::Cmd(cmd), flow).await?;
         Ok(Self::entries(flow, value)?
             .into_iter()
             .map(|entry| entry.hash)
@@ -275,17 +346,16 @@ impl AuditStore {
         after: Option<&str>,
         count: usize,
     ) -> Result<Vec<StoredEntry>, AuditError> {
+        if let Some(rows) = self.embedded_rows(flow, after, count, false).await? {
+            return Ok(rows);
+        }
         let mut cmd = redis::cmd("XRANGE");
         cmd.arg(self.keys(flow).audit())
             .arg(after.map_or_else(|| "-".to_owned(), |id| format!("({id}")))
             .arg("+")
             .arg("COUNT")
             .arg(count);
-        let value: Value = self
-            .conn
-            .run("audit_read", &Request::Cmd(cmd))
-            .await
-            .map_err(Self::store_error(flow))?;
+        let value: Value = self.redis("audit_read", &Request::Cmd(cmd), flow).await?;
         Self::entries(flow, value)
     }
 

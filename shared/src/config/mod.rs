@@ -35,7 +35,7 @@ pub use partner::{
 pub use settings::{
     AuditSettings, BrokerSettings, CatchUp, DEFAULT_BROKER_URL, DEFAULT_REDIS_URL,
     HttpTriggerSettings, RedisSettings, RedisTopology, RetrySettings, SchedulerSettings, Settings,
-    TelemetrySettings, WorkerSettings, redact_url,
+    StoreKind, StoreSettings, TelemetrySettings, WorkerSettings, redact_url,
 };
 pub use summary::render_summary;
 
@@ -92,7 +92,9 @@ impl Config {
                     None
                 }
             };
-            settings::read(&mut cx, root.as_ref(), env)
+            let (mut settings, rules) = settings::read(&mut cx, root.as_ref(), env);
+            settings.store.resolve_against(&dir);
+            (settings, rules)
         };
 
         let mut partners = BTreeMap::new();

@@ -1,7 +1,9 @@
-//! [`StoreConfig`]: how to reach the idempotency store (Redis), already resolved (the
-//! password is a value, not a reference). Built by the binaries' start-up from `ferry.yaml`.
+//! [`StoreConfig`]: how to reach the idempotency store (Redis, or the embedded file when
+//! `store.kind` is `embedded`), already resolved (the password is a value, not a reference).
+//! Built by the binaries' start-up from `ferry.yaml`.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::keys;
@@ -31,12 +33,18 @@ pub struct StoreConfig {
     /// How often a run waiting for its flow lock tries again without being woken (the
     /// safety net for a holder that died without releasing it; see `flow_lock.rs`).
     pub flow_lock_poll: Duration,
+    /// The embedded store's file (`store.kind: embedded`): when set, the store is this
+    /// SQLite file and every Redis field above is unused.
+    pub embedded: Option<PathBuf>,
 }
 
 impl StoreConfig {
     /// Where the store lives, safe for messages and spans (passwords redacted).
     pub fn describe(&self) -> String {
-        self.topology.describe(&self.url)
+        match &self.embedded {
+            Some(path) => format!("embedded store {}", path.display()),
+            None => self.topology.describe(&self.url),
+        }
     }
 
     /// Settings for `url` with the default prefix and timeouts (5 s connect, 5 s response,
@@ -51,6 +59,16 @@ impl StoreConfig {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
             flow_lock_poll: Duration::from_secs(1),
+            embedded: None,
+        }
+    }
+
+    /// Settings for the embedded store in the SQLite file at `path` (created if missing; its
+    /// folder must exist), with the default prefix and flow-lock poll.
+    pub fn embedded(path: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            embedded: Some(path.into()),
+            ..StoreConfig::new("redis://unused.invalid")
         }
     }
 }
@@ -66,15 +84,22 @@ impl fmt::Debug for StoreConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("flow_lock_poll", &self.flow_lock_poll)
+            .field("embedded", &self.embedded)
             .finish()
     }
 }
 
 impl StoreConfig {
-    /// The settings of `ferry.yaml`'s `redis` section, the password resolved from its
-    /// reference: what the binaries' start-up and the flow engine both connect with.
+    /// The settings of `ferry.yaml`'s `store` and `redis` sections, the password resolved
+    /// from its reference: what the binaries' start-up and the flow engine both connect
+    /// with. With `store.kind: embedded` the embedded file, and Redis is not looked at.
     pub async fn from_config(config: &Config, resolver: &Resolver) -> Result<Self, SecretError> {
         let redis = &config.settings.redis;
+        if let Some(path) = config.settings.store.embedded_path() {
+            let mut store_config = StoreConfig::embedded(path);
+            store_config.key_prefix = redis.key_prefix.clone();
+            return Ok(store_config);
+        }
         let mut store_config = StoreConfig::new(redis.url.clone());
         store_config.topology = redis.topology.clone();
         store_config.key_prefix = redis.key_prefix.clone();

@@ -33,7 +33,9 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
+use super::backend::Backend;
 use super::connection::{Request, millis};
+use super::embedded::full_runs as embedded_full_runs;
 use super::error::IdempotencyError;
 use super::store::Store;
 
@@ -123,16 +125,28 @@ impl FullRuns<'_> {
                 action: "encoded",
                 source,
             })?;
-        let mut inv = RECORD_FULL_RUN.prepare_invoke();
-        inv.key(&key)
-            .arg(stored.started_ms)
-            .arg(&json)
-            .arg(millis(FULL_RUN_RETENTION));
-        let written: i64 = self
-            .store
-            .run("record_full_run", &Request::Script(inv))
-            .await?;
-        debug!(written = written == 1, "full run recorded");
+        let written = match self.store.backend() {
+            Backend::Embedded(db) => {
+                let started_ms = stored.started_ms;
+                db.call("record_full_run", move |tx| {
+                    embedded_full_runs::record(tx, &key, started_ms, &json, FULL_RUN_RETENTION)
+                })
+                .await?
+            }
+            Backend::Redis(_) => {
+                let mut inv = RECORD_FULL_RUN.prepare_invoke();
+                inv.key(&key)
+                    .arg(stored.started_ms)
+                    .arg(&json)
+                    .arg(millis(FULL_RUN_RETENTION));
+                let written: i64 = self
+                    .store
+                    .run("record_full_run", &Request::Script(inv))
+                    .await?;
+                written == 1
+            }
+        };
+        debug!(written, "full run recorded");
         Ok(())
     }
 

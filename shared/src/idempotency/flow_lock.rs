@@ -20,6 +20,11 @@
 //!   a waiter whose wake-up went to a waiter that was cancelled meanwhile would sleep on; both
 //!   look again after at most `flow_lock_poll`.
 //!
+//! On the embedded store the lock is a row (`embedded/kv.rs`), taken and released in one
+//! transaction each, and the wake-up is in-process (`embedded/lock_wakes.rs`): the release
+//! wakes a waiter of this process at once; a waiter in another process on the same file
+//! looks again after `flow_lock_poll`.
+//!
 //! `BLPOP` blocks the connection it is sent on. The store's shared connection is multiplexed
 //! between every claim, record and renewal of the process, so a blocking command there would
 //! stall them all (and renewals that stall lose leases). Each wait therefore uses a
@@ -34,7 +39,9 @@ use redis::Script;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::backend::Backend;
 use super::connection::{Request, millis};
+use super::embedded::kv;
 use super::error::IdempotencyError;
 use super::lease::{FlowLock, Lease};
 use super::store::{Store, token};
@@ -105,22 +112,10 @@ impl FlowLocks<'_> {
     ) -> Result<Option<FlowLock>, IdempotencyError> {
         let lock_key = self.store.flow_keys(flow_id).lock();
         let token = token(owner);
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&lock_key)
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(millis(lease));
         let mut took_over = false;
         let acquired = loop {
-            let set: Option<String> = self
-                .store
-                .run("lock_flow", &Request::Cmd(cmd.clone()))
-                .await?;
-            if set.is_some() {
-                break true;
-            }
-            match self.store.get(&lock_key, "lock_flow").await? {
+            match self.take_or_holder(&lock_key, &token, lease).await? {
+                None => break true,
                 // A retry after a lost reply finds our own token: that is ours too.
                 Some(holder) if holder == token => break true,
                 // A dead process of this host's lock goes now, not after its lease.
@@ -140,11 +135,48 @@ impl FlowLocks<'_> {
         tracing::Span::current().record("acquired", acquired);
         Ok(acquired.then(|| {
             FlowLock::new(
-                Lease::new(self.store.conn().clone(), lock_key, token),
+                Lease::new(self.store.backend().clone(), lock_key, token),
                 flow_id.to_owned(),
                 lease,
             )
         }))
+    }
+
+    /// `SET lock token NX PX lease`: `None` when taken, else the holder's token (`Some("")`
+    /// when the lock vanished between the two looks).
+    async fn take_or_holder(
+        self,
+        lock_key: &str,
+        token: &str,
+        lease: Duration,
+    ) -> Result<Option<String>, IdempotencyError> {
+        if let Backend::Embedded(db) = self.store.backend() {
+            let (key, token) = (lock_key.to_owned(), token.to_owned());
+            return db
+                .call("lock_flow", move |tx| {
+                    if kv::set_nx(tx, &key, &token, lease)? {
+                        return Ok(None);
+                    }
+                    Ok(Some(kv::get(tx, &key)?.unwrap_or_default()))
+                })
+                .await;
+        }
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(lock_key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(lease));
+        let set: Option<String> = self.store.run("lock_flow", &Request::Cmd(cmd)).await?;
+        if set.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.store
+                .get(lock_key, "lock_flow")
+                .await?
+                .unwrap_or_default(),
+        ))
     }
 
     /// Waits up to `max_wait` for the flow lock: tries it, and while another run holds it,
@@ -194,7 +226,11 @@ impl FlowLocks<'_> {
     /// release woke us. Errors are not returned: the next try of the lock reports an
     /// unreachable Redis, and a failed wait only costs a short pause.
     async fn wait_for_wake(self, wake_key: &str, bound: Duration) -> bool {
-        let mut blocking = match self.store.conn().blocking().await {
+        let conn = match self.store.backend() {
+            Backend::Redis(conn) => conn,
+            Backend::Embedded(_) => return self.store.lock_wakes().wait(wake_key, bound).await,
+        };
+        let mut blocking = match conn.blocking().await {
             Ok(blocking) => blocking,
             Err(error) => {
                 warn!(%error, "no connection to wait on for the flow lock; polling");
@@ -234,6 +270,14 @@ impl FlowLocks<'_> {
     #[tracing::instrument(name = "idempotency.unlock_flow", skip_all, fields(flow = lock.flow_id()))]
     pub async fn unlock(self, lock: FlowLock) -> Result<Unlocked, IdempotencyError> {
         let keys = self.store.flow_keys(lock.flow_id());
+        if let Backend::Embedded(_) = self.store.backend() {
+            let released = lock.lease().release().await?;
+            if !released {
+                return Ok(Unlocked::AlreadyLost);
+            }
+            self.store.lock_wakes().wake(&keys.lock_wake());
+            return Ok(Unlocked::Released);
+        }
         let mut inv = UNLOCK.prepare_invoke();
         inv.key(lock.lease().key())
             .key(keys.lock_wake())

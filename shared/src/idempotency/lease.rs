@@ -1,6 +1,7 @@
 //! Leases: a [`Claim`] on one file and a [`FlowLock`] on a whole flow.
 //!
-//! Both are a Redis key holding a unique owner token with an expiry. Only the holder of
+//! Both are a key (in Redis or the embedded store's rows) holding a unique owner token with
+//! an expiry. Only the holder of
 //! the token may renew or delete it (compare-and-set scripts in the store), so a worker
 //! that stalled past its lease can never delete the claim a newer worker has taken. The
 //! lease is the safety net for crashed workers; [`Claim::hold_while`] keeps it alive for
@@ -12,20 +13,24 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::connection::Connection;
+use super::backend::Backend;
 use super::error::IdempotencyError;
 use super::keys::DeliveryKey;
 
-/// A Redis key held with a unique token: the part claims and locks share.
+/// A key held with a unique token: the part claims and locks share.
 pub(crate) struct Lease {
-    conn: Connection,
+    backend: Backend,
     key: String,
     token: String,
 }
 
 impl Lease {
-    pub(crate) fn new(conn: Connection, key: String, token: String) -> Self {
-        Lease { conn, key, token }
+    pub(crate) fn new(backend: Backend, key: String, token: String) -> Self {
+        Lease {
+            backend,
+            key,
+            token,
+        }
     }
 
     pub(crate) fn key(&self) -> &str {
@@ -37,13 +42,13 @@ impl Lease {
     }
 
     pub(crate) async fn renew(&self, lease: Duration) -> Result<bool, IdempotencyError> {
-        self.conn
+        self.backend
             .renew_if_owner(&self.key, &self.token, lease)
             .await
     }
 
     pub(crate) async fn release(&self) -> Result<bool, IdempotencyError> {
-        let released = self.conn.delete_if_owner(&self.key, &self.token).await?;
+        let released = self.backend.delete_if_owner(&self.key, &self.token).await?;
         if !released {
             debug!(key = %self.key, "nothing to release: the lease had expired or was taken over");
         }

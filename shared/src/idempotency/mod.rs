@@ -1,4 +1,6 @@
-//! The Redis store behind ferry's exactly-once delivery. Only this module speaks Redis.
+//! The store behind ferry's exactly-once delivery: Redis for a fleet, or one embedded SQLite
+//! file for a single node (`store.kind` in `ferry.yaml`; `embedded/`), with the same
+//! semantics behind one [`Store`]. Only this module speaks Redis or SQL.
 //!
 //! Workers are stateless and a flow-run message may be delivered twice (broker redelivery,
 //! a replayed trigger, two replicas of the scheduler), so "has this file already gone to
@@ -70,6 +72,9 @@
 //! - Blocking commands (`BLPOP` on a flow's wake list) run on dedicated connections, never
 //!   on the shared multiplexed one (see `flow_lock.rs`).
 
+mod backend;
+mod claim;
+mod commit;
 mod config;
 mod connection;
 mod coverage;
@@ -86,8 +91,11 @@ mod record;
 mod store;
 mod tick;
 
+pub(crate) use backend::Backend;
+pub use claim::ClaimOutcome;
+pub use commit::Recorded;
 pub use config::StoreConfig;
-pub(crate) use connection::{Connection, Request};
+pub(crate) use connection::Request;
 pub use coverage::{CLOCK_MARGIN, FullRun, FullRuns};
 pub use durability::DurabilityWarning;
 pub use error::{ErrorKind, IdempotencyError};
@@ -96,5 +104,5 @@ pub use intent::{CommitIntent, CommitStart};
 pub use keys::DeliveryKey;
 pub use lease::{Claim, FlowLock};
 pub use record::DeliveryRecord;
-pub use store::{ClaimOutcome, Recorded, Store};
+pub use store::Store;
 pub use tick::{TickClaim, TickLease, TickPublished, Ticks};

@@ -28,7 +28,9 @@
 //! ticks.
 //!
 //! All times are Redis's (`TIME` inside the scripts), so the replicas' clocks do not matter.
-//! Every step is one script over keys of one flow (one hash tag, Cluster-safe).
+//! Every step is one script over keys of one flow (one hash tag, Cluster-safe). On the
+//! embedded store each script's twin (`embedded/ticks.rs`) runs in one transaction, by this
+//! machine's clock (one node).
 //!
 //! What remains: a publish whose confirm was lost may have reached the queue before the
 //! publisher gave up; the retry then publishes the tick a second time. A duplicate flow-run
@@ -43,7 +45,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use redis::Script;
 use tracing::{debug, warn};
 
+use super::backend::Backend;
 use super::connection::{Request, millis};
+use super::embedded::ticks::{self as embedded_ticks, TickAction, TickMode, TickRows};
 use super::error::IdempotencyError;
 use super::store::{Store, token};
 
@@ -185,27 +189,47 @@ impl TickLease {
 
     /// Renews the claim (while publishing); `false` when it is no longer ours.
     pub async fn renew(&self) -> Result<bool, IdempotencyError> {
-        Ok(self.act("renew", "").await? == 1)
+        Ok(self.act(TickAction::Renew, "").await? == 1)
     }
 
     /// Marks the tick published by the flow-run `flow_run_id`.
     pub async fn published(self, flow_run_id: &str) -> Result<TickPublished, IdempotencyError> {
-        Ok(if self.act("published", flow_run_id).await? == 1 {
-            TickPublished::Marked
-        } else {
-            warn!(key = %self.key, "the tick's claim was taken over while it was published");
-            TickPublished::ClaimLost
-        })
+        Ok(
+            if self.act(TickAction::Published, flow_run_id).await? == 1 {
+                TickPublished::Marked
+            } else {
+                warn!(key = %self.key, "the tick's claim was taken over while it was published");
+                TickPublished::ClaimLost
+            },
+        )
     }
 
     /// Gives the claim up after a publish that gave up: the tick is stale at once, so the
     /// next look at the pending set (by any replica) publishes it. `false` when the claim
     /// was no longer ours.
     pub async fn abandon(self) -> Result<bool, IdempotencyError> {
-        Ok(self.act("abandon", "").await? == 1)
+        Ok(self.act(TickAction::Abandon, "").await? == 1)
     }
 
-    async fn act(&self, action: &str, flow_run_id: &str) -> Result<i64, IdempotencyError> {
+    async fn act(&self, action: TickAction, flow_run_id: &str) -> Result<i64, IdempotencyError> {
+        if let Backend::Embedded(db) = self.store.backend() {
+            let rows = TickRows {
+                key: self.key.clone(),
+                pending: self.pending.clone(),
+                member: self.member.clone(),
+            };
+            let (token, run) = (self.token.clone(), flow_run_id.to_owned());
+            return db
+                .call("tick", move |tx| {
+                    embedded_ticks::act(tx, &rows, &token, action, &run)
+                })
+                .await;
+        }
+        let action = match action {
+            TickAction::Renew => "renew",
+            TickAction::Published => "published",
+            TickAction::Abandon => "abandon",
+        };
         let mut inv = OWN_TICK.prepare_invoke();
         inv.key(&self.key)
             .key(&self.pending)
@@ -248,7 +272,8 @@ impl Ticks<'_> {
         ttl: Duration,
         stale: Duration,
     ) -> Result<TickClaim, IdempotencyError> {
-        self.claim_as(flow_id, tick, owner, ttl, stale, "new").await
+        self.claim_as(flow_id, tick, owner, ttl, stale, TickMode::New)
+            .await
     }
 
     /// Like [`Ticks::claim`] for a tick found in the pending set: a tick whose key has
@@ -265,17 +290,31 @@ impl Ticks<'_> {
         owner: &str,
         stale: Duration,
     ) -> Result<TickClaim, IdempotencyError> {
-        self.claim_as(flow_id, tick, owner, Duration::from_secs(1), stale, "retry")
-            .await
+        self.claim_as(
+            flow_id,
+            tick,
+            owner,
+            Duration::from_secs(1),
+            stale,
+            TickMode::Retry,
+        )
+        .await
     }
 
     /// The ticks of `flow_id` claimed but not yet published, oldest first.
     pub async fn pending(self, flow_id: &str) -> Result<Vec<DateTime<Utc>>, IdempotencyError> {
-        let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(self.store.flow_keys(flow_id).ticks_pending())
-            .arg(0)
-            .arg(-1);
-        let members: Vec<String> = self.store.run("pending_ticks", &Request::Cmd(cmd)).await?;
+        let set = self.store.flow_keys(flow_id).ticks_pending();
+        let members: Vec<String> = match self.store.backend() {
+            Backend::Embedded(db) => {
+                db.call("pending_ticks", move |tx| embedded_ticks::pending(tx, &set))
+                    .await?
+            }
+            Backend::Redis(_) => {
+                let mut cmd = redis::cmd("ZRANGE");
+                cmd.arg(set).arg(0).arg(-1);
+                self.store.run("pending_ticks", &Request::Cmd(cmd)).await?
+            }
+        };
         let mut ticks: Vec<DateTime<Utc>> = members
             .iter()
             .filter_map(|m| m.parse::<i64>().ok())
@@ -292,7 +331,7 @@ impl Ticks<'_> {
         owner: &str,
         ttl: Duration,
         stale: Duration,
-        mode: &str,
+        mode: TickMode,
     ) -> Result<TickClaim, IdempotencyError> {
         let keys = self.store.flow_keys(flow_id);
         let key = keys.tick(tick);
@@ -300,15 +339,36 @@ impl Ticks<'_> {
         let member = tick.timestamp().to_string();
         let token = token(owner);
         let secs = (ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0)).max(1);
-        let mut inv = CLAIM_TICK.prepare_invoke();
-        inv.key(&key)
-            .key(&pending)
-            .arg(&token)
-            .arg(secs)
-            .arg(millis(stale))
-            .arg(&member)
-            .arg(mode);
-        let reply: Vec<String> = self.store.run("claim_tick", &Request::Script(inv)).await?;
+        let reply: Vec<String> = match self.store.backend() {
+            Backend::Embedded(db) => {
+                let rows = TickRows {
+                    key: key.clone(),
+                    pending: pending.clone(),
+                    member: member.clone(),
+                };
+                let token = token.clone();
+                let ttl = Duration::from_secs(secs);
+                db.call("claim_tick", move |tx| {
+                    embedded_ticks::claim(tx, &rows, &token, ttl, stale, mode)
+                })
+                .await?
+            }
+            Backend::Redis(_) => {
+                let mode = match mode {
+                    TickMode::New => "new",
+                    TickMode::Retry => "retry",
+                };
+                let mut inv = CLAIM_TICK.prepare_invoke();
+                inv.key(&key)
+                    .key(&pending)
+                    .arg(&token)
+                    .arg(secs)
+                    .arg(millis(stale))
+                    .arg(&member)
+                    .arg(mode);
+                self.store.run("claim_tick", &Request::Script(inv)).await?
+            }
+        };
         let age = |ms: Option<&String>| {
             Duration::from_millis(ms.and_then(|ms| ms.parse::<u64>().ok()).unwrap_or(0))
         };

@@ -25,6 +25,7 @@ mod retry;
 mod scheduler;
 mod secrets;
 mod security;
+mod store;
 mod telemetry;
 mod vault;
 mod worker;
@@ -36,6 +37,7 @@ pub use redis::{DEFAULT_REDIS_URL, RedisSettings};
 pub use redis_topology::RedisTopology;
 pub use retry::RetrySettings;
 pub use scheduler::{CatchUp, SchedulerSettings};
+pub use store::{StoreKind, StoreSettings};
 pub use telemetry::TelemetrySettings;
 pub use worker::WorkerSettings;
 
@@ -52,6 +54,8 @@ pub struct Settings {
     pub broker: BrokerSettings,
     /// Redis (idempotency records, claims, locks).
     pub redis: RedisSettings,
+    /// Which store keeps them: Redis (default) or one embedded file.
+    pub store: StoreSettings,
     /// How secret references are resolved (`vault:`, `aws:`, `secrets:`).
     pub resolver: ResolverSettings,
     /// The worker process.
@@ -69,10 +73,11 @@ pub struct Settings {
 }
 
 /// The sections of `ferry.yaml`, each with its known keys (kept in the section's file).
-pub(crate) const SECTIONS: [(&str, &[&str]); 12] = [
+pub(crate) const SECTIONS: [(&str, &[&str]); 13] = [
     ("security", security::KEYS),
     ("broker", broker::KEYS),
     ("redis", redis::KEYS),
+    ("store", store::KEYS),
     ("vault", vault::KEYS),
     ("aws", aws::KEYS),
     ("secrets", secrets::KEYS),
@@ -122,6 +127,8 @@ pub(crate) fn read(
     let broker = broker::read(cx, map.as_ref(), hardened, env);
     let map = section(cx, "redis");
     let redis = redis::read(cx, map.as_ref(), hardened, env);
+    let map = section(cx, "store");
+    let store = store::read(cx, map.as_ref());
 
     let map = section(cx, "vault");
     let rules = SecretRules {
@@ -158,6 +165,7 @@ pub(crate) fn read(
         hardened_mode: hardened,
         broker,
         redis,
+        store,
         resolver,
         worker,
         retry,

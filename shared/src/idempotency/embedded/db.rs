@@ -31,6 +31,9 @@ const SCHEMA: &[(&str, &str)] = &[
         "meta",
         "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
     ),
+    ("kv", super::kv::SCHEMA),
+    ("audit", super::audit::SCHEMA),
+    ("ticks", super::ticks::SCHEMA),
     ("run_queue", crate::run_queue::SCHEMA),
 ];
 
