@@ -70,7 +70,9 @@ fn renamed_once(node: &Node, flow: &str, expected: &BTreeMap<String, String>) {
     for name in expected.keys() {
         let count: usize = renames
             .iter()
-            .filter(|(path, _)| path.trim_start_matches('/') == format!("{flow}/{name}"))
+            .filter(|(path, _)| {
+                path.as_str() == name.as_str() || path.ends_with(&format!("{flow}/{name}"))
+            })
             .map(|(_, n)| *n)
             .sum();
         assert_eq!(count, 1, "{flow}/{name} renamed {count} times: {renames:?}");

@@ -2,6 +2,9 @@
 //! RabbitMQ's work queue in a fleet ([`Consumer`]), the node's run queue in standalone mode
 //! ([`QueueSource`]).
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferry_shared::backoff::Backoff;
@@ -38,9 +41,14 @@ impl RunSource for Consumer {
 
 /// The node's run queue as a [`RunSource`]: a failing read of the file is logged and tried
 /// again with backoff, never the end of the source.
+///
+/// Cancel-safe, as the consumer loop needs (its `select!` drops `next()` whenever another
+/// branch wins): a take in flight is kept in `pending` and resumed by the next call, so a
+/// run marked taken in the file is always handed out, never stranded until a restart.
 pub struct QueueSource {
     queue: RunQueue,
-    healthy: bool,
+    healthy: Arc<AtomicBool>,
+    pending: Option<Pin<Box<dyn Future<Output = QueuedRun> + Send>>>,
 }
 
 impl QueueSource {
@@ -53,7 +61,27 @@ impl QueueSource {
         );
         QueueSource {
             queue,
-            healthy: true,
+            healthy: Arc::new(AtomicBool::new(true)),
+            pending: None,
+        }
+    }
+}
+
+/// Takes the next due run, retrying a failing file with backoff.
+async fn take(queue: RunQueue, healthy: Arc<AtomicBool>) -> QueuedRun {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        match queue.next().await {
+            Ok(run) => {
+                healthy.store(true, Ordering::Relaxed);
+                return run;
+            }
+            Err(error) => {
+                healthy.store(false, Ordering::Relaxed);
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, ?delay, "cannot take from the run queue; trying again");
+                tokio::time::sleep(delay).await;
+            }
         }
     }
 }
@@ -62,24 +90,16 @@ impl RunSource for QueueSource {
     type Run = QueuedRun;
 
     async fn next(&mut self) -> Option<QueuedRun> {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        loop {
-            match self.queue.next().await {
-                Ok(run) => {
-                    self.healthy = true;
-                    return Some(run);
-                }
-                Err(error) => {
-                    self.healthy = false;
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%error, ?delay, "cannot take from the run queue; trying again");
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
+        let (queue, healthy) = (&self.queue, &self.healthy);
+        let pending = self
+            .pending
+            .get_or_insert_with(|| Box::pin(take(queue.clone(), healthy.clone())));
+        let run = pending.as_mut().await;
+        self.pending = None;
+        Some(run)
     }
     fn is_consuming(&self) -> bool {
-        self.healthy
+        self.healthy.load(Ordering::Relaxed)
     }
     async fn shutdown(self) {}
 }

@@ -83,6 +83,10 @@ impl Drop for QueuedRun {
 
 impl RunQueue {
     /// Takes the next due run, waiting for one as long as it takes.
+    ///
+    /// Not cancel-safe once a take has committed: a future dropped then leaves its run
+    /// marked taken until [`RunQueue::recover_taken`]. A consumer that may drop it (in a
+    /// `select!`) keeps the future and resumes it, as `ferry-worker standalone` does.
     pub async fn next(&self) -> Result<QueuedRun, RunQueueError> {
         loop {
             if let Some(run) = self.try_next().await? {
