@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tempfile::TempDir;
 
-use crate::fleet::{FleetProcess, rnto_counts, sha256_hex, spawn_binary_with_env};
+use crate::fleet::{FleetProcess, partner_yaml, rnto_counts, sha256_hex, spawn_binary_with_env};
 use crate::ftp::{FtpServer, FtpServerKind, FtpServerOptions};
 use crate::http_client::{HttpAnswer, request};
 use crate::ports::free_port;
@@ -145,15 +145,11 @@ impl Node {
     /// Writes the partner with `port` as its port (the server's, or a closed one).
     pub fn write_partner(&self, port: u16) -> anyhow::Result<()> {
         let dir = self.dir.path();
-        let partner = format!(
-            "id: partner\nprotocol: ftps\nftps:\n  connection:\n    host: {}\n    port: {}\n    \
-             passive: true\n    max_connections: 4\n  auth:\n    username: {}\n    \
-             password: \"literal:{}\"\n  tls:\n    ca_cert: file:{}\n",
-            self.server.host,
+        let partner = partner_yaml(
+            &self.server,
             port,
-            self.server.username,
-            self.server.password,
-            dir.join("ca.pem").display()
+            &self.server.password,
+            &dir.join("ca.pem"),
         );
         std::fs::write(dir.join("partners/partner.yaml"), partner)?;
         Ok(())

@@ -36,6 +36,24 @@ use crate::source::RunSource;
 /// How often readiness is re-evaluated (broker consuming, Redis answering).
 const READINESS_CHECK: Duration = Duration::from_secs(2);
 
+/// Starts the worker's ops endpoint (`/healthz`, `/readyz`, `/metrics`) on `health_listen`
+/// (else `worker.health_listen`); returns the readiness the consumer loop keeps up to date.
+pub async fn serve_ops(
+    config: &ferry_shared::config::Config,
+    health_listen: Option<std::net::SocketAddr>,
+    scrape: ferry_shared::telemetry::Scrape,
+) -> anyhow::Result<Readiness> {
+    let readiness = Readiness::default();
+    let listen = health_listen.unwrap_or(config.settings.worker.health_listen);
+    ferry_shared::ops_http::OpsEndpoint {
+        scrape,
+        readiness: Some(readiness.clone()),
+    }
+    .serve(listen)
+    .await?;
+    Ok(readiness)
+}
+
 /// Consumes RabbitMQ's work queue until `shutdown` completes, then drains in-flight runs
 /// within the grace period.
 pub async fn run(

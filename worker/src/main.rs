@@ -29,7 +29,6 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use ferry_shared::config::Config;
-use ferry_shared::ops_http::{OpsEndpoint, Readiness};
 use ferry_shared::secrets::Resolver;
 use ferry_shared::startup;
 use ferry_shared::telemetry::{LogFormat, Scrape};
@@ -192,14 +191,7 @@ async fn consume(
     health_listen: Option<SocketAddr>,
     scrape: Scrape,
 ) -> anyhow::Result<()> {
-    let readiness = Readiness::default();
-    let listen = health_listen.unwrap_or(config.settings.worker.health_listen);
-    OpsEndpoint {
-        scrape,
-        readiness: Some(readiness.clone()),
-    }
-    .serve(listen)
-    .await?;
+    let readiness = crate::consume::serve_ops(&config, health_listen, scrape).await?;
     let resolver = Resolver::new(config.settings.resolver.clone());
     let store = startup::store(&config, &resolver).await?;
     let engine = Arc::new(Engine::new(

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use ferry_shared::config::Config;
 use ferry_shared::http_trigger::HttpTrigger;
 use ferry_shared::idempotency::Store;
-use ferry_shared::ops_http::{OpsEndpoint, Readiness};
 use ferry_shared::run_queue::RunQueue;
 use ferry_shared::schedule::Ticker;
 use ferry_shared::secrets::Resolver;
@@ -57,14 +56,7 @@ pub async fn run(
     scrape: Scrape,
     options: ferry_shared::transfer::EngineOptions,
 ) -> anyhow::Result<()> {
-    let readiness = Readiness::default();
-    let listen = health_listen.unwrap_or(config.settings.worker.health_listen);
-    OpsEndpoint {
-        scrape,
-        readiness: Some(readiness.clone()),
-    }
-    .serve(listen)
-    .await?;
+    let readiness = crate::consume::serve_ops(&config, health_listen, scrape).await?;
     let resolver = Resolver::new(config.settings.resolver.clone());
     let (store, queue) = open_queue(&config, &resolver, "standalone").await?;
     let recovered = queue.recover_taken().await?;

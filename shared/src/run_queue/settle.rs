@@ -66,17 +66,7 @@ impl QueuedRun {
             .await?;
         self.ensure_was_taken(updated)?;
         self.queue.wake.notify_one();
-        tracing::info!(
-            attempt = next.attempt,
-            ?delay,
-            reason,
-            event = LogEvent::FlowRunRetryScheduled.as_str(),
-            "flow run scheduled for retry"
-        );
-        Ok(Settled::Retried {
-            attempt: next.attempt,
-            delay,
-        })
+        Ok(Settled::retried(next.attempt, delay, reason))
     }
 
     /// The run can never succeed: moves it, unchanged, to the dead letters with `kind` and
