@@ -1,4 +1,6 @@
-//! `ferry-worker consume`: take flow-run messages from RabbitMQ and run them.
+//! `ferry-worker consume`: take flow-run messages from RabbitMQ and run them. The same loop
+//! ([`run_from`], over any [`RunSource`]) runs a standalone node's local run queue
+//! (`standalone.rs`), so both settle runs alike.
 //!
 //! - At most `worker.concurrency` runs at once; the broker's prefetch is the same number,
 //!   so a worker never holds messages it cannot start.
