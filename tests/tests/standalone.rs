@@ -321,6 +321,15 @@ async fn the_http_trigger_answers_202_and_the_run_happens() {
     let expected = BTreeMap::from([("now.xml".to_owned(), sha)]);
     wait_delivered(&node, &mut process, "f", &expected, Duration::from_secs(60)).await;
     assert_eq!(node.trigger_run("nope").expect("trigger").status, 404);
+    assert_eq!(process.http_get("/healthz").expect("healthz"), 200);
+    assert_eq!(process.http_get("/readyz").expect("readyz"), 200);
+    let metrics = ferry_tests::http_client::get(process.health.expect("ops address"), "/metrics")
+        .expect("metrics");
+    assert!(
+        metrics.body.contains("ferry_dead_letters_total"),
+        "the fleet's metrics: {}",
+        metrics.body
+    );
     process
         .stop(Duration::from_secs(30))
         .await
