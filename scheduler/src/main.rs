@@ -8,7 +8,6 @@
 //! This file parses the command line and turns results into exit codes: 0 success, 1 a
 //! failure at run time, 2 a configuration error.
 
-mod ticker;
 mod trigger;
 
 use std::net::SocketAddr;
@@ -135,7 +134,7 @@ async fn schedule(
             .serve(listen)
             .await?;
     }
-    let ticker = ticker::Ticker::new(config, store, publisher);
+    let ticker = ferry_shared::schedule::Ticker::new(config, store, publisher);
     tracing::info!(
         flows = ticker.scheduled_flows(),
         event = LogEvent::SchedulerStarted.as_str(),

@@ -14,6 +14,8 @@
 //! | [`broker`]    | RabbitMQ topology, publishing with confirms, consuming         |
 //! | [`ops_http`]  | `/healthz`, `/readyz` and `/metrics` of both binaries           |
 //! | [`run_requests`] | where a requested run goes: RabbitMQ, or the local run queue |
+//! | [`run_queue`] | a single node's persisted run queue (retries, dead letters)   |
+//! | [`schedule`]  | the tick loop: a run per scheduled flow and cron tick          |
 //! | [`telemetry`] | tracing subscriber, OpenTelemetry export, propagation          |
 //! | [`startup`]   | a binary's connections at start, built from the configuration  |
 //! | [`transfer`]  | the flow-run engine that composes the modules above           |
@@ -29,7 +31,9 @@ pub mod http_trigger;
 pub mod idempotency;
 pub mod message;
 pub mod ops_http;
+pub mod run_queue;
 pub mod run_requests;
+pub mod schedule;
 pub mod secrets;
 pub mod startup;
 pub mod telemetry;

@@ -149,18 +149,14 @@ impl Fleet {
             options.file_attempts,
         );
         std::fs::write(dir.join("ferry.yaml"), settings)?;
-        let partner = format!(
-            "id: partner\nprotocol: ftps\nftps:\n  connection:\n    host: {}\n    port: {}\n    \
-             passive: true\n    max_connections: 4\n  auth:\n    username: {}\n    \
-             password: \"literal:{}\"\n  tls:\n    ca_cert: file:{}\n",
-            self.server.host,
+        let partner = partner_yaml(
+            &self.server,
             options.partner_port.unwrap_or(self.server.port),
-            self.server.username,
             options
                 .partner_password
                 .as_deref()
                 .unwrap_or(&self.server.password),
-            dir.join("ca.pem").display()
+            &dir.join("ca.pem"),
         );
         std::fs::write(dir.join("partners/partner.yaml"), partner)?;
         let schedule = options
@@ -439,6 +435,21 @@ impl Drop for Fleet {
         // The vhost (queues, exchanges) goes with its own drop.
         let _ = self.vhost.take();
     }
+}
+
+/// `partners/partner.yaml` for `server` on `port`, logging in with `password` and trusting
+/// the CA certificate in `ca`.
+pub fn partner_yaml(server: &FtpServer, port: u16, password: &str, ca: &Path) -> String {
+    format!(
+        "id: partner\nprotocol: ftps\nftps:\n  connection:\n    host: {}\n    port: {}\n    \
+         passive: true\n    max_connections: 4\n  auth:\n    username: {}\n    \
+         password: \"literal:{}\"\n  tls:\n    ca_cert: file:{}\n",
+        server.host,
+        port,
+        server.username,
+        password,
+        ca.display()
+    )
 }
 
 /// Deletes every Redis key that starts with `prefix`.

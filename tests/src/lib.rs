@@ -25,6 +25,7 @@ pub mod rabbitmq;
 pub mod redis;
 pub mod redis_cluster;
 pub mod span_index;
+pub mod standalone;
 pub mod store_target;
 pub mod tools;
 pub mod traced_fleet;

@@ -1,12 +1,15 @@
-//! `ferry-worker consume`: take flow-run messages from RabbitMQ and run them.
+//! `ferry-worker consume`: take flow-run messages from RabbitMQ and run them. The same loop
+//! ([`run_from`], over any [`RunSource`]) runs a standalone node's local run queue
+//! (`standalone.rs`), so both settle runs alike.
 //!
 //! - At most `worker.concurrency` runs at once; the broker's prefetch is the same number,
 //!   so a worker never holds messages it cannot start.
-//! - A message is settled only after its run finished: acked when every file was
-//!   transferred or skipped; sent to the retry path (growing delays) when a retry may help;
-//!   dead-lettered, with the reason in a header, when it never can (malformed message,
-//!   unknown or disabled flow, configuration error, files that failed only for reasons a
-//!   retry cannot fix, retries exhausted). A worker that dies
+//! - A message is settled only after its run finished, as the shared verdict rules say
+//!   (`shared/src/transfer/verdict.rs`): acked when every file was transferred or skipped;
+//!   sent to the retry path (growing delays) when a retry may help; dead-lettered, with the
+//!   reason in a header, when it never can (malformed message, unknown or disabled flow,
+//!   configuration error, files that failed only for reasons a retry cannot fix, retries
+//!   exhausted). A worker that dies
 //!   mid-run settles nothing, so the broker redelivers the message to another worker, and
 //!   the idempotency store makes the second run skip what the first one delivered.
 //! - Files that another worker holds (its claim is live) make the message come back later
@@ -20,36 +23,64 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ferry_shared::broker::{Broker, ConsumerOptions, DeadLetterReason, Delivery, Settled};
-use ferry_shared::message::FlowRunMessage;
-use ferry_shared::startup;
+use ferry_shared::broker::{Broker, ConsumerOptions, DeadLetterReason, Settled};
 use ferry_shared::telemetry::metrics::partner::PartnerMetrics;
 use ferry_shared::telemetry::metrics::runs::RunMetrics;
 use ferry_shared::telemetry::{self, LogEvent};
-use ferry_shared::transfer::{Engine, RunReport, TransferError};
+use ferry_shared::transfer::{Engine, TakenRun, Verdict, run_requested, settle};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use ferry_shared::ops_http::Readiness;
 
+use crate::source::RunSource;
+
 /// How often readiness is re-evaluated (broker consuming, Redis answering).
 const READINESS_CHECK: Duration = Duration::from_secs(2);
 
-/// What to do with a message once its run is over.
-#[derive(Debug, PartialEq, Eq)]
-enum Verdict {
-    /// Done: remove it from the queue.
-    Ack,
-    /// Run it again later (growing delays; dead-lettered after the last attempt).
-    RetryLater(String),
-    /// It can never succeed: dead-letter it for this reason, with this sentence.
-    DeadLetter(DeadLetterReason, String),
+/// Starts the worker's ops endpoint (`/healthz`, `/readyz`, `/metrics`) on `health_listen`
+/// (else `worker.health_listen`); returns the readiness the consumer loop keeps up to date.
+pub async fn serve_ops(
+    config: &ferry_shared::config::Config,
+    health_listen: Option<std::net::SocketAddr>,
+    scrape: ferry_shared::telemetry::Scrape,
+) -> anyhow::Result<Readiness> {
+    let readiness = Readiness::default();
+    let listen = health_listen.unwrap_or(config.settings.worker.health_listen);
+    ferry_shared::ops_http::OpsEndpoint {
+        scrape,
+        readiness: Some(readiness.clone()),
+    }
+    .serve(listen)
+    .await?;
+    Ok(readiness)
 }
 
-/// Consumes until `shutdown` completes, then drains in-flight runs within the grace period.
+/// Consumes RabbitMQ's work queue until `shutdown` completes, then drains in-flight runs
+/// within the grace period.
 pub async fn run(
     engine: Arc<Engine>,
     broker: Broker,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()>,
+) {
+    let settings = &engine.config().settings.worker;
+    let consumer = broker.consumer(ConsumerOptions {
+        prefetch: settings.concurrency.max(1),
+        connection_name: format!("ferry-worker {}", std::process::id()),
+        ..ConsumerOptions::default()
+    });
+    let destination = broker.topology().work_queue();
+    run_from(engine, consumer, destination, readiness, shutdown).await;
+}
+
+/// Runs what `source` hands out (at most `worker.concurrency` at once) until `shutdown`
+/// completes, then drains in-flight runs within the grace period. `destination` names the
+/// queue in the runs' spans.
+pub async fn run_from<S: RunSource>(
+    engine: Arc<Engine>,
+    mut source: S,
+    destination: String,
     readiness: Readiness,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -60,11 +91,6 @@ pub async fn run(
         PartnerMetrics::global().initialize(partner);
     }
     let concurrency = usize::from(settings.concurrency.max(1));
-    let mut consumer = broker.consumer(ConsumerOptions {
-        prefetch: settings.concurrency.max(1),
-        connection_name: format!("ferry-worker {}", std::process::id()),
-        ..ConsumerOptions::default()
-    });
     let redis_ok = Arc::new(AtomicBool::new(true));
     let pinger = tokio::spawn(watch_redis(engine.clone(), redis_ok.clone()));
     let mut readiness_tick = tokio::time::interval(READINESS_CHECK);
@@ -75,9 +101,9 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            delivery = consumer.next(), if running.len() < concurrency => match delivery {
-                Some(delivery) => {
-                    running.spawn(handle(engine.clone(), delivery));
+            taken = source.next(), if running.len() < concurrency => match taken {
+                Some(taken) => {
+                    running.spawn(handle(engine.clone(), taken, destination.clone()));
                 }
                 None => break,
             },
@@ -87,14 +113,14 @@ pub async fn run(
                 }
             }
             _ = readiness_tick.tick() => {
-                readiness.set(consumer.is_consuming() && redis_ok.load(Ordering::Relaxed));
+                readiness.set(source.is_consuming() && redis_ok.load(Ordering::Relaxed));
             }
         }
     }
 
     readiness.set(false);
     tracing::info!(in_flight = running.len(), grace = ?settings.shutdown_grace, "stopping: no new flow-runs");
-    consumer.shutdown().await;
+    source.shutdown().await;
     let grace = tokio::time::sleep(settings.shutdown_grace);
     tokio::pin!(grace);
     loop {
@@ -122,14 +148,14 @@ async fn watch_redis(engine: Arc<Engine>, ok: Arc<AtomicBool>) {
     }
 }
 
-/// Runs one delivery's flow-run and settles the delivery.
-async fn handle(engine: Arc<Engine>, delivery: Delivery) {
-    let message = match delivery.message() {
+/// Runs one taken run's flow-run and settles it.
+async fn handle<T: TakenRun>(engine: Arc<Engine>, taken: T, destination: String) {
+    let message = match taken.message() {
         Ok(message) => message.clone(),
         Err(error) => {
             let reason = format!("undecodable flow-run message: {error}");
-            settle(
-                delivery,
+            let _ = settle(
+                taken,
                 Verdict::DeadLetter(DeadLetterReason::Malformed, reason),
             )
             .await;
@@ -139,20 +165,20 @@ async fn handle(engine: Arc<Engine>, delivery: Delivery) {
     let span = tracing::info_span!(
         "worker.flow_run",
         otel.kind = "consumer",
-        messaging.system = "rabbitmq",
+        messaging.system = T::MESSAGING_SYSTEM,
         messaging.operation.name = "process",
         messaging.operation.type = "process",
-        messaging.destination.name = %startup::topology(engine.config()).work_queue(),
+        messaging.destination.name = %destination,
         messaging.message.id = %message.flow_run_id,
         flow_id = %message.flow_id,
         flow_run_id = %message.flow_run_id,
         attempt = message.attempt,
-        redelivered = delivery.redelivered(),
+        redelivered = taken.redelivered(),
     );
-    telemetry::set_parent_from(&span, delivery.headers());
+    telemetry::set_parent_from(&span, taken.headers());
     async move {
-        let verdict = run_message(&engine, &message, delivery.published_at()).await;
-        let settled = settle(delivery, verdict).await;
+        let verdict = run_requested(&engine, &message, taken.published_at()).await;
+        let settled = settle(taken, verdict).await;
         if let Some(Settled::Retried { .. }) = settled {
             // Only a configured flow's run comes back through the delay queues.
             RunMetrics::global().record_flow_run_retry(&message.flow_id);
@@ -160,232 +186,4 @@ async fn handle(engine: Arc<Engine>, delivery: Delivery) {
     }
     .instrument(span)
     .await
-}
-
-/// Runs the flow a message asks for and decides what becomes of the message.
-/// `published_at` (the message's publish time) gives the queue lag of a configured flow.
-async fn run_message(
-    engine: &Engine,
-    message: &FlowRunMessage,
-    published_at: Option<std::time::SystemTime>,
-) -> Verdict {
-    match engine.config().flows.get(&message.flow_id) {
-        None => {
-            return Verdict::DeadLetter(
-                DeadLetterReason::UnknownFlow,
-                format!("unknown flow `{}`", message.flow_id),
-            );
-        }
-        Some(flow) if !flow.enabled => {
-            return Verdict::DeadLetter(
-                DeadLetterReason::FlowDisabled,
-                format!("flow `{}` is disabled", message.flow_id),
-            );
-        }
-        Some(_) => {}
-    }
-    if let Some(published_at) = published_at {
-        // A clock behind the publisher's gives a negative lag: counted as none.
-        let lag = std::time::SystemTime::now()
-            .duration_since(published_at)
-            .unwrap_or_default();
-        RunMetrics::global().record_queue_lag(&message.flow_id, lag);
-    }
-    let run_id = message.flow_run_id.to_string();
-    // With the request time, a run that a newer complete run of the flow covered while this
-    // one was queued finishes at once (see `idempotency/coverage.rs`).
-    // The last attempt (no retry follows): failed files may go to the flow's error folder.
-    let last_attempt = message.attempt >= startup::topology(engine.config()).max_attempts;
-    let run = engine.run_flow_requested(
-        &message.flow_id,
-        message.files.as_deref(),
-        &run_id,
-        Some(message.requested_at),
-        None,
-    );
-    let outcome = ferry_shared::transfer::as_run_attempt(last_attempt, run).await;
-    verdict(outcome)
-}
-
-/// The rules of [`Verdict`], from the run's outcome.
-fn verdict(outcome: Result<RunReport, TransferError>) -> Verdict {
-    match outcome {
-        Ok(report) if report.totals.failed > 0 => {
-            let failures: Vec<_> = report
-                .files
-                .iter()
-                .filter(|row| row.outcome == ferry_shared::transfer::Outcome::Failed)
-                .filter_map(|row| row.error.as_ref().map(|error| (row, error)))
-                .collect();
-            let retry_may_help = failures.iter().any(|(_, error)| error.transient);
-            let first = failures
-                .first()
-                .map(|(row, error)| {
-                    let name = ferry_shared::ftps::printable(&row.name);
-                    format!("; first: {name} [{}] {}", error.kind, error.message)
-                })
-                .unwrap_or_default();
-            let summary = format!(
-                "{} of {} files failed{first}",
-                report.totals.failed,
-                report.files.len()
-            );
-            if retry_may_help {
-                Verdict::RetryLater(summary)
-            } else {
-                Verdict::DeadLetter(
-                    DeadLetterReason::PermanentFailure,
-                    format!("{summary} (no retry can help: fix the cause, then trigger the flow)"),
-                )
-            }
-        }
-        Ok(report) if report.totals.left_to_other_workers > 0 => Verdict::RetryLater(format!(
-            "{} files held by another worker; checking again later",
-            report.totals.left_to_other_workers
-        )),
-        Ok(_) => Verdict::Ack,
-        Err(error) if error.is_transient() => {
-            Verdict::RetryLater(format!("[{}] {error}", error.kind().as_str()))
-        }
-        Err(error) => Verdict::DeadLetter(
-            DeadLetterReason::PermanentFailure,
-            format!("[{}] {error}", error.kind().as_str()),
-        ),
-    }
-}
-
-/// Settles `delivery` as `verdict` says, and says how. A failure to settle leaves the
-/// message with the broker, which redelivers it: logged, never fatal (`None`).
-async fn settle(delivery: Delivery, verdict: Verdict) -> Option<Settled> {
-    let result = match &verdict {
-        Verdict::Ack => delivery.ack().await,
-        Verdict::RetryLater(reason) => delivery.retry_later(reason).await,
-        Verdict::DeadLetter(kind, reason) => delivery.dead_letter(*kind, reason).await,
-    };
-    match result {
-        Ok(settled) => {
-            tracing::info!(
-                ?settled,
-                event = LogEvent::FlowRunSettled.as_str(),
-                "flow-run message settled"
-            );
-            Some(settled)
-        }
-        Err(error) => {
-            tracing::warn!(%error, ?verdict, "could not settle the message; the broker will redeliver it");
-            None
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use chrono::Utc;
-    use ferry_shared::ftps::FtpsErrorKind;
-    use ferry_shared::transfer::{
-        Direction, FileError, FileErrorKind, FileReport, Outcome, RunInfo,
-    };
-
-    use super::*;
-
-    fn row(name: &str, outcome: Outcome, error: Option<FileError>) -> FileReport {
-        FileReport {
-            name: name.to_owned(),
-            size: 1,
-            sha256: None,
-            outcome,
-            remote_path: None,
-            local_path: None,
-            earlier: None,
-            holder: None,
-            attempts: 1,
-            recovery: None,
-            verified: None,
-            error,
-            idempotency_key: None,
-            source_deleted: false,
-            source_moved_to: None,
-        }
-    }
-
-    fn report(rows: Vec<FileReport>) -> Result<RunReport, TransferError> {
-        let run = RunInfo {
-            flow_id: "f".into(),
-            run_id: "r".into(),
-            direction: Direction::Upload,
-            started_at: Utc::now(),
-        };
-        Ok(RunReport::new(
-            run,
-            Duration::from_secs(1),
-            rows,
-            Vec::new(),
-            false,
-        ))
-    }
-
-    #[test]
-    fn a_run_with_every_file_done_is_acked() {
-        let rows = vec![
-            row("a", Outcome::Transferred, None),
-            row("b", Outcome::Duplicate, None),
-        ];
-        assert_eq!(verdict(report(rows)), Verdict::Ack);
-    }
-
-    #[test]
-    fn files_held_elsewhere_or_failing_for_now_come_back_later() {
-        let held = vec![row("a", Outcome::LeftToOtherWorker, None)];
-        assert!(matches!(verdict(report(held)), Verdict::RetryLater(_)));
-        let refused = FileError::retryable(
-            FileErrorKind::Partner(FtpsErrorKind::ConnectionRefused),
-            "refused",
-        );
-        let auth = FileError::permanent(
-            FileErrorKind::Partner(FtpsErrorKind::AuthenticationFailed),
-            "530",
-        );
-        let mixed = vec![
-            row("a", Outcome::Failed, Some(auth)),
-            row("b", Outcome::Failed, Some(refused)),
-        ];
-        assert!(matches!(verdict(report(mixed)), Verdict::RetryLater(_)));
-    }
-
-    #[test]
-    fn only_permanent_failures_go_to_the_dead_letters_at_once() {
-        let auth = FileError::permanent(
-            FileErrorKind::Partner(FtpsErrorKind::AuthenticationFailed),
-            "530 Login incorrect",
-        );
-        match verdict(report(vec![row("a", Outcome::Failed, Some(auth))])) {
-            Verdict::DeadLetter(DeadLetterReason::PermanentFailure, reason) => {
-                assert!(
-                    reason.contains("authentication_failed") && reason.contains("530"),
-                    "{reason}"
-                )
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn runs_that_could_not_run_are_retried_or_dead_lettered_by_kind() {
-        let busy = TransferError::FlowBusy {
-            flow_id: "f".into(),
-            holder: None,
-            waited: Duration::from_secs(30),
-        };
-        assert!(matches!(verdict(Err(busy)), Verdict::RetryLater(_)));
-        let unknown = TransferError::UnknownFlow {
-            flow_id: "f".into(),
-            known: None,
-        };
-        assert!(matches!(
-            verdict(Err(unknown)),
-            Verdict::DeadLetter(DeadLetterReason::PermanentFailure, _)
-        ));
-    }
 }

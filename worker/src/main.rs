@@ -7,7 +7,10 @@
 //! - `validate`: check the configuration directory and print its summary;
 //! - `setup`: declare the broker topology and exit;
 //! - `audit`: a flow's or a file's history, `audit verify`, `audit export` (see `audit.rs`);
-//! - `demo`: ferry's main job end to end against a local FTPS partner (see `demo/`).
+//! - `demo`: ferry's main job end to end against a local FTPS partner (see `demo/`);
+//! - `standalone`: the whole of ferry on one machine: schedule, triggers and runs in one
+//!   process over the embedded store, no broker (see `standalone.rs`);
+//! - `dead-letters`: the runs a standalone node gave up on, as JSON.
 //!
 //! This file only parses the command line and turns results into exit codes (0 success,
 //! 1 failure, 2 configuration error); each command lives in its own module and the work
@@ -18,6 +21,8 @@ mod consume;
 mod demo;
 mod probe;
 mod run;
+mod source;
+mod standalone;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,7 +31,6 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use ferry_shared::config::Config;
-use ferry_shared::ops_http::{OpsEndpoint, Readiness};
 use ferry_shared::secrets::Resolver;
 use ferry_shared::startup;
 use ferry_shared::telemetry::{LogFormat, Scrape};
@@ -96,6 +100,11 @@ enum Command {
     /// Move real files end to end: a local FTPS partner, an upload and a download flow run
     /// twice (the second run skips every file as a duplicate); needs no configuration.
     Demo,
+    /// Run the whole of ferry on this machine: the schedule, the triggers and the flow-runs
+    /// in one process, over the embedded store (`store.kind: embedded`), no broker.
+    Standalone,
+    /// Print the runs a standalone node gave up on (its dead letters), as JSON.
+    DeadLetters,
 }
 
 fn main() -> ExitCode {
@@ -142,6 +151,11 @@ fn main() -> ExitCode {
             }
             Command::Audit(args) => return audit::run(&config, args).await,
             Command::Setup => setup(&config).await,
+            Command::DeadLetters => standalone::print_dead_letters(&config).await,
+            Command::Standalone => {
+                let options = engine_options(&config);
+                standalone::run(config, cli.health_listen, telemetry.scrape(), options).await
+            }
             // `validate` and `demo` returned above.
             Command::Consume | Command::Validate | Command::Demo => {
                 consume(config, cli.health_listen, telemetry.scrape()).await
@@ -152,7 +166,11 @@ fn main() -> ExitCode {
             Err(error) => {
                 tracing::error!("{error:#}");
                 eprintln!("ferry-worker: {error:#}");
-                ExitCode::FAILURE
+                if error.is::<standalone::StandaloneError>() {
+                    ExitCode::from(startup::EXIT_CONFIG)
+                } else {
+                    ExitCode::FAILURE
+                }
             }
         }
     })
@@ -191,14 +209,7 @@ async fn consume(
     health_listen: Option<SocketAddr>,
     scrape: Scrape,
 ) -> anyhow::Result<()> {
-    let readiness = Readiness::default();
-    let listen = health_listen.unwrap_or(config.settings.worker.health_listen);
-    OpsEndpoint {
-        scrape,
-        readiness: Some(readiness.clone()),
-    }
-    .serve(listen)
-    .await?;
+    let readiness = crate::consume::serve_ops(&config, health_listen, scrape).await?;
     let resolver = Resolver::new(config.settings.resolver.clone());
     let store = startup::store(&config, &resolver).await?;
     let engine = Arc::new(Engine::new(

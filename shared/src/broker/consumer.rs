@@ -80,6 +80,20 @@ pub enum Settled {
     Requeued,
 }
 
+impl Settled {
+    /// [`Settled::Retried`], logged as `flow_run_retry_scheduled` (by either queue).
+    pub(crate) fn retried(attempt: u32, delay: Duration, reason: &str) -> Settled {
+        info!(
+            attempt,
+            ?delay,
+            reason,
+            event = LogEvent::FlowRunRetryScheduled.as_str(),
+            "flow run scheduled for retry"
+        );
+        Settled::Retried { attempt, delay }
+    }
+}
+
 /// A stream of [`Delivery`]s from the work queue that survives broker restarts.
 /// Dropping it stops the supervisor; deliveries already handed out stay settleable.
 #[derive(Debug)]
@@ -422,17 +436,7 @@ impl Delivery {
         )
         .await?;
         self.settle_ack().await?;
-        info!(
-            attempt = next.attempt,
-            ?delay,
-            reason,
-            event = LogEvent::FlowRunRetryScheduled.as_str(),
-            "flow run scheduled for retry"
-        );
-        Ok(Settled::Retried {
-            attempt: next.attempt,
-            delay,
-        })
+        Ok(Settled::retried(next.attempt, delay, reason))
     }
 
     /// The message can never succeed: publishes it unchanged to the dead-letter exchange

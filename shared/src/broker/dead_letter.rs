@@ -34,6 +34,11 @@ impl DeadLetterReason {
         DeadLetterReason::RetriesExhausted,
     ];
 
+    /// The reason a stable word names (see [`DeadLetterReason::as_str`]).
+    pub fn from_word(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == word)
+    }
+
     /// The stable word (label value and header value).
     pub fn as_str(self) -> &'static str {
         match self {

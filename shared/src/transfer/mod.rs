@@ -121,7 +121,9 @@ mod report;
 mod retry;
 mod selection;
 mod sweep;
+mod taken_run;
 mod upload;
+mod verdict;
 
 pub use dead_letter::as_run_attempt;
 pub use engine::{Engine, EngineOptions, Progress};
@@ -136,6 +138,8 @@ pub use report::{
 };
 pub use retry::RetryPolicy;
 pub use selection::{LocalFile, Selection, Walk, is_stable, select_local};
+pub use taken_run::{TakenRun, settle};
+pub use verdict::{Verdict, run_requested, verdict};
 
 /// Runs one flow with `engine`: the call the worker's consume loop and `ferry-worker run`
 /// make. See [`Engine::run_flow`].

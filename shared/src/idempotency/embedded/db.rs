@@ -34,6 +34,7 @@ const SCHEMA: &[(&str, &str)] = &[
     ("kv", super::kv::SCHEMA),
     ("audit", super::audit::SCHEMA),
     ("ticks", super::ticks::SCHEMA),
+    ("run_queue", crate::run_queue::SCHEMA),
 ];
 
 /// The embedded store's database file. Cheap to clone (one shared connection).

@@ -1,7 +1,9 @@
-//! The tick loop: publish one flow-run message per scheduled flow and cron tick.
+//! The tick loop: request one flow-run per scheduled flow and cron tick, through a
+//! [`RunRequests`] (the broker's publisher in a fleet, the run queue on a single node;
+//! "publish" below means that request, confirmed).
 //!
 //! Every replica runs the same loop over the same flows. Before publishing a tick, a
-//! replica claims it in Redis ([`Ticks::claim`](ferry_shared::idempotency::Ticks::claim), see `shared/src/idempotency/tick.rs`):
+//! replica claims it in the store ([`Ticks::claim`](crate::idempotency::Ticks::claim), see `shared/src/idempotency/tick.rs`):
 //! exactly one replica wins and publishes, the others skip it. So running two or three
 //! schedulers buys availability without duplicate runs.
 //!
@@ -27,19 +29,19 @@
 
 use std::time::Duration;
 
+use crate::config::{CatchUp, Config, Schedule};
+use crate::idempotency::{Store, TickClaim, TickLease, TickPublished};
+use crate::message::{FlowRunMessage, Trigger};
+use crate::run_requests::RunRequests;
+use crate::telemetry::metrics::schedule::{ScheduleMetrics, TickOffer};
+use crate::telemetry::metrics::{Metrics, TickOutcome};
+use crate::telemetry::{self, LogEvent};
 use chrono::{DateTime, Utc};
-use ferry_shared::broker::Publisher;
-use ferry_shared::config::{CatchUp, Config, Schedule};
-use ferry_shared::idempotency::{Store, TickClaim, TickLease, TickPublished};
-use ferry_shared::message::{FlowRunMessage, Trigger};
-use ferry_shared::telemetry::metrics::schedule::{ScheduleMetrics, TickOffer};
-use ferry_shared::telemetry::metrics::{Metrics, TickOutcome};
-use ferry_shared::telemetry::{self, LogEvent};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-/// The shortest life of a tick's claim in Redis.
+/// The shortest life of a tick's claim in the store.
 const MIN_TICK_CLAIM: Duration = Duration::from_secs(3600);
 
 /// How long the loop sleeps when no flow has a schedule (it then only waits for shutdown).
@@ -53,14 +55,24 @@ struct ScheduledFlow {
 }
 
 /// What a publish task needs: cheap to clone.
-#[derive(Clone)]
-struct Firing {
+struct Firing<R> {
     store: Store,
-    publisher: Publisher,
+    requests: std::sync::Arc<R>,
     /// This replica, in tick claims (`<host>-<pid>`).
     owner: String,
     /// A claim not renewed for this long is taken over.
     stale: Duration,
+}
+
+impl<R> Clone for Firing<R> {
+    fn clone(&self) -> Self {
+        Firing {
+            store: self.store.clone(),
+            requests: self.requests.clone(),
+            owner: self.owner.clone(),
+            stale: self.stale,
+        }
+    }
 }
 
 /// Whether a tick is offered on time or found pending.
@@ -75,14 +87,15 @@ enum Offer {
 }
 
 /// Publishes flow-runs on their cron ticks, once per tick across replicas.
-pub struct Ticker {
+pub struct Ticker<R> {
     flows: Vec<ScheduledFlow>,
-    firing: Firing,
+    firing: Firing<R>,
 }
 
-impl Ticker {
-    /// A ticker over the enabled flows of `config` that have a `schedule_cron`.
-    pub fn new(config: &Config, store: Store, publisher: Publisher) -> Self {
+impl<R: RunRequests> Ticker<R> {
+    /// A ticker over the enabled flows of `config` that have a `schedule_cron`, claiming
+    /// ticks in `store` and requesting their runs from `requests`.
+    pub fn new(config: &Config, store: Store, requests: R) -> Self {
         let flows = config
             .flows
             .values()
@@ -104,7 +117,7 @@ impl Ticker {
             flows,
             firing: Firing {
                 store,
-                publisher,
+                requests: std::sync::Arc::new(requests),
                 owner: format!("{}-{}", host.trim(), std::process::id()),
                 stale: config.settings.scheduler.stale_tick_claim,
             },
@@ -205,7 +218,7 @@ impl Ticker {
     }
 }
 
-impl Firing {
+impl<R: RunRequests> Firing<R> {
     /// Claims `tick` of `flow_id` and, when this replica won it (or took a stale claim
     /// over), publishes its flow-run.
     async fn fire(&self, flow_id: &str, tick: DateTime<Utc>, ttl: Duration, offer: Offer) {
@@ -261,7 +274,7 @@ impl Firing {
                     return;
                 }
                 Err(error) => {
-                    tracing::error!(%error, "cannot claim the tick in Redis; it will be offered again");
+                    tracing::error!(%error, "cannot claim the tick in the store; it will be offered again");
                     count(TickOutcome::ClaimFailed);
                     return;
                 }
@@ -279,7 +292,7 @@ impl Firing {
         let flow_run_id = message.flow_run_id.to_string();
         tracing::Span::current().record("flow_run_id", flow_run_id.as_str());
         let headers = telemetry::inject_current_context();
-        let publish = self.publisher.publish(&message, &headers);
+        let publish = self.requests.request(&message, &headers);
         tokio::pin!(publish);
         let mut renew = tokio::time::interval((self.stale / 3).max(Duration::from_millis(100)));
         renew.tick().await;
