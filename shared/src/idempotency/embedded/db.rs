@@ -104,23 +104,38 @@ impl EmbeddedDb {
     }
 }
 
+/// Opens the file, retrying for up to [`BUSY_TIMEOUT`] while another process holds it:
+/// switching to WAL and creating tables can answer "database is locked" at once, without
+/// SQLite's busy handler (two processes opening a new file at the same moment).
 fn open_blocking(path: &Path) -> Result<Connection, IdempotencyError> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match try_open(path) {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            opened => return opened.map_err(|e| from_sqlite(path, "open", e)),
+        }
+    }
+}
+
+fn try_open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| from_sqlite(path, "open", e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| from_sqlite(path, "open", e))?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(|e| from_sqlite(path, "open", e))?;
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(|e| from_sqlite(path, "open", e))?;
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
     for (_part, ddl) in SCHEMA {
-        conn.execute_batch(ddl)
-            .map_err(|e| from_sqlite(path, "open", e))?;
+        conn.execute_batch(ddl)?;
     }
     Ok(conn)
 }
