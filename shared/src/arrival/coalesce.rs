@@ -153,7 +153,8 @@ impl Coalescer {
             .map(|f| f.name.as_str())
             .chain(listing.not_yet_stable.iter().map(String::as_str))
             .collect();
-        self.covered.retain(|name, _| present.contains(name.as_str()));
+        self.covered
+            .retain(|name, _| present.contains(name.as_str()));
     }
 }
 
@@ -237,7 +238,10 @@ mod tests {
         let writing = listing(&[], &["big.xml"]);
         assert_eq!(c.decide(&writing, t0), Decision::LookAgainAt(t0 + S * 2));
         let done = listing(&[("big.xml", 100)], &[]);
-        assert!(matches!(c.decide(&done, t0 + S * 9), Decision::Request { .. }));
+        assert!(matches!(
+            c.decide(&done, t0 + S * 9),
+            Decision::Request { .. }
+        ));
     }
 
     #[test]
@@ -255,10 +259,7 @@ mod tests {
         // b.xml becomes stable (arrived during the run): fresh, but the period holds it.
         let second = listing(&[("a.xml", 1), ("b.xml", 1)], &[]);
         let soon = t0 + Duration::from_secs(5);
-        assert_eq!(
-            c.decide(&second, soon),
-            Decision::LookAgainAt(t0 + min_age)
-        );
+        assert_eq!(c.decide(&second, soon), Decision::LookAgainAt(t0 + min_age));
         assert_eq!(
             c.decide(&second, t0 + min_age),
             Decision::Request {

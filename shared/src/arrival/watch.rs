@@ -189,11 +189,10 @@ mod tests {
     async fn signals_selected_names_only_and_never_follows_links() {
         let dir = tempfile::tempdir().expect("tempdir");
         let outside = tempfile::tempdir().expect("tempdir");
-        std::os::unix::fs::symlink(outside.path(), dir.path().join("linked"))
-            .expect("symlink");
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("linked")).expect("symlink");
         let (tx, mut rx) = mpsc::channel(16);
-        let _watch = FolderWatch::start(dir.path(), true, |n| n.ends_with(".xml"), tx)
-            .expect("watch");
+        let _watch =
+            FolderWatch::start(dir.path(), true, |n| n.ends_with(".xml"), tx).expect("watch");
 
         std::fs::write(dir.path().join("notes.txt"), "x").expect("write");
         std::fs::write(outside.path().join("leak.xml"), "x").expect("write");

@@ -99,7 +99,10 @@ pub(crate) fn read(
         .map_or(Some(DEFAULT_RESCAN_EVERY), |f| {
             let every = f.duration(cx)?;
             if every < MIN_RESCAN_EVERY {
-                f.error(cx, "must be at least 1s (each rescan lists the whole folder)");
+                f.error(
+                    cx,
+                    "must be at least 1s (each rescan lists the whole folder)",
+                );
                 return None;
             }
             Some(every)
