@@ -1,7 +1,8 @@
 //! `ferry-scheduler`: the tiny cron process that publishes flow-run messages.
 //!
 //! Subcommands:
-//! - none: the tick loop (one message per flow and cron tick, once across replicas);
+//! - none: the tick loop (one message per flow and cron tick, once across replicas), the
+//!   HTTP trigger and the file-arrival watchers;
 //! - `trigger`: publish a manual (or event) flow-run now and print its id;
 //! - `validate`: check the configuration directory and print its summary.
 //!
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ferry_shared::arrival::ArrivalTrigger;
 use ferry_shared::config::Config;
 use ferry_shared::http_trigger::HttpTrigger;
 use ferry_shared::ops_http::OpsEndpoint;
@@ -134,6 +136,8 @@ async fn schedule(
             .serve(listen)
             .await?;
     }
+    // Upload flows with `trigger.on_arrival`: watched here, run by the workers (same folder).
+    let _arrivals = ArrivalTrigger::new(config, publisher.clone()).spawn();
     let ticker = ferry_shared::schedule::Ticker::new(config, store, publisher);
     tracing::info!(
         flows = ticker.scheduled_flows(),

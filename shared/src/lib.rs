@@ -21,6 +21,7 @@
 //! | [`transfer`]  | the flow-run engine that composes the modules above           |
 //! | [`crash_point`] | named places where the kill drills crash the process         |
 
+pub mod arrival;
 pub mod audit;
 pub mod backoff;
 pub mod broker;

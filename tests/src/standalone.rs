@@ -29,6 +29,8 @@ pub struct NodeFlow {
     pub id: String,
     /// Its `schedule_cron` (six fields, seconds first); `None`: triggered runs only.
     pub cron: Option<String>,
+    /// `trigger.on_arrival: true` (with a short `settle`): run when files arrive.
+    pub on_arrival: bool,
 }
 
 impl NodeFlow {
@@ -37,6 +39,15 @@ impl NodeFlow {
         NodeFlow {
             id: id.to_owned(),
             cron: None,
+            on_arrival: false,
+        }
+    }
+
+    /// A flow run when files arrive in its folder (`trigger.on_arrival`).
+    pub fn on_arrival(id: &str) -> Self {
+        NodeFlow {
+            on_arrival: true,
+            ..Self::triggered(id)
         }
     }
 
@@ -45,6 +56,7 @@ impl NodeFlow {
         NodeFlow {
             id: id.to_owned(),
             cron: Some(cron.to_owned()),
+            on_arrival: false,
         }
     }
 }
@@ -131,10 +143,15 @@ impl Node {
                 .as_ref()
                 .map(|cron| format!("    schedule_cron: \"{cron}\"\n"))
                 .unwrap_or_default();
+            let trigger = if flow.on_arrival {
+                "    trigger:\n      on_arrival: true\n      settle: 200ms\n"
+            } else {
+                ""
+            };
             let yaml = format!(
                 "flows:\n  {id}:\n    direction: upload\n    target:\n      partner: partner\n      \
                  path: /{id}\n    local:\n      path: ./local/{id}\n    files:\n      - pattern: \
-                 \"*.xml\"\n    min_file_age: 0s\n{schedule}",
+                 \"*.xml\"\n    min_file_age: 0s\n{schedule}{trigger}",
                 id = flow.id
             );
             std::fs::write(dir.join(format!("flows/{}.yaml", flow.id)), yaml)?;

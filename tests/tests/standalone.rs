@@ -360,3 +360,33 @@ async fn without_the_embedded_store_standalone_refuses_to_start() {
     let text = process.log_text();
     assert!(text.contains("store: { kind: embedded"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_arriving_in_an_on_arrival_flows_folder_are_delivered_once() {
+    let node = Node::start(NodeOptions {
+        flows: vec![NodeFlow::on_arrival("f")],
+        ..NodeOptions::default()
+    })
+    .await
+    .expect("node");
+    let mut process = start_node(&node, "node", &[]).await;
+    let mut expected = BTreeMap::new();
+    for i in 0..5 {
+        let name = format!("drop{i}.xml");
+        let sha = node
+            .write_local("f", &name, format!("<drop n=\"{i}\"/>").as_bytes())
+            .expect("write");
+        expected.insert(name, sha);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    wait_delivered(&node, &mut process, "f", &expected, Duration::from_secs(60)).await;
+    assert!(
+        node.renames_onto().values().all(|&renames| renames == 1),
+        "each file renamed into place once: {:?}",
+        node.renames_onto()
+    );
+    process
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("clean stop");
+}

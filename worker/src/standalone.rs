@@ -7,9 +7,9 @@
 //! - Runs are requested by the same requesters as in a fleet, through the same trait
 //!   ([`RunRequests`](ferry_shared::run_requests::RunRequests)), into the node's run queue
 //!   ([`RunQueue`]): the tick loop (cron, time zones, catch-up), and the HTTP trigger when
-//!   `http_trigger.listen` is set. [`start_requesters`] is where every requester starts;
-//!   the file-arrival watcher (`shared/src/arrival/`) takes its place there, over the same
-//!   queue, once it is wired.
+//!   `http_trigger.listen` is set, and the file-arrival watchers (`shared/src/arrival/`) of
+//!   upload flows with `trigger.on_arrival`. [`start_requesters`] is where every requester
+//!   starts.
 //! - They are run by the fleet's consumer loop (`consume.rs`: `worker.concurrency`, the
 //!   shared verdict rules, the broker's retry delays and dead letters, SIGTERM drain within
 //!   `worker.shutdown_grace`), taking from the queue instead of RabbitMQ.
@@ -22,6 +22,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ferry_shared::arrival::ArrivalTrigger;
 use ferry_shared::config::Config;
 use ferry_shared::http_trigger::HttpTrigger;
 use ferry_shared::idempotency::Store;
@@ -94,8 +95,8 @@ pub async fn run(
 }
 
 /// Starts every requester of runs over `queue`, each stopping when `stop` turns true: the
-/// tick loop, and the HTTP trigger when `http_trigger.listen` is set. (The file-arrival
-/// watcher starts here too, over the same queue, once it is wired.)
+/// tick loop, the file-arrival watchers, and the HTTP trigger when `http_trigger.listen`
+/// is set.
 async fn start_requesters(
     config: &Config,
     resolver: &Resolver,
@@ -109,6 +110,16 @@ async fn start_requesters(
             .serve(listen)
             .await?;
     }
+    // Upload flows with `trigger.on_arrival` (`shared/src/arrival/`): the watchers live
+    // until the node stops.
+    let arrivals = ArrivalTrigger::new(config, queue.clone());
+    tracing::info!(flows = arrivals.flows(), "file-arrival watchers started");
+    let arrivals = arrivals.spawn();
+    let until_stopped = stopped(stop.clone());
+    requesters.spawn(async move {
+        until_stopped.await;
+        drop(arrivals);
+    });
     let ticker = Ticker::new(config, store, queue.clone());
     tracing::info!(
         flows = ticker.scheduled_flows(),

@@ -71,6 +71,8 @@ pub struct Flow {
     pub run_timeout: Duration,
     /// `max_files_per_run` and `order` (see `flow_limits.rs`).
     pub limits: super::flow_limits::FlowLimits,
+    /// `trigger:`, the event triggers (see `trigger.rs`).
+    pub trigger: super::trigger::FlowTrigger,
     /// The file it was read from, relative to the configuration directory.
     pub source_file: PathBuf,
 }
@@ -206,6 +208,8 @@ pub(super) const FLOW_KEYS: &[&str] = &[
     // flow_limits::KEYS (checked by its test):
     "max_files_per_run",
     "order",
+    // trigger::KEYS (checked by its test):
+    "trigger",
 ];
 
 /// What the flow reader needs from the rest of the configuration.
@@ -340,6 +344,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
         .get("run_timeout")
         .map_or(Some(Duration::from_secs(300)), |f| f.positive_duration(cx));
     let limits = super::flow_limits::read(cx, map);
+    let trigger = super::trigger::read(cx, map, direction);
     Some(Flow {
         id: id.to_string(),
         description,
@@ -361,6 +366,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
         min_file_age: min_file_age?,
         run_timeout: run_timeout?,
         limits: limits?,
+        trigger: trigger?,
         source_file: cx.file().to_path_buf(),
     })
 }

@@ -21,6 +21,7 @@ mod flow_limits;
 mod partner;
 mod settings;
 mod summary;
+mod trigger;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,7 @@ pub use settings::{
     StoreKind, StoreSettings, TelemetrySettings, WorkerSettings, redact_url,
 };
 pub use summary::render_summary;
+pub use trigger::{DEFAULT_RESCAN_EVERY, DEFAULT_SETTLE, FlowTrigger};
 
 use yaml::{Cx, Field, Loc, Node};
 

@@ -189,6 +189,14 @@ fn write_flow(out: &mut String, flow: &Flow, now: DateTime<Utc>) -> std::fmt::Re
         }
         super::OnFailure::Keep => {}
     }
+    if flow.trigger.on_arrival {
+        writeln!(
+            out,
+            "      on arrival: runs when files arrive in the local folder (settle {}, rescan every {})",
+            format_duration(flow.trigger.settle),
+            format_duration(flow.trigger.rescan_every)
+        )?;
+    }
     match &flow.schedule {
         None => writeln!(out, "      schedule: manual/event only"),
         Some(schedule) => {

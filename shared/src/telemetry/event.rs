@@ -29,6 +29,15 @@ pub enum LogEvent {
     FlowRunRetryScheduled,
     /// A flow-run message was moved to the dead-letter queue.
     FlowRunDeadLettered,
+    /// The arrival trigger watches a flow's local folder (inotify, plus the rescan).
+    ArrivalWatching,
+    /// The arrival trigger could not watch a flow's folder (missing, inotify limit); it
+    /// falls back to the periodic rescan and tries the watch again at each rescan.
+    ArrivalWatchFailed,
+    /// New, stable files in a flow's folder made the arrival trigger request a run.
+    ArrivalRunRequested,
+    /// The arrival trigger's request of a run could not be queued; it is tried again.
+    ArrivalRunNotRequested,
 }
 
 impl LogEvent {
@@ -45,6 +54,10 @@ impl LogEvent {
             LogEvent::FlowRunSettled => "flow_run_settled",
             LogEvent::FlowRunRetryScheduled => "flow_run_retry_scheduled",
             LogEvent::FlowRunDeadLettered => "flow_run_dead_lettered",
+            LogEvent::ArrivalWatching => "arrival_watching",
+            LogEvent::ArrivalWatchFailed => "arrival_watch_failed",
+            LogEvent::ArrivalRunRequested => "arrival_run_requested",
+            LogEvent::ArrivalRunNotRequested => "arrival_run_not_requested",
         }
     }
 }

@@ -47,8 +47,10 @@
 //! This file holds the flow-run and file instruments (and the tick counter); the rest live
 //! in one file per area, each with its own `global()`: [`runs`] (retries, dead letters,
 //! queue lag), [`partner`] (FTPS connects, sessions, certificate expiry), [`secrets`]
-//! (resolutions and their failures), [`schedule`] (flow periods, how ticks were offered).
+//! (resolutions and their failures), [`schedule`] (flow periods, how ticks were offered),
+//! [`arrival`] (runs requested by the file-arrival trigger).
 
+pub mod arrival;
 pub mod partner;
 pub mod runs;
 pub mod schedule;
