@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_shared::config::Config;
+use ferry_shared::crash_point::CrashPoint;
 use ferry_shared::transfer::{Engine, EngineOptions, Outcome, RunReport, run_flow};
 use tempfile::TempDir;
 
@@ -247,6 +248,27 @@ impl Bed {
                 record["file_name"].as_str().map(str::to_owned)
             })
             .collect()
+    }
+
+    /// Runs the flow in a `ferry-worker run` process that kills itself the `nth` time it
+    /// reaches `point`; panics unless it died of `SIGKILL` (the drill must really have
+    /// crashed there).
+    pub async fn crash_run_at(&self, point: CrashPoint, nth: u32) {
+        use std::os::unix::process::ExitStatusExt;
+        let output = self
+            .worker_run()
+            .env("FERRY_CRASH_AT", format!("{}#{nth}", point.as_str()))
+            .output()
+            .await
+            .expect("run");
+        assert_eq!(
+            output.status.signal(),
+            Some(9),
+            "the run did not crash at {}#{nth}: {:?}\n{}",
+            point.as_str(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// Name -> SHA-256 (hex) of the regular, non-hidden files in a server folder.

@@ -4,8 +4,6 @@
 //! run: every file at the partner exactly once, and recorded. The audit trail kept in the
 //! file verifies with `ferry-worker audit verify`, trimmed by its retention too.
 
-use std::os::unix::process::ExitStatusExt;
-
 use ferry_shared::crash_point::CrashPoint;
 use ferry_tests::audit_trail::audit_command;
 use ferry_tests::bed::{Bed, all_names, parse_run, upload, write_files};
@@ -117,20 +115,7 @@ async fn killed_and_run_again(point: CrashPoint) {
     bed.config(&upload(""), None);
     let expected = write_files(&bed.local(), 4, 300 * 1024);
 
-    let output = bed
-        .worker_run()
-        .env("FERRY_CRASH_AT", format!("{}#2", point.as_str()))
-        .output()
-        .await
-        .expect("run");
-    assert_eq!(
-        output.status.signal(),
-        Some(9),
-        "the run did not crash at {}: {:?}\n{}",
-        point.as_str(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    bed.crash_run_at(point, 2).await;
 
     let rerun = run_ok(&bed).await;
     assert!(

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 
 use ferry_shared::crash_point::CrashPoint;
@@ -84,25 +83,6 @@ fn recoveries(report: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
-/// Runs the flow in a process that kills itself at the `nth` time it reaches `point`;
-/// panics unless it died of `SIGKILL` (the drill must really have crashed there).
-async fn crash_at(bed: &Bed, point: CrashPoint, nth: u32) {
-    let output = bed
-        .worker_run()
-        .env("FERRY_CRASH_AT", format!("{}#{nth}", point.as_str()))
-        .output()
-        .await
-        .expect("run");
-    assert_eq!(
-        output.status.signal(),
-        Some(9),
-        "the run did not crash at {}#{nth}: {:?}\n{}",
-        point.as_str(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// A run after the crash: it must succeed at once and account for every file it saw.
 async fn rerun(bed: &Bed) -> serde_json::Value {
     let output = bed.worker_run().output().await.expect("run");
@@ -134,7 +114,7 @@ async fn upload_drill(point: CrashPoint, nth: u32) {
     no_waiting_out_leases(&bed);
     let expected = write_files(&bed.local(), FILES, SIZE);
 
-    crash_at(&bed, point, nth).await;
+    bed.crash_run_at(point, nth).await;
 
     let remote = bed.remote_files("in");
     only_whole_files(&remote, &expected);
@@ -191,7 +171,7 @@ async fn download_drill(point: CrashPoint, nth: u32) {
     no_waiting_out_leases(&bed);
     let expected = write_files(&bed.server.path("out"), FILES, SIZE);
 
-    crash_at(&bed, point, nth).await;
+    bed.crash_run_at(point, nth).await;
 
     let local = files_in(&bed.local());
     only_whole_files(&local, &expected);

@@ -29,12 +29,12 @@ pub(crate) async fn resume_offset(
     if !conn.features().rest_stream || !conn.resume_allowed() {
         return Ok(0);
     }
-    // No part (550) or no `SIZE`: nothing to continue.
+    // No part (550) or no `SIZE`: nothing to continue. An error that left the control
+    // connection out of step ends the attempt.
     let part = match size(conn, step, temp_path).await {
         Ok(Some(part)) => part,
-        Ok(None) | Err(_) if conn.control().in_step() => return Ok(0),
-        Ok(None) => return Ok(0),
-        Err(e) => return Err(e),
+        Err(e) if !conn.control().in_step() => return Err(e),
+        Ok(None) | Err(_) => return Ok(0),
     };
     if part == 0 || part >= len {
         return Ok(0);
