@@ -283,6 +283,10 @@ async fn steps(
         });
         Features::default()
     };
+    let features = Features {
+        hash: select_hash(&mut conn, features.hash, &feat_hash_fallback(&feat)).await?,
+        ..features
+    };
     debug!(
         mlsd = features.mlsd,
         size = features.size,
@@ -291,6 +295,34 @@ async fn steps(
         "session ready"
     );
     Ok(conn.with_features(features))
+}
+
+/// `XSHA256` when `FEAT` lists it beside `HASH` (the fallback if `OPTS HASH` is refused).
+fn feat_hash_fallback(feat: &super::reply::Response) -> Option<HashCommand> {
+    feat.lines
+        .iter()
+        .skip(1)
+        .filter_map(|l| HashCommand::from_feat_line(l.trim()))
+        .find(|c| *c == HashCommand::Xsha256)
+}
+
+/// Selects SHA-256 for `HASH` once per session (`OPTS HASH SHA-256`), so that each upload's
+/// check (`verify.rs`) is one command; a server that refuses the option keeps `XSHA256` if it
+/// lists it, else no hash command.
+async fn select_hash(
+    conn: &mut Connection,
+    offered: Option<HashCommand>,
+    fallback: &Option<HashCommand>,
+) -> Result<Option<HashCommand>, FtpsError> {
+    if offered != Some(HashCommand::Hash) {
+        return Ok(offered);
+    }
+    let opts = conn.command("FEAT", "OPTS HASH SHA-256").await?;
+    Ok(if opts.is_positive() {
+        Some(HashCommand::Hash)
+    } else {
+        *fallback
+    })
 }
 
 /// Sorts a failed control-connection handshake, with the certificate the server showed.

@@ -3,7 +3,7 @@
 //!
 //! | server offers (`FEAT`)            | check                                   | report   |
 //! |-----------------------------------|-----------------------------------------|----------|
-//! | `HASH` listing `SHA-256`          | `OPTS HASH SHA-256`, `HASH <temp>`       | `sha256` |
+//! | `HASH` listing `SHA-256`          | `HASH <temp>` (SHA-256 selected at login) | `sha256` |
 //! | `XSHA256`                         | `XSHA256 <temp>`                         | `sha256` |
 //! | `SIZE`                            | `SIZE <temp>` equals the bytes sent      | `size`   |
 //! | none of these                     | the `226` and the byte count only        | `none`   |
@@ -124,14 +124,9 @@ async fn server_sha256(
     command: HashCommand,
     path: &str,
 ) -> Result<Option<[u8; 32]>, FtpsError> {
+    // `HASH` answers in SHA-256: the session selected it at login (`connect.rs`).
     let line = match command {
-        HashCommand::Hash => {
-            let opts = conn.command(step, "OPTS HASH SHA-256").await?;
-            if !opts.is_positive() {
-                return Ok(None);
-            }
-            format!("HASH {path}")
-        }
+        HashCommand::Hash => format!("HASH {path}"),
         HashCommand::Xsha256 => format!("XSHA256 {path}"),
     };
     let reply = conn.command(step, &line).await?;
