@@ -250,6 +250,20 @@ impl Bed {
             .collect()
     }
 
+    /// Runs the flow in a `ferry-worker run --json` process; panics unless it exits 0.
+    /// Returns its JSON report.
+    pub async fn worker_run_ok(&self) -> serde_json::Value {
+        let output = self.worker_run().output().await.expect("run");
+        let (code, report) = parse_run(&output);
+        assert_eq!(
+            code,
+            Some(0),
+            "{report}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        report
+    }
+
     /// Runs the flow in a `ferry-worker run` process that kills itself the `nth` time it
     /// reaches `point`; panics unless it died of `SIGKILL` (the drill must really have
     /// crashed there).

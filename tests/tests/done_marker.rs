@@ -1,8 +1,10 @@
 //! `done_marker: "{name}.done"`, the partner convention of a marker beside each complete
 //! file: a download takes a file only once its marker is there, never takes the markers
 //! themselves, and deletes the marker with the file; an upload writes the marker (empty)
-//! after the file is renamed into place.
+//! after the file is renamed into place; a process killed between the rename and the marker
+//! leaves the next run to write the marker before it records the delivery.
 
+use ferry_shared::crash_point::CrashPoint;
 use ferry_shared::transfer::Outcome;
 use ferry_tests::bed::{Bed, all_names, download, names_with, run, upload, write_files};
 use ferry_tests::ftp::{FtpServerKind, FtpServerOptions};
@@ -70,4 +72,27 @@ async fn an_upload_writes_the_marker_after_the_rename() {
         rename < stor_marker,
         "the marker comes after the rename: {commands:?}"
     );
+}
+
+#[tokio::test]
+async fn killed_between_the_rename_and_the_marker_the_next_run_writes_the_marker() {
+    let bed = Bed::start("marker-crash", FtpServerKind::Vsftpd).await;
+    let sent = write_files(&bed.local(), 1, 2_000);
+    let name = sent.keys().next().unwrap().clone();
+    bed.config(&upload(MARKER), None);
+
+    bed.crash_run_at(CrashPoint::Renamed, 1).await;
+    assert!(
+        !bed.server.path(&format!("in/{name}.done")).exists(),
+        "the crash came before the marker"
+    );
+    let report = bed.worker_run_ok().await;
+
+    assert_eq!(
+        std::fs::read(bed.server.path(&format!("in/{name}.done"))).unwrap(),
+        b"",
+        "{report}"
+    );
+    assert_eq!(bed.remote_files("in")[&name], sent[&name]);
+    assert_eq!(bed.recorded_names().len(), 1, "recorded once: {report}");
 }

@@ -6,7 +6,7 @@
 
 use ferry_shared::crash_point::CrashPoint;
 use ferry_tests::audit_trail::audit_command;
-use ferry_tests::bed::{Bed, all_names, parse_run, upload, write_files};
+use ferry_tests::bed::{Bed, all_names, upload, write_files};
 use ferry_tests::ftp::FtpServerKind;
 use ferry_tests::tools::workspace_binary;
 
@@ -22,18 +22,6 @@ fn outcomes(report: &serde_json::Value) -> Vec<String> {
     outcomes
 }
 
-async fn run_ok(bed: &Bed) -> serde_json::Value {
-    let output = bed.worker_run().output().await.expect("run");
-    let (code, report) = parse_run(&output);
-    assert_eq!(
-        code,
-        Some(0),
-        "{report}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    report
-}
-
 #[tokio::test]
 async fn worker_run_on_the_embedded_store_delivers_then_skips_the_duplicates() {
     let mut bed = Bed::start("embedded-run", FtpServerKind::Vsftpd).await;
@@ -41,7 +29,7 @@ async fn worker_run_on_the_embedded_store_delivers_then_skips_the_duplicates() {
     bed.config(&upload(""), None);
     let expected = write_files(&bed.local(), 3, 10 * 1024);
 
-    let first = run_ok(&bed).await;
+    let first = bed.worker_run_ok().await;
     assert_eq!(outcomes(&first), ["transferred"; 3], "{first}");
     assert_eq!(bed.remote_files("in"), expected);
     let state = bed.embedded.as_ref().expect("embedded");
@@ -53,7 +41,7 @@ async fn worker_run_on_the_embedded_store_delivers_then_skips_the_duplicates() {
     );
     assert!(bed.flow_keys("claim").is_empty(), "no claim left");
 
-    let second = run_ok(&bed).await;
+    let second = bed.worker_run_ok().await;
     assert_eq!(outcomes(&second), ["duplicate"; 3], "{second}");
     assert_eq!(bed.remote_files("in"), expected, "nothing sent twice");
 }
@@ -117,7 +105,7 @@ async fn killed_and_run_again(point: CrashPoint) {
 
     bed.crash_run_at(point, 2).await;
 
-    let rerun = run_ok(&bed).await;
+    let rerun = bed.worker_run_ok().await;
     assert!(
         outcomes(&rerun)
             .iter()
@@ -134,7 +122,7 @@ async fn killed_and_run_again(point: CrashPoint) {
     assert!(bed.flow_keys("claim").is_empty(), "no claim left");
     assert!(bed.flow_keys("intent").is_empty(), "no intent left");
 
-    let third = run_ok(&bed).await;
+    let third = bed.worker_run_ok().await;
     assert_eq!(outcomes(&third), ["duplicate"; 4], "{third}");
 }
 
@@ -156,8 +144,8 @@ async fn the_audit_trail_in_the_embedded_store_verifies_and_is_trimmed_by_its_re
     let password = format!("literal:{}", bed.server.password);
     bed.config_with(&upload(""), None, retention, &password);
     write_files(&bed.local(), 3, 1024);
-    run_ok(&bed).await;
-    run_ok(&bed).await;
+    bed.worker_run_ok().await;
+    bed.worker_run_ok().await;
 
     // 6 records written (3 transferred, 3 duplicates), the first 2 trimmed.
     let verify = audit_command(bed.dir.path(), &["verify", "--flow", "f"], &[])
@@ -191,7 +179,7 @@ async fn two_runs_at_once_on_one_embedded_file_send_each_file_once() {
 
     // Two processes on the same file: SQLite's locks serialise their transactions, and the
     // flow lock (a row of the file) their runs; the later one is woken by its poll.
-    let (a, b) = tokio::join!(run_ok(&bed), run_ok(&bed));
+    let (a, b) = tokio::join!(bed.worker_run_ok(), bed.worker_run_ok());
     let transferred =
         |report: &serde_json::Value| report["totals"]["transferred"].as_u64().unwrap_or(0);
     assert_eq!(transferred(&a) + transferred(&b), 30, "{a}\n{b}");

@@ -15,7 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use ferry_shared::crash_point::CrashPoint;
-use ferry_tests::bed::{Bed, all_names, download, files_in, parse_run, upload, write_files};
+use ferry_tests::bed::{Bed, all_names, download, files_in, upload, write_files};
 use ferry_tests::ftp::FtpServerKind;
 
 /// Files per drill: enough that a later file can be the one killed while others are done.
@@ -83,19 +83,6 @@ fn recoveries(report: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
-/// A run after the crash: it must succeed at once and account for every file it saw.
-async fn rerun(bed: &Bed) -> serde_json::Value {
-    let output = bed.worker_run().output().await.expect("run");
-    let (code, report) = parse_run(&output);
-    assert_eq!(
-        code,
-        Some(0),
-        "{report}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    report
-}
-
 /// Every name in `found` maps to the hash `expected` gives it: nothing partial, nothing
 /// foreign under a final name.
 fn only_whole_files(found: &BTreeMap<String, String>, expected: &BTreeMap<String, String>) {
@@ -133,7 +120,7 @@ async fn upload_drill(point: CrashPoint, nth: u32) {
     }
     let placed = inodes(&bed.server.path("in"));
 
-    let report = rerun(&bed).await;
+    let report = bed.worker_run_ok().await;
 
     assert_recovered(&report, point);
     assert_eq!(
@@ -157,7 +144,7 @@ async fn upload_drill(point: CrashPoint, nth: u32) {
     assert!(all_names(&bed.local()).is_empty(), "every source tidied");
     assert!(bed.flow_keys("intent").is_empty(), "no commit intent left");
     assert!(bed.flow_keys("claim").is_empty(), "no claim left");
-    let again = rerun(&bed).await;
+    let again = bed.worker_run_ok().await;
     assert_eq!(again["files"].as_array().map(Vec::len), Some(0), "{again}");
 }
 
@@ -190,7 +177,7 @@ async fn download_drill(point: CrashPoint, nth: u32) {
     }
     let placed = inodes(&bed.local());
 
-    let report = rerun(&bed).await;
+    let report = bed.worker_run_ok().await;
 
     let recovered = assert_recovered(&report, point);
     assert_eq!(
@@ -214,7 +201,7 @@ async fn download_drill(point: CrashPoint, nth: u32) {
     assert!(bed.flow_keys("intent").is_empty(), "no commit intent left");
     // A file finished from the dead attempt's part stays on the partner until a run has
     // fetched it again and compared it: that run reports it a duplicate and deletes it.
-    let tidy = rerun(&bed).await;
+    let tidy = bed.worker_run_ok().await;
     assert_eq!(tidy["totals"]["skipped_duplicates"], recovered, "{tidy}");
     assert!(
         all_names(&bed.server.path("out")).is_empty(),
@@ -225,7 +212,7 @@ async fn download_drill(point: CrashPoint, nth: u32) {
         expected,
         "the recheck changed nothing"
     );
-    let again = rerun(&bed).await;
+    let again = bed.worker_run_ok().await;
     assert_eq!(again["files"].as_array().map(Vec::len), Some(0), "{again}");
 }
 
