@@ -469,9 +469,13 @@ async fn redis_restarting_mid_run_stops_new_files_and_a_later_run_delivers_each_
     let mut bed = Bed::start("restart", FtpServerKind::Vsftpd).await;
     bed.redis = redis.url();
     let files = write_files(&bed.local(), 60, 1 << 20);
-    let engine = bed
-        .engine_for(&upload("    delete_after_upload: true\n"))
-        .await;
+    // The partner's bandwidth cap (20 MB/s for all connections) makes the run last about
+    // three seconds, so the restart below lands mid-run however fast the machine is.
+    let config = bed.config_with_connection(
+        &upload("    delete_after_upload: true\n"),
+        "    max_bytes_per_second: 20000000\n",
+    );
+    let engine = bed.engine(config, options("w1")).await;
 
     // Restart Redis once a few deliveries are recorded; remember when it went away.
     let keys = format!("{}:{{flow:f}}:delivered:*", bed.prefix.0);
