@@ -99,7 +99,7 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Move real files end to end: a local FTPS partner, an upload and a download flow run
     /// twice (the second run skips every file as a duplicate); needs no configuration.
-    Demo,
+    Demo(demo::DemoArgs),
     /// Run the whole of ferry on this machine: the schedule, the triggers and the flow-runs
     /// in one process, over the embedded store (`store.kind: embedded`), no broker.
     Standalone,
@@ -113,10 +113,10 @@ fn main() -> ExitCode {
     if let Command::Validate = command {
         return startup::validate(&cli.config);
     }
-    if let Command::Demo = command {
+    if let Command::Demo(args) = &command {
         // The demo writes its own configuration; `--config` does not apply.
         return match runtime() {
-            Ok(runtime) => runtime.block_on(demo::run(cli.log_format)),
+            Ok(runtime) => runtime.block_on(demo::run(args, cli.log_format)),
             Err(code) => code,
         };
     }
@@ -157,7 +157,7 @@ fn main() -> ExitCode {
                 standalone::run(config, cli.health_listen, telemetry.scrape(), options).await
             }
             // `validate` and `demo` returned above.
-            Command::Consume | Command::Validate | Command::Demo => {
+            Command::Consume | Command::Validate | Command::Demo(_) => {
                 consume(config, cli.health_listen, telemetry.scrape()).await
             }
         };

@@ -32,6 +32,8 @@ pub struct Layout {
     pub partner_root: PathBuf,
     /// Certificates and the partner password.
     pub secrets: PathBuf,
+    /// The fleet demo's process logs (scheduler, workers, OpenBao).
+    pub logs: PathBuf,
 }
 
 impl Layout {
@@ -47,6 +49,7 @@ impl Layout {
             inbox: scratch.join("local/inbox"),
             partner_root: scratch.join("partner"),
             secrets: scratch.join("secrets"),
+            logs: scratch.join("logs"),
             scratch,
         };
         for dir in [
@@ -57,6 +60,7 @@ impl Layout {
             &layout.partner_root.join("incoming"),
             &layout.partner_root.join("outgoing"),
             &layout.secrets,
+            &layout.logs,
         ] {
             std::fs::create_dir_all(dir)?;
         }
@@ -90,7 +94,11 @@ pub fn write(
             .config
             .join("partners")
             .join(format!("{PARTNER}.yaml")),
-        partner_yaml(partner, &certificates.ca_cert, &password_file),
+        partner_yaml(
+            partner,
+            &certificates.ca_cert,
+            &format!("file:{}", password_file.display()),
+        ),
     )?;
     std::fs::write(
         layout.config.join("flows").join("demo.yaml"),
@@ -116,8 +124,9 @@ fn settings(store: &Path) -> String {
     )
 }
 
-/// The partner: the demo server, explicit TLS, the run's CA verified, no pin.
-fn partner_yaml(partner: SocketAddr, ca_cert: &Path, password_file: &Path) -> String {
+/// The partner: the demo server, explicit TLS, the run's CA verified, no pin; the password
+/// is the secret reference `password` (a `file:` one alone, a `vault:` one in a fleet).
+pub(super) fn partner_yaml(partner: SocketAddr, ca_cert: &Path, password: &str) -> String {
     format!(
         "# The demo's local FTPS server (libunftp in the demo process).\n\
          id: {PARTNER}\n\
@@ -139,13 +148,14 @@ fn partner_yaml(partner: SocketAddr, ca_cert: &Path, password_file: &Path) -> St
          \x20   insecure_skip_verify: false\n",
         host = partner.ip(),
         port = partner.port(),
-        password = quoted(&format!("file:{}", password_file.display())),
+        password = quoted(password),
         ca = quoted(&format!("file:{}", ca_cert.display())),
     )
 }
 
-/// The two flows. No schedule: the demo runs them itself, as `ferry-worker run` does.
-fn flows_yaml(layout: &Layout) -> String {
+/// The two flows. No schedule: the demo runs them itself, as `ferry-worker run` does (the
+/// fleet demo asks the scheduler's HTTP trigger).
+pub(super) fn flows_yaml(layout: &Layout) -> String {
     format!(
         "flows:\n\
          \x20 {UPLOAD_FLOW}:\n\
@@ -181,6 +191,6 @@ fn flows_yaml(layout: &Layout) -> String {
 }
 
 /// A YAML double-quoted scalar (a JSON string is one) for a value holding a path.
-fn quoted(text: &str) -> String {
+pub(super) fn quoted(text: &str) -> String {
     serde_json::Value::from(text).to_string()
 }

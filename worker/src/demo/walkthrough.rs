@@ -1,10 +1,9 @@
 //! The demo's walkthrough: set up the partner, the configuration and the samples, run
 //! both flows (each file shown as it arrives), check every file at its destination, run
 //! both flows again and check that every file was skipped as a duplicate, say where the
-//! audit trail and the metrics are, stop the partner, and print the verdict line.
+//! audit trail and the metrics are, and stop the partner; `verdict.rs` prints the last line.
 
 use std::io::IsTerminal;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -16,55 +15,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::configuration::{self, DOWNLOAD_FLOW, Layout, UPLOAD_FLOW, USERNAME};
 use super::partner::{Certificates, Partner};
 use super::samples::{self, Arrival, Sample};
-
-/// The first line of the verdict when every check passed.
-const OK: &str = "demo: ok:";
-/// The first line of the verdict otherwise.
-const FAILED: &str = "demo: FAILED:";
-
-/// Runs the demo; exit 0 only if every file arrived and every second-run file was a
-/// duplicate.
-pub async fn run(log_format: Option<LogFormat>) -> ExitCode {
-    match walk(log_format).await {
-        Ok(Verdict {
-            delivered,
-            duplicates,
-            expected,
-        }) if delivered == expected && duplicates == expected => {
-            println!(
-                "{OK} {delivered}/{expected} files delivered, {duplicates}/{expected} duplicates skipped on the second run"
-            );
-            ExitCode::SUCCESS
-        }
-        Ok(Verdict {
-            delivered,
-            duplicates,
-            expected,
-        }) => {
-            println!(
-                "{FAILED} {delivered}/{expected} files delivered, {duplicates}/{expected} duplicates skipped on the second run"
-            );
-            ExitCode::FAILURE
-        }
-        Err(error) => {
-            println!("{FAILED} {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// What the demo counted.
-struct Verdict {
-    /// Files found intact at their destination after the first run.
-    delivered: usize,
-    /// Files the second run reported as duplicates.
-    duplicates: usize,
-    /// Sample files in all.
-    expected: usize,
-}
+use super::verdict::Counted;
 
 /// The walkthrough proper; the partner is stopped on every path once started.
-async fn walk(log_format: Option<LogFormat>) -> anyhow::Result<Verdict> {
+pub(super) async fn walk(log_format: Option<LogFormat>) -> anyhow::Result<Counted> {
     let layout = Layout::create().context("creating the scratch folder")?;
     println!(
         "ferry demo: everything goes under {}",
@@ -100,7 +54,7 @@ async fn with_partner(
     certificates: &Certificates,
     password: &str,
     log_format: Option<LogFormat>,
-) -> anyhow::Result<Verdict> {
+) -> anyhow::Result<Counted> {
     let orders = samples::orders(&layout.outbox, &layout.partner_incoming())?;
     let statements = samples::statements(&layout.partner_outgoing(), &layout.inbox)?;
     println!(
@@ -155,7 +109,7 @@ async fn with_partner(
         }
         None => println!("metrics: none collected"),
     }
-    Ok(Verdict {
+    Ok(Counted {
         delivered,
         duplicates,
         expected: orders.len() + statements.len(),
@@ -234,7 +188,7 @@ fn file_line(flow: &str, row: &FileReport) -> String {
 }
 
 /// Counts the samples found intact at their destination, saying which are not.
-fn check_arrivals(samples: &[Sample]) -> usize {
+pub(super) fn check_arrivals(samples: &[Sample]) -> usize {
     samples
         .iter()
         .filter(|sample| match sample.arrival() {
