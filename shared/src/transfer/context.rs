@@ -46,6 +46,8 @@ pub(crate) struct RunContext<'a> {
     pub stop: &'a RunStop,
     /// The audit trail every file event is written to.
     pub audit: &'a crate::audit::AuditLog,
+    /// The engine's cache of local files' hashes (uploads that keep their files).
+    pub hashes: &'a super::hash_cache::HashCache,
 }
 
 /// Why a run takes no new file (see the module docs).

@@ -15,6 +15,7 @@ use tracing::{Instrument, field::Empty, info, info_span, warn};
 use super::context::{RunContext, RunStop, StopReason};
 use super::download::download_file;
 use super::error::TransferError;
+use super::hash_cache::HashCache;
 use super::limits::{counts_toward_limit, hit_time_limit, in_batches, in_order};
 use super::metrics;
 use super::partner::partner_session_config;
@@ -82,6 +83,7 @@ pub struct Engine {
     options: EngineOptions,
     pools: Mutex<HashMap<String, PartnerPool>>,
     audit: AuditLog,
+    hashes: HashCache,
 }
 
 impl std::fmt::Debug for Engine {
@@ -109,6 +111,7 @@ impl Engine {
             options,
             pools: Mutex::new(HashMap::new()),
             audit,
+            hashes: HashCache::default(),
         }
     }
 
@@ -383,6 +386,7 @@ impl Engine {
             deadline: started + plan.run_timeout,
             stop,
             audit: &self.audit,
+            hashes: &self.hashes,
         };
         let parallel = plan.max_connections.max(1);
         let labels = file_labels(&plan.flow_id, &plan.partner_id, plan.direction.as_str());

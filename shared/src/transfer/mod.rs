@@ -109,6 +109,7 @@ mod dead_letter;
 mod download;
 mod engine;
 mod error;
+mod hash_cache;
 mod limits;
 mod local;
 mod markers;

@@ -23,6 +23,7 @@ use tracing::{Instrument, field::Empty, info, info_span};
 
 use super::commit::{self, Located};
 use super::context::{RunContext, store_failure};
+use super::hash_cache::HashSource;
 use super::local::hash_file;
 use super::report::{FileError, FileErrorKind, FileReport, RowDraft};
 use super::selection::LocalFile;
@@ -72,7 +73,7 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
     let mut expected_sha256 = None;
     let key = match ctx.plan.idempotency {
         mode @ (IdempotencyMode::Hash | IdempotencyMode::Content) => {
-            match hash_file(&file.path).await {
+            match identify(ctx, file).await {
                 Ok((sha256, size)) => {
                     row.size = size;
                     let hex = hex::encode(sha256);
@@ -259,6 +260,20 @@ async fn upload_steps(ctx: &RunContext<'_>, file: &LocalFile) -> FileReport {
     };
     crash_point::reached(CrashPoint::SourceDeleted);
     row
+}
+
+/// The file's SHA-256 and size. A flow that keeps its files reads each one once while it
+/// stays unchanged (`hash_cache.rs`); one that deletes or moves them reads every file, as
+/// each is new.
+async fn identify(ctx: &RunContext<'_>, file: &LocalFile) -> std::io::Result<([u8; 32], u64)> {
+    if ctx.plan.after_transfer.removes_source() {
+        return hash_file(&file.path).await;
+    }
+    let (sha256, size, source) = ctx.hashes.hash(&file.path).await?;
+    if source == HashSource::Cached {
+        tracing::debug!("unchanged since an earlier run: its hash is reused");
+    }
+    Ok((sha256, size))
 }
 
 /// A complete upload on the partner and where it stands: under its temporary name
