@@ -23,6 +23,9 @@
 //! latency is mostly time spent waiting in the queue; `FERRY_BENCH_RATE=<messages/s>` paces
 //! the publishes below the workers' capacity to measure the latency of a run that does not
 //! wait. `FERRY_BENCH_CONCURRENCY` sets `worker.concurrency` (default 4).
+//! `FERRY_BENCH_FLOWS=<n>` (default 1) spreads the messages over `n` flows (`f`, `f2`, …,
+//! the same files and partner): one flow's runs never overlap (its flow lock), so only many
+//! flows show whether runs/s grow with workers.
 //!
 //! Usage: `bench_fleet [MESSAGES] [WORKER COUNTS...]` (default 10000 messages; 1 2 4 workers).
 
@@ -68,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let rate = env_number("FERRY_BENCH_RATE")?.filter(|r| *r > 0);
     let concurrency = env_number("FERRY_BENCH_CONCURRENCY")?.unwrap_or(4);
+    let flow_count = env_number("FERRY_BENCH_FLOWS")?.unwrap_or(1).max(1);
     let mut fleet = Fleet::start(
         "bench",
         FleetOptions {
@@ -82,20 +86,32 @@ async fn main() -> anyhow::Result<()> {
     for n in 0..files {
         fleet.write_local(&format!("file{n}.xml"), &noise(4096, n as u64 + 1))?;
     }
-    let first = std::process::Command::new(fleet.binary("ferry-worker")?)
-        .arg("--config")
-        .arg(fleet.config_dir())
-        .args(["run", "--flow", "f"])
-        .output()?;
-    if !first.status.success() || fleet.remote_names().len() != files {
-        bail!(
-            "the first run did not deliver the files: {}{}",
-            String::from_utf8_lossy(&first.stdout),
-            String::from_utf8_lossy(&first.stderr)
-        );
+    let flows: Vec<String> = (1..=flow_count)
+        .map(|n| {
+            if n == 1 {
+                "f".to_owned()
+            } else {
+                format!("f{n}")
+            }
+        })
+        .collect();
+    add_copies_of_flow_f(fleet.config_dir(), &flows[1..])?;
+    for flow in &flows {
+        let first = std::process::Command::new(fleet.binary("ferry-worker")?)
+            .arg("--config")
+            .arg(fleet.config_dir())
+            .args(["run", "--flow", flow])
+            .output()?;
+        if !first.status.success() || fleet.remote_names().len() != files {
+            bail!(
+                "the first run of {flow} did not deliver the files: {}{}",
+                String::from_utf8_lossy(&first.stdout),
+                String::from_utf8_lossy(&first.stderr)
+            );
+        }
     }
     println!(
-        "binaries: {}; flow with {files} files of 4 KiB, all already delivered; worker.concurrency {concurrency}; publishing {}",
+        "binaries: {}; {flow_count} flow(s) with {files} files of 4 KiB each, all already delivered; worker.concurrency {concurrency}; publishing {}",
         bin_dir.display(),
         rate.map_or("as fast as confirms allow".to_owned(), |r| format!(
             "at {r}/s"
@@ -134,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
         let per_task = messages.div_ceil(IN_FLIGHT);
         for task in 0..IN_FLIGHT {
             let publisher = publisher.clone();
+            let flows = flows.clone();
             let n = per_task.min(messages.saturating_sub(task * per_task));
             tasks.spawn(async move {
                 let mut sent = Vec::with_capacity(n);
@@ -144,7 +161,8 @@ async fn main() -> anyhow::Result<()> {
                             tokio::time::Instant::from_std(started) + Duration::from_secs_f64(slot);
                         tokio::time::sleep_until(at).await;
                     }
-                    let message = FlowRunMessage::new("f", Trigger::Manual, None);
+                    let flow = &flows[(k * IN_FLIGHT + task) % flows.len()];
+                    let message = FlowRunMessage::new(flow, Trigger::Manual, None);
                     publisher.publish(&message, &Headers::new()).await?;
                     sent.push((
                         message.flow_run_id.to_string(),
@@ -237,6 +255,24 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = publisher.close().await;
     let _ = broker.close().await;
+    Ok(())
+}
+
+/// Writes `flows/copies.yaml`: each of `ids` a copy of the fleet's flow `f` (same folder,
+/// partner and files).
+fn add_copies_of_flow_f(config_dir: &std::path::Path, ids: &[String]) -> anyhow::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let f = std::fs::read_to_string(config_dir.join("flows/f.yaml"))?;
+    let body = f
+        .strip_prefix("flows:\n  f:\n")
+        .context("flows/f.yaml starts with `flows:` and `f:`")?;
+    let copies: String = ids.iter().map(|id| format!("  {id}:\n{body}")).collect();
+    std::fs::write(
+        config_dir.join("flows/copies.yaml"),
+        format!("flows:\n{copies}"),
+    )?;
     Ok(())
 }
 
