@@ -27,6 +27,7 @@ use super::upload::{remote_location, upload_file};
 use crate::audit::AuditLog;
 use crate::config::{Config, IdempotencyMode};
 use crate::ftps::{FtpsError, FtpsErrorKind, RemoteEntry, SessionConfig};
+use crate::notify::{Notifier, RunNotice, current_attempt};
 use crate::idempotency::{FlowLock, FullRun, LockWait, Store, StoreConfig, Unlocked};
 use crate::secrets::{Resolver, Secret};
 use crate::telemetry::metrics::{Metrics, file_labels};
@@ -82,6 +83,7 @@ pub struct Engine {
     options: EngineOptions,
     pools: Mutex<HashMap<String, PartnerPool>>,
     audit: AuditLog,
+    notifier: Notifier,
 }
 
 impl std::fmt::Debug for Engine {
@@ -102,8 +104,10 @@ impl Engine {
         options: EngineOptions,
     ) -> Self {
         let audit = AuditLog::new(&config.settings.audit, &store, resolver.clone());
+        let notifier = Notifier::new(resolver.clone());
         Engine {
             config,
+            notifier,
             resolver,
             store,
             options,
@@ -146,6 +150,11 @@ impl Engine {
     /// The idempotency store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The flow notifications' sender (`notify:`).
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 
     /// Closes the idle sessions of every partner (at shutdown).
@@ -223,6 +232,15 @@ impl Engine {
                 span.record("error.type", err.kind().as_str());
                 span.in_scope(|| warn!(error = %err, "flow-run did not run"));
             }
+        }
+        // Handed to the notifier's own tasks: nothing here waits for a webhook.
+        if let Some(flow) = self.config.flows.get(&plan.flow_id)
+            && !flow.notify.webhooks.is_empty()
+        {
+            span.in_scope(|| {
+                let notice = RunNotice::from_outcome(flow, run_id, current_attempt(), &result);
+                self.notifier.run_finished(flow, &notice);
+            });
         }
         result
     }
