@@ -49,7 +49,12 @@ pub const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 5;
 const MAX_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Headers ferry sets itself.
-const RESERVED_HEADERS: &[&str] = &["content-type", "content-length", "host", "transfer-encoding"];
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+];
 
 /// What happened to a flow-run, as a webhook subscribes to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -338,7 +343,10 @@ mod tests {
         let error = errors[0].to_string();
         assert!(error.contains("notify.webhooks[0].url"), "{error}");
         assert!(error.contains(":3:"), "the line: {error}");
-        assert!(!error.contains("s3cret") && !error.contains("hooks.example"), "{error}");
+        assert!(
+            !error.contains("s3cret") && !error.contains("hooks.example"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -348,7 +356,10 @@ mod tests {
             true,
         );
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].field.ends_with("headers.Authorization"), "{errors:?}");
+        assert!(
+            errors[0].field.ends_with("headers.Authorization"),
+            "{errors:?}"
+        );
         assert!(!errors[0].to_string().contains("s3cret"));
         let (_, errors) = load(
             "notify:\n  webhooks:\n    - url: literal:http://127.0.0.1/x\n",
@@ -365,10 +376,13 @@ mod tests {
         );
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(errors.len(), 4, "{text:#?}");
-        assert!(text.iter().any(|e| e.contains("notify.webhooks[0].on[1]")
-            && e.contains("`sucess` is not allowed")));
-        assert!(text.iter().any(|e| e.contains("notify.webhooks[0].retries")
-            && e.contains("unknown field")));
+        assert!(text.iter().any(
+            |e| e.contains("notify.webhooks[0].on[1]") && e.contains("`sucess` is not allowed")
+        ));
+        assert!(
+            text.iter()
+                .any(|e| e.contains("notify.webhooks[0].retries") && e.contains("unknown field"))
+        );
         assert!(text.iter().any(|e| e.contains("not an HTTP header name")));
         assert!(text.iter().any(|e| e.contains("ferry sets `Content-Type`")));
         let (_, errors) = load(
@@ -387,7 +401,9 @@ mod tests {
         for key in WEBHOOK_KEYS {
             let field = format!("`notify.webhooks[].{key}`");
             assert!(
-                readme.lines().any(|l| l.starts_with("| ") && l.contains(&field)),
+                readme
+                    .lines()
+                    .any(|l| l.starts_with("| ") && l.contains(&field)),
                 "README's flow table has no row for {field}"
             );
         }

@@ -27,8 +27,8 @@ use super::upload::{remote_location, upload_file};
 use crate::audit::AuditLog;
 use crate::config::{Config, IdempotencyMode};
 use crate::ftps::{FtpsError, FtpsErrorKind, RemoteEntry, SessionConfig};
-use crate::notify::{Notifier, RunNotice, current_attempt};
 use crate::idempotency::{FlowLock, FullRun, LockWait, Store, StoreConfig, Unlocked};
+use crate::notify::{Notifier, RunNotice, current_attempt};
 use crate::secrets::{Resolver, Secret};
 use crate::telemetry::metrics::{Metrics, file_labels};
 
