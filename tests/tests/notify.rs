@@ -11,13 +11,18 @@
 //!   and the process exits after its short grace, exit code 0;
 //! - a standalone node's run that keeps failing sends a `failure` per attempt, then one
 //!   `dead_letter` (`retries_exhausted`);
+//! - a fleet worker (`consume`) dead-letters a run whose login is refused at once, and sends
+//!   `failure` and `dead_letter` (`permanent_failure`); both count their notifications in
+//!   `ferry_webhook_deliveries_total`;
 //! - `ferry-worker validate` names the file, line and field of a bad webhook.
 
 use std::time::Duration;
 
 use ferry_tests::bed::{Bed, parse_run, run, upload, write_files};
+use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess};
 use ferry_tests::ftp::FtpServerKind;
 use ferry_tests::ports::free_port;
+use ferry_tests::prometheus::Exposition;
 use ferry_tests::standalone::{Node, NodeFlow, NodeOptions};
 use ferry_tests::webhook_receiver::{Answer, WebhookReceiver};
 
@@ -32,6 +37,27 @@ fn notify(hooks: &[(String, &str)]) -> String {
         yaml.push_str(&format!("        - url: \"literal:{url}\"\n{extra}"));
     }
     yaml
+}
+
+/// Waits until `process`'s `/metrics` counts `count` notifications of `event` that ended as
+/// `result` (the count follows the receiver's answer).
+async fn wait_counted(process: &FleetProcess, event: &str, result: &str, count: f64) {
+    let addr = process.health.expect("ops address");
+    let labels = [("flow", "f"), ("event", event), ("result", result)];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let page = ferry_tests::http_client::get(addr, "/metrics").expect("metrics");
+        let exposition = Exposition::parse(&page.body).expect("exposition");
+        let counted = exposition.sum("ferry_webhook_deliveries_total", &labels);
+        if counted == count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ferry_webhook_deliveries_total{labels:?} = {counted}, not {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]
@@ -216,6 +242,8 @@ async fn a_standalone_run_that_keeps_failing_sends_failures_then_one_dead_letter
             hooks.iter().any(|h| h.event() == "dead_letter")
         })
         .await;
+    wait_counted(&process, "failure", "delivered", 2.0).await;
+    wait_counted(&process, "dead_letter", "delivered", 1.0).await;
     process
         .stop(Duration::from_secs(30))
         .await
@@ -242,6 +270,58 @@ async fn a_standalone_run_that_keeps_failing_sends_failures_then_one_dead_letter
         "{dead}"
     );
     assert_eq!(node.dead_letters().await.expect("dead letters").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_worker_sends_failure_and_dead_letter_for_a_refused_login() {
+    let receiver = WebhookReceiver::start().await;
+    let fleet = Fleet::start(
+        "notify-auth",
+        FleetOptions {
+            partner_password: Some("not-the-partner-password".into()),
+            ..FleetOptions::default()
+        },
+    )
+    .await
+    .expect("fleet");
+    let flow_file = fleet.config_dir().join("flows/f.yaml");
+    let mut yaml = std::fs::read_to_string(&flow_file).unwrap();
+    yaml.push_str(&notify(&[(receiver.url("/hook"), "")]));
+    std::fs::write(&flow_file, yaml).unwrap();
+    fleet.write_local("a.xml", b"<a/>").expect("write");
+    let mut worker = fleet
+        .spawn_consuming_worker("worker", Duration::from_secs(60))
+        .await
+        .expect("worker");
+
+    let message = fleet.publish_manual_run().await.expect("publish");
+    let hooks = receiver
+        .wait_until(Duration::from_secs(60), |hooks| {
+            hooks.iter().any(|h| h.event() == "dead_letter")
+        })
+        .await;
+
+    let events: Vec<(&str, u64)> = hooks
+        .iter()
+        .map(|h| (h.event(), h.body["attempt"].as_u64().unwrap_or_default()))
+        .collect();
+    assert_eq!(events, [("failure", 1), ("dead_letter", 1)], "{hooks:#?}");
+    let run_id = message.flow_run_id.to_string();
+    for hook in &hooks {
+        assert_eq!(hook.body["run_id"], run_id.as_str());
+        assert_ne!(hook.body["outcome"], "ok");
+    }
+    let dead = &hooks[1].body["dead_letter"];
+    assert_eq!(dead["reason"], "permanent_failure", "{dead}");
+    let text = hooks[1].body.to_string();
+    assert!(text.contains("authentication_failed"), "{text}");
+    assert!(!text.contains("not-the-partner-password"), "{text}");
+    wait_counted(&worker, "failure", "delivered", 1.0).await;
+    wait_counted(&worker, "dead_letter", "delivered", 1.0).await;
+    worker
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("clean stop");
 }
 
 #[tokio::test]
