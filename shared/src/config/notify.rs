@@ -20,8 +20,8 @@
 //!   once resolved, and a notification to a URL that breaks the rule is not sent.
 //! - Errors name the webhook by its index (`notify.webhooks[0].url`) and never print the URL
 //!   or a header value: either may be the secret.
-//! - Header names are HTTP tokens; `Content-Type`, `Content-Length`, `Host` and
-//!   `Transfer-Encoding` are ferry's to set.
+//! - Header names are HTTP tokens; `Content-Type`, `Content-Length`, `Host`,
+//!   `Transfer-Encoding`, `X-Ferry-Event` and `X-Ferry-Delivery` are ferry's to set.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -54,6 +54,8 @@ const RESERVED_HEADERS: &[&str] = &[
     "content-length",
     "host",
     "transfer-encoding",
+    "x-ferry-event",
+    "x-ferry-delivery",
 ];
 
 /// What happened to a flow-run, as a webhook subscribes to it.

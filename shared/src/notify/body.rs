@@ -234,3 +234,141 @@ pub(super) fn encode(
     // Plain data: serialising cannot fail.
     serde_json::to_vec(&body).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::ftps::FtpsErrorKind;
+    use crate::transfer::{Direction, FileError, FileErrorKind, FileReport, RunInfo};
+
+    /// Flow `f` (an upload to partner `p`) of a configuration written to a scratch folder.
+    fn flow() -> Flow {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("partners")).unwrap();
+        std::fs::create_dir(dir.path().join("flows")).unwrap();
+        std::fs::write(
+            dir.path().join("partners/p.yaml"),
+            "id: p\nprotocol: ftps\nftps:\n  connection:\n    host: h\n    passive: true\n  \
+             auth:\n    username: u\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("flows/f.yaml"),
+            "flows:\n  f:\n    direction: upload\n    target: {partner: p, path: /in}\n    \
+             local: {path: ./out}\n    files: [{pattern: \"*.xml\"}]\n",
+        )
+        .unwrap();
+        let config = Config::load_with_env(dir.path(), &|_| None).unwrap();
+        config.flows["f"].clone()
+    }
+
+    fn row(name: &str, outcome: Outcome, error: Option<FileError>) -> FileReport {
+        FileReport {
+            name: name.to_owned(),
+            size: 1,
+            sha256: None,
+            outcome,
+            remote_path: None,
+            local_path: None,
+            earlier: None,
+            holder: None,
+            attempts: 1,
+            recovery: None,
+            verified: None,
+            error,
+            idempotency_key: None,
+            source_deleted: false,
+            source_moved_to: None,
+        }
+    }
+
+    fn report(rows: Vec<FileReport>) -> Result<RunReport, TransferError> {
+        let run = RunInfo {
+            flow_id: "f".into(),
+            run_id: "r1".into(),
+            direction: Direction::Upload,
+            started_at: Utc::now(),
+        };
+        Ok(RunReport::new(
+            run,
+            Duration::from_secs(1),
+            rows,
+            Vec::new(),
+            false,
+        ))
+    }
+
+    #[test]
+    fn a_run_with_a_failed_file_is_a_failure_with_that_file_first() {
+        let exists = FileError::permanent(
+            FileErrorKind::Partner(FtpsErrorKind::TargetExists),
+            "b.xml exists",
+        );
+        let outcome = report(vec![
+            row("a.xml", Outcome::Transferred, None),
+            row("b.xml", Outcome::Failed, Some(exists)),
+            row("c.xml", Outcome::Duplicate, None),
+        ]);
+        let notice = RunNotice::from_outcome(&flow(), "r1", Some(2), &outcome);
+
+        assert_eq!(notice.finished_event(), NotifyEvent::Failure);
+        let body: serde_json::Value =
+            serde_json::from_slice(&encode(NotifyEvent::Failure, "d1", &notice, None)).unwrap();
+        assert_eq!(body["version"], 1);
+        assert_eq!(body["event"], "failure");
+        assert_eq!(body["delivery_id"], "d1");
+        assert_eq!(body["flow_id"], "f");
+        assert_eq!(body["partner"], "p");
+        assert_eq!(body["direction"], "upload");
+        assert_eq!(body["run_id"], "r1");
+        assert_eq!(body["attempt"], 2);
+        assert_eq!(body["outcome"], "failed");
+        assert_eq!(body["dead_letter"], serde_json::Value::Null);
+        assert_eq!(body["totals"]["failed"], 1);
+        assert_eq!(body["totals"]["transferred"], 1);
+        assert_eq!(body["totals"]["duplicates"], 1);
+        assert_eq!(body["files"][0]["name"], "b.xml");
+        assert_eq!(body["files"][0]["error_kind"], "target_exists");
+        assert_eq!(body["files"][0]["error"], "b.xml exists");
+        assert_eq!(body["files"][1]["name"], "a.xml");
+        assert_eq!(body["files"][1]["error_kind"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_run_that_could_not_run_names_the_error_and_a_dead_letter_its_reason() {
+        let busy = Err(TransferError::FlowBusy {
+            flow_id: "f".into(),
+            holder: None,
+            waited: Duration::from_secs(30),
+        });
+        let notice = RunNotice::from_outcome(&flow(), "r1", None, &busy);
+        assert_eq!(notice.finished_event(), NotifyEvent::Failure);
+        let dead = DeadLetterNotice {
+            reason: "retries_exhausted",
+            message: "gave up".into(),
+        };
+        let body: serde_json::Value =
+            serde_json::from_slice(&encode(NotifyEvent::DeadLetter, "d2", &notice, Some(&dead)))
+                .unwrap();
+        assert_eq!(body["event"], "dead_letter");
+        assert_eq!(body["outcome"], "not_run");
+        assert_eq!(body["error"]["kind"], "flow-busy");
+        assert_eq!(body["totals"], serde_json::Value::Null);
+        assert_eq!(body["dead_letter"]["reason"], "retries_exhausted");
+        assert_eq!(body["attempt"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_success_lists_at_most_max_files() {
+        let rows = (0..=MAX_FILES)
+            .map(|i| row(&format!("f{i:05}.xml"), Outcome::Transferred, None))
+            .collect();
+        let notice = RunNotice::from_outcome(&flow(), "r1", Some(1), &report(rows));
+        assert_eq!(notice.finished_event(), NotifyEvent::Success);
+        assert_eq!(notice.files.len(), MAX_FILES);
+        assert_eq!(notice.files_omitted, 1);
+    }
+}
