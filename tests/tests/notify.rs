@@ -1,9 +1,9 @@
 //! `notify.webhooks`: a flow's runs told to a local HTTP receiver
 //! (`ferry_tests::webhook_receiver`).
 //!
-//! - a run with a failed file sends `failure` (from `ferry-worker run`, before it exits) with
-//!   the flow, run id, outcome, files, trace id and the header resolved from its secret
-//!   reference, which never shows in the logs;
+//! - a run with a failed file sends `failure` (from `ferry-worker run`, before it exits) to
+//!   the URL of an `env:` reference with the flow, run id, outcome, files, trace id and the
+//!   header resolved from a `file:` reference, which never shows in the logs;
 //! - `success` goes only to a webhook that asks for it;
 //! - a receiver answering 500 twice gets the notification on the third request, the same
 //!   delivery each time;
@@ -18,8 +18,9 @@
 
 use std::time::Duration;
 
+use ferry_shared::telemetry::LogEvent;
 use ferry_tests::bed::{Bed, parse_run, run, upload, write_files};
-use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess};
+use ferry_tests::fleet::{Fleet, FleetOptions, FleetProcess, is_event};
 use ferry_tests::ftp::FtpServerKind;
 use ferry_tests::ports::free_port;
 use ferry_tests::prometheus::Exposition;
@@ -72,17 +73,20 @@ async fn a_failed_run_sends_failure_with_the_run_its_files_and_the_secret_header
         .unwrap();
     let token = bed.dir.path().join("hook-token");
     std::fs::write(&token, "Bearer s3cret-hook-token").unwrap();
-    let headers = format!(
-        "          headers:\n            Authorization: \"file:{}\"\n",
-        token.display()
-    );
+    // The URL from the worker's environment, the header from a file: both references.
     let extra = format!(
-        "    overwrite: false\n{}",
-        notify(&[(receiver.url("/hook"), &headers)])
+        "    overwrite: false\n    notify:\n      webhooks:\n        - url: env:FERRY_TEST_HOOK_URL\n          \
+         headers:\n            Authorization: \"file:{}\"\n",
+        token.display()
     );
     bed.config(&upload(&extra), None);
 
-    let output = bed.worker_run().output().await.expect("run");
+    let output = bed
+        .worker_run()
+        .env("FERRY_TEST_HOOK_URL", receiver.url("/hook"))
+        .output()
+        .await
+        .expect("run");
     let (code, report) = parse_run(&output);
 
     assert_eq!(code, Some(1), "{report}");
@@ -121,6 +125,12 @@ async fn a_failed_run_sends_failure_with_the_run_its_files_and_the_secret_header
     );
     let logs = String::from_utf8_lossy(&output.stderr);
     assert!(!logs.contains("s3cret"), "the header value never logged");
+    let delivered = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| is_event(line, LogEvent::WebhookDelivered))
+        .count();
+    assert_eq!(delivered, 1, "one webhook_delivered event:\n{logs}");
 }
 
 #[tokio::test]
