@@ -186,3 +186,117 @@ fn transport_reason(error: reqwest::Error, timeout: Duration) -> String {
         format!("request failed: {}", error.without_url())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::secrets::{ResolverSettings, SecretRef};
+
+    /// A loopback server answering every request with `status`; counts the requests.
+    async fn answering(status: u16) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    // The whole request fits one read (headers and a small body).
+                    let mut buffer = vec![0; 64 * 1024];
+                    if stream.read(&mut buffer).await.unwrap_or(0) > 0 {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        let answer = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        );
+                        let _ = stream.write_all(answer.as_bytes()).await;
+                    }
+                });
+            }
+        });
+        (url, count)
+    }
+
+    fn delivery(url: SecretRef, max_attempts: u32) -> Delivery {
+        Delivery {
+            flow_id: "f".into(),
+            index: 0,
+            hook: Webhook {
+                url,
+                headers: Vec::new(),
+                on: vec![NotifyEvent::Failure],
+                timeout: Duration::from_secs(5),
+                max_attempts,
+                allow_loopback_http: true,
+            },
+            event: NotifyEvent::Failure,
+            delivery_id: "d".into(),
+            body: b"{}".to_vec(),
+        }
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_4xx_answer_is_final_and_a_5xx_is_retried_up_to_max_attempts() {
+        let resolver = Resolver::new(ResolverSettings::default());
+        let (url, count) = answering(400).await;
+        let hook = delivery(SecretRef::parse(&url).unwrap(), 3);
+        assert_eq!(
+            deliver(&client(), &resolver, &hook).await,
+            DeliveryResult::Failed
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 1, "a 400 is not retried");
+
+        let (url, count) = answering(500).await;
+        let hook = delivery(SecretRef::parse(&url).unwrap(), 2);
+        assert_eq!(
+            deliver(&client(), &resolver, &hook).await,
+            DeliveryResult::Failed
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 2, "max_attempts requests");
+
+        let (url, count) = answering(204).await;
+        let hook = delivery(SecretRef::parse(&url).unwrap(), 2);
+        assert_eq!(
+            deliver(&client(), &resolver, &hook).await,
+            DeliveryResult::Delivered
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_url_from_a_store_that_breaks_the_rule_or_cannot_be_read_is_never_requested() {
+        let resolver = Resolver::new(ResolverSettings::default());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "http://hooks.example/x?token=s3cret\n").unwrap();
+        let reference = SecretRef::parse(&format!("file:{}", file.display())).unwrap();
+        let hook = delivery(reference, 3);
+        match try_once(&client(), &resolver, &hook).await {
+            Attempt::GiveUp(reason) => {
+                assert!(reason.contains("must be an https:// URL"), "{reason}");
+                assert!(reason.contains("file:"), "names the reference: {reason}");
+                assert!(!reason.contains("s3cret") && !reason.contains("hooks.example"));
+            }
+            _ => panic!("an http:// URL to another host must not be requested"),
+        }
+        let missing = SecretRef::parse("env:FERRY_TEST_NO_SUCH_HOOK_URL").unwrap();
+        let hook = delivery(missing, 3);
+        assert!(matches!(
+            try_once(&client(), &resolver, &hook).await,
+            Attempt::GiveUp(_)
+        ));
+    }
+}
