@@ -25,7 +25,7 @@ use ferry_tests::ftp::FtpServerKind;
 use ferry_tests::ports::free_port;
 use ferry_tests::prometheus::Exposition;
 use ferry_tests::standalone::{Node, NodeFlow, NodeOptions};
-use ferry_tests::webhook_receiver::{Answer, WebhookReceiver};
+use ferry_tests::webhook_receiver::{Answer, Hook, WebhookReceiver};
 
 /// Long enough for a debug build's run and a notification on a busy machine.
 const WAIT: Duration = Duration::from_secs(30);
@@ -59,6 +59,25 @@ async fn wait_counted(process: &FleetProcess, event: &str, result: &str, count: 
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Each request's event and attempt, sorted: notifications are independent, so a
+/// `dead_letter` may arrive before the last attempt's `failure`.
+fn events_of(hooks: &[Hook]) -> Vec<(&str, u64)> {
+    let mut events: Vec<(&str, u64)> = hooks
+        .iter()
+        .map(|h| (h.event(), h.body["attempt"].as_u64().unwrap_or_default()))
+        .collect();
+    events.sort();
+    events
+}
+
+/// The one `dead_letter` request.
+fn dead_letter_of(hooks: &[Hook]) -> &Hook {
+    hooks
+        .iter()
+        .find(|h| h.event() == "dead_letter")
+        .expect("a dead_letter request")
 }
 
 #[tokio::test]
@@ -247,11 +266,7 @@ async fn a_standalone_run_that_keeps_failing_sends_failures_then_one_dead_letter
         .as_str()
         .expect("id")
         .to_owned();
-    let hooks = receiver
-        .wait_until(Duration::from_secs(90), |hooks| {
-            hooks.iter().any(|h| h.event() == "dead_letter")
-        })
-        .await;
+    receiver.wait_for(3, Duration::from_secs(90)).await;
     wait_counted(&process, "failure", "delivered", 2.0).await;
     wait_counted(&process, "dead_letter", "delivered", 1.0).await;
     process
@@ -259,13 +274,10 @@ async fn a_standalone_run_that_keeps_failing_sends_failures_then_one_dead_letter
         .await
         .expect("clean stop");
 
-    let events: Vec<(&str, u64)> = hooks
-        .iter()
-        .map(|h| (h.event(), h.body["attempt"].as_u64().unwrap_or_default()))
-        .collect();
+    let hooks = receiver.hooks();
     assert_eq!(
-        events,
-        [("failure", 1), ("failure", 2), ("dead_letter", 2)],
+        events_of(&hooks),
+        [("dead_letter", 2), ("failure", 1), ("failure", 2)],
         "{hooks:#?}"
     );
     for hook in &hooks {
@@ -273,7 +285,7 @@ async fn a_standalone_run_that_keeps_failing_sends_failures_then_one_dead_letter
         assert_eq!(hook.body["flow_id"], "f");
         assert_ne!(hook.body["outcome"], "ok");
     }
-    let dead = &hooks[2].body["dead_letter"];
+    let dead = &dead_letter_of(&hooks).body["dead_letter"];
     assert_eq!(dead["reason"], "retries_exhausted", "{dead}");
     assert!(
         !dead["message"].as_str().unwrap_or_default().is_empty(),
@@ -305,29 +317,27 @@ async fn a_fleet_worker_sends_failure_and_dead_letter_for_a_refused_login() {
         .expect("worker");
 
     let message = fleet.publish_manual_run().await.expect("publish");
-    let hooks = receiver
-        .wait_until(Duration::from_secs(60), |hooks| {
-            hooks.iter().any(|h| h.event() == "dead_letter")
-        })
-        .await;
+    receiver.wait_for(2, Duration::from_secs(60)).await;
+    wait_counted(&worker, "failure", "delivered", 1.0).await;
+    wait_counted(&worker, "dead_letter", "delivered", 1.0).await;
 
-    let events: Vec<(&str, u64)> = hooks
-        .iter()
-        .map(|h| (h.event(), h.body["attempt"].as_u64().unwrap_or_default()))
-        .collect();
-    assert_eq!(events, [("failure", 1), ("dead_letter", 1)], "{hooks:#?}");
+    let hooks = receiver.hooks();
+    assert_eq!(
+        events_of(&hooks),
+        [("dead_letter", 1), ("failure", 1)],
+        "{hooks:#?}"
+    );
     let run_id = message.flow_run_id.to_string();
     for hook in &hooks {
         assert_eq!(hook.body["run_id"], run_id.as_str());
         assert_ne!(hook.body["outcome"], "ok");
     }
-    let dead = &hooks[1].body["dead_letter"];
+    let dead_letter = dead_letter_of(&hooks);
+    let dead = &dead_letter.body["dead_letter"];
     assert_eq!(dead["reason"], "permanent_failure", "{dead}");
-    let text = hooks[1].body.to_string();
+    let text = dead_letter.body.to_string();
     assert!(text.contains("authentication_failed"), "{text}");
     assert!(!text.contains("not-the-partner-password"), "{text}");
-    wait_counted(&worker, "failure", "delivered", 1.0).await;
-    wait_counted(&worker, "dead_letter", "delivered", 1.0).await;
     worker
         .stop(Duration::from_secs(30))
         .await
