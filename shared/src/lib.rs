@@ -11,6 +11,7 @@
 //! | [`http_trigger`] | `POST /v1/flows/{flow}/runs`: upstream systems request runs      |
 //! | [`idempotency`] | the Redis store: claims, delivery records, flow locks        |
 //! | [`message`]   | the versioned flow-run message                                 |
+//! | [`notify`]    | flow webhooks: failure, dead letter and success notifications |
 //! | [`broker`]    | RabbitMQ topology, publishing with confirms, consuming         |
 //! | [`ops_http`]  | `/healthz`, `/readyz` and `/metrics` of both binaries           |
 //! | [`run_requests`] | where a requested run goes: RabbitMQ, or the local run queue |
@@ -31,6 +32,7 @@ pub mod ftps;
 pub mod http_trigger;
 pub mod idempotency;
 pub mod message;
+pub mod notify;
 pub mod ops_http;
 pub mod run_queue;
 pub mod run_requests;

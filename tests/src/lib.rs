@@ -32,3 +32,4 @@ pub mod store_target;
 pub mod tools;
 pub mod traced_fleet;
 pub mod vault;
+pub mod webhook_receiver;

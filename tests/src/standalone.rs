@@ -31,6 +31,8 @@ pub struct NodeFlow {
     pub cron: Option<String>,
     /// `trigger.on_arrival: true` (with a short `settle`): run when files arrive.
     pub on_arrival: bool,
+    /// More flow fields, as YAML lines indented by four spaces (such as `notify:`).
+    pub extra: String,
 }
 
 impl NodeFlow {
@@ -40,6 +42,7 @@ impl NodeFlow {
             id: id.to_owned(),
             cron: None,
             on_arrival: false,
+            extra: String::new(),
         }
     }
 
@@ -54,9 +57,8 @@ impl NodeFlow {
     /// A flow on `cron`.
     pub fn scheduled(id: &str, cron: &str) -> Self {
         NodeFlow {
-            id: id.to_owned(),
             cron: Some(cron.to_owned()),
-            on_arrival: false,
+            ..Self::triggered(id)
         }
     }
 }
@@ -151,8 +153,9 @@ impl Node {
             let yaml = format!(
                 "flows:\n  {id}:\n    direction: upload\n    target:\n      partner: partner\n      \
                  path: /{id}\n    local:\n      path: ./local/{id}\n    files:\n      - pattern: \
-                 \"*.xml\"\n    min_file_age: 0s\n{schedule}{trigger}",
-                id = flow.id
+                 \"*.xml\"\n    min_file_age: 0s\n{schedule}{trigger}{extra}",
+                id = flow.id,
+                extra = flow.extra,
             );
             std::fs::write(dir.join(format!("flows/{}.yaml", flow.id)), yaml)?;
         }

@@ -17,7 +17,10 @@
 //!   the retry delivers the file; if it finishes, the retry finds a duplicate.
 //! - Shutdown (SIGTERM): stop taking messages, hand the buffered ones back, let in-flight
 //!   runs finish within `worker.shutdown_grace`, then abandon the rest (their messages go
-//!   back to the queue unsettled) and return.
+//!   back to the queue unsettled), give webhook notifications under way up to 5 s, and
+//!   return.
+//! - A dead-lettered run of a flow with `notify:` webhooks is told to them (`dead_letter`)
+//!   once settled; `success` / `failure` are sent by the engine at each run's end.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +30,9 @@ use ferry_shared::broker::{Broker, ConsumerOptions, DeadLetterReason, Settled};
 use ferry_shared::telemetry::metrics::partner::PartnerMetrics;
 use ferry_shared::telemetry::metrics::runs::RunMetrics;
 use ferry_shared::telemetry::{self, LogEvent};
-use ferry_shared::transfer::{Engine, TakenRun, Verdict, run_requested, settle};
+use ferry_shared::transfer::{
+    Engine, TakenRun, Verdict, dead_letter_reason, run_requested, settle,
+};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -136,6 +141,11 @@ pub async fn run_from<S: RunSource>(
     }
     pinger.abort();
     engine.close().await;
+    // Webhook notifications still under way get a short grace of their own.
+    engine
+        .notifier()
+        .drain(ferry_shared::notify::SHUTDOWN_GRACE)
+        .await;
     tracing::info!(event = LogEvent::WorkerStopped.as_str(), "worker stopped");
 }
 
@@ -177,11 +187,21 @@ async fn handle<T: TakenRun>(engine: Arc<Engine>, taken: T, destination: String)
     );
     telemetry::set_parent_from(&span, taken.headers());
     async move {
-        let verdict = run_requested(&engine, &message, taken.published_at()).await;
+        let (verdict, notice) = run_requested(&engine, &message, taken.published_at()).await;
+        let dead_letter = dead_letter_reason(&verdict);
         let settled = settle(taken, verdict).await;
         if let Some(Settled::Retried { .. }) = settled {
             // Only a configured flow's run comes back through the delay queues.
             RunMetrics::global().record_flow_run_retry(&message.flow_id);
+        }
+        // The flow's webhooks hear of a dead letter once the queue holds it (returns at once).
+        if let (Some(Settled::DeadLettered), Some(notice), Some((reason, sentence))) =
+            (settled, notice, dead_letter)
+            && let Some(flow) = engine.config().flows.get(&message.flow_id)
+        {
+            engine
+                .notifier()
+                .dead_lettered(flow, &notice, reason, &sentence);
         }
     }
     .instrument(span)

@@ -3,6 +3,10 @@
 //!
 //! Exit codes: 0 when every file was transferred or skipped, 1 when any failed (or the run
 //! could not run), 2 for a configuration error.
+//!
+//! The flow's webhooks (`notify:`) are told at the run's end; after printing the report the
+//! process waits up to 5 s for those notifications, then exits whatever they came to (the
+//! exit code never depends on them).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -54,7 +58,7 @@ pub async fn run(config: Arc<Config>, args: RunArgs) -> ExitCode {
         bar.finish_and_clear();
     }
     engine.close().await;
-    match result {
+    let code = match result {
         Ok(report) => {
             if args.json {
                 match serde_json::to_string(&report) {
@@ -104,7 +108,13 @@ pub async fn run(config: Arc<Config>, args: RunArgs) -> ExitCode {
             }
         }
         Err(error) => report_error(&error, args.json),
-    }
+    };
+    // The report is out; webhook notifications still under way get a short grace.
+    engine
+        .notifier()
+        .drain(ferry_shared::notify::SHUTDOWN_GRACE)
+        .await;
+    code
 }
 
 /// Exit code of a run in which nothing failed but some files were held by another

@@ -73,6 +73,8 @@ pub struct Flow {
     pub limits: super::flow_limits::FlowLimits,
     /// `trigger:`, the event triggers (see `trigger.rs`).
     pub trigger: super::trigger::FlowTrigger,
+    /// `notify:`, the webhooks told about its runs (see `notify.rs`).
+    pub notify: super::notify::FlowNotify,
     /// The file it was read from, relative to the configuration directory.
     pub source_file: PathBuf,
 }
@@ -219,6 +221,8 @@ pub(crate) struct FlowContext<'a> {
     pub(crate) settings: &'a Settings,
     /// Every partner id defined in `partners/` (even by a partner with errors), with its file.
     pub(crate) partner_ids: &'a BTreeMap<String, PathBuf>,
+    /// How secret-bearing flow fields (`notify`) are read.
+    pub(crate) secret_rules: super::settings::SecretRules,
 }
 
 /// Reads the `flows:` map of one flow file. Returns each flow that is complete, and every
@@ -245,6 +249,7 @@ pub(crate) fn read_file(
             .iter()
             .chain(after_transfer::KEYS)
             .chain(super::done_marker::KEYS)
+            .chain(super::notify::KEYS)
             .copied()
             .collect();
         let Some(map) = field.map(cx, &keys) else {
@@ -345,6 +350,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
         .map_or(Some(Duration::from_secs(300)), |f| f.positive_duration(cx));
     let limits = super::flow_limits::read(cx, map);
     let trigger = super::trigger::read(cx, map, direction);
+    let notify = super::notify::read(cx, map, context.secret_rules);
     Some(Flow {
         id: id.to_string(),
         description,
@@ -367,6 +373,7 @@ fn read_flow(cx: &mut Cx<'_>, id: &str, map: &Map<'_>, context: &FlowContext<'_>
         run_timeout: run_timeout?,
         limits: limits?,
         trigger: trigger?,
+        notify: notify?,
         source_file: cx.file().to_path_buf(),
     })
 }

@@ -18,6 +18,7 @@ mod done_marker;
 mod error;
 mod flow;
 mod flow_limits;
+mod notify;
 mod partner;
 mod settings;
 mod summary;
@@ -32,6 +33,9 @@ pub use done_marker::DoneMarker;
 pub use error::{ConfigError, ConfigErrors};
 pub use flow::{Direction, FileSelector, Flow, IdempotencyMode, RemoteEndpoint, Schedule};
 pub use flow_limits::{FileOrder, FlowLimits};
+pub use notify::{
+    DEFAULT_WEBHOOK_ATTEMPTS, DEFAULT_WEBHOOK_TIMEOUT, FlowNotify, NotifyEvent, Webhook, check_url,
+};
 pub use partner::{
     ClientIdentity, FtpsAuth, FtpsConnection, FtpsPartner, FtpsTls, Partner, TlsVersion, TrustMode,
 };
@@ -125,6 +129,7 @@ impl Config {
             dir: &dir,
             settings: &settings,
             partner_ids: &partner_files,
+            secret_rules,
         };
         for file in yaml_files(&dir, "flows", &mut errors) {
             let mut cx = Cx::new(&file, &mut errors);

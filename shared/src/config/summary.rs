@@ -197,6 +197,16 @@ fn write_flow(out: &mut String, flow: &Flow, now: DateTime<Utc>) -> std::fmt::Re
             format_duration(flow.trigger.rescan_every)
         )?;
     }
+    for (index, hook) in flow.notify.webhooks.iter().enumerate() {
+        // The reference, never a literal URL (it may hold a token).
+        let events: Vec<&str> = hook.on.iter().map(|e| e.as_str()).collect();
+        writeln!(
+            out,
+            "      notify: webhook {index} ({}) on {}",
+            hook.url,
+            events.join(", ")
+        )?;
+    }
     match &flow.schedule {
         None => writeln!(out, "      schedule: manual/event only"),
         Some(schedule) => {

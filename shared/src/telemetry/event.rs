@@ -38,6 +38,11 @@ pub enum LogEvent {
     ArrivalRunRequested,
     /// The arrival trigger's request of a run could not be queued; it is tried again.
     ArrivalRunNotRequested,
+    /// A flow webhook answered a notification with 2xx.
+    WebhookDelivered,
+    /// A flow webhook notification was given up (attempts spent, refused, unusable URL) or
+    /// dropped.
+    WebhookFailed,
 }
 
 impl LogEvent {
@@ -58,6 +63,8 @@ impl LogEvent {
             LogEvent::ArrivalWatchFailed => "arrival_watch_failed",
             LogEvent::ArrivalRunRequested => "arrival_run_requested",
             LogEvent::ArrivalRunNotRequested => "arrival_run_not_requested",
+            LogEvent::WebhookDelivered => "webhook_delivered",
+            LogEvent::WebhookFailed => "webhook_failed",
         }
     }
 }

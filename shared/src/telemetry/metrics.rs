@@ -48,9 +48,10 @@
 //! in one file per area, each with its own `global()`: [`runs`] (retries, dead letters,
 //! queue lag), [`partner`] (FTPS connects, sessions, certificate expiry), [`secrets`]
 //! (resolutions and their failures), [`schedule`] (flow periods, how ticks were offered),
-//! [`arrival`] (runs requested by the file-arrival trigger).
+//! [`arrival`] (runs requested by the file-arrival trigger), [`notify`] (flow webhooks).
 
 pub mod arrival;
+pub mod notify;
 pub mod partner;
 pub mod runs;
 pub mod schedule;

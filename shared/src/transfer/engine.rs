@@ -29,6 +29,7 @@ use crate::audit::AuditLog;
 use crate::config::{Config, IdempotencyMode};
 use crate::ftps::{FtpsError, FtpsErrorKind, RemoteEntry, SessionConfig};
 use crate::idempotency::{FlowLock, FullRun, LockWait, Store, StoreConfig, Unlocked};
+use crate::notify::{Notifier, RunNotice, current_attempt};
 use crate::secrets::{Resolver, Secret};
 use crate::telemetry::metrics::{Metrics, file_labels};
 
@@ -84,6 +85,7 @@ pub struct Engine {
     pools: Mutex<HashMap<String, PartnerPool>>,
     audit: AuditLog,
     hashes: HashCache,
+    notifier: Notifier,
 }
 
 impl std::fmt::Debug for Engine {
@@ -104,8 +106,10 @@ impl Engine {
         options: EngineOptions,
     ) -> Self {
         let audit = AuditLog::new(&config.settings.audit, &store, resolver.clone());
+        let notifier = Notifier::new(resolver.clone());
         Engine {
             config,
+            notifier,
             resolver,
             store,
             options,
@@ -149,6 +153,11 @@ impl Engine {
     /// The idempotency store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The flow notifications' sender (`notify:`).
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 
     /// Closes the idle sessions of every partner (at shutdown).
@@ -226,6 +235,15 @@ impl Engine {
                 span.record("error.type", err.kind().as_str());
                 span.in_scope(|| warn!(error = %err, "flow-run did not run"));
             }
+        }
+        // Handed to the notifier's own tasks: nothing here waits for a webhook.
+        if let Some(flow) = self.config.flows.get(&plan.flow_id)
+            && !flow.notify.webhooks.is_empty()
+        {
+            span.in_scope(|| {
+                let notice = RunNotice::from_outcome(flow, run_id, current_attempt(), &result);
+                self.notifier.run_finished(flow, &notice);
+            });
         }
         result
     }

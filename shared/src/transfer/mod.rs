@@ -140,7 +140,7 @@ pub use report::{
 pub use retry::RetryPolicy;
 pub use selection::{LocalFile, Selection, Walk, is_stable, select_local};
 pub use taken_run::{TakenRun, settle};
-pub use verdict::{Verdict, run_requested, verdict};
+pub use verdict::{Verdict, dead_letter_reason, run_requested, verdict};
 
 /// Runs one flow with `engine`: the call the worker's consume loop and `ferry-worker run`
 /// make. See [`Engine::run_flow`].

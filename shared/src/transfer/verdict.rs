@@ -13,6 +13,7 @@
 
 use crate::broker::DeadLetterReason;
 use crate::message::FlowRunMessage;
+use crate::notify::RunNotice;
 use crate::telemetry::metrics::runs::RunMetrics;
 use crate::transfer::{Engine, RunReport, TransferError};
 
@@ -28,28 +29,33 @@ pub enum Verdict {
     DeadLetter(DeadLetterReason, String),
 }
 
-/// Runs the flow a message asks for and decides what becomes of the message.
+/// Runs the flow a message asks for and decides what becomes of the message. Also returns
+/// what the run came to for the flow's webhooks ([`RunNotice`]; `None` for an unknown or
+/// disabled flow, which is never run): the caller tells them of a dead letter once the
+/// queue has settled the run (see `notify/`).
 /// `published_at` (the message's publish time) gives the queue lag of a configured flow.
 pub async fn run_requested(
     engine: &Engine,
     message: &FlowRunMessage,
     published_at: Option<std::time::SystemTime>,
-) -> Verdict {
-    match engine.config().flows.get(&message.flow_id) {
+) -> (Verdict, Option<RunNotice>) {
+    let flow = match engine.config().flows.get(&message.flow_id) {
         None => {
-            return Verdict::DeadLetter(
+            let verdict = Verdict::DeadLetter(
                 DeadLetterReason::UnknownFlow,
                 format!("unknown flow `{}`", message.flow_id),
             );
+            return (verdict, None);
         }
         Some(flow) if !flow.enabled => {
-            return Verdict::DeadLetter(
+            let verdict = Verdict::DeadLetter(
                 DeadLetterReason::FlowDisabled,
                 format!("flow `{}` is disabled", message.flow_id),
             );
+            return (verdict, None);
         }
-        Some(_) => {}
-    }
+        Some(flow) => flow,
+    };
     if let Some(published_at) = published_at {
         // A clock behind the publisher's gives a negative lag: counted as none.
         let lag = std::time::SystemTime::now()
@@ -62,15 +68,31 @@ pub async fn run_requested(
     // one was queued finishes at once (see `idempotency/coverage.rs`).
     // The last attempt (no retry follows): failed files may go to the flow's error folder.
     let last_attempt = message.attempt >= crate::startup::topology(engine.config()).max_attempts;
-    let run = engine.run_flow_requested(
-        &message.flow_id,
-        message.files.as_deref(),
-        &run_id,
-        Some(message.requested_at),
-        None,
+    let run = crate::notify::in_attempt(
+        message.attempt,
+        engine.run_flow_requested(
+            &message.flow_id,
+            message.files.as_deref(),
+            &run_id,
+            Some(message.requested_at),
+            None,
+        ),
     );
     let outcome = crate::transfer::as_run_attempt(last_attempt, run).await;
-    verdict(outcome)
+    let notice = (!flow.notify.webhooks.is_empty())
+        .then(|| RunNotice::from_outcome(flow, &run_id, Some(message.attempt), &outcome));
+    (verdict(outcome), notice)
+}
+
+/// What a dead letter of a run settled as `verdict` is for: the verdict's own reason, or
+/// retries exhausted when the queue dead-lettered a run it was asked to retry. `None` for
+/// an acked run.
+pub fn dead_letter_reason(verdict: &Verdict) -> Option<(DeadLetterReason, String)> {
+    match verdict {
+        Verdict::Ack => None,
+        Verdict::RetryLater(reason) => Some((DeadLetterReason::RetriesExhausted, reason.clone())),
+        Verdict::DeadLetter(kind, reason) => Some((*kind, reason.clone())),
+    }
 }
 
 /// The rules of [`Verdict`], from the run's outcome.
