@@ -188,11 +188,22 @@ impl RunNotice {
         notice
     }
 
-    /// The event a finished attempt is: success when no file failed, else failure.
-    pub fn finished_event(&self) -> NotifyEvent {
+    /// The event a finished attempt is: success when no file failed and none was left to
+    /// another worker, failure when a file failed or the run could not run; none for a run
+    /// that left files to other workers (it is retried: its next attempt, or its dead
+    /// letter, tells how it ended).
+    pub fn finished_event(&self) -> Option<NotifyEvent> {
         match self.outcome {
-            RunOutcome::Ok => NotifyEvent::Success,
-            RunOutcome::Failed | RunOutcome::NotRun => NotifyEvent::Failure,
+            RunOutcome::Ok
+                if self
+                    .totals
+                    .as_ref()
+                    .is_some_and(|totals| totals.left_to_other_workers > 0) =>
+            {
+                None
+            }
+            RunOutcome::Ok => Some(NotifyEvent::Success),
+            RunOutcome::Failed | RunOutcome::NotRun => Some(NotifyEvent::Failure),
         }
     }
 }
@@ -314,7 +325,7 @@ mod tests {
         ]);
         let notice = RunNotice::from_outcome(&flow(), "r1", Some(2), &outcome);
 
-        assert_eq!(notice.finished_event(), NotifyEvent::Failure);
+        assert_eq!(notice.finished_event(), Some(NotifyEvent::Failure));
         let body: serde_json::Value =
             serde_json::from_slice(&encode(NotifyEvent::Failure, "d1", &notice, None)).unwrap();
         assert_eq!(body["version"], 1);
@@ -345,7 +356,7 @@ mod tests {
             waited: Duration::from_secs(30),
         });
         let notice = RunNotice::from_outcome(&flow(), "r1", None, &busy);
-        assert_eq!(notice.finished_event(), NotifyEvent::Failure);
+        assert_eq!(notice.finished_event(), Some(NotifyEvent::Failure));
         let dead = DeadLetterNotice {
             reason: "retries_exhausted",
             message: "gave up".into(),
@@ -362,12 +373,22 @@ mod tests {
     }
 
     #[test]
+    fn a_run_that_left_files_to_another_worker_sends_no_success() {
+        let rows = vec![
+            row("a.xml", Outcome::Transferred, None),
+            row("b.xml", Outcome::LeftToOtherWorker, None),
+        ];
+        let notice = RunNotice::from_outcome(&flow(), "r1", Some(1), &report(rows));
+        assert_eq!(notice.finished_event(), None);
+    }
+
+    #[test]
     fn a_success_lists_at_most_max_files() {
         let rows = (0..=MAX_FILES)
             .map(|i| row(&format!("f{i:05}.xml"), Outcome::Transferred, None))
             .collect();
         let notice = RunNotice::from_outcome(&flow(), "r1", Some(1), &report(rows));
-        assert_eq!(notice.finished_event(), NotifyEvent::Success);
+        assert_eq!(notice.finished_event(), Some(NotifyEvent::Success));
         assert_eq!(notice.files.len(), MAX_FILES);
         assert_eq!(notice.files_omitted, 1);
     }

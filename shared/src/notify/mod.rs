@@ -13,8 +13,14 @@
 //! and returns: a receiver that hangs, refuses or answers 500 costs the run nothing and
 //! never changes its outcome. Each notification is retried with backoff up to the
 //! webhook's `max_attempts`, each request bounded by its `timeout` (`webhook.rs`). At most
-//! [`MAX_PENDING`] notifications are under way in a process; one more is dropped (logged,
-//! counted `dropped`) rather than queued without bound.
+//! [`MAX_PENDING`] notifications are under way in a process, and at most
+//! [`MAX_PENDING_PER_WEBHOOK`] for one webhook (so that one dead receiver, whose
+//! notifications each wait out all their attempts, cannot take every slot from the other
+//! flows); one more is dropped (logged, counted `dropped`) rather than queued without bound.
+//!
+//! **No proxy.** The HTTP client ignores `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY`: an
+//! `http://` webhook is allowed only to loopback, and a proxy from the environment would
+//! carry it, with its secret headers, off the machine in clear.
 //!
 //! **At shutdown** the process gives the notifications still under way up to
 //! [`SHUTDOWN_GRACE`] (5 s) after its runs ended ([`Notifier::drain`]): `ferry-worker run`
@@ -47,6 +53,9 @@ use webhook::{Delivery, DeliveryResult, deliver};
 /// The most notifications under way at once in one process.
 pub const MAX_PENDING: u32 = 256;
 
+/// The most notifications under way at once for one webhook (a flow's `webhooks[i]`).
+pub const MAX_PENDING_PER_WEBHOOK: usize = 16;
+
 /// How long a stopping process waits for the notifications under way.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -78,6 +87,8 @@ struct Inner {
     client: OnceLock<Result<reqwest::Client, String>>,
     /// One permit per notification under way.
     pending: Arc<Semaphore>,
+    /// One permit per notification under way, per webhook (flow id, index).
+    per_webhook: std::sync::Mutex<std::collections::HashMap<(String, usize), Arc<Semaphore>>>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -96,6 +107,7 @@ impl Notifier {
                 resolver,
                 client: OnceLock::new(),
                 pending: Arc::new(Semaphore::new(MAX_PENDING as usize)),
+                per_webhook: Default::default(),
             }),
         }
     }
@@ -106,9 +118,11 @@ impl Notifier {
     }
 
     /// Tells `flow`'s webhooks that a run attempt ended: `success` or `failure` as
-    /// `notice` says. Returns at once.
+    /// `notice` says (nothing for a run left unfinished to other workers). Returns at once.
     pub fn run_finished(&self, flow: &Flow, notice: &RunNotice) {
-        self.send(flow, notice.finished_event(), notice, None);
+        if let Some(event) = notice.finished_event() {
+            self.send(flow, event, notice, None);
+        }
     }
 
     /// Tells `flow`'s webhooks that its run was dead-lettered (`notice`: its last attempt).
@@ -135,12 +149,12 @@ impl Notifier {
         dead_letter: Option<&DeadLetterNotice>,
     ) {
         for (index, hook) in flow.notify.webhooks_for(event) {
-            let Ok(permit) = self.inner.pending.clone().try_acquire_owned() else {
+            let Some(permits) = self.inner.take_permits(&flow.id, index) else {
                 warn!(
                     event = LogEvent::WebhookFailed.as_str(),
                     notify.event = event.as_str(),
                     webhook = index,
-                    "webhook notification dropped: {MAX_PENDING} notifications already under way"
+                    "webhook notification dropped: {MAX_PENDING} notifications in all, or {MAX_PENDING_PER_WEBHOOK} for this webhook, already under way"
                 );
                 NotifyMetrics::global().record(&flow.id, event.as_str(), "dropped");
                 continue;
@@ -179,7 +193,7 @@ impl Notifier {
                         delivery.event.as_str(),
                         result.as_str(),
                     );
-                    drop(permit);
+                    drop(permits);
                 }
                 .instrument(span),
             );
@@ -205,10 +219,34 @@ impl Notifier {
 }
 
 impl Inner {
+    /// A slot for one more notification of webhook `index` of `flow_id`: one of the
+    /// process's and one of the webhook's; `None` when either is full.
+    fn take_permits(
+        &self,
+        flow_id: &str,
+        index: usize,
+    ) -> Option<(
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::OwnedSemaphorePermit,
+    )> {
+        let webhook = {
+            let mut per_webhook = self.per_webhook.lock().unwrap_or_else(|e| e.into_inner());
+            per_webhook
+                .entry((flow_id.to_owned(), index))
+                .or_insert_with(|| Arc::new(Semaphore::new(MAX_PENDING_PER_WEBHOOK)))
+                .clone()
+        };
+        let webhook = webhook.try_acquire_owned().ok()?;
+        let process = self.pending.clone().try_acquire_owned().ok()?;
+        Some((process, webhook))
+    }
+
     fn client(&self) -> Result<&reqwest::Client, &str> {
         self.client
             .get_or_init(|| {
                 reqwest::Client::builder()
+                    // See the module docs: never through a proxy from the environment.
+                    .no_proxy()
                     .redirect(reqwest::redirect::Policy::none())
                     .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
                     .build()

@@ -10,6 +10,11 @@
 //! with `touch -d`, sets it to now. A file rewritten in place with its old size and
 //! modification time restored therefore has a new stamp and is hashed again.
 //!
+//! **Only on local file systems.** `ctime` is only as good as the file system that keeps
+//! it: vfat has none, and network or FUSE mounts (NFS, CIFS, sshfs) may not update it, or
+//! keep it by another machine's clock. A file on any file system other than the local ones
+//! listed in [`LOCAL_FILE_SYSTEMS`] (by `fstatfs` of the opened file) is hashed every run.
+//!
 //! **Racy writes.** A write in the same clock tick as the stamp would leave it unchanged
 //! (file systems keep times at a granularity down to seconds). A hash is only cached when
 //! the file's times are at least [`SETTLED`] older than the moment hashing started, and
@@ -39,6 +44,36 @@ pub(crate) const MAX_ENTRIES: usize = 200_000;
 /// Read buffer for hashing: large enough to keep SHA-NI busy, small enough to not matter.
 const CHUNK: usize = 256 * 1024;
 
+/// The file systems (`statfs` `f_type`) whose `ctime` the cache trusts: Linux's local
+/// ones that keep it to the nanosecond, by this machine's clock.
+pub(crate) const LOCAL_FILE_SYSTEMS: &[(i64, &str)] = &[
+    (0xEF53, "ext2/ext3/ext4"),
+    (0x5846_5342, "xfs"),
+    (0x9123_683E, "btrfs"),
+    (0x0102_1994, "tmpfs"),
+    (0x794C_7630, "overlayfs"),
+    (0x2FC1_2FC1, "zfs"),
+    (0xF2F5_2010, "f2fs"),
+];
+
+/// Whether the opened file lives on one of [`LOCAL_FILE_SYSTEMS`].
+fn on_local_file_system(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut stats = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `fstatfs` fills the buffer for a descriptor that `file` keeps open during the
+    // call; the buffer is read only when the call succeeded.
+    let stats = unsafe {
+        if libc::fstatfs(file.as_raw_fd(), stats.as_mut_ptr()) != 0 {
+            return false;
+        }
+        stats.assume_init()
+    };
+    // `f_type`'s integer type differs between targets.
+    #[allow(clippy::unnecessary_cast)]
+    let kind = stats.f_type as i64;
+    LOCAL_FILE_SYSTEMS.iter().any(|(magic, _)| *magic == kind)
+}
+
 /// A file's identity and change stamps, as `fstat` gives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
@@ -60,12 +95,12 @@ impl Stamp {
         }
     }
 
-    /// Whether both times are at least [`SETTLED`] before `started`.
-    fn settled_before(&self, started: SystemTime) -> bool {
+    /// Whether both times are at least `margin` before `started`.
+    fn settled_before(&self, started: SystemTime, margin: Duration) -> bool {
         let Ok(since_epoch) = started.duration_since(SystemTime::UNIX_EPOCH) else {
             return false;
         };
-        let limit = since_epoch.saturating_sub(SETTLED);
+        let limit = since_epoch.saturating_sub(margin);
         let before = |(secs, nanos): (i64, i64)| {
             u64::try_from(secs)
                 .is_ok_and(|secs| Duration::new(secs, u32::try_from(nanos).unwrap_or(0)) <= limit)
@@ -100,15 +135,26 @@ impl HashCache {
     /// The SHA-256 and size of the file at `path`, reused from an earlier run when the
     /// file is unchanged, read otherwise. The file is opened without following a link.
     pub(crate) async fn hash(&self, path: &Path) -> io::Result<([u8; 32], u64, HashSource)> {
+        self.hash_settled_after(path, SETTLED).await
+    }
+
+    /// [`HashCache::hash`] with the settling margin as a parameter (the tests' zero).
+    async fn hash_settled_after(
+        &self,
+        path: &Path,
+        margin: Duration,
+    ) -> io::Result<([u8; 32], u64, HashSource)> {
         let owned = path.to_path_buf();
-        let (file, stamp) = tokio::task::spawn_blocking(move || {
+        let (file, stamp, local) = tokio::task::spawn_blocking(move || {
             let file = crate::ftps::open_no_follow(&owned)?;
             let stamp = Stamp::of(&file.metadata()?);
-            io::Result::Ok((file, stamp))
+            let local = on_local_file_system(&file);
+            io::Result::Ok((file, stamp, local))
         })
         .await
         .map_err(io::Error::other)??;
-        if let Some(known) = self.lookup(path)
+        if local
+            && let Some(known) = self.lookup(path)
             && known.stamp == stamp
         {
             return Ok((known.sha256, stamp.size, HashSource::Cached));
@@ -117,7 +163,7 @@ impl HashCache {
         let (sha256, size, after) = tokio::task::spawn_blocking(move || hash_open(file))
             .await
             .map_err(io::Error::other)??;
-        if after == stamp && size == stamp.size && stamp.settled_before(started) {
+        if local && after == stamp && size == stamp.size && stamp.settled_before(started, margin) {
             self.remember(path, Known { stamp, sha256 });
         }
         Ok((sha256, size, HashSource::Read))
@@ -174,8 +220,9 @@ mod tests {
         age(&path);
         let stamp = Stamp::of(&std::fs::metadata(&path).unwrap());
         // The ctime is now: not settled now, settled a few seconds from now.
-        assert!(!stamp.settled_before(SystemTime::now()));
-        assert!(stamp.settled_before(SystemTime::now() + SETTLED + Duration::from_secs(1)));
+        assert!(!stamp.settled_before(SystemTime::now(), SETTLED));
+        let later = SystemTime::now() + SETTLED + Duration::from_secs(1);
+        assert!(stamp.settled_before(later, SETTLED));
     }
 
     #[tokio::test]
@@ -198,10 +245,15 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, b"settled").unwrap();
         let cache = HashCache::default();
-        // Remember it as if hashed with settled stamps.
-        let stamp = Stamp::of(&std::fs::metadata(&path).unwrap());
         let sha256 = <[u8; 32]>::from(Sha256::digest(b"settled"));
-        cache.remember(&path, Known { stamp, sha256 });
+        // Settled with no margin: the first hash reads and remembers, the second reuses.
+        assert_eq!(
+            cache
+                .hash_settled_after(&path, Duration::ZERO)
+                .await
+                .unwrap(),
+            (sha256, 7, HashSource::Read)
+        );
         assert_eq!(
             cache.hash(&path).await.unwrap(),
             (sha256, 7, HashSource::Cached)

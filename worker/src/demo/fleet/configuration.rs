@@ -3,9 +3,10 @@
 //! partner's password as a `vault:` reference instead of a file.
 //!
 //! What a run leaves behind in the shared services is kept small: the broker's exchange
-//! and queues are named `ferry-demo…` (reused by the next demo, empty when a demo ends),
-//! and the Redis keys carry a prefix of their own per run, so a second demo starts from
-//! nothing, with a one-day retention so that they go away by themselves.
+//! and queues are named `ferry-demo…` (reused by the next demo, empty when a demo ends;
+//! a prefix of its own when a demo stopped halfway left messages there, see `mod.rs`), and
+//! the Redis keys carry a prefix of their own per run, so a second demo starts from
+//! nothing, with a one-day retention for the delivery records.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ pub struct FleetSettings<'a> {
     pub scheduler_metrics: SocketAddr,
     /// The Redis key prefix of this run.
     pub key_prefix: &'a str,
+    /// The broker's exchange and queue prefix.
+    pub exchange_prefix: &'a str,
 }
 
 /// Writes the configuration; returns the `--config` directory.
@@ -74,7 +77,7 @@ fn ferry_yaml(settings: &FleetSettings<'_>, vault_token: &Path, trigger_token: &
         "# Written by `ferry-worker demo --fleet`.\n\
          broker:\n\
          \x20 url: amqp://guest:guest@{RABBITMQ}/%2f\n\
-         \x20 exchange_prefix: ferry-demo\n\
+         \x20 exchange_prefix: {exchange_prefix}\n\
          \x20 retry_delays: [2s, 5s]\n\
          redis:\n\
          \x20 url: redis://{REDIS}\n\
@@ -95,6 +98,7 @@ fn ferry_yaml(settings: &FleetSettings<'_>, vault_token: &Path, trigger_token: &
          audit:\n\
          \x20 enabled: true\n",
         prefix = settings.key_prefix,
+        exchange_prefix = settings.exchange_prefix,
         vault = settings.vault,
         vault_token = quoted(&format!("file:{}", vault_token.display())),
         trigger = settings.trigger,

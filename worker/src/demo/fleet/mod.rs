@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use ferry_shared::broker::{AmqpUrl, Broker};
 use ferry_shared::config::Config;
 
 use super::configuration::{DOWNLOAD_FLOW, Layout, UPLOAD_FLOW, USERNAME};
@@ -115,25 +116,30 @@ async fn with_partner(
         trigger_token: uuid::Uuid::new_v4().simple().to_string(),
         workers: vec![free_port()?, free_port()?],
     };
-    let key_prefix = format!(
-        "ferry-demo-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let config_dir = configuration::write(
-        layout,
-        partner.addr,
-        certificates,
-        &FleetSettings {
-            vault: bao.addr,
-            vault_token: &bao.token,
-            trigger: addresses.trigger,
-            trigger_token: &addresses.trigger_token,
-            scheduler_metrics: free_port()?,
-            key_prefix: &key_prefix,
-        },
-    )?;
-    Config::load(&config_dir)
+    let run_suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let key_prefix = format!("ferry-demo-{run_suffix}");
+    let mut settings = FleetSettings {
+        vault: bao.addr,
+        vault_token: &bao.token,
+        trigger: addresses.trigger,
+        trigger_token: &addresses.trigger_token,
+        scheduler_metrics: free_port()?,
+        key_prefix: &key_prefix,
+        exchange_prefix: "ferry-demo",
+    };
+    let mut config_dir = configuration::write(layout, partner.addr, certificates, &settings)?;
+    let config = Config::load(&config_dir)
         .map_err(|errors| anyhow::anyhow!("the demo configuration is invalid:\n{errors}"))?;
+    // An earlier demo stopped halfway may have left runs in the shared queues; this one's
+    // workers would run them too, and count their duplicates. Then use queues of its own.
+    let leftover = leftover_runs(&config).await?;
+    if leftover > 0 {
+        println!(
+            "broker: {leftover} runs of an earlier demo wait in the `ferry-demo` queues; this demo uses queues named `{key_prefix}` instead"
+        );
+        settings.exchange_prefix = &key_prefix;
+        config_dir = configuration::write(layout, partner.addr, certificates, &settings)?;
+    }
     println!(
         "configuration: {} (Redis keys under `{key_prefix}:`)",
         config_dir.display()
@@ -163,6 +169,17 @@ async fn with_partner(
         duplicates,
         expected: orders.len() + statements.len(),
     })
+}
+
+/// Runs waiting in the demo's work queue (declaring the queues if they are new).
+async fn leftover_runs(config: &Config) -> anyhow::Result<u32> {
+    let url = AmqpUrl::parse(&config.settings.broker.url)?;
+    let broker = Broker::connect(&url, &ferry_shared::startup::topology(config))
+        .await
+        .context("connecting to RabbitMQ")?;
+    let depth = broker.work_queue_depth().await;
+    let _ = broker.close().await;
+    Ok(depth?)
 }
 
 /// Starts `ferry-scheduler` and the two workers, each logging JSON to its own file.

@@ -59,11 +59,14 @@ impl OpenBao {
             &[
                 "server",
                 "-dev",
-                &format!("-dev-root-token-id={token}"),
                 &format!("-dev-listen-address={addr}"),
                 "-dev-no-store-token",
             ],
-            &[("HOME", home.as_str())],
+            // The root token in the environment, not on the command line that `ps` shows.
+            &[
+                ("HOME", home.as_str()),
+                ("BAO_DEV_ROOT_TOKEN_ID", token.as_str()),
+            ],
             logs,
         )?;
         let deadline = Instant::now() + Duration::from_secs(30);
