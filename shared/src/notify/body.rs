@@ -86,7 +86,9 @@ pub enum RunOutcome {
 /// An error's kind (a stable word) and its sentence.
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorNotice {
-    /// The kind (`authentication_failed`, `flow_busy`, ...).
+    /// The kind of the run's error: the word metrics and logs use for a run that could not
+    /// run (`configuration`, `secret`, `store-unavailable`, `flow-busy`, `partner`,
+    /// `local-io`); a file's `error_kind` is the file error's own word (`target_exists`).
     pub kind: String,
     /// The sentence.
     pub message: String,

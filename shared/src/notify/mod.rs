@@ -243,16 +243,20 @@ impl Inner {
 
     fn client(&self) -> Result<&reqwest::Client, &str> {
         self.client
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    // See the module docs: never through a proxy from the environment.
-                    .no_proxy()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|error| error.without_url().to_string())
-            })
+            .get_or_init(|| http_client().map_err(|error| error.without_url().to_string()))
             .as_ref()
             .map_err(String::as_str)
     }
+}
+
+/// The webhooks' HTTP client: never through a proxy from the environment (see the module
+/// docs), never following a redirect (a webhook's answer is its answer: a `3xx` is a
+/// failed delivery, so that a receiver cannot send the body and its secret headers on to
+/// another host).
+fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .build()
 }

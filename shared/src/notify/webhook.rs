@@ -200,6 +200,11 @@ mod tests {
 
     /// A loopback server answering every request with `status`; counts the requests.
     async fn answering(status: u16) -> (String, Arc<AtomicUsize>) {
+        answering_with(status, String::new()).await
+    }
+
+    /// [`answering`] with `headers` (`name: value\r\n` lines) added to each answer.
+    async fn answering_with(status: u16, headers: String) -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let count = Arc::new(AtomicUsize::new(0));
@@ -207,13 +212,14 @@ mod tests {
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 let counted = counted.clone();
+                let headers = headers.clone();
                 tokio::spawn(async move {
                     // The whole request fits one read (headers and a small body).
                     let mut buffer = vec![0; 64 * 1024];
                     if stream.read(&mut buffer).await.unwrap_or(0) > 0 {
                         counted.fetch_add(1, Ordering::SeqCst);
                         let answer = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                            "HTTP/1.1 {status} X\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n"
                         );
                         let _ = stream.write_all(answer.as_bytes()).await;
                     }
@@ -242,10 +248,21 @@ mod tests {
     }
 
     fn client() -> reqwest::Client {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
+        super::super::http_client().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_a_failed_delivery_and_never_followed() {
+        let resolver = Resolver::new(ResolverSettings::default());
+        let (elsewhere, followed) = answering(204).await;
+        let (url, count) = answering_with(302, format!("location: {elsewhere}\r\n")).await;
+        let hook = delivery(SecretRef::parse(&url).unwrap(), 3);
+        assert_eq!(
+            deliver(&client(), &resolver, &hook).await,
+            DeliveryResult::Failed
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 1, "a 3xx is final");
+        assert_eq!(followed.load(Ordering::SeqCst), 0, "never followed");
     }
 
     #[tokio::test]
