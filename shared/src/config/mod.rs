@@ -34,7 +34,8 @@ pub use error::{ConfigError, ConfigErrors};
 pub use flow::{Direction, FileSelector, Flow, IdempotencyMode, RemoteEndpoint, Schedule};
 pub use flow_limits::{FileOrder, FlowLimits};
 pub use notify::{
-    DEFAULT_WEBHOOK_ATTEMPTS, DEFAULT_WEBHOOK_TIMEOUT, FlowNotify, NotifyEvent, Webhook, check_url,
+    DEFAULT_WEBHOOK_ATTEMPTS, DEFAULT_WEBHOOK_TIMEOUT, FlowNotify, NotifyEvent, Webhook,
+    WebhookUrlError, check_url,
 };
 pub use partner::{
     ClientIdentity, FtpsAuth, FtpsConnection, FtpsPartner, FtpsTls, Partner, TlsVersion, TrustMode,

@@ -128,24 +128,41 @@ pub struct Webhook {
     pub allow_loopback_http: bool,
 }
 
-/// Why a webhook URL cannot be used; the sentence never holds the URL.
-pub fn check_url(text: &str, allow_loopback_http: bool) -> Result<(), &'static str> {
+/// Why a webhook URL is refused. Its sentence never holds the URL (which may carry a
+/// token): callers name the field or the secret reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookUrlError {
+    /// Not a URL at all.
+    #[error("is not a URL (write https://host/path)")]
+    NotAUrl,
+    /// `http://` in hardened mode.
+    #[error("must be an https:// URL (hardened mode allows no http://)")]
+    HttpInHardenedMode,
+    /// `http://` to a host other than loopback.
+    #[error("must be an https:// URL (http:// only to a loopback host)")]
+    HttpNotLoopback,
+    /// Another scheme.
+    #[error("must be an https:// URL")]
+    NotHttps,
+    /// No host.
+    #[error("has no host")]
+    NoHost,
+}
+
+/// Checks a webhook URL: `https://`, or `http://` to a loopback host when allowed.
+pub fn check_url(text: &str, allow_loopback_http: bool) -> Result<(), WebhookUrlError> {
     let Ok(url) = url::Url::parse(text.trim()) else {
-        return Err("is not a URL (write https://host/path)");
+        return Err(WebhookUrlError::NotAUrl);
     };
     match url.scheme() {
         "https" => {}
-        "http" if !allow_loopback_http => {
-            return Err("must be an https:// URL (hardened mode allows no http://)");
-        }
-        "http" if !is_loopback(&url) => {
-            return Err("must be an https:// URL (http:// only to a loopback host)");
-        }
+        "http" if !allow_loopback_http => return Err(WebhookUrlError::HttpInHardenedMode),
+        "http" if !is_loopback(&url) => return Err(WebhookUrlError::HttpNotLoopback),
         "http" => {}
-        _ => return Err("must be an https:// URL"),
+        _ => return Err(WebhookUrlError::NotHttps),
     }
     if url.host().is_none() {
-        return Err("has no host");
+        return Err(WebhookUrlError::NoHost);
     }
     Ok(())
 }
