@@ -1,5 +1,5 @@
 //! A partner's connection options for servers that need them: a bandwidth cap shared by
-//! the partner's sessions (`max_bytes_per_second`), and `disable_epsv` / `disable_mlsd`
+//! the partner's sessions (`max_bytes_per_second`), `list_hidden` (`LIST -a`), and `disable_epsv` / `disable_mlsd`
 //! for servers whose `EPSV` or `MLSD` are listed but broken. The cap is checked as a lower
 //! bound on the time (a capped transfer cannot be faster than its cap), never an upper one.
 
@@ -103,5 +103,52 @@ async fn disable_mlsd_lists_with_list_although_feat_offers_mlsd() {
     assert!(
         commands.iter().any(|c| c.starts_with("LIST")),
         "{commands:?}"
+    );
+}
+
+/// The local folder's file names, hidden ones included.
+fn local_names(bed: &Bed) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(bed.local())
+        .expect("local folder")
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn list_hidden_lets_a_download_take_files_whose_names_start_with_a_dot() {
+    // vsftpd lists with LIST (it has no MLSD) and shows dot files only for `LIST -a`.
+    let bed = Bed::start("list-hidden", FtpServerKind::Vsftpd).await;
+    for name in ["a.xml", ".b.xml", ".c.xml.0123456789ab.ferry-part"] {
+        bed.server
+            .write_file(&format!("out/{name}"), name.as_bytes())
+            .expect("remote file");
+    }
+
+    let plain = bed.engine_for(&download("")).await;
+    let report = run(&plain, "run-1").await;
+    assert!(report.is_success(), "{:#?}", report.files);
+    assert_eq!(local_names(&bed), ["a.xml"], "plain LIST shows no dot file");
+
+    let config = bed.config_with_connection(&download(""), "    list_hidden: true\n");
+    let hidden = bed.engine(config, options("w1")).await;
+    let report = run(&hidden, "run-2").await;
+    assert!(report.is_success(), "{:#?}", report.files);
+    assert_eq!(
+        report
+            .files
+            .iter()
+            .filter(|row| row.outcome == Outcome::Transferred)
+            .map(|row| row.name.as_str())
+            .collect::<Vec<_>>(),
+        [".b.xml"],
+        "with LIST -a the dot file is seen and taken"
+    );
+    assert_eq!(local_names(&bed), [".b.xml", "a.xml"]);
+    assert_eq!(
+        std::fs::read(bed.local().join(".b.xml")).expect("downloaded"),
+        b".b.xml"
     );
 }

@@ -75,6 +75,10 @@ pub struct FtpsConnection {
     /// Never list with `MLSD`, only `LIST` (`disable_mlsd`, default false): for servers that
     /// list `MLST` in `FEAT` but send broken `MLSD` lines.
     pub disable_mlsd: bool,
+    /// List hidden entries too (`list_hidden`, default false): `LIST -a` where the server
+    /// has no `MLSD`, for partners that put files whose names start with a dot (`MLSD`
+    /// always lists them).
+    pub list_hidden: bool,
     /// The most bytes per second this worker moves to and from the partner, all its sessions
     /// together (`max_bytes_per_second`; default: no cap).
     pub max_bytes_per_second: Option<u64>,
@@ -210,6 +214,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "mdtm_timezone",
     "disable_epsv",
     "disable_mlsd",
+    "list_hidden",
     "max_bytes_per_second",
     "disable_resume",
 ];
@@ -337,6 +342,7 @@ fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>, rules: SecretRules) -> Option<F
     let mdtm_timezone = zone(cx, "mdtm_timezone");
     let disable_epsv = c.get("disable_epsv").map_or(Some(false), |f| f.bool(cx));
     let disable_mlsd = c.get("disable_mlsd").map_or(Some(false), |f| f.bool(cx));
+    let list_hidden = c.get("list_hidden").map_or(Some(false), |f| f.bool(cx));
     let disable_resume = c.get("disable_resume").map_or(Some(false), |f| f.bool(cx));
     // At least 1 KiB/s: a smaller cap is a typo that would make every transfer time out.
     let max_bytes_per_second = match c.get("max_bytes_per_second") {
@@ -359,6 +365,7 @@ fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>, rules: SecretRules) -> Option<F
         mdtm_timezone: mdtm_timezone?,
         disable_epsv: disable_epsv?,
         disable_mlsd: disable_mlsd?,
+        list_hidden: list_hidden?,
         max_bytes_per_second: max_bytes_per_second?,
         disable_resume: disable_resume?,
     })

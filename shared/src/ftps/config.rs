@@ -54,6 +54,9 @@ pub struct SessionConfig {
     /// List with `MLSD` when `FEAT` offers it (default `true`); `false` always uses `LIST`,
     /// for servers whose `MLSD` is broken although listed.
     pub use_mlsd: bool,
+    /// Listings include hidden entries (`LIST -a`; default `false`, plain `LIST`): for
+    /// partners whose files start with a dot.
+    pub list_hidden: bool,
     /// Resume an interrupted upload where the server's part ends (default `true`; see
     /// `resume.rs`); `false` for servers that mishandle `REST`.
     pub resume: bool,
@@ -79,6 +82,7 @@ impl SessionConfig {
             partner_id: None,
             bandwidth: None,
             use_mlsd: true,
+            list_hidden: false,
             resume: true,
         }
     }

@@ -95,7 +95,7 @@ pub use download::{DownloadOptions, DownloadedFile};
 pub use error::{FtpsError, FtpsErrorKind};
 pub use listing::{NameError, RemoteEntry, check_name};
 pub use mfmt::MtimeKept;
-pub use paths::is_upload_part;
+pub use paths::{is_upload_part, is_working_file};
 pub use pipeline::{BUF_SIZE, open_no_follow};
 pub use printable::printable;
 pub use probe::probe;

@@ -56,6 +56,14 @@ pub(crate) fn temp_name(name: &str, key: Option<&[u8; 32]>) -> String {
     format!(".{}.{tag}.ferry-part", bounded(name))
 }
 
+/// Whether `name` is one of ferry's own working files on a partner: an upload's or a
+/// download's part (`.….ferry-part`) or a replaced file waiting aside (`.….ferry-old`). A
+/// listing that shows hidden entries shows them too; no flow ever takes them as files.
+pub fn is_working_file(name: &str) -> bool {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    base.starts_with('.') && (base.ends_with(".ferry-part") || base.ends_with(".ferry-old"))
+}
+
 /// Whether `name` is an upload's temporary name ([`temp_name`]): `.NAME.TAG.ferry-part` with
 /// a 12-hex-digit TAG. Download parts (`OWNER-p`, `OWNER-RANDOM`) never match.
 pub fn is_upload_part(name: &str) -> bool {
@@ -148,6 +156,16 @@ mod tests {
         assert_eq!(join_remote("", "a"), "a");
         assert_eq!(join_remote(".", "a"), "a");
         assert_eq!(join_remote("/", "a"), "/a");
+    }
+
+    #[test]
+    fn working_files_are_parts_and_asides_and_nothing_else() {
+        assert!(is_working_file(".a.csv.0123456789ab.ferry-part"));
+        assert!(is_working_file(".a.csv.0123-p.ferry-part"));
+        assert!(is_working_file("sub/.a.csv.ferry-old"));
+        assert!(!is_working_file("a.ferry-part"));
+        assert!(!is_working_file(".hidden.csv"));
+        assert!(!is_working_file("a.csv"));
     }
 
     #[test]

@@ -125,9 +125,10 @@ impl Session {
     }
 
     /// Lists `dir`: `MLSD` when the server offers it, `LIST` otherwise (and once MLSD was
-    /// refused). Entries whose names would escape the directory are dropped with a warning.
+    /// refused), `LIST -a` when the partner's `list_hidden` says so. Entries whose names
+    /// would escape the directory are dropped with a warning.
     pub async fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, FtpsError> {
-        self.list_with(dir, false).await
+        self.list_with(dir, self.cfg.list_hidden).await
     }
 
     /// Lists `dir` with its hidden entries (`LIST -a` where the server has no `MLSD`):

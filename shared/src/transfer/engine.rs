@@ -536,7 +536,11 @@ impl Engine {
         let now = SystemTime::now();
         let mut ready = Vec::new();
         for entry in listing {
-            if !entry.is_file || !plan.selects(&entry.name) {
+            // Another flow's part or a file moved aside, shown by `MLSD` or `LIST -a`.
+            if !entry.is_file
+                || crate::ftps::is_working_file(&entry.name)
+                || !plan.selects(&entry.name)
+            {
                 continue;
             }
             // A listed time says the file changed within its second, minute (`LIST`) or day:

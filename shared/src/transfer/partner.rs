@@ -108,6 +108,7 @@ pub async fn partner_session_config(
     };
     session.prefer_epsv = !c.disable_epsv;
     session.use_mlsd = !c.disable_mlsd;
+    session.list_hidden = c.list_hidden;
     session.resume = !c.disable_resume;
     session.bandwidth = c
         .max_bytes_per_second
