@@ -42,6 +42,8 @@ QUIRKS = {
     "xsha256-lies": "FEAT lists XSHA256, which answers a SHA-256 of zeros whatever the file",
     "cut-first-upload": "the first STOR is cut after --cut-upload-at bytes: the file keeps "
     "that many, the data connection closes without TLS close_notify, and STOR answers 426",
+    "latin1-names": "names are the bytes on the server's disk, sent and taken as they are "
+    "(an old server on a Latin-1 disk): no UTF-8 on the wire for a name that is not UTF-8",
 }
 
 
@@ -151,7 +153,10 @@ def tls_context(args):
 
 def handler_class(args):
     base = FTPHandler if args.plaintext else TLS_FTPHandler
-    commands = open(args.commands_log, "a", buffering=1, encoding="utf-8")
+    # A name that is not UTF-8 (quirk latin1-names) is logged with backslash escapes.
+    commands = open(
+        args.commands_log, "a", buffering=1, encoding="utf-8", errors="backslashreplace"
+    )
 
     # Outside the class body: methods cannot see names bound in it.
     quirks = set(args.quirk)
@@ -281,6 +286,10 @@ def handler_class(args):
             def ftp_EPSV(self, line):
                 self.respond(f"229 Entering extended passive mode (|||{args.unreachable_port}|).")
 
+    if "latin1-names" in quirks:
+        # Bytes that are not UTF-8 become lone surrogates on the way in (the file system
+        # takes them back as the same bytes) and bytes again on the way out.
+        Handler.unicode_errors = "surrogateescape"
     if not args.plaintext:
         Handler.tls_control_required = True
         Handler.tls_data_required = True

@@ -1,13 +1,14 @@
 //! A partner's connection options for servers that need them: a bandwidth cap shared by
-//! the partner's sessions (`max_bytes_per_second`), `list_hidden` (`LIST -a`), and `disable_epsv` / `disable_mlsd`
-//! for servers whose `EPSV` or `MLSD` are listed but broken. The cap is checked as a lower
-//! bound on the time (a capped transfer cannot be faster than its cap), never an upper one.
+//! the partner's sessions (`max_bytes_per_second`), `list_hidden` (`LIST -a`) and
+//! `listing_encoding` (Latin-1 names), and `disable_epsv` / `disable_mlsd` for servers whose
+//! `EPSV` or `MLSD` are listed but broken. The cap is checked as a lower bound on the time
+//! (a capped transfer cannot be faster than its cap), never an upper one.
 
 use std::time::Instant;
 
 use ferry_shared::transfer::Outcome;
 use ferry_tests::bed::{Bed, download, files_in, options, run, upload, write_files};
-use ferry_tests::ftp::{FtpServerKind, FtpServerOptions};
+use ferry_tests::ftp::{FtpServerKind, FtpServerOptions, Quirk};
 
 const MIB: usize = 1024 * 1024;
 
@@ -151,4 +152,64 @@ async fn list_hidden_lets_a_download_take_files_whose_names_start_with_a_dot() {
         std::fs::read(bed.local().join(".b.xml")).expect("downloaded"),
         b".b.xml"
     );
+}
+
+#[tokio::test]
+async fn listing_encoding_latin1_moves_files_whose_names_are_latin1_bytes() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    let bed = Bed::start_with(
+        "latin1",
+        FtpServerOptions::misbehaving(&[Quirk::Latin1Names]),
+    )
+    .await;
+    // `café.xml` as an old server's Latin-1 disk holds it: `caf\xE9.xml`.
+    let placeholder = bed
+        .server
+        .write_file("out/placeholder.xml", b"<menu/>")
+        .expect("remote file");
+    let latin1 = placeholder.with_file_name(OsStr::from_bytes(b"caf\xe9.xml"));
+    std::fs::rename(&placeholder, &latin1).expect("the Latin-1 name");
+    let delete = download("    delete_after_download: true\n");
+
+    // UTF-8, the default: the name is skipped (never guessed) and the file stays.
+    let utf8 = bed.engine_for(&delete).await;
+    let report = run(&utf8, "run-1").await;
+    assert!(report.is_success(), "{:#?}", report.files);
+    assert!(report.files.is_empty(), "{:#?}", report.files);
+    assert!(latin1.exists());
+
+    // Latin-1: fetched under its UTF-8 name here, deleted there by its own bytes.
+    let config = bed.config_with_connection(&delete, "    listing_encoding: latin1\n");
+    let engine = bed.engine(config, options("w1")).await;
+    let report = run(&engine, "run-2").await;
+    assert!(report.is_success(), "{:#?}", report.files);
+    assert_eq!(
+        std::fs::read(bed.local().join("café.xml")).expect("downloaded"),
+        b"<menu/>"
+    );
+    assert!(
+        !latin1.exists(),
+        "deleted on the partner by its Latin-1 name"
+    );
+
+    // Uploads write Latin-1 names; a character Latin-1 lacks fails that file, by name.
+    // (The download above was flow `f` too: `café.xml` is already recorded.)
+    std::fs::write(bed.local().join("né.xml"), b"<born/>").expect("local file");
+    std::fs::write(bed.local().join("5€.xml"), b"<euro/>").expect("local file");
+    let config = bed.config_with_connection(&upload(""), "    listing_encoding: latin1\n");
+    let engine = bed.engine(config, options("w1")).await;
+    let report = run(&engine, "run-3").await;
+    let sent = bed.server.path("in").join(OsStr::from_bytes(b"n\xe9.xml"));
+    assert_eq!(std::fs::read(&sent).expect("uploaded"), b"<born/>");
+    let euro = report
+        .files
+        .iter()
+        .find(|row| row.name == "5€.xml")
+        .expect("a row for 5€.xml");
+    assert_eq!(euro.outcome, Outcome::Failed, "{euro:#?}");
+    let error = euro.error.as_ref().expect("its error");
+    assert!(error.message.contains("U+20AC"), "{error:?}");
+    assert!(bed.local().join("5€.xml").exists(), "kept");
 }

@@ -38,7 +38,8 @@ pub use notify::{
     WebhookUrlError, check_url,
 };
 pub use partner::{
-    ClientIdentity, FtpsAuth, FtpsConnection, FtpsPartner, FtpsTls, Partner, TlsVersion, TrustMode,
+    ClientIdentity, FtpsAuth, FtpsConnection, FtpsPartner, FtpsTls, ListingEncoding, Partner,
+    TlsVersion, TrustMode,
 };
 pub use settings::{
     AuditSettings, BrokerSettings, CatchUp, DEFAULT_BROKER_URL, DEFAULT_REDIS_URL,

@@ -39,6 +39,16 @@ pub struct FtpsPartner {
     pub tls: FtpsTls,
 }
 
+/// How a partner's server writes file names (`connection.listing_encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListingEncoding {
+    /// UTF-8 (RFC 2640), the default.
+    #[default]
+    Utf8,
+    /// ISO 8859-1, for old servers on old disks.
+    Latin1,
+}
+
 /// `ftps.connection`. Passive mode is implied: `passive: true` is required in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FtpsConnection {
@@ -79,6 +89,9 @@ pub struct FtpsConnection {
     /// has no `MLSD`, for partners that put files whose names start with a dot (`MLSD`
     /// always lists them).
     pub list_hidden: bool,
+    /// How the server writes file names (`listing_encoding`: `utf8`, the default, or
+    /// `latin1` for old servers that send ISO 8859-1 names; see `ftps/name_encoding.rs`).
+    pub listing_encoding: ListingEncoding,
     /// The most bytes per second this worker moves to and from the partner, all its sessions
     /// together (`max_bytes_per_second`; default: no cap).
     pub max_bytes_per_second: Option<u64>,
@@ -215,6 +228,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "disable_epsv",
     "disable_mlsd",
     "list_hidden",
+    "listing_encoding",
     "max_bytes_per_second",
     "disable_resume",
 ];
@@ -343,6 +357,17 @@ fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>, rules: SecretRules) -> Option<F
     let disable_epsv = c.get("disable_epsv").map_or(Some(false), |f| f.bool(cx));
     let disable_mlsd = c.get("disable_mlsd").map_or(Some(false), |f| f.bool(cx));
     let list_hidden = c.get("list_hidden").map_or(Some(false), |f| f.bool(cx));
+    let listing_encoding = c
+        .get("listing_encoding")
+        .map_or(Some(ListingEncoding::Utf8), |f| {
+            f.choice(
+                cx,
+                &[
+                    ("utf8", ListingEncoding::Utf8),
+                    ("latin1", ListingEncoding::Latin1),
+                ],
+            )
+        });
     let disable_resume = c.get("disable_resume").map_or(Some(false), |f| f.bool(cx));
     // At least 1 KiB/s: a smaller cap is a typo that would make every transfer time out.
     let max_bytes_per_second = match c.get("max_bytes_per_second") {
@@ -366,6 +391,7 @@ fn read_connection(cx: &mut Cx<'_>, c: &Map<'_>, rules: SecretRules) -> Option<F
         disable_epsv: disable_epsv?,
         disable_mlsd: disable_mlsd?,
         list_hidden: list_hidden?,
+        listing_encoding: listing_encoding?,
         max_bytes_per_second: max_bytes_per_second?,
         disable_resume: disable_resume?,
     })

@@ -57,6 +57,8 @@ pub struct SessionConfig {
     /// Listings include hidden entries (`LIST -a`; default `false`, plain `LIST`): for
     /// partners whose files start with a dot.
     pub list_hidden: bool,
+    /// How the server writes names (default UTF-8; see `name_encoding.rs`).
+    pub name_encoding: super::NameEncoding,
     /// Resume an interrupted upload where the server's part ends (default `true`; see
     /// `resume.rs`); `false` for servers that mishandle `REST`.
     pub resume: bool,
@@ -83,6 +85,7 @@ impl SessionConfig {
             bandwidth: None,
             use_mlsd: true,
             list_hidden: false,
+            name_encoding: super::NameEncoding::Utf8,
             resume: true,
         }
     }

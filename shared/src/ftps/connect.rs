@@ -129,6 +129,7 @@ async fn steps(
         detail: format!("connected to {peer} (TCP_NODELAY on)"),
     });
     let mut control = Control::new(tcp, peer, t.reply);
+    control.set_name_encoding(cfg.name_encoding);
 
     // Greeting (plaintext); a 120 "ready in n minutes" is followed by the real one.
     let greeting = tokio::time::timeout(t.connect, async {

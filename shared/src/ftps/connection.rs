@@ -121,6 +121,12 @@ impl Connection {
         &mut self.control
     }
 
+    /// How names are written and read on this connection (the partner's
+    /// `listing_encoding`).
+    pub(crate) fn name_encoding(&self) -> super::NameEncoding {
+        self.control.name_encoding()
+    }
+
     /// What the server offers.
     pub(crate) fn features(&self) -> Features {
         self.features

@@ -21,6 +21,7 @@ use tracing::trace;
 
 use super::classify::from_net_io;
 use super::error::{FtpsError, FtpsErrorKind};
+use super::name_encoding::NameEncoding;
 use super::reply::{self, Parse, Response};
 use super::tls_session_reuse::{ControlTls, TlsConnector};
 use super::tls_stream::TlsStream;
@@ -45,6 +46,8 @@ pub(crate) struct Control {
     /// A command or reply failed half-way (timeout, I/O error, garbage): a reply may still
     /// be on its way, so nothing more may be read or sent on this connection.
     broken: bool,
+    /// How names are written in commands (the partner's `listing_encoding`).
+    encoding: NameEncoding,
 }
 
 impl std::fmt::Debug for Control {
@@ -77,6 +80,7 @@ impl Control {
             peer,
             reply_timeout,
             broken: false,
+            encoding: NameEncoding::Utf8,
         }
     }
 
@@ -118,16 +122,38 @@ impl Control {
         Ok(control)
     }
 
-    /// Sends one command line (CRLF added).
+    /// Writes names in commands (and reads them in listings) in `encoding` from now on.
+    pub(crate) fn set_name_encoding(&mut self, encoding: NameEncoding) {
+        self.encoding = encoding;
+    }
+
+    /// How names are written on this connection.
+    pub(crate) fn name_encoding(&self) -> NameEncoding {
+        self.encoding
+    }
+
+    /// Sends one command line (CRLF added), its names in the connection's encoding.
     pub(crate) async fn send(&mut self, step: &str, line: &str) -> Result<(), FtpsError> {
         check_line(step, line)?;
+        let encoded = self.encoding.encode(line).map_err(|c| {
+            FtpsError::new(
+                FtpsErrorKind::InvalidPath,
+                step,
+                format!(
+                    "the name holds {c:?} (U+{:04X}), which the partner's listing_encoding {} cannot write",
+                    u32::from(c),
+                    self.encoding.as_str()
+                ),
+            )
+            .transient(false)
+        })?;
         if line.starts_with("PASS ") {
             trace!("> PASS ****");
         } else {
             trace!("> {line}");
         }
-        let mut bytes = Vec::with_capacity(line.len() + 2);
-        bytes.extend_from_slice(line.as_bytes());
+        let mut bytes = Vec::with_capacity(encoded.len() + 2);
+        bytes.extend_from_slice(&encoded);
         bytes.extend_from_slice(b"\r\n");
         let write = async {
             match &mut self.channel {

@@ -9,8 +9,9 @@
 //!   that trickles slower than the run allows is cut by the run's deadline (the flow engine
 //!   bounds the whole call);
 //! - names that are not valid UTF-8 are skipped with a warning rather than turned into a
-//!   lossy string that would name another file; names that would escape the directory are
-//!   dropped (`listing.rs`).
+//!   lossy string that would name another file (unless the partner's `listing_encoding`
+//!   says Latin-1: `name_encoding.rs`); names that would escape the directory are dropped
+//!   (`listing.rs`).
 //!
 //! A server that offers `MLST` in `FEAT` but refuses `MLSD` (`500`/`501`/`502`/`504`, per
 //! user or per directory on some servers) gets `LIST` instead, for the rest of the session,
@@ -28,6 +29,7 @@ use super::connection::{Connection, Operation};
 use super::control::check_line;
 use super::error::{FtpsError, FtpsErrorKind};
 use super::listing::{self, Parsed, RemoteEntry};
+use super::name_encoding::NameEncoding;
 use super::printable::printable;
 
 /// Longest listing line accepted.
@@ -109,6 +111,7 @@ async fn list(
         Format::List(_, false) => format!("LIST {dir}"),
         Format::List(_, true) => format!("LIST -a {dir}"),
     };
+    let encoding = conn.name_encoding();
     let mut data = conn.open_data(step, &line, ReplyTo::ExistingPath).await?;
     let idle = conn.data_idle();
     let now = chrono::Utc::now();
@@ -123,7 +126,7 @@ async fn list(
             };
             if n == 0 {
                 if !pending.is_empty() {
-                    take_line(&pending, format, now, &mut tally);
+                    take_line(&pending, format, encoding, now, &mut tally);
                 }
                 return Ok(());
             }
@@ -139,7 +142,7 @@ async fn list(
                 pending.extend_from_slice(&rest[..end]);
                 rest = &rest[end + 1..];
                 check_line_length(step, &pending)?;
-                take_line(&pending, format, now, &mut tally);
+                take_line(&pending, format, encoding, now, &mut tally);
                 pending.clear();
                 if tally.entries.len() > limits.max_entries {
                     return Err(too_large(
@@ -208,14 +211,21 @@ fn too_large(step: &str, what: String) -> FtpsError {
     .transient(false)
 }
 
-fn take_line(raw: &[u8], format: Format, now: chrono::DateTime<chrono::Utc>, tally: &mut Tally) {
+fn take_line(
+    raw: &[u8],
+    format: Format,
+    encoding: NameEncoding,
+    now: chrono::DateTime<chrono::Utc>,
+    tally: &mut Tally,
+) {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-    let Ok(line) = std::str::from_utf8(raw) else {
+    let Some(line) = encoding.decode(raw) else {
         tally.not_utf8 += 1;
         let shown = String::from_utf8_lossy(raw);
-        warn!(line = %printable(&shown), "listing entry skipped: its name is not valid UTF-8");
+        warn!(line = %printable(&shown), "listing entry skipped: its name is not valid UTF-8 (a server that sends Latin-1 names needs the partner's listing_encoding: latin1)");
         return;
     };
+    let line = line.as_ref();
     let parsed = match format {
         Format::Mlsd => listing::parse_mlsd(line, now),
         Format::List(zone, _) => listing::parse_list(line, now, zone),

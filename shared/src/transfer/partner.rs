@@ -3,8 +3,10 @@
 //! reaches the next session without a restart.
 
 use super::error::TransferError;
-use crate::config::{Partner, TlsVersion as ConfiguredTlsVersion};
-use crate::ftps::{BandwidthCap, ListingLimits, SessionConfig, Timeouts, TlsSettings, TlsVersion};
+use crate::config::{ListingEncoding, Partner, TlsVersion as ConfiguredTlsVersion};
+use crate::ftps::{
+    BandwidthCap, ListingLimits, NameEncoding, SessionConfig, Timeouts, TlsSettings, TlsVersion,
+};
 use crate::secrets::{Resolver, Secret, SecretRef};
 
 /// Resolves one of the partner's secret references, naming the field in the error.
@@ -109,6 +111,10 @@ pub async fn partner_session_config(
     session.prefer_epsv = !c.disable_epsv;
     session.use_mlsd = !c.disable_mlsd;
     session.list_hidden = c.list_hidden;
+    session.name_encoding = match c.listing_encoding {
+        ListingEncoding::Utf8 => NameEncoding::Utf8,
+        ListingEncoding::Latin1 => NameEncoding::Latin1,
+    };
     session.resume = !c.disable_resume;
     session.bandwidth = c
         .max_bytes_per_second

@@ -105,6 +105,9 @@ pub enum Quirk {
     /// The first `STOR` is cut after [`CUT_UPLOAD_AT`] bytes (the file keeps that many, the
     /// data connection closes without TLS `close_notify`, `STOR` answers 426).
     CutFirstUpload,
+    /// Names are the bytes on the server's disk, sent and taken as they are (an old server
+    /// on a Latin-1 disk).
+    Latin1Names,
 }
 
 /// Where [`Quirk::CutFirstUpload`] cuts (the server's `--cut-upload-at` default): 120 MiB.
@@ -125,6 +128,7 @@ impl Quirk {
             Quirk::StorRefusedOnce => "stor-450-once",
             Quirk::Xsha256Lies => "xsha256-lies",
             Quirk::CutFirstUpload => "cut-first-upload",
+            Quirk::Latin1Names => "latin1-names",
         }
     }
 }
