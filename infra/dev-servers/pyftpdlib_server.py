@@ -42,6 +42,9 @@ QUIRKS = {
     "xsha256-lies": "FEAT lists XSHA256, which answers a SHA-256 of zeros whatever the file",
     "cut-first-upload": "the first STOR is cut after --cut-upload-at bytes: the file keeps "
     "that many, the data connection closes without TLS close_notify, and STOR answers 426",
+    "cut-first-download": "the first RETR is cut after --cut-download-at bytes: the data "
+    "connection closes without TLS close_notify and RETR answers 426; later ones (REST "
+    "included) are served whole",
     "latin1-names": "names are the bytes on the server's disk, sent and taken as they are "
     "(an old server on a Latin-1 disk): no UTF-8 on the wire for a name that is not UTF-8",
 }
@@ -69,6 +72,7 @@ def parse_args():
     p.add_argument("--quirk", action="append", default=[], choices=sorted(QUIRKS))
     p.add_argument("--trickle-seconds", type=float, default=100.0)
     p.add_argument("--cut-upload-at", type=int, default=120 * 1024 * 1024)
+    p.add_argument("--cut-download-at", type=int, default=120 * 1024 * 1024)
     return p.parse_args()
 
 
@@ -128,6 +132,25 @@ class CutUploadDTPHandler(TLS_DTPHandler):
             self.transfer_finished = False
             self._resp = ("426 Connection closed; transfer aborted.", logging.warning)
             DTPHandler.close(self)
+
+
+class CutDownloadDTPHandler(TLS_DTPHandler):
+    """Cuts the first download after `cut_at` bytes (quirk cut-first-download)."""
+
+    cut_at = None
+
+    def send(self, data):
+        limit = type(self).cut_at
+        if limit is None or self.receive:
+            return super().send(data)
+        data = bytes(data)[: max(0, limit - self.tot_bytes_sent)]
+        sent = super().send(data) if data else 0
+        if self.tot_bytes_sent >= limit:
+            type(self).cut_at = None
+            self.transfer_finished = False
+            self._resp = ("426 Connection closed; transfer aborted.", logging.warning)
+            DTPHandler.close(self)
+        return sent
 
 
 def tls_context(args):
@@ -241,6 +264,10 @@ def handler_class(args):
 
             def ftp_XSHA256(self, path):
                 self.respond("250 " + "0" * 64)
+
+        if "cut-first-download" in quirks:
+            CutDownloadDTPHandler.cut_at = args.cut_download_at
+            dtp_handler = CutDownloadDTPHandler
 
         if "cut-first-upload" in quirks:
             CutUploadDTPHandler.cut_at = args.cut_upload_at

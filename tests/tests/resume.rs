@@ -3,18 +3,28 @@
 //! before the rename. pyftpdlib under [`Quirk::CutFirstUpload`] cuts the first `STOR` of a
 //! 200 MiB file after 120 MiB; its transfer log shows how many bytes each `STOR` received.
 //! With the partner's `disable_resume`, the retry sends the whole file again.
+//!
+//! Downloads the same way: under [`Quirk::CutFirstDownload`] the first `RETR` of a 200 MiB
+//! file is cut after 120 MiB; the retry asks `REST` at the kept part's end and receives only
+//! the rest, and the local file's hash is the partner's file's.
 
-use ferry_tests::bed::{Bed, options, run, upload, write_files};
-use ferry_tests::ftp::{CUT_UPLOAD_AT, FtpServerOptions, Quirk};
+use ferry_tests::bed::{Bed, download, files_in, options, run, upload, write_files};
+use ferry_tests::fleet::noise;
+use ferry_tests::ftp::{CUT_DOWNLOAD_AT, CUT_UPLOAD_AT, FtpServerOptions, Quirk};
 
 const SIZE: usize = 200 * 1024 * 1024;
 
 /// The byte counts of the server's `STOR` transfers, from its log (`STOR <file>
 /// completed=<0|1> bytes=<n> ...`), in order.
 fn stor_bytes(log: &str) -> Vec<(bool, u64)> {
+    transfer_bytes(log, "STOR ")
+}
+
+/// The byte counts of the server's transfers of `command` (`"STOR "`, `"RETR "`).
+fn transfer_bytes(log: &str, command: &str) -> Vec<(bool, u64)> {
     log.lines()
         .filter_map(|line| {
-            let stor = &line[line.find("STOR ")?..];
+            let stor = &line[line.find(command)?..];
             let completed = stor.contains("completed=1");
             let bytes = stor.split("bytes=").nth(1)?.split_whitespace().next()?;
             Some((completed, bytes.parse().ok()?))
@@ -79,4 +89,80 @@ async fn with_disable_resume_the_retry_sends_the_whole_file() {
     let stors = stor_bytes(&bed.server.log_text());
     let completed: Vec<u64> = stors.iter().filter(|s| s.0).map(|s| s.1).collect();
     assert_eq!(completed, [SIZE as u64], "{stors:?}");
+}
+
+/// Names in the local folder, hidden ones (parts) included.
+fn local_names(bed: &Bed) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(bed.local())
+        .expect("local folder")
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_download_cut_at_60_percent_fetches_only_the_rest_and_its_hash_matches() {
+    let bed = Bed::start_with(
+        "resume-down",
+        FtpServerOptions::misbehaving(&[Quirk::CutFirstDownload]),
+    )
+    .await;
+    bed.server
+        .write_file("out/big.xml", &noise(SIZE, 7))
+        .expect("remote file");
+    let engine = bed.engine_for(&download("")).await;
+
+    let report = run(&engine, "run-1").await;
+
+    assert!(report.is_success(), "{:#?}", report.files);
+    assert_eq!(
+        files_in(&bed.local()),
+        bed.remote_files("out"),
+        "the whole file, its hash the partner's"
+    );
+    assert_eq!(local_names(&bed), ["big.xml"], "no part left behind");
+    let commands = bed.server.received_commands();
+    assert!(
+        commands.contains(&format!("REST {CUT_DOWNLOAD_AT}")),
+        "continued at the kept part's end: {commands:?}"
+    );
+    let retrs = transfer_bytes(&bed.server.log_text(), "RETR ");
+    let completed: Vec<u64> = retrs.iter().filter(|r| r.0).map(|r| r.1).collect();
+    assert_eq!(
+        completed,
+        [SIZE as u64 - CUT_DOWNLOAD_AT],
+        "the retry received only the rest: {retrs:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_disable_resume_a_cut_download_is_fetched_whole_again() {
+    let bed = Bed::start_with(
+        "no-resume-down",
+        FtpServerOptions::misbehaving(&[Quirk::CutFirstDownload]),
+    )
+    .await;
+    bed.server
+        .write_file("out/big.xml", &noise(SIZE, 8))
+        .expect("remote file");
+    let config = bed.config_with_connection(&download(""), "    disable_resume: true\n");
+    let engine = bed.engine(config, options("w1")).await;
+
+    let report = run(&engine, "run-1").await;
+
+    assert!(report.is_success(), "{:#?}", report.files);
+    assert_eq!(files_in(&bed.local()), bed.remote_files("out"));
+    assert_eq!(local_names(&bed), ["big.xml"], "no part left behind");
+    assert!(
+        !bed.server
+            .received_commands()
+            .iter()
+            .any(|c| c.starts_with("REST ")),
+        "no REST sent"
+    );
+    let retrs = transfer_bytes(&bed.server.log_text(), "RETR ");
+    let completed: Vec<u64> = retrs.iter().filter(|r| r.0).map(|r| r.1).collect();
+    assert_eq!(completed, [SIZE as u64], "{retrs:?}");
 }

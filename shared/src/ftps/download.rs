@@ -9,19 +9,24 @@
 //! accepted only when its length equals the announced size, and fails as
 //! [`FtpsErrorKind::Truncated`] otherwise (or when no size is known).
 //!
+//! A transfer broken on the way may keep its part for the next attempt, which then asks the
+//! server for the rest only (`download_resume.rs`).
+//!
 //! The result is a [`DownloadedFile`] that deletes itself unless
 //! [`DownloadedFile::persist`]ed under its final name. A cancelled transfer (dropped future)
 //! leaves no final-name file.
 
 use std::path::{Path, PathBuf};
 
+use sha2::Sha256;
 use tokio::time::timeout;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::classify::{ReplyTo, from_net_io};
 use super::commands::size;
 use super::connection::{Connection, Operation};
 use super::data::DataChannel;
+use super::download_resume::{self, KeptPart};
 use super::error::{FtpsError, FtpsErrorKind};
 use super::listing::check_name;
 use super::paths::{
@@ -139,6 +144,10 @@ pub struct DownloadOptions {
     pub listed_size: Option<u64>,
     /// Who downloads (the flow id): parts of one owner never touch another's.
     pub part_owner: String,
+    /// The remote file's version as the listing shows it (its size and time): a broken
+    /// transfer's part is kept under this label, and continued only for the same version
+    /// (`download_resume.rs`). `None`: never kept, never continued.
+    pub resume_version: Option<String>,
 }
 
 /// One download.
@@ -158,25 +167,62 @@ impl Operation for Download<'_> {
             .await?
             .or(self.options.listed_size);
         let prefix = download_part_prefix(self.remote_name, &self.options.part_owner, &remote_path);
+        // Resuming needs the version to label the part with, the file's length, and a server
+        // that restarts at an offset.
+        let resume = match (&self.options.resume_version, announced) {
+            (Some(version), Some(len)) if conn.features().rest_stream && conn.resume_allowed() => {
+                Some((version.clone(), len))
+            }
+            _ => None,
+        };
         let dir = self.local_dir.to_path_buf();
-        let created = tokio::task::spawn_blocking(move || create_part(&dir, &prefix))
+        let (part_prefix, wanted) = (prefix.clone(), resume.clone());
+        let created = tokio::task::spawn_blocking(move || open_part(&dir, &part_prefix, wanted))
             .await
             .map_err(|e| FtpsError::local_io(&step, std::io::Error::other(e)))?;
-        let (file, path) = created
+        let (path, opened) = created
             .map_err(|(path, e)| FtpsError::local_io(format!("{step}: creating {path}"), e))?;
-        let guard = TempGuard { path, armed: true };
+        let mut guard = TempGuard { path, armed: true };
+        let (file, start) = match opened {
+            Opened::Kept(kept) => continue_at(conn, &step, kept).await?,
+            Opened::Fresh(file) => (file, Start::default()),
+        };
         let retr = format!("RETR {remote_path}");
         let mut data = conn.open_data(&step, &retr, ReplyTo::ExistingPath).await?;
-        let received = receive(&mut data, file, conn.data_idle(), conn.bandwidth(), &step).await;
+        let received = receive(
+            &mut data,
+            file,
+            start,
+            conn.data_idle(),
+            conn.bandwidth(),
+            &step,
+        )
+        .await;
         let clean_end = data.ended_cleanly();
+        // A broken transfer keeps its part for the next attempt, where it may.
+        let keep_part = |guard: &mut TempGuard, error: &FtpsError| {
+            if let Some((version, _)) = &resume
+                && error.is_transient()
+                && download_resume::keep(self.local_dir, &prefix, &guard.path, version)
+            {
+                guard.armed = false;
+            }
+        };
         let (bytes, sha256, file) = match received {
             Ok(v) => {
-                data.finish_read(conn.control(), &step, ReplyTo::ExistingPath)
-                    .await?;
+                // A server that saw the cut answers 426 here.
+                if let Err(e) = data
+                    .finish_read(conn.control(), &step, ReplyTo::ExistingPath)
+                    .await
+                {
+                    keep_part(&mut guard, &e);
+                    return Err(e);
+                }
                 v
             }
             Err(e) => {
                 data.abandon(conn.control(), &step).await;
+                keep_part(&mut guard, &e);
                 return Err(e);
             }
         };
@@ -186,7 +232,12 @@ impl Operation for Download<'_> {
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|r| r)
             .map_err(|e| FtpsError::local_io(local_step, e))?;
-        check_length(&step, bytes, announced, clean_end)?;
+        if let Err(e) = check_length(&step, bytes, announced, clean_end) {
+            if e.kind() == FtpsErrorKind::Truncated {
+                keep_part(&mut guard, &e);
+            }
+            return Err(e);
+        }
         Ok(DownloadedFile {
             bytes,
             sha256,
@@ -194,6 +245,72 @@ impl Operation for Download<'_> {
             dir: self.local_dir.to_path_buf(),
         })
     }
+}
+
+/// Where a transfer's stream starts: the bytes a kept part already holds, and their hash.
+#[derive(Default)]
+struct Start {
+    offset: u64,
+    hasher: Sha256,
+}
+
+/// A transfer's part, as opened.
+enum Opened {
+    /// Empty: the stream starts at the first byte.
+    Fresh(std::fs::File),
+    /// A kept part to continue.
+    Kept(KeptPart),
+}
+
+/// This transfer's part: a fresh one (see [`create_part`]), or, when `resume` gives the
+/// remote file's version and length, the kept part of that version moved under the
+/// fresh part's name (see `download_resume.rs`).
+fn open_part(
+    dir: &Path,
+    prefix: &str,
+    resume: Option<(String, u64)>,
+) -> Result<(PathBuf, Opened), (String, std::io::Error)> {
+    let (file, path) = create_part(dir, prefix)?;
+    let Some((version, len)) = resume else {
+        return Ok((path, Opened::Fresh(file)));
+    };
+    match download_resume::take_kept(dir, prefix, &path, &version, len) {
+        // The kept part now has the fresh part's name; the fresh (empty) file is dropped.
+        Ok(Some(kept)) => Ok((path, Opened::Kept(kept))),
+        Ok(None) => Ok((path, Opened::Fresh(file))),
+        Err(e) => {
+            debug!(error = %e, "a kept part could not be read; starting over");
+            Ok((path, Opened::Fresh(file)))
+        }
+    }
+}
+
+/// Asks the server to start at the kept part's end (`REST`); a refusal starts over,
+/// emptying the part.
+async fn continue_at(
+    conn: &mut Connection,
+    step: &str,
+    kept: KeptPart,
+) -> Result<(std::fs::File, Start), FtpsError> {
+    let reply = conn.command(step, &format!("REST {}", kept.len)).await?;
+    if reply.code == 350 {
+        return Ok((
+            kept.file,
+            Start {
+                offset: kept.len,
+                hasher: kept.hasher,
+            },
+        ));
+    }
+    info!(reply = ?reply.code, "the server refused REST; fetching the whole file");
+    let file = kept.file;
+    let emptied = {
+        use std::io::Seek;
+        let mut file = &file;
+        file.set_len(0).and_then(|()| file.rewind())
+    };
+    emptied.map_err(|e| FtpsError::local_io(format!("{step}: emptying the kept part"), e))?;
+    Ok((file, Start::default()))
 }
 
 /// Creates this transfer's part exclusively (`O_CREAT|O_EXCL|O_NOFOLLOW`: nothing already
@@ -266,11 +383,12 @@ fn check_length(
 async fn receive(
     data: &mut DataChannel,
     file: std::fs::File,
+    start: Start,
     idle: std::time::Duration,
     cap: Option<std::sync::Arc<super::BandwidthCap>>,
     step: &str,
 ) -> Result<(u64, [u8; 32], std::fs::File), FtpsError> {
-    let mut writer = FileWriter::start(file);
+    let mut writer = FileWriter::continuing(file, start.hasher, start.offset);
     let mut received: Result<(), FtpsError> = Ok(());
     let mut first = true;
     'outer: while let Some(mut buf) = writer.buffer().await {

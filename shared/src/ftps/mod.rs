@@ -61,6 +61,7 @@ mod connection;
 mod control;
 mod data;
 mod download;
+mod download_resume;
 mod empty_file;
 mod error;
 mod list;

@@ -127,13 +127,15 @@ pub(crate) struct FileWriter {
 }
 
 impl FileWriter {
-    /// Starts a writer that appends to `file`.
-    pub(crate) fn start(mut file: File) -> FileWriter {
+    /// Starts a writer that appends to `file`, which holds `written` bytes already, hashed
+    /// into `hasher` (an empty file: `0` and a new hasher): the hash and the count it ends
+    /// with are the whole file's.
+    pub(crate) fn continuing(mut file: File, hasher: Sha256, written: u64) -> FileWriter {
         let (full, mut full_rx) = channel::<Vec<u8>>(DEPTH);
         let (empty_tx, empty) = channel::<Vec<u8>>(DEPTH + 1);
         let thread = tokio::task::spawn_blocking(move || {
-            let mut hasher = Sha256::new();
-            let mut total = 0u64;
+            let mut hasher = hasher;
+            let mut total = written;
             while let Some(buf) = full_rx.blocking_recv() {
                 hasher.update(&buf);
                 file.write_all(&buf)?;
@@ -208,7 +210,7 @@ mod tests {
 
         let mut reader = FileReader::start_after(File::open(&src).unwrap(), 0);
         let dst = dir.path().join("dst");
-        let mut writer = FileWriter::start(File::create(&dst).unwrap());
+        let mut writer = FileWriter::continuing(File::create(&dst).unwrap(), Sha256::new(), 0);
         while let Some(chunk) = reader.next().await {
             let mut buf = writer.buffer().await.unwrap();
             buf.truncate(chunk.len());

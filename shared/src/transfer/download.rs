@@ -133,6 +133,12 @@ async fn download_steps(ctx: &RunContext<'_>, entry: &RemoteEntry) -> FileReport
             let options = DownloadOptions {
                 listed_size: entry.size,
                 part_owner: flow_id.to_owned(),
+                // The listed size and time: a part kept by a broken transfer is continued
+                // only while the partner's file still shows both.
+                resume_version: entry
+                    .size
+                    .zip(entry.modified)
+                    .map(|(size, modified)| format!("{size}:{}", modified.timestamp())),
             };
             let fetch = ctx.with_retries(&mut attempts, || async {
                 let mut session = ctx.pool.get().await?;

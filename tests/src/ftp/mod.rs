@@ -105,6 +105,10 @@ pub enum Quirk {
     /// The first `STOR` is cut after [`CUT_UPLOAD_AT`] bytes (the file keeps that many, the
     /// data connection closes without TLS `close_notify`, `STOR` answers 426).
     CutFirstUpload,
+    /// The first `RETR` is cut after [`CUT_DOWNLOAD_AT`] bytes (the data connection closes
+    /// without TLS `close_notify`, `RETR` answers 426); later ones, `REST` included, are
+    /// served whole.
+    CutFirstDownload,
     /// Names are the bytes on the server's disk, sent and taken as they are (an old server
     /// on a Latin-1 disk).
     Latin1Names,
@@ -112,6 +116,10 @@ pub enum Quirk {
 
 /// Where [`Quirk::CutFirstUpload`] cuts (the server's `--cut-upload-at` default): 120 MiB.
 pub const CUT_UPLOAD_AT: u64 = 120 * 1024 * 1024;
+
+/// Where [`Quirk::CutFirstDownload`] cuts (the server's `--cut-download-at` default):
+/// 120 MiB, 60% of a 200 MiB file.
+pub const CUT_DOWNLOAD_AT: u64 = 120 * 1024 * 1024;
 
 impl Quirk {
     pub(super) fn flag(self) -> &'static str {
@@ -129,6 +137,7 @@ impl Quirk {
             Quirk::Xsha256Lies => "xsha256-lies",
             Quirk::CutFirstUpload => "cut-first-upload",
             Quirk::Latin1Names => "latin1-names",
+            Quirk::CutFirstDownload => "cut-first-download",
         }
     }
 }
