@@ -15,7 +15,8 @@
 //! connection. Not part of the test suite: speed is never asserted.
 //!
 //! Options: `--large-mib N` (default 1024), `--small-count N` (default 1000), `--small-kib N`
-//! (default 10), `--runs N` (default 3), `--tools ferry,curl,lftp,rclone` (a subset).
+//! (default 10), `--runs N` (default 3), `--tools ferry,curl,lftp,rclone` and
+//! `--cases large-up,large-down,small-up,small-down` (subsets, to profile one case).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ struct Args {
     small_kib: usize,
     runs: usize,
     tools: Vec<Tool>,
+    cases: Vec<Case>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -86,6 +88,7 @@ fn args() -> anyhow::Result<Args> {
         small_kib: 10,
         runs: 3,
         tools: vec![Tool::Ferry, Tool::Curl, Tool::Lftp, Tool::Rclone],
+        cases: Case::ALL.to_vec(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -104,6 +107,18 @@ fn args() -> anyhow::Result<Args> {
                         "lftp" => Ok(Tool::Lftp),
                         "rclone" => Ok(Tool::Rclone),
                         other => bail!("unknown tool {other}"),
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            }
+            "--cases" => {
+                a.cases = value
+                    .split(',')
+                    .map(|c| match c {
+                        "large-up" => Ok(Case::LargeUp),
+                        "large-down" => Ok(Case::LargeDown),
+                        "small-up" => Ok(Case::SmallUp),
+                        "small-down" => Ok(Case::SmallDown),
+                        other => bail!("unknown case {other}"),
                     })
                     .collect::<anyhow::Result<_>>()?
             }
@@ -447,9 +462,10 @@ async fn main() -> anyhow::Result<()> {
 
     let mut samples: BTreeMap<(Case, Tool), Vec<Sample>> = BTreeMap::new();
     for r in 0..a.runs {
-        for case in Case::ALL {
+        for &case in &a.cases {
             let mut order = a.tools.clone();
-            order.rotate_left(r % order.len());
+            let n = order.len();
+            order.rotate_left(r % n);
             for tool in order {
                 let cmd = world.command(tool, case)?;
                 let before = commands_logged(&world.vsftpd_log);
@@ -496,7 +512,7 @@ fn print_table(a: &Args, samples: &BTreeMap<(Case, Tool), Vec<Sample>>) {
     }
     header.push_str("  ferry/best peer");
     println!("{header}");
-    for case in Case::ALL {
+    for &case in &a.cases {
         let (label, unit) = match case {
             Case::LargeUp => (format!("{} MiB upload", a.large_mib), "MB/s"),
             Case::LargeDown => (format!("{} MiB download", a.large_mib), "MB/s"),
@@ -520,8 +536,11 @@ fn print_table(a: &Args, samples: &BTreeMap<(Case, Tool), Vec<Sample>>) {
         };
         let mut line = format!("{label:<24}");
         for &t in &a.tools {
+            // `*`: some runs failed, the median is of those that did not.
+            let short = samples.get(&(case, t)).is_some_and(|s| s.len() < a.runs);
+            let mark = if short { "*" } else { " " };
             match rate(t) {
-                Some(r) => line.push_str(&format!(" {:>6.1} {unit:<7}", r)),
+                Some(r) => line.push_str(&format!(" {r:>6.1}{mark}{unit:<7}")),
                 None => line.push_str(&format!(" {:>14}", "failed")),
             }
         }
@@ -536,8 +555,9 @@ fn print_table(a: &Args, samples: &BTreeMap<(Case, Tool), Vec<Sample>>) {
         }
         println!("{line}");
     }
+    println!("(* = median of the runs that succeeded; the others are in the log above)");
     println!("FTP commands per file (control round trips, from vsftpd's protocol log):");
-    for case in Case::ALL {
+    for &case in &a.cases {
         let files = if case.large() { 1 } else { a.small_count } as f64;
         let mut line = format!("  {case:<22?}");
         for &t in &a.tools {
