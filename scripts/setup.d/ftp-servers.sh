@@ -23,7 +23,7 @@ apt_update_once() {
 
 # Debian packages: vsftpd, the clients the smoke tests use, and the shared libraries the
 # unpacked ProFTPD/Pure-FTPd binaries link against (dpkg -x does not pull dependencies).
-packages=(vsftpd curl lftp openssl socat libssl-dev gcc
+packages=(vsftpd curl lftp rclone openssl socat libssl-dev gcc
   libhiredis0.14 libmemcached11 libmemcachedutil2 libsodium23 libpcre2-posix3 libidn2-0
   libcap2 libacl1)
 missing=()

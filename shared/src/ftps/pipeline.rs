@@ -7,6 +7,10 @@
 //! [`BUF_SIZE`] go back and forth on two bounded channels and are reused, so memory stays at
 //! `(DEPTH + 1) * BUF_SIZE` whatever the file size, and no buffer is allocated per chunk.
 //!
+//! While writing, the disk thread asks the kernel every [`WRITEBACK_WINDOW`] bytes to start
+//! writing them out ([`start_writeback`]), so the disk works during the transfer and the one
+//! `fsync` at the end of the file (`download.rs`) has little left to do.
+//!
 //! The local file is opened with `O_NOFOLLOW` ([`open_no_follow`]): a file that was replaced by
 //! a symbolic link after it was selected fails to open rather than sending the link's target.
 //!
@@ -135,12 +139,18 @@ impl FileWriter {
         let (empty_tx, empty) = channel::<Vec<u8>>(DEPTH + 1);
         let thread = tokio::task::spawn_blocking(move || {
             let mut hasher = hasher;
+            // Counts and write-back offsets are the whole file's (a kept part included).
             let mut total = written;
+            let mut flushed = written;
             while let Some(buf) = full_rx.blocking_recv() {
                 hasher.update(&buf);
                 file.write_all(&buf)?;
                 total += buf.len() as u64;
                 let _ = empty_tx.try_send(buf);
+                if total - flushed >= WRITEBACK_WINDOW {
+                    start_writeback(&file, flushed, total - flushed);
+                    flushed = total;
+                }
             }
             file.flush()?;
             Ok((total, hasher.finalize().into(), file))
@@ -180,6 +190,30 @@ impl FileWriter {
             .await
             .map_err(|e| io::Error::other(format!("file writer thread failed: {e}")))?
     }
+}
+
+/// Written bytes after which the disk thread asks the kernel to start writing them out.
+const WRITEBACK_WINDOW: u64 = 8 * 1024 * 1024;
+
+/// Starts the write-back of `len` bytes at `offset` of `file` without waiting for it
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): the disk works while the network still
+/// receives, so the single `fsync` at the end of the file finds little left to write (on
+/// this test bed, 1 GiB left dirty cost ~0.4 s of `fsync`). Not a durability step (that is
+/// the `fsync`); best effort, a no-op where the call does not exist.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: a plain system call on a file descriptor owned by `file`; no memory passed.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
 }
 
 /// Reads until `buf` is full or the file ends; returns the bytes read.
