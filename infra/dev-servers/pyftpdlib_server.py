@@ -45,6 +45,7 @@ QUIRKS = {
     "cut-first-download": "the first RETR is cut after --cut-download-at bytes: the data "
     "connection closes without TLS close_notify and RETR answers 426; later ones (REST "
     "included) are served whole",
+    "rest-ignored": "REST answers 350 but the next RETR sends the file from its start",
     "latin1-names": "names are the bytes on the server's disk, sent and taken as they are "
     "(an old server on a Latin-1 disk): no UTF-8 on the wire for a name that is not UTF-8",
 }
@@ -268,6 +269,11 @@ def handler_class(args):
         if "cut-first-download" in quirks:
             CutDownloadDTPHandler.cut_at = args.cut_download_at
             dtp_handler = CutDownloadDTPHandler
+
+        if "rest-ignored" in quirks:
+
+            def ftp_REST(self, line):
+                self.respond(f"350 Restarting at position {line}.")
 
         if "cut-first-upload" in quirks:
             CutUploadDTPHandler.cut_at = args.cut_upload_at

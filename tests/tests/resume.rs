@@ -166,3 +166,41 @@ async fn with_disable_resume_a_cut_download_is_fetched_whole_again() {
     let completed: Vec<u64> = retrs.iter().filter(|r| r.0).map(|r| r.1).collect();
     assert_eq!(completed, [SIZE as u64], "{retrs:?}");
 }
+
+/// A server that answers `REST` with 350 and then sends the whole file: the stream is
+/// longer than the file, nothing is renamed into place, the part is dropped, and the next
+/// attempt fetches the whole file (contributed by helper R, adapted).
+#[tokio::test]
+async fn a_server_that_ignores_rest_still_ends_with_the_right_file() {
+    let bed = Bed::start_with(
+        "rest-ignored",
+        FtpServerOptions::misbehaving(&[Quirk::CutFirstDownload, Quirk::RestIgnored]),
+    )
+    .await;
+    bed.server
+        .write_file("out/big.xml", &noise(SIZE, 9))
+        .expect("remote file");
+    let engine = bed.engine_for(&download("")).await;
+
+    let report = run(&engine, "run-1").await;
+
+    assert!(report.is_success(), "{:#?}", report.files);
+    assert_eq!(
+        files_in(&bed.local()),
+        bed.remote_files("out"),
+        "never a corrupt file"
+    );
+    assert_eq!(local_names(&bed), ["big.xml"], "no part left behind");
+    assert!(
+        bed.server
+            .received_commands()
+            .contains(&format!("REST {CUT_DOWNLOAD_AT}")),
+        "a resume was tried"
+    );
+    let retrs = transfer_bytes(&bed.server.log_text(), "RETR ");
+    assert_eq!(
+        retrs.last(),
+        Some(&(true, SIZE as u64)),
+        "the last attempt fetched the whole file: {retrs:?}"
+    );
+}

@@ -187,6 +187,7 @@ impl Operation for Download<'_> {
             Opened::Kept(kept) => continue_at(conn, &step, kept).await?,
             Opened::Fresh(file) => (file, Start::default()),
         };
+        let resumed_at = start.offset;
         let retr = format!("RETR {remote_path}");
         let mut data = conn.open_data(&step, &retr, ReplyTo::ExistingPath).await?;
         let received = receive(
@@ -232,6 +233,17 @@ impl Operation for Download<'_> {
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|r| r)
             .map_err(|e| FtpsError::local_io(local_step, e))?;
+        // A continued stream must end with close_notify: a server that ignored `REST` and was
+        // then cut could otherwise hand over exactly the missing length of the wrong bytes.
+        if resumed_at > 0 && !clean_end {
+            return Err(FtpsError::new(
+                FtpsErrorKind::Truncated,
+                &step,
+                format!(
+                    "the continued transfer (from byte {resumed_at}) ended without TLS close_notify; its part is dropped"
+                ),
+            ));
+        }
         if let Err(e) = check_length(&step, bytes, announced, clean_end) {
             if e.kind() == FtpsErrorKind::Truncated {
                 keep_part(&mut guard, &e);

@@ -109,6 +109,8 @@ pub enum Quirk {
     /// without TLS `close_notify`, `RETR` answers 426); later ones, `REST` included, are
     /// served whole.
     CutFirstDownload,
+    /// `REST` answers 350, but the next `RETR` sends the file from its start.
+    RestIgnored,
     /// Names are the bytes on the server's disk, sent and taken as they are (an old server
     /// on a Latin-1 disk).
     Latin1Names,
@@ -138,6 +140,7 @@ impl Quirk {
             Quirk::CutFirstUpload => "cut-first-upload",
             Quirk::Latin1Names => "latin1-names",
             Quirk::CutFirstDownload => "cut-first-download",
+            Quirk::RestIgnored => "rest-ignored",
         }
     }
 }
