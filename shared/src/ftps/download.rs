@@ -200,9 +200,12 @@ impl Operation for Download<'_> {
         )
         .await;
         let clean_end = data.ended_cleanly();
-        // A broken transfer keeps its part for the next attempt, where it may.
+        // A broken transfer keeps its part for the next attempt, where it may; never a
+        // continued one (the server may have ignored `REST`: its bytes are not trusted
+        // unless the stream ends whole, see below).
         let keep_part = |guard: &mut TempGuard, error: &FtpsError| {
             if let Some((version, _)) = &resume
+                && resumed_at == 0
                 && error.is_transient()
                 && download_resume::keep(self.local_dir, &prefix, &guard.path, version)
             {
@@ -242,7 +245,8 @@ impl Operation for Download<'_> {
                 format!(
                     "the continued transfer (from byte {resumed_at}) ended without TLS close_notify; its part is dropped"
                 ),
-            ));
+            )
+            .transient(true));
         }
         if let Err(e) = check_length(&step, bytes, announced, clean_end) {
             if e.kind() == FtpsErrorKind::Truncated {

@@ -14,6 +14,10 @@
 //! the file: a file replaced on the partner since is fetched whole. Where the file system
 //! keeps no extended attributes, nothing is kept.
 //!
+//! **Once.** A continued transfer that breaks again keeps nothing, and one that ends
+//! without TLS `close_notify` is refused whatever its length (`download.rs`): a server that
+//! answered `REST` but sent from the first byte would otherwise leave wrong bytes behind.
+//!
 //! **The whole file's hash.** The kept bytes are read and hashed again before the transfer
 //! continues, so the SHA-256 recorded (and checked by a later duplicate check) is the whole
 //! file's. The server must list `REST STREAM` in `FEAT` and answer `REST` with `350`; any
