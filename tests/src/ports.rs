@@ -1,14 +1,26 @@
 //! Free loopback ports for the servers a test starts.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it).
+/// Ports [`free_port`] has handed out in this process.
+static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it), never one
+/// this process was given before: the port is free again once the probe closes, so the OS
+/// may pick it twice for servers started at once, and the second would find it taken.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding 127.0.0.1:0 to find a free port")
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("binding 127.0.0.1:0 to find a free port");
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Next start of a block in [`free_port_range`]; each test process walks its own region
