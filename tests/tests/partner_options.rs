@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use ferry_shared::transfer::Outcome;
-use ferry_tests::bed::{Bed, download, files_in, options, run, upload, write_files};
+use ferry_tests::bed::{Bed, all_names, download, files_in, options, run, upload, write_files};
 use ferry_tests::ftp::{FtpServerKind, FtpServerOptions, Quirk};
 
 const MIB: usize = 1024 * 1024;
@@ -107,17 +107,6 @@ async fn disable_mlsd_lists_with_list_although_feat_offers_mlsd() {
     );
 }
 
-/// The local folder's file names, hidden ones included.
-fn local_names(bed: &Bed) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(bed.local())
-        .expect("local folder")
-        .filter_map(Result::ok)
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[tokio::test]
 async fn list_hidden_lets_a_download_take_files_whose_names_start_with_a_dot() {
     // vsftpd lists with LIST (it has no MLSD) and shows dot files only for `LIST -a`.
@@ -131,7 +120,11 @@ async fn list_hidden_lets_a_download_take_files_whose_names_start_with_a_dot() {
     let plain = bed.engine_for(&download("")).await;
     let report = run(&plain, "run-1").await;
     assert!(report.is_success(), "{:#?}", report.files);
-    assert_eq!(local_names(&bed), ["a.xml"], "plain LIST shows no dot file");
+    assert_eq!(
+        all_names(&bed.local()),
+        ["a.xml"],
+        "plain LIST shows no dot file"
+    );
 
     let config = bed.config_with_connection(&download(""), "    list_hidden: true\n");
     let hidden = bed.engine(config, options("w1")).await;
@@ -147,7 +140,7 @@ async fn list_hidden_lets_a_download_take_files_whose_names_start_with_a_dot() {
         [".b.xml"],
         "with LIST -a the dot file is seen and taken"
     );
-    assert_eq!(local_names(&bed), [".b.xml", "a.xml"]);
+    assert_eq!(all_names(&bed.local()), [".b.xml", "a.xml"]);
     assert_eq!(
         std::fs::read(bed.local().join(".b.xml")).expect("downloaded"),
         b".b.xml"

@@ -8,7 +8,7 @@
 //! file is cut after 120 MiB; the retry asks `REST` at the kept part's end and receives only
 //! the rest, and the local file's hash is the partner's file's.
 
-use ferry_tests::bed::{Bed, download, files_in, options, run, upload, write_files};
+use ferry_tests::bed::{Bed, all_names, download, files_in, options, run, upload, write_files};
 use ferry_tests::fleet::noise;
 use ferry_tests::ftp::{CUT_DOWNLOAD_AT, CUT_UPLOAD_AT, FtpServerOptions, Quirk};
 
@@ -91,17 +91,6 @@ async fn with_disable_resume_the_retry_sends_the_whole_file() {
     assert_eq!(completed, [SIZE as u64], "{stors:?}");
 }
 
-/// Names in the local folder, hidden ones (parts) included.
-fn local_names(bed: &Bed) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(bed.local())
-        .expect("local folder")
-        .filter_map(Result::ok)
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[tokio::test]
 async fn a_download_cut_at_60_percent_fetches_only_the_rest_and_its_hash_matches() {
     let bed = Bed::start_with(
@@ -122,7 +111,7 @@ async fn a_download_cut_at_60_percent_fetches_only_the_rest_and_its_hash_matches
         bed.remote_files("out"),
         "the whole file, its hash the partner's"
     );
-    assert_eq!(local_names(&bed), ["big.xml"], "no part left behind");
+    assert_eq!(all_names(&bed.local()), ["big.xml"], "no part left behind");
     let commands = bed.server.received_commands();
     assert!(
         commands.contains(&format!("REST {CUT_DOWNLOAD_AT}")),
@@ -154,7 +143,7 @@ async fn with_disable_resume_a_cut_download_is_fetched_whole_again() {
 
     assert!(report.is_success(), "{:#?}", report.files);
     assert_eq!(files_in(&bed.local()), bed.remote_files("out"));
-    assert_eq!(local_names(&bed), ["big.xml"], "no part left behind");
+    assert_eq!(all_names(&bed.local()), ["big.xml"], "no part left behind");
     assert!(
         !bed.server
             .received_commands()
@@ -190,7 +179,7 @@ async fn a_server_that_ignores_rest_still_ends_with_the_right_file() {
         bed.remote_files("out"),
         "never a corrupt file"
     );
-    assert_eq!(local_names(&bed), ["big.xml"], "no part left behind");
+    assert_eq!(all_names(&bed.local()), ["big.xml"], "no part left behind");
     assert!(
         bed.server
             .received_commands()

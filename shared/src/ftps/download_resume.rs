@@ -25,7 +25,7 @@
 //! part over. The partner's `disable_resume` turns all of this off.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -88,16 +88,7 @@ pub(crate) fn take_kept(
         return Ok(None);
     }
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut read = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        read += n as u64;
-    }
+    let read = super::hash_to_end(&mut file, &mut hasher)?;
     std::fs::rename(&kept, working)?;
     info!(
         bytes = read,

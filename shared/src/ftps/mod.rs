@@ -99,7 +99,7 @@ pub use listing::{NameError, RemoteEntry, check_name};
 pub use mfmt::MtimeKept;
 pub use name_encoding::NameEncoding;
 pub use paths::{is_upload_part, is_working_file};
-pub use pipeline::{BUF_SIZE, open_no_follow};
+pub use pipeline::{BUF_SIZE, hash_to_end, open_no_follow};
 pub use printable::printable;
 pub use probe::probe;
 pub use rename::RenamePolicy;

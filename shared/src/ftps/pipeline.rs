@@ -36,6 +36,21 @@ pub fn open_no_follow(path: &std::path::Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Reads `reader` to its end in 256 KiB chunks into `hasher`; returns the bytes read. The
+/// one hashing loop of a local file (a whole file, the hash cache's, a kept download part).
+pub fn hash_to_end(reader: &mut impl io::Read, hasher: &mut Sha256) -> io::Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut read = 0u64;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(read);
+        }
+        hasher.update(&buf[..n]);
+        read += n as u64;
+    }
+}
+
 /// Buffers in flight between the network and the disk thread.
 const DEPTH: usize = 4;
 

@@ -26,7 +26,7 @@
 //! all; when full it starts over. Nothing is written to disk or to the store.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -40,9 +40,6 @@ pub(crate) const SETTLED: Duration = Duration::from_secs(2);
 
 /// The most files remembered (about 150 bytes each).
 pub(crate) const MAX_ENTRIES: usize = 200_000;
-
-/// Read buffer for hashing: large enough to keep SHA-NI busy, small enough to not matter.
-const CHUNK: usize = 256 * 1024;
 
 /// The file systems (`statfs` `f_type`) whose `ctime` the cache trusts: Linux's local
 /// ones that keep it to the nanosecond, by this machine's clock.
@@ -186,16 +183,7 @@ impl HashCache {
 /// Reads an opened file to its end for its SHA-256 and size; then its stamp again.
 fn hash_open(mut file: std::fs::File) -> io::Result<([u8; 32], u64, Stamp)> {
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
+    let size = crate::ftps::hash_to_end(&mut file, &mut hasher)?;
     let after = Stamp::of(&file.metadata()?);
     Ok((hasher.finalize().into(), size, after))
 }

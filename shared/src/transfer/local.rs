@@ -3,13 +3,10 @@
 //!
 //! Both stream or touch the disk only, on the blocking pool, and never hold a file in memory.
 
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-
-/// Read buffer for hashing: large enough to keep SHA-NI busy, small enough to not matter.
-const CHUNK: usize = 256 * 1024;
 
 /// The SHA-256 and size of a file, read once from start to end in fixed-size chunks.
 pub async fn hash_file(path: &Path) -> io::Result<([u8; 32], u64)> {
@@ -17,16 +14,7 @@ pub async fn hash_file(path: &Path) -> io::Result<([u8; 32], u64)> {
     tokio::task::spawn_blocking(move || {
         let mut file = crate::ftps::open_no_follow(&path)?;
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; CHUNK];
-        let mut size = 0u64;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            size += n as u64;
-        }
+        let size = crate::ftps::hash_to_end(&mut file, &mut hasher)?;
         Ok((hasher.finalize().into(), size))
     })
     .await
@@ -47,7 +35,9 @@ mod tests {
     async fn hashes_in_chunks_like_a_one_shot_digest() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("f");
-        let content: Vec<u8> = (0..(CHUNK * 2 + 17)).map(|i| (i % 251) as u8).collect();
+        let content: Vec<u8> = (0..(2 * 256 * 1024 + 17))
+            .map(|i| (i % 251) as u8)
+            .collect();
         std::fs::write(&path, &content).expect("write");
         let (digest, size) = hash_file(&path).await.expect("hash");
         assert_eq!(size, content.len() as u64);
