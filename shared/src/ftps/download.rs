@@ -190,10 +190,11 @@ impl Operation for Download<'_> {
         let resumed_at = start.offset;
         let retr = format!("RETR {remote_path}");
         let mut data = conn.open_data(&step, &retr, ReplyTo::ExistingPath).await?;
+        let expected = announced.map(|len| len.saturating_sub(resumed_at));
         let received = receive(
             &mut data,
             file,
-            start,
+            (start, expected),
             conn.data_idle(),
             conn.bandwidth(),
             &step,
@@ -395,16 +396,17 @@ fn check_length(
     }
 }
 
-/// Receives the data stream into `file` (written and hashed on the disk thread).
+/// Receives the data stream into `file` (written and hashed on the disk thread); `expected`,
+/// the bytes the stream should bring, sizes the buffers.
 async fn receive(
     data: &mut DataChannel,
     file: std::fs::File,
-    start: Start,
+    (start, expected): (Start, Option<u64>),
     idle: std::time::Duration,
     cap: Option<std::sync::Arc<super::BandwidthCap>>,
     step: &str,
 ) -> Result<(u64, [u8; 32], std::fs::File), FtpsError> {
-    let mut writer = FileWriter::continuing(file, start.hasher, start.offset);
+    let mut writer = FileWriter::continuing(file, start.hasher, start.offset, expected);
     let mut received: Result<(), FtpsError> = Ok(());
     let mut first = true;
     'outer: while let Some(mut buf) = writer.buffer().await {

@@ -18,11 +18,18 @@ pub(crate) const DATA_READ_BUF: usize = 256 * 1024;
 /// ... and on the control connection (replies are short).
 pub(crate) const CONTROL_READ_BUF: usize = 8 * 1024;
 
+/// The read buffer a connection starts with; it doubles, up to the connection's capacity,
+/// each time one read fills it. An upload's data connection reads only TLS handshakes and
+/// alerts, and a small file's download a few records: neither should pay for 256 KiB (see
+/// `pipeline::buffer_size` for what that cost with many small files).
+const INITIAL_READ_BUF: usize = 16 * 1024;
+
 /// A TCP socket with a read buffer.
 #[derive(Debug)]
 pub(crate) struct BufferedTcp {
     tcp: TcpStream,
-    buf: Box<[u8]>,
+    buf: Vec<u8>,
+    capacity: usize,
     pos: usize,
     filled: usize,
 }
@@ -31,7 +38,8 @@ impl BufferedTcp {
     pub(crate) fn new(tcp: TcpStream, capacity: usize) -> Self {
         BufferedTcp {
             tcp,
-            buf: vec![0u8; capacity].into_boxed_slice(),
+            buf: vec![0u8; INITIAL_READ_BUF.min(capacity)],
+            capacity,
             pos: 0,
             filled: 0,
         }
@@ -55,6 +63,11 @@ impl AsyncRead for BufferedTcp {
             this.pos = 0;
             if this.filled == 0 {
                 return Poll::Ready(Ok(())); // end of stream
+            }
+            if this.filled == this.buf.len() && this.buf.len() < this.capacity {
+                // A full read: more is coming faster than this buffer takes it.
+                let grown = (this.buf.len() * 2).min(this.capacity);
+                this.buf.resize(grown, 0);
             }
         }
         let n = out.remaining().min(this.filled - this.pos);
@@ -101,6 +114,7 @@ mod tests {
             s.write_all(&sent).await.unwrap();
         });
         let mut b = BufferedTcp::new(TcpStream::connect(addr).await.unwrap(), 64 * 1024);
+        assert_eq!(b.buf.len(), INITIAL_READ_BUF, "a connection starts small");
         let mut got = Vec::new();
         let mut small = [0u8; 4096];
         loop {

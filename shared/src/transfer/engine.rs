@@ -406,7 +406,7 @@ impl Engine {
             audit: &self.audit,
             hashes: &self.hashes,
         };
-        let parallel = plan.max_connections.max(1);
+        let parallel = plan.max_connections.max(1) * FILES_IN_FLIGHT_PER_SESSION;
         let labels = file_labels(&plan.flow_id, &plan.partner_id, plan.direction.as_str());
 
         let left_for_next_run;
@@ -597,6 +597,13 @@ impl Engine {
         Ok(pool)
     }
 }
+
+/// Files in flight per session of the pool. A file spends part of its time off the partner
+/// (hashing, its claim, its commit intent and record in the store, the audit record): with
+/// one file per session, each session sat idle for those steps. Two per session keep the
+/// sessions busy; the pool still bounds the sessions to `max_connections`, and a file takes
+/// a session only to transfer, never while it waits for the store.
+const FILES_IN_FLIGHT_PER_SESSION: usize = 2;
 
 /// Runs `handle` on every item, at most `parallel` at a time, and collects the rows,
 /// telling `progress` about each as soon as it is done. A row that met Redis unavailable
