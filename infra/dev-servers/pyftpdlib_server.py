@@ -12,6 +12,7 @@ foreground until killed.
 import argparse
 import logging
 import os
+import re
 import socket
 import sys
 import threading
@@ -46,6 +47,8 @@ QUIRKS = {
     "connection closes without TLS close_notify and RETR answers 426; later ones (REST "
     "included) are served whole",
     "rest-ignored": "REST answers 350 but the next RETR sends the file from its start",
+    "listed-sizes-off": "listings (LIST and MLSD) show each file one byte larger than it "
+    "is; SIZE tells the truth",
     "latin1-names": "names are the bytes on the server's disk, sent and taken as they are "
     "(an old server on a Latin-1 disk): no UTF-8 on the wire for a name that is not UTF-8",
 }
@@ -99,6 +102,16 @@ def trickle(lines, seconds):
         if i:
             time.sleep(seconds)
         yield line
+
+
+def one_byte_more(line):
+    """A listing line with its file's size one byte larger (quirk listed-sizes-off)."""
+    more = lambda m: m.group(1) + str(int(m.group(2)) + 1).encode()
+    if line.startswith(b"type=file;") or b";type=file;" in line:
+        return re.sub(rb"((?:^|;)size=)(\d+)", more, line, count=1)
+    if line.startswith(b"-"):
+        return re.sub(rb"^(\S+\s+\S+\s+\S+\s+\S+\s+)(\d+)", more, line, count=1)
+    return line
 
 
 def endless():
@@ -188,7 +201,7 @@ def handler_class(args):
     stor_refusals = [1 if "stor-450-once" in quirks else 0]
 
     def listing(self, path, mlsd):
-        """A listing that trickles or never ends, as the quirks say."""
+        """A listing that trickles, never ends or shows wrong sizes, as the quirks say."""
         if not self.fs.isdir(path):
             self.respond("550 No such directory.")
             return
@@ -201,7 +214,9 @@ def handler_class(args):
                 lines = self.fs.format_mlsx(path, names, perms, self._current_facts)
             else:
                 lines = self.fs.format_list(path, names)
-            lines = trickle(list(lines), args.trickle_seconds)
+            if "listed-sizes-off" in quirks:
+                lines = [one_byte_more(line) for line in lines]
+            lines = trickle(list(lines), args.trickle_seconds if "list-trickle" in quirks else 0)
         producer = BufferedIteratorProducer(lines)
         producer.loops = 1
         self.push_dtp_data(producer, isproducer=True, cmd="MLSD" if mlsd else "LIST")
@@ -284,7 +299,7 @@ def handler_class(args):
             def ftp_MLSD(self, path):
                 self.respond('500 Command "MLSD" not understood.')
 
-        if "list-trickle" in quirks or "list-endless" in quirks:
+        if "list-trickle" in quirks or "list-endless" in quirks or "listed-sizes-off" in quirks:
 
             def ftp_MLSD(self, path):
                 return listing(self, path, True)

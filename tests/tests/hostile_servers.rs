@@ -349,6 +349,33 @@ async fn a_listing_that_trickles_ends_at_the_run_deadline_and_frees_the_flow() {
     assert!(files_in(&bed.local()).is_empty());
 }
 
+/// A download that ends with `close_notify` and brings the listed size needs no `SIZE`;
+/// a listing that shows wrong sizes costs a `SIZE` per file, never a wrong file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_with_wrong_sizes_costs_a_size_command_never_a_wrong_file() {
+    for (quirks, sizes_asked) in [(&[][..], 0), (&[Quirk::ListedSizesOff][..], 2)] {
+        let bed = Bed::start_with("sizes", FtpServerOptions::misbehaving(quirks)).await;
+        let (a, b) = (vec![b'a'; 50_000], vec![b'b'; 3]);
+        bed.server.write_file("out/a.xml", &a).unwrap();
+        bed.server.write_file("out/b.xml", &b).unwrap();
+        let engine = bed.engine_for(&download_flow("")).await;
+
+        let report = run_flow(&engine, "f", None, "run-1", None).await;
+        let report = report.unwrap_or_else(|e| panic!("{e}\n{}", bed.server.log_text()));
+
+        assert!(report.is_success(), "{quirks:?}: {}", report.summary_line());
+        assert_eq!(std::fs::read(bed.local().join("a.xml")).unwrap(), a);
+        assert_eq!(std::fs::read(bed.local().join("b.xml")).unwrap(), b);
+        let commands = bed.server.received_commands();
+        assert_eq!(received(&commands, "RETR").len(), 2, "{commands:?}");
+        assert_eq!(
+            received(&commands, "SIZE").len(),
+            sizes_asked,
+            "{quirks:?}: {commands:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_download_is_a_failed_row_and_nothing_under_its_final_name() {
     let bed = Bed::start_with("cut", FtpServerOptions::misbehaving(&[Quirk::CutDownloads])).await;

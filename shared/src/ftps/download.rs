@@ -2,12 +2,18 @@
 //!
 //! The data is streamed into a temporary file created exclusively in the destination folder
 //! (`paths.rs` names it per flow and remote path; a dead attempt's part is removed first), written and
-//! hashed on the disk thread (`pipeline.rs`), `fsync`ed, and its length checked: against
-//! `SIZE` where the server offers it, else against the size the listing gave. A data stream
-//! that ends without TLS `close_notify` may be a cut connection, and the server's `226`
-//! cannot be trusted to know it (the server may not see the cut either): such a download is
-//! accepted only when its length equals the announced size, and fails as
-//! [`FtpsErrorKind::Truncated`] otherwise (or when no size is known).
+//! hashed on the disk thread (`pipeline.rs`), `fsync`ed, and its length checked against the
+//! size the server announces. A data stream that ends without TLS `close_notify` may be a cut
+//! connection, and the server's `226` cannot be trusted to know it (the server may not see
+//! the cut either): such a download is accepted only when its length equals the announced
+//! size, and fails as [`FtpsErrorKind::Truncated`] otherwise (or when no size is known).
+//!
+//! Which size is announced ([`announced_size`]): a stream that ended with `close_notify`
+//! and brought exactly the size the listing gave needs nothing more, so the common download
+//! costs two commands (`EPSV`, `RETR`), not three. Otherwise, or when the listing gave no
+//! size, the server's `SIZE` now is the size to match: the file may have changed since it
+//! was listed, or the stream may have been cut. A server without `SIZE` leaves the listed
+//! size. A listing that shows a wrong size therefore costs a `SIZE`, never a wrong file.
 //!
 //! A transfer broken on the way may keep its part for the next attempt, which then asks the
 //! server for the rest only (`download_resume.rs`).
@@ -139,8 +145,8 @@ impl Drop for TempGuard {
 /// What a download knows besides the file's name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DownloadOptions {
-    /// The size the listing gave: checked when the server has no `SIZE`, and what a data
-    /// stream that ends without `close_notify` must reach.
+    /// The size the listing gave: a stream that ends with `close_notify` and brings exactly
+    /// this many bytes needs no `SIZE` (see the module docs).
     pub listed_size: Option<u64>,
     /// Who downloads (the flow id): parts of one owner never touch another's.
     pub part_owner: String,
@@ -163,13 +169,15 @@ impl Operation for Download<'_> {
 
     async fn run(&mut self, conn: &mut Connection) -> Result<DownloadedFile, FtpsError> {
         let (remote_path, step) = remote_file("download", self.remote_dir, self.remote_name)?;
-        let announced = size(conn, &step, &remote_path)
-            .await?
-            .or(self.options.listed_size);
+        // Without a listed size, `SIZE` first: resuming needs the length up front.
+        let listed = match self.options.listed_size {
+            Some(listed) => Some(listed),
+            None => size(conn, &step, &remote_path).await?,
+        };
         let prefix = download_part_prefix(self.remote_name, &self.options.part_owner, &remote_path);
         // Resuming needs the version to label the part with, the file's length, and a server
         // that restarts at an offset.
-        let resume = match (&self.options.resume_version, announced) {
+        let resume = match (&self.options.resume_version, listed) {
             (Some(version), Some(len)) if conn.features().rest_stream && conn.resume_allowed() => {
                 Some((version.clone(), len))
             }
@@ -190,7 +198,7 @@ impl Operation for Download<'_> {
         let resumed_at = start.offset;
         let retr = format!("RETR {remote_path}");
         let mut data = conn.open_data(&step, &retr, ReplyTo::ExistingPath).await?;
-        let expected = announced.map(|len| len.saturating_sub(resumed_at));
+        let expected = listed.map(|len| len.saturating_sub(resumed_at));
         let received = receive(
             &mut data,
             file,
@@ -249,6 +257,9 @@ impl Operation for Download<'_> {
             )
             .transient(true));
         }
+        let announced = announced_size(conn, &step, &remote_path, &self.options, bytes, clean_end)
+            .await?
+            .or(listed);
         if let Err(e) = check_length(&step, bytes, announced, clean_end) {
             if e.kind() == FtpsErrorKind::Truncated {
                 keep_part(&mut guard, &e);
@@ -362,6 +373,23 @@ fn create_part(
                 .map_err(|e| (path.display().to_string(), e))
         }
         Err(e) => Err((path.display().to_string(), e)),
+    }
+}
+
+/// The size a download of `bytes` must match (see the module docs): the listed size when the
+/// stream ended with `close_notify` and brought exactly that, else the server's `SIZE` now
+/// (`None` when it has none: then the listed size is all there is).
+async fn announced_size(
+    conn: &mut Connection,
+    step: &str,
+    remote_path: &str,
+    options: &DownloadOptions,
+    bytes: u64,
+    clean_end: bool,
+) -> Result<Option<u64>, FtpsError> {
+    match options.listed_size {
+        Some(listed) if clean_end && listed == bytes => Ok(Some(listed)),
+        _ => size(conn, step, remote_path).await,
     }
 }
 

@@ -114,6 +114,9 @@ pub enum Quirk {
     /// Names are the bytes on the server's disk, sent and taken as they are (an old server
     /// on a Latin-1 disk).
     Latin1Names,
+    /// Listings (`LIST` and `MLSD`) show each file one byte larger than it is; `SIZE` tells
+    /// the truth.
+    ListedSizesOff,
 }
 
 /// Where [`Quirk::CutFirstUpload`] cuts (the server's `--cut-upload-at` default): 120 MiB.
@@ -141,6 +144,7 @@ impl Quirk {
             Quirk::Latin1Names => "latin1-names",
             Quirk::CutFirstDownload => "cut-first-download",
             Quirk::RestIgnored => "rest-ignored",
+            Quirk::ListedSizesOff => "listed-sizes-off",
         }
     }
 }
