@@ -49,6 +49,9 @@ QUIRKS = {
     "rest-ignored": "REST answers 350 but the next RETR sends the file from its start",
     "listed-sizes-off": "listings (LIST and MLSD) show each file one byte larger than it "
     "is; SIZE tells the truth",
+    "stor-reply-counts": "the 226 after STOR names the bytes received, as Serv-U does "
+    "('226 Transfer complete. 10,240 bytes transferred.')",
+    "stor-reply-counts-off": "the 226 after STOR names one byte more than it received",
     "latin1-names": "names are the bytes on the server's disk, sent and taken as they are "
     "(an old server on a Latin-1 disk): no UTF-8 on the wire for a name that is not UTF-8",
 }
@@ -126,6 +129,18 @@ class CutDTPHandler(TLS_DTPHandler):
 
     def close(self):
         DTPHandler.close(self)
+
+
+class CountingDTPHandler(TLS_DTPHandler):
+    """Names the bytes received in an upload's 226 (quirks stor-reply-counts[-off])."""
+
+    extra = 0
+
+    def close(self):
+        if self.receive and self.transfer_finished and self._resp and self._resp[0][:3] == "226":
+            n = self.tot_bytes_received + type(self).extra
+            self._resp = (f"226 Transfer complete. {n:,} bytes transferred.", self._resp[1])
+        super().close()
 
 
 class CutUploadDTPHandler(TLS_DTPHandler):
@@ -293,6 +308,10 @@ def handler_class(args):
         if "cut-first-upload" in quirks:
             CutUploadDTPHandler.cut_at = args.cut_upload_at
             dtp_handler = CutUploadDTPHandler
+
+        if "stor-reply-counts" in quirks or "stor-reply-counts-off" in quirks:
+            CountingDTPHandler.extra = 1 if "stor-reply-counts-off" in quirks else 0
+            dtp_handler = CountingDTPHandler
 
         if "mlsd-refused" in quirks:
 

@@ -3,6 +3,8 @@
 //! row says which: `sha256` on ProFTPD with mod_digest (`HASH`), `size` on vsftpd (`SIZE`
 //! only). A server whose hash of the stored file differs from what ferry sent (pyftpdlib
 //! under [`Quirk::Xsha256Lies`]) gets nothing under the final name, and the local file stays.
+//! A server whose `226` names the bytes it received is taken at its word only when the count
+//! is right; otherwise `SIZE` decides.
 
 use ferry_shared::transfer::{FileReport, Outcome};
 use ferry_tests::bed::{Bed, files_in, run, upload, write_files};
@@ -42,6 +44,26 @@ async fn vsftpd_without_a_hash_command_checks_the_size() {
         assert_eq!(verified(row), "size", "{row:?}");
     }
     assert_eq!(bed.remote_files("in"), sent);
+}
+
+#[tokio::test]
+async fn a_transfer_reply_that_names_the_right_count_saves_the_size_command_a_wrong_one_does_not() {
+    for (quirk, sizes_asked) in [(Quirk::StorReplyCounts, 0), (Quirk::StorReplyCountsOff, 2)] {
+        let bed = Bed::start_with("verify-226", FtpServerOptions::misbehaving(&[quirk])).await;
+        let sent = write_files(&bed.local(), 2, 10_000);
+        let engine = bed.engine_for(&upload("")).await;
+
+        let report = run(&engine, "run-1").await;
+
+        assert!(report.is_success(), "{quirk:?}: {:#?}", report.files);
+        for row in &report.files {
+            assert_eq!(verified(row), "size", "{quirk:?}: {row:?}");
+        }
+        assert_eq!(bed.remote_files("in"), sent, "{quirk:?}");
+        let commands = bed.server.received_commands();
+        let sizes = commands.iter().filter(|c| c.starts_with("SIZE ")).count();
+        assert_eq!(sizes, sizes_asked, "{quirk:?}: {commands:?}");
+    }
 }
 
 #[tokio::test]

@@ -288,13 +288,14 @@ impl DataChannel {
         !self.cut
     }
 
-    /// Ends an upload: `close_notify`, then the final reply (while the server closes).
+    /// Ends an upload: `close_notify`, then the final reply (while the server closes), which
+    /// it returns: some servers name the bytes they received in it (`verify.rs`).
     pub(crate) async fn finish_upload(
         mut self,
         control: &mut Control,
         step: &str,
         to: ReplyTo,
-    ) -> Result<(), FtpsError> {
+    ) -> Result<Response, FtpsError> {
         let timeout = control.reply_timeout();
         match tokio::time::timeout(timeout, self.stream.shutdown()).await {
             Ok(Ok(())) => {}
@@ -339,7 +340,8 @@ impl DataChannel {
                 }
             }
         };
-        check_final(step, &reply, to)
+        check_final(step, &reply, to)?;
+        Ok(reply)
     }
 
     /// Ends a download or listing whose data was read to the end: our `close_notify` (vsftpd

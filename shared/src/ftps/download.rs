@@ -257,7 +257,7 @@ impl Operation for Download<'_> {
             )
             .transient(true));
         }
-        let announced = announced_size(conn, &step, &remote_path, &self.options, bytes, clean_end)
+        let announced = announced_size(conn, &step, &remote_path, self.options, bytes, clean_end)
             .await?
             .or(listed);
         if let Err(e) = check_length(&step, bytes, announced, clean_end) {

@@ -22,5 +22,6 @@ impl Operation for WriteEmpty<'_> {
             .await?;
         data.finish_upload(conn.control(), &step, ReplyTo::NewPath)
             .await
+            .map(drop)
     }
 }

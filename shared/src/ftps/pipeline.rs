@@ -90,6 +90,7 @@ impl FileReader {
     /// Starts reading `file` from its current position, handing out only what follows the
     /// first `skip` bytes; those are read and hashed all the same, so the hash and the byte
     /// count at the end are the whole file's (a resumed upload, `resume.rs`).
+    ///
     /// Buffers are allocated as they are needed (a small file needs one), up to `DEPTH + 1`.
     pub(crate) fn start_after(mut file: File, skip: u64) -> FileReader {
         let (full_tx, full) = channel::<Vec<u8>>(DEPTH);

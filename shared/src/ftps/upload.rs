@@ -35,7 +35,7 @@ use super::paths::{join_remote, remote_file, temp_name};
 use super::pipeline::{FileReader, open_no_follow};
 use super::rename::{RenamePolicy, rename};
 use super::resume::resume_offset;
-use super::verify::{Verified, verify_stored};
+use super::verify::{Sent, Verified, verify_stored};
 use crate::crash_point::{self, CrashPoint};
 
 /// How an upload treats the content and an existing file.
@@ -174,8 +174,8 @@ impl Operation for Upload<'_> {
         // A transfer broken on the way leaves its part for the next attempt to continue
         // (`resume.rs`), where the part's name is the content's and the server can resume.
         let resumable = part_key.is_some() && conn.features().rest_stream && conn.resume_allowed();
-        let (bytes, sha256) = match (sent, finished) {
-            (Ok(v), Ok(())) => v,
+        let ((bytes, sha256), transfer_reply) = match (sent, finished) {
+            (Ok(v), Ok(reply)) => (v, reply),
             // No final reply: the control connection is out of step, nothing more to say.
             (_, Err(f)) if !conn.control().in_step() => return Err(f),
             (Ok(_), Err(f)) => return Err(discard(conn, &temp_path, f).await),
@@ -215,7 +215,12 @@ impl Operation for Upload<'_> {
             );
             return Err(discard(conn, &temp_path, e).await);
         }
-        let verified = match verify_stored(conn, &step, &temp_path, bytes, &sha256).await {
+        let sent = Sent {
+            bytes,
+            sha256: &sha256,
+            transfer_reply: &transfer_reply,
+        };
+        let verified = match verify_stored(conn, &step, &temp_path, sent).await {
             Ok(verified) => verified,
             Err(e) => return Err(discard(conn, &temp_path, e).await),
         };

@@ -5,8 +5,15 @@
 //! |-----------------------------------|-----------------------------------------|----------|
 //! | `HASH` listing `SHA-256`          | `HASH <temp>` (SHA-256 selected at login) | `sha256` |
 //! | `XSHA256`                         | `XSHA256 <temp>`                         | `sha256` |
+//! | a `226` that names the bytes      | that count equals the bytes sent         | `size`   |
 //! | `SIZE`                            | `SIZE <temp>` equals the bytes sent      | `size`   |
 //! | none of these                     | the `226` and the byte count only        | `none`   |
+//!
+//! Some servers (Serv-U, several Windows servers) say in the transfer's `226` how many bytes
+//! they received (`226 Transfer complete. 10,240 bytes transferred.`): when that count is the
+//! one number of bytes in the reply and equals the bytes sent, the server has said what
+//! `SIZE` would, and the round trip is saved ([`bytes_in_reply`]). A count that differs, or
+//! a reply ferry cannot read one number from, proves nothing either way: `SIZE` decides.
 //!
 //! The server reads the stored file back and hashes it, so `sha256` proves that the bytes on
 //! the partner's disk are the bytes ferry hashed and recorded, not only that a data
@@ -25,6 +32,7 @@ use serde::Serialize;
 use super::commands::size;
 use super::connection::Connection;
 use super::error::{FtpsError, FtpsErrorKind};
+use super::reply::Response;
 
 /// Which hash command the server offers for SHA-256, from `FEAT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,14 +86,28 @@ impl Verified {
     }
 }
 
-/// Checks the file at `path` on the server against the `bytes` and `sha256` ferry sent.
+/// What ferry sent in an upload, and the server's reply to it.
+pub(crate) struct Sent<'a> {
+    /// The bytes sent.
+    pub(crate) bytes: u64,
+    /// Their SHA-256.
+    pub(crate) sha256: &'a [u8; 32],
+    /// The transfer's final (`226`) reply.
+    pub(crate) transfer_reply: &'a Response,
+}
+
+/// Checks the file at `path` on the server against what ferry sent.
 pub(crate) async fn verify_stored(
     conn: &mut Connection,
     step: &str,
     path: &str,
-    bytes: u64,
-    sha256: &[u8; 32],
+    sent: Sent<'_>,
 ) -> Result<Verified, FtpsError> {
+    let Sent {
+        bytes,
+        sha256,
+        transfer_reply,
+    } = sent;
     if let Some(command) = conn.features().hash
         && let Some(stored) = server_sha256(conn, step, command, path).await?
     {
@@ -103,6 +125,9 @@ pub(crate) async fn verify_stored(
         }
         return Ok(Verified::Sha256);
     }
+    if bytes_in_reply(transfer_reply) == Some(bytes) {
+        return Ok(Verified::Size);
+    }
     match size(conn, step, path).await? {
         Some(stored) if stored != bytes => Err(FtpsError::new(
             FtpsErrorKind::Protocol,
@@ -113,6 +138,33 @@ pub(crate) async fn verify_stored(
         Some(_) => Ok(Verified::Size),
         None => Ok(Verified::None),
     }
+}
+
+/// The number of bytes a transfer reply names (`10,240 bytes`, `10240 bytes`): `None` unless
+/// exactly one number stands right before the word `bytes` in the whole reply, so that a
+/// rate (`24.31 Mbytes per second`), a time or two counts never pass for it.
+pub(crate) fn bytes_in_reply(reply: &Response) -> Option<u64> {
+    let mut found = None;
+    for line in &reply.lines {
+        let text = line.get(4..).unwrap_or("");
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for pair in words.windows(2) {
+            let unit = pair[1].trim_end_matches(|c: char| c.is_ascii_punctuation());
+            if !unit.eq_ignore_ascii_case("bytes") {
+                continue;
+            }
+            let number = pair[0].trim_start_matches('(');
+            let digits: String = number.chars().filter(|&c| c != ',').collect();
+            let looks_like_count = !digits.is_empty()
+                && digits.chars().all(|c| c.is_ascii_digit())
+                && number.chars().all(|c| c.is_ascii_digit() || c == ',');
+            if !looks_like_count || found.is_some() {
+                return None;
+            }
+            found = Some(digits.parse().ok()?);
+        }
+    }
+    found
 }
 
 /// The server's SHA-256 of `path`, or `None` when it refused to compute one (then `SIZE`
@@ -190,5 +242,43 @@ mod tests {
         assert_eq!(find_sha256(&format!("250 {hex}")), Some(expected));
         assert_eq!(find_sha256("250 OK"), None);
         assert_eq!(find_sha256(&format!("250 {}", "zz".repeat(32))), None);
+    }
+
+    fn reply(lines: &[&str]) -> Response {
+        Response {
+            code: 226,
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_transfer_reply_names_its_bytes_only_when_one_count_is_there() {
+        let count = |lines: &[&str]| bytes_in_reply(&reply(lines));
+        // Serv-U and the like.
+        assert_eq!(
+            count(&["226 Transfer complete. 10,240 bytes transferred. 9.77 KB/sec."]),
+            Some(10_240)
+        );
+        assert_eq!(
+            count(&["226 Transfer complete (10240 bytes)."]),
+            Some(10_240)
+        );
+        assert_eq!(
+            count(&["226-Upload done", "226 1048576 Bytes received"]),
+            Some(1_048_576)
+        );
+        // vsftpd, ProFTPD, Pure-FTPd: no count.
+        assert_eq!(count(&["226 Transfer complete."]), None);
+        assert_eq!(
+            count(&[
+                "226-File successfully transferred",
+                "226 0.000 seconds (measured here), 24.31 Mbytes per second"
+            ]),
+            None
+        );
+        // Two counts, a decimal or no number: nothing to go by.
+        assert_eq!(count(&["226 10 bytes of 20 bytes stored"]), None);
+        assert_eq!(count(&["226 1.5 bytes"]), None);
+        assert_eq!(count(&["226 Total bytes: 10240"]), None);
     }
 }

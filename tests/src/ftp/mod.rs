@@ -117,6 +117,10 @@ pub enum Quirk {
     /// Listings (`LIST` and `MLSD`) show each file one byte larger than it is; `SIZE` tells
     /// the truth.
     ListedSizesOff,
+    /// The `226` after `STOR` names the bytes received, as Serv-U does.
+    StorReplyCounts,
+    /// The `226` after `STOR` names one byte more than it received.
+    StorReplyCountsOff,
 }
 
 /// Where [`Quirk::CutFirstUpload`] cuts (the server's `--cut-upload-at` default): 120 MiB.
@@ -145,6 +149,8 @@ impl Quirk {
             Quirk::CutFirstDownload => "cut-first-download",
             Quirk::RestIgnored => "rest-ignored",
             Quirk::ListedSizesOff => "listed-sizes-off",
+            Quirk::StorReplyCounts => "stor-reply-counts",
+            Quirk::StorReplyCountsOff => "stor-reply-counts-off",
         }
     }
 }
