@@ -257,7 +257,7 @@ impl Operation for Download<'_> {
             )
             .transient(true));
         }
-        let announced = announced_size(conn, &step, &remote_path, self.options, bytes, clean_end)
+        let announced = announced_size(conn, &step, &remote_path, listed, bytes, clean_end)
             .await?
             .or(listed);
         if let Err(e) = check_length(&step, bytes, announced, clean_end) {
@@ -376,18 +376,19 @@ fn create_part(
     }
 }
 
-/// The size a download of `bytes` must match (see the module docs): the listed size when the
-/// stream ended with `close_notify` and brought exactly that, else the server's `SIZE` now
-/// (`None` when it has none: then the listed size is all there is).
+/// The size a download of `bytes` must match (see the module docs): `listed` (the listing's
+/// size, or `SIZE` before the transfer when the listing gave none) when the stream ended with
+/// `close_notify` and brought exactly that, else the server's `SIZE` now (`None` when it has
+/// none: then the listed size is all there is).
 async fn announced_size(
     conn: &mut Connection,
     step: &str,
     remote_path: &str,
-    options: &DownloadOptions,
+    listed: Option<u64>,
     bytes: u64,
     clean_end: bool,
 ) -> Result<Option<u64>, FtpsError> {
-    match options.listed_size {
+    match listed {
         Some(listed) if clean_end && listed == bytes => Ok(Some(listed)),
         _ => size(conn, step, remote_path).await,
     }
