@@ -25,7 +25,9 @@
 //! wait. `FERRY_BENCH_CONCURRENCY` sets `worker.concurrency` (default 4).
 //! `FERRY_BENCH_FLOWS=<n>` (default 1) spreads the messages over `n` flows (`f`, `f2`, …,
 //! the same files and partner): one flow's runs never overlap (its flow lock), so only many
-//! flows show whether runs/s grow with workers.
+//! flows show whether runs/s grow with workers. `FERRY_BENCH_FILES=<n>` (default 5) sets the
+//! files in the flow's folder: `FERRY_BENCH_FILES=10000 scripts/bench-fleet 20 1` times the
+//! re-check of a 10 000-file folder (p50 = one duplicate-only run).
 //!
 //! Usage: `bench_fleet [MESSAGES] [WORKER COUNTS...]` (default 10000 messages; 1 2 4 workers).
 
@@ -82,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     fleet.use_binaries_in(&bin_dir);
-    let files = 5;
+    let files = env_number("FERRY_BENCH_FILES")?.unwrap_or(5) as usize;
     for n in 0..files {
         fleet.write_local(&format!("file{n}.xml"), &noise(4096, n as u64 + 1))?;
     }
