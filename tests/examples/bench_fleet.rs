@@ -26,8 +26,9 @@
 //! `FERRY_BENCH_FLOWS=<n>` (default 1) spreads the messages over `n` flows (`f`, `f2`, …,
 //! the same files and partner): one flow's runs never overlap (its flow lock), so only many
 //! flows show whether runs/s grow with workers. `FERRY_BENCH_FILES=<n>` (default 5) sets the
-//! files in the flow's folder: `FERRY_BENCH_FILES=10000 scripts/bench-fleet 20 1` times the
-//! re-check of a 10 000-file folder (p50 = one duplicate-only run).
+//! files in the flow's folder: `FERRY_BENCH_FILES=10000 scripts/bench-fleet 1 1` times one
+//! re-check of a 10 000-file folder (one message: of several published at once, most would be
+//! covered by the first run and finish at once, see `idempotency/coverage.rs`).
 //!
 //! Usage: `bench_fleet [MESSAGES] [WORKER COUNTS...]` (default 10000 messages; 1 2 4 workers).
 
