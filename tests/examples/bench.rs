@@ -398,14 +398,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
-    let exe = std::env::current_exe()?;
-    let bin_dir = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .context("locating target/<profile>")?
-        .to_path_buf();
-    if a.tools.contains(&Tool::Ferry) && !bin_dir.join("ferry-worker").is_file() {
-        bail!("{} is not built", bin_dir.join("ferry-worker").display());
+    let bin_dir = ferry_tests::tools::workspace_binary_dir()?;
+    if a.tools.contains(&Tool::Ferry) {
+        ferry_tests::tools::workspace_binary("ferry-worker")?;
     }
     let mut opts = FtpServerOptions::new(FtpServerKind::Vsftpd);
     opts.tls_cap = TlsCap::Max12;

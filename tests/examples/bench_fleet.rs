@@ -60,12 +60,7 @@ async fn main() -> anyhow::Result<()> {
         counts = vec![1, 2, 4];
     }
 
-    let exe = std::env::current_exe()?;
-    let bin_dir = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .context("locating target/<profile>")?
-        .to_path_buf();
+    let bin_dir = ferry_tests::tools::workspace_binary_dir()?;
     let env_number = |name: &str| -> anyhow::Result<Option<u64>> {
         std::env::var(name)
             .ok()

@@ -38,19 +38,25 @@ pub fn find_tool(name: &str, testbed_subdirs: &[&str]) -> anyhow::Result<PathBuf
     )
 }
 
-/// The path of one of the workspace's binaries (`ferry-worker`, `ferry-scheduler`), built
-/// by the same `cargo build`/`cargo nextest run` as the tests: it sits next to the `deps`
-/// folder that holds the test executable.
-pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+/// The folder of the workspace's binaries (`target/<profile>`), built by the same `cargo
+/// build`/`cargo nextest run` as the running test or example: the parent of the `deps` or
+/// `examples` folder that holds its executable.
+pub fn workspace_binary_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the test executable")?;
     let mut dir = exe
         .parent()
         .map(PathBuf::from)
         .context("test executable has no parent")?;
-    if dir.ends_with("deps") {
+    if dir.ends_with("deps") || dir.ends_with("examples") {
         dir.pop();
     }
-    let path = dir.join(name);
+    Ok(dir)
+}
+
+/// The path of one of the workspace's binaries (`ferry-worker`, `ferry-scheduler`) in
+/// [`workspace_binary_dir`]; an error when it is not built.
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = workspace_binary_dir()?.join(name);
     if !path.is_file() {
         bail!(
             "{} is not built: run `cargo build --workspace` first",

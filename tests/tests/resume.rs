@@ -14,22 +14,35 @@ use ferry_tests::ftp::{CUT_DOWNLOAD_AT, CUT_UPLOAD_AT, FtpServerOptions, Quirk};
 
 const SIZE: usize = 200 * 1024 * 1024;
 
-/// The byte counts of the server's `STOR` transfers, from its log (`STOR <file>
-/// completed=<0|1> bytes=<n> ...`), in order.
-fn stor_bytes(log: &str) -> Vec<(bool, u64)> {
-    transfer_bytes(log, "STOR ")
-}
-
-/// The byte counts of the server's transfers of `command` (`"STOR "`, `"RETR "`).
-fn transfer_bytes(log: &str, command: &str) -> Vec<(bool, u64)> {
-    log.lines()
+/// The byte counts of the server's transfers of `command` (`"STOR "`, `"RETR "`), from its
+/// log (`STOR <file> completed=<0|1> bytes=<n> ...`), in order.
+fn transfer_bytes(bed: &Bed, command: &str) -> Vec<(bool, u64)> {
+    bed.server
+        .log_text()
+        .lines()
         .filter_map(|line| {
-            let stor = &line[line.find(command)?..];
-            let completed = stor.contains("completed=1");
-            let bytes = stor.split("bytes=").nth(1)?.split_whitespace().next()?;
+            let transfer = &line[line.find(command)?..];
+            let completed = transfer.contains("completed=1");
+            let bytes = transfer.split("bytes=").nth(1)?.split_whitespace().next()?;
             Some((completed, bytes.parse().ok()?))
         })
         .collect()
+}
+
+/// The byte counts of the transfers of `command` that completed.
+fn completed_bytes(bed: &Bed, command: &str) -> Vec<u64> {
+    transfer_bytes(bed, command)
+        .into_iter()
+        .filter_map(|(completed, bytes)| completed.then_some(bytes))
+        .collect()
+}
+
+/// Whether ferry sent `REST` at all.
+fn sent_rest(bed: &Bed) -> bool {
+    bed.server
+        .received_commands()
+        .iter()
+        .any(|c| c.starts_with("REST "))
 }
 
 #[tokio::test]
@@ -55,12 +68,11 @@ async fn an_upload_cut_at_60_percent_sends_only_the_rest_and_its_hash_matches() 
         commands.contains(&format!("REST {CUT_UPLOAD_AT}")),
         "resumed at the part's end: {commands:?}"
     );
-    let stors = stor_bytes(&bed.server.log_text());
-    let completed: Vec<u64> = stors.iter().filter(|s| s.0).map(|s| s.1).collect();
     assert_eq!(
-        completed,
+        completed_bytes(&bed, "STOR "),
         [SIZE as u64 - CUT_UPLOAD_AT],
-        "the retry sent only the rest: {stors:?}"
+        "the retry sent only the rest: {:?}",
+        transfer_bytes(&bed, "STOR ")
     );
 }
 
@@ -79,16 +91,8 @@ async fn with_disable_resume_the_retry_sends_the_whole_file() {
 
     assert!(report.is_success(), "{:#?}", report.files);
     assert_eq!(bed.remote_files("in"), sent);
-    assert!(
-        !bed.server
-            .received_commands()
-            .iter()
-            .any(|c| c.starts_with("REST ")),
-        "no REST sent"
-    );
-    let stors = stor_bytes(&bed.server.log_text());
-    let completed: Vec<u64> = stors.iter().filter(|s| s.0).map(|s| s.1).collect();
-    assert_eq!(completed, [SIZE as u64], "{stors:?}");
+    assert!(!sent_rest(&bed), "no REST sent");
+    assert_eq!(completed_bytes(&bed, "STOR "), [SIZE as u64]);
 }
 
 #[tokio::test]
@@ -117,12 +121,11 @@ async fn a_download_cut_at_60_percent_fetches_only_the_rest_and_its_hash_matches
         commands.contains(&format!("REST {CUT_DOWNLOAD_AT}")),
         "continued at the kept part's end: {commands:?}"
     );
-    let retrs = transfer_bytes(&bed.server.log_text(), "RETR ");
-    let completed: Vec<u64> = retrs.iter().filter(|r| r.0).map(|r| r.1).collect();
     assert_eq!(
-        completed,
+        completed_bytes(&bed, "RETR "),
         [SIZE as u64 - CUT_DOWNLOAD_AT],
-        "the retry received only the rest: {retrs:?}"
+        "the retry received only the rest: {:?}",
+        transfer_bytes(&bed, "RETR ")
     );
 }
 
@@ -144,16 +147,8 @@ async fn with_disable_resume_a_cut_download_is_fetched_whole_again() {
     assert!(report.is_success(), "{:#?}", report.files);
     assert_eq!(files_in(&bed.local()), bed.remote_files("out"));
     assert_eq!(all_names(&bed.local()), ["big.xml"], "no part left behind");
-    assert!(
-        !bed.server
-            .received_commands()
-            .iter()
-            .any(|c| c.starts_with("REST ")),
-        "no REST sent"
-    );
-    let retrs = transfer_bytes(&bed.server.log_text(), "RETR ");
-    let completed: Vec<u64> = retrs.iter().filter(|r| r.0).map(|r| r.1).collect();
-    assert_eq!(completed, [SIZE as u64], "{retrs:?}");
+    assert!(!sent_rest(&bed), "no REST sent");
+    assert_eq!(completed_bytes(&bed, "RETR "), [SIZE as u64]);
 }
 
 /// A server that answers `REST` with 350 and then sends the whole file: the stream is
@@ -186,7 +181,7 @@ async fn a_server_that_ignores_rest_still_ends_with_the_right_file() {
             .contains(&format!("REST {CUT_DOWNLOAD_AT}")),
         "a resume was tried"
     );
-    let retrs = transfer_bytes(&bed.server.log_text(), "RETR ");
+    let retrs = transfer_bytes(&bed, "RETR ");
     assert_eq!(
         retrs.last(),
         Some(&(true, SIZE as u64)),
